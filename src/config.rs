@@ -1,0 +1,394 @@
+//! Typed configuration: every option with its default and a doc line. Loaded from an optional
+//! TOML file, then overridden by `PARLEY_*` environment variables. Holds no runtime state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The documented default configuration, shipped as `config/parley.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/parley.toml");
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the embedded database, generated certificates and dev credentials.
+    pub data_dir: PathBuf,
+    /// The chat (XMPP) domain used in every JID: `{user_id}-{app_id}@{domain}`.
+    pub domain: String,
+    /// Log filter in `tracing` syntax, e.g. `info` or `parley=debug,info`.
+    pub log: String,
+    /// `human` or `json`.
+    pub log_format: String,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub xmpp: XmppConfig,
+    pub ws: WsConfig,
+    pub sessions: SessionConfig,
+    pub passwords: PasswordConfig,
+    /// Applications created or updated at start-up.
+    pub applications: Vec<ApplicationConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL; empty means: start the embedded server under `<data_dir>/postgres`.
+    pub url: String,
+    /// Maximum pooled connections.
+    pub pool_size: usize,
+    /// Directory holding `initdb`/`pg_ctl`; empty means: search /usr/lib/postgresql/*/bin, then PATH.
+    pub pg_bin_dir: String,
+    /// System account that runs the embedded server when Parley runs as root.
+    pub embedded_user: String,
+    /// Turn off fsync in the embedded server. Only for throw-away test databases.
+    pub embedded_unsafe_fast: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// REST listener address.
+    pub addr: SocketAddr,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub drain_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmppConfig {
+    /// Client-to-server TCP listener (STARTTLS).
+    pub addr: SocketAddr,
+    /// Direct-TLS listener (XEP-0368).
+    pub tls_addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// XMPP-over-WebSocket listener (RFC 7395).
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session token expires after this many seconds without use; every request extends it.
+    pub ttl_secs: i64,
+    /// A signed `POST /session` must carry a timestamp within this many seconds of now.
+    pub signature_window_secs: i64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// Minimum password length accepted at sign-up and password change.
+    pub min_length: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationConfig {
+    pub id: i64,
+    pub name: String,
+    pub auth_key: String,
+    pub auth_secret: String,
+    /// Refuse `POST /session` without a valid signature.
+    #[serde(default)]
+    pub require_signature: bool,
+    /// Create a missing user when a session is requested with login/email + password.
+    #[serde(default = "yes")]
+    pub session_creates_users: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("static socket address")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            domain: "localhost".into(),
+            log: "info".into(),
+            log_format: "human".into(),
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            xmpp: XmppConfig::default(),
+            ws: WsConfig::default(),
+            sessions: SessionConfig::default(),
+            passwords: PasswordConfig::default(),
+            applications: Vec::new(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 16,
+            pg_bin_dir: String::new(),
+            embedded_user: "postgres".into(),
+            embedded_unsafe_fast: false,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: addr("127.0.0.1:8080"),
+            max_body_bytes: 1 << 20,
+            drain_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        Self {
+            addr: addr("127.0.0.1:5222"),
+            tls_addr: addr("127.0.0.1:5223"),
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            addr: addr("127.0.0.1:5291"),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 7200,
+            signature_window_secs: 3600,
+        }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            min_length: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+impl Config {
+    /// Reads `path` (if given) over the defaults, then applies `PARLEY_*` environment overrides.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml_and_env(&text, std::env::vars())
+    }
+
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let file: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut tree =
+            toml::Value::try_from(&file).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let overrides = env_overrides(&tree);
+        for (name, value) in env {
+            if let Some(path) = overrides.iter().find(|(n, _)| *n == name).map(|(_, p)| p) {
+                set_leaf(&mut tree, path, &value).map_err(|message| ConfigError::Env {
+                    name: name.clone(),
+                    message,
+                })?;
+                // Type-check each override on its own, so an error names its variable.
+                tree.clone()
+                    .try_into::<Config>()
+                    .map_err(|e| ConfigError::Env {
+                        name: name.clone(),
+                        message: e.message().to_string(),
+                    })?;
+            }
+        }
+        tree.try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
+    }
+
+    /// True when the embedded PostgreSQL server should be used.
+    pub fn embedded_database(&self) -> bool {
+        self.database.url.trim().is_empty()
+    }
+}
+
+/// Every scalar option `a.b` can be set with `PARLEY_A_B` (`data_dir` → `PARLEY_DATA_DIR`,
+/// `http.addr` → `PARLEY_HTTP_ADDR`, `ws.addr` → `PARLEY_WS_ADDR`). `log` is `PARLEY_LOG`.
+pub fn env_overrides(tree: &toml::Value) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    collect_leaves(tree, &mut Vec::new(), &mut out);
+    out.into_iter()
+        .map(|path| {
+            let name = format!("PARLEY_{}", path.join("_").to_ascii_uppercase());
+            (name, path)
+        })
+        .collect()
+}
+
+fn collect_leaves(v: &toml::Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                prefix.push(k.clone());
+                collect_leaves(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        toml::Value::Array(_) => {}
+        _ => out.push(prefix.clone()),
+    }
+}
+
+fn set_leaf(tree: &mut toml::Value, path: &[String], raw: &str) -> Result<(), String> {
+    let mut node = tree;
+    for key in path {
+        node = node.get_mut(key.as_str()).ok_or("unknown option")?;
+    }
+    *node = match node {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("`{raw}` is not an integer"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(format!("`{raw}` is not a boolean")),
+        }),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("`{raw}` is not a number"))?,
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> impl Iterator<Item = (String, String)> {
+        std::iter::empty()
+    }
+
+    #[test]
+    fn shipped_config_file_states_exactly_the_defaults() {
+        let parsed = Config::from_toml_and_env(DEFAULT_TOML, no_env()).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn shipped_config_file_documents_every_option() {
+        let written: toml::Value = toml::from_str(DEFAULT_TOML).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let names = |t: &toml::Value| {
+            env_overrides(t)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&written),
+            names(&defaults),
+            "config/parley.toml must set every option"
+        );
+    }
+
+    #[test]
+    fn fixed_environment_names_override_options() {
+        let env = [
+            ("PARLEY_DATA_DIR", "/tmp/x"),
+            ("PARLEY_DATABASE_URL", "postgres://u@h/db"),
+            ("PARLEY_HTTP_ADDR", "127.0.0.1:9999"),
+            ("PARLEY_XMPP_ADDR", "127.0.0.1:15222"),
+            ("PARLEY_XMPP_TLS_ADDR", "127.0.0.1:15223"),
+            ("PARLEY_WS_ADDR", "127.0.0.1:15291"),
+            ("PARLEY_DOMAIN", "chat.example"),
+            ("PARLEY_LOG", "debug"),
+            ("PARLEY_SESSIONS_TTL_SECS", "60"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        let c = Config::from_toml_and_env("", env).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.database.url, "postgres://u@h/db");
+        assert_eq!(c.http.addr.port(), 9999);
+        assert_eq!(c.xmpp.addr.port(), 15222);
+        assert_eq!(c.xmpp.tls_addr.port(), 15223);
+        assert_eq!(c.ws.addr.port(), 15291);
+        assert_eq!(c.domain, "chat.example");
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.sessions.ttl_secs, 60);
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let env = std::iter::once(("PARLEY_HTTP_MAX_BODY_BYTES".to_string(), "lots".to_string()));
+        let err = Config::from_toml_and_env("", env).unwrap_err().to_string();
+        assert!(err.contains("PARLEY_HTTP_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn unparsable_address_names_the_variable() {
+        let env = std::iter::once(("PARLEY_HTTP_ADDR".to_string(), "not-an-address".to_string()));
+        let err = Config::from_toml_and_env("", env).unwrap_err().to_string();
+        assert!(err.contains("PARLEY_HTTP_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn unknown_option_in_file_is_an_error() {
+        assert!(Config::from_toml_and_env("colour = 1", no_env()).is_err());
+    }
+
+    #[test]
+    fn applications_are_read_from_the_file() {
+        let c = Config::from_toml_and_env(
+            "[[applications]]\nid = 42\nname = \"demo\"\nauth_key = \"k\"\nauth_secret = \"s\"\n",
+            no_env(),
+        )
+        .unwrap();
+        assert_eq!(c.applications.len(), 1);
+        assert!(c.applications[0].session_creates_users);
+        assert!(!c.applications[0].require_signature);
+    }
+}

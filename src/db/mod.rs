@@ -1,0 +1,164 @@
+//! PostgreSQL: the pool, the embedded server, migrations and one repository per table family.
+//! SQL lives only here; no business rule does.
+
+pub mod apps;
+pub mod embedded;
+pub mod migrate;
+pub mod sessions;
+pub mod users;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+pub use embedded::Embedded;
+
+pub type DbPool = Pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl DbError {
+    /// The violated constraint's name, for mapping unique violations to field errors.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            DbError::Pg(e) => e.as_db_error().and_then(|d| d.constraint()),
+            DbError::Pool(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Embedded(#[from] embedded::EmbeddedError),
+    #[error("invalid database.url: {0}")]
+    Url(tokio_postgres::Error),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(tokio_postgres::Error),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Name of Parley's database inside the embedded cluster.
+pub const EMBEDDED_DB: &str = "parley";
+
+/// Who stops the embedded server: the server process owns it (it holds the data-dir lock, so a
+/// running postmaster can only be an orphan of a killed Parley); a CLI command stops it only if
+/// it started it, so it never pulls the database from under a running server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Server,
+    Command,
+}
+
+/// The database a running Parley uses, with the embedded server it must stop (if any).
+pub struct Database {
+    pub pool: DbPool,
+    pub pg_config: tokio_postgres::Config,
+    pub embedded: Option<Embedded>,
+}
+
+impl Database {
+    /// Connects to `database.url`, or starts the embedded server; then applies migrations.
+    pub async fn open(config: &Config, ownership: Ownership) -> Result<Self, OpenError> {
+        let (pg_config, embedded) = if config.embedded_database() {
+            let data_dir = config.data_dir.clone();
+            let db_cfg = config.database.clone();
+            let (emb, started) = tokio::task::spawn_blocking(move || {
+                let emb = Embedded::new(&data_dir, &db_cfg)?;
+                let started = emb.start()?;
+                Ok::<_, embedded::EmbeddedError>((emb, started))
+            })
+            .await
+            .map_err(|e| OpenError::Internal(e.to_string()))??;
+            create_database_if_missing(&emb.connect_config("postgres"), EMBEDDED_DB).await?;
+            let stop_later = started || ownership == Ownership::Server;
+            (
+                emb.connect_config(EMBEDDED_DB),
+                Some(emb).filter(|_| stop_later),
+            )
+        } else {
+            (config.database.url.parse().map_err(OpenError::Url)?, None)
+        };
+        let db = Database {
+            pool: pool(pg_config.clone(), config.database.pool_size),
+            pg_config,
+            embedded,
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> Result<Vec<&'static str>, OpenError> {
+        let (mut client, conn) = self
+            .pg_config
+            .connect(NoTls)
+            .await
+            .map_err(OpenError::Connect)?;
+        let task = tokio::spawn(conn);
+        let applied = migrate::run(&mut client).await?;
+        drop(client);
+        let _ = task.await;
+        Ok(applied)
+    }
+
+    /// Closes the pool and stops the embedded server if this process owns one.
+    pub async fn shutdown(self) {
+        self.pool.close();
+        if let Some(emb) = self.embedded {
+            match tokio::task::spawn_blocking(move || emb.stop()).await {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "stopping the embedded PostgreSQL"),
+                Err(e) => tracing::error!(error = %e, "stopping the embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+pub fn pool(pg_config: tokio_postgres::Config, size: usize) -> DbPool {
+    let mgr = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    // Only fails when no runtime is configured, which cannot happen with a tokio manager.
+    Pool::builder(mgr)
+        .max_size(size.max(1))
+        .build()
+        .expect("pool with tokio runtime")
+}
+
+/// `CREATE DATABASE name` unless it exists (tolerating a concurrent creator).
+pub async fn create_database_if_missing(
+    admin: &tokio_postgres::Config,
+    name: &str,
+) -> Result<(), OpenError> {
+    let (client, conn) = admin.connect(NoTls).await.map_err(OpenError::Connect)?;
+    let task = tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(OpenError::Connect)?
+        .is_some();
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = client.batch_execute(&sql).await {
+            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(OpenError::Connect(e));
+            }
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}

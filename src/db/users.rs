@@ -1,0 +1,335 @@
+//! The `users` table: insert, look-ups, patches and the typed `GET /users/v2` query.
+
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::{DbError, DbPool};
+use crate::model::account::{UserField, UserFields, UserFilterValue, UserQuery};
+use crate::model::filter::FilterOp;
+use crate::model::{AppId, User, UserId};
+
+const COLUMNS: &str = "id, application_id, login, email, full_name, phone, website, custom_data, \
+     external_user_id, external_id, facebook_id, twitter_id, tags, avatar, blob_id, timezone, is_guest, \
+     created_at, updated_at, last_request_at";
+
+fn from_row(r: &Row) -> User {
+    User {
+        id: UserId(r.get(0)),
+        application_id: AppId(r.get(1)),
+        login: r.get(2),
+        email: r.get(3),
+        full_name: r.get(4),
+        phone: r.get(5),
+        website: r.get(6),
+        custom_data: r.get(7),
+        external_user_id: r.get(8),
+        external_id: r.get(9),
+        facebook_id: r.get(10),
+        twitter_id: r.get(11),
+        tags: r.get(12),
+        avatar: r.get(13),
+        blob_id: r.get(14),
+        timezone: r.get(15),
+        is_guest: r.get(16),
+        created_at: r.get(17),
+        updated_at: r.get(18),
+        last_request_at: r.get(19),
+    }
+}
+
+/// Maps a unique-index violation to the user field it protects.
+pub fn conflicting_field(err: &DbError) -> Option<&'static str> {
+    Some(match err.constraint()? {
+        "users_app_login" => "login",
+        "users_app_email" => "email",
+        "users_app_external_id" => "external_id",
+        "users_app_external_user_id" => "external_user_id",
+        _ => return None,
+    })
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The SQL column and the boxed value for each given field, in one place for insert and update.
+fn field_values(f: &UserFields) -> Vec<(&'static str, Param)> {
+    let mut out: Vec<(&'static str, Param)> = Vec::new();
+    macro_rules! put {
+        ($($field:ident => $col:literal),*) => {$(
+            if let Some(v) = &f.$field { out.push(($col, Box::new(v.clone()))); }
+        )*};
+    }
+    put!(login => "login", email => "email", full_name => "full_name", phone => "phone",
+         website => "website", custom_data => "custom_data", external_user_id => "external_user_id",
+         external_id => "external_id", facebook_id => "facebook_id", twitter_id => "twitter_id",
+         tags => "tags", avatar => "avatar", blob_id => "blob_id", timezone => "timezone");
+    out
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+pub async fn insert(
+    pool: &DbPool,
+    app: AppId,
+    fields: &UserFields,
+    password_hash: &str,
+    now: OffsetDateTime,
+) -> Result<User, DbError> {
+    let mut cols = vec![
+        "application_id",
+        "password_hash",
+        "created_at",
+        "updated_at",
+    ];
+    let mut params: Vec<Param> = vec![
+        Box::new(app.0),
+        Box::new(password_hash.to_owned()),
+        Box::new(now),
+        Box::new(now),
+    ];
+    for (col, p) in field_values(fields) {
+        cols.push(col);
+        params.push(p);
+    }
+    let placeholders: Vec<String> = (1..=params.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "INSERT INTO users ({}) VALUES ({}) RETURNING {COLUMNS}",
+        cols.join(", "),
+        placeholders.join(", ")
+    );
+    let c = pool.get().await?;
+    let row = c.query_one(&sql, &refs(&params)).await?;
+    Ok(from_row(&row))
+}
+
+/// Applies the given fields (and a new password hash, if any); `None` when the user is gone.
+pub async fn update(
+    pool: &DbPool,
+    app: AppId,
+    id: UserId,
+    fields: &UserFields,
+    password_hash: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Option<User>, DbError> {
+    let mut sets = vec!["updated_at = $3".to_string()];
+    let mut params: Vec<Param> = vec![Box::new(app.0), Box::new(id.0), Box::new(now)];
+    let mut assign = |col: &str, p: Param, params: &mut Vec<Param>| {
+        params.push(p);
+        sets.push(format!("{col} = ${}", params.len()));
+    };
+    for (col, p) in field_values(fields) {
+        assign(col, p, &mut params);
+    }
+    if let Some(h) = password_hash {
+        assign("password_hash", Box::new(h.to_owned()), &mut params);
+    }
+    let sql = format!(
+        "UPDATE users SET {} WHERE application_id = $1 AND id = $2 RETURNING {COLUMNS}",
+        sets.join(", ")
+    );
+    let c = pool.get().await?;
+    Ok(c.query_opt(&sql, &refs(&params))
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+pub async fn delete(pool: &DbPool, app: AppId, id: UserId) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    Ok(c.execute(
+        "DELETE FROM users WHERE application_id = $1 AND id = $2",
+        &[&app.0, &id.0],
+    )
+    .await?
+        > 0)
+}
+
+pub async fn get(pool: &DbPool, app: AppId, id: UserId) -> Result<Option<User>, DbError> {
+    let c = pool.get().await?;
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE application_id = $1 AND id = $2");
+    Ok(c.query_opt(&sql, &[&app.0, &id.0])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+/// Ids among `ids` that are not users of `app`.
+pub async fn missing_ids(pool: &DbPool, app: AppId, ids: &[i64]) -> Result<Vec<i64>, DbError> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT x FROM unnest($2::BIGINT[]) AS x
+             WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.application_id = $1 AND u.id = x)",
+            &[&app.0, &ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The user and password hash for a login or email (compared without case).
+pub async fn credentials(
+    pool: &DbPool,
+    app: AppId,
+    by_email: bool,
+    value: &str,
+) -> Result<Option<(User, String)>, DbError> {
+    let col = if by_email { "email" } else { "login" };
+    let sql = format!(
+        "SELECT {COLUMNS}, password_hash FROM users WHERE application_id = $1 AND lower({col}) = lower($2)"
+    );
+    let c = pool.get().await?;
+    Ok(c.query_opt(&sql, &[&app.0, &value])
+        .await?
+        .map(|r| (from_row(&r), r.get(20))))
+}
+
+/// The password hash of a user, for the XMPP password check and password changes.
+pub async fn password_hash(
+    pool: &DbPool,
+    app: AppId,
+    id: UserId,
+) -> Result<Option<String>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT password_hash FROM users WHERE application_id = $1 AND id = $2",
+            &[&app.0, &id.0],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub async fn touch(pool: &DbPool, id: UserId, now: OffsetDateTime) -> Result<(), DbError> {
+    let c = pool.get().await?;
+    c.execute(
+        "UPDATE users SET last_request_at = $2 WHERE id = $1",
+        &[&id.0, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+fn column(f: UserField) -> &'static str {
+    match f {
+        UserField::Id => "id",
+        UserField::ExternalUserId => "external_user_id",
+        UserField::Login => "login",
+        UserField::Email => "email",
+        UserField::FullName => "full_name",
+        UserField::Phone => "phone",
+        UserField::ExternalId => "external_id",
+        UserField::FacebookId => "facebook_id",
+        UserField::TwitterId => "twitter_id",
+        UserField::Tags => "tags",
+        UserField::LastRequestAt => "last_request_at",
+        UserField::CreatedAt => "created_at",
+        UserField::UpdatedAt => "updated_at",
+    }
+}
+
+/// Fields compared without case (their unique indexes are on `lower(...)`).
+fn folds_case(f: UserField) -> bool {
+    matches!(f, UserField::Login | UserField::Email | UserField::FullName)
+}
+
+fn like_prefix(s: &str) -> String {
+    let escaped = s
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{escaped}%")
+}
+
+/// Runs a typed users query; returns the page and the total number of matches.
+pub async fn search(pool: &DbPool, app: AppId, q: &UserQuery) -> Result<(Vec<User>, i64), DbError> {
+    let mut conds = vec!["application_id = $1".to_string()];
+    let mut params: Vec<Param> = vec![Box::new(app.0)];
+    for f in &q.filters {
+        let col = column(f.field);
+        let lhs = if folds_case(f.field) {
+            format!("lower({col})")
+        } else {
+            col.to_string()
+        };
+        let n = params.len() + 1;
+        let cond = match (&f.value, f.op) {
+            (UserFilterValue::Date(d), op) => {
+                params.push(Box::new(*d));
+                let cmp = match op {
+                    FilterOp::Gt => ">",
+                    FilterOp::Gte => ">=",
+                    FilterOp::Lt => "<",
+                    _ => "<=",
+                };
+                format!("{col} {cmp} ${n}")
+            }
+            (UserFilterValue::Ints(v), op) => {
+                params.push(Box::new(v.clone()));
+                match op {
+                    FilterOp::Nin => format!("{col} <> ALL(${n})"),
+                    _ => format!("{col} = ANY(${n})"),
+                }
+            }
+            (UserFilterValue::Texts(v), _) if f.field == UserField::Tags => {
+                params.push(Box::new(v.clone()));
+                match f.op {
+                    FilterOp::Nin => format!("NOT (tags && ${n})"),
+                    _ => format!("tags && ${n}"),
+                }
+            }
+            (UserFilterValue::Texts(v), FilterOp::Ctn) => {
+                let needle = like_prefix(v.first().map(String::as_str).unwrap_or(""));
+                params.push(Box::new(format!("%{needle}")));
+                format!("lower({col}) LIKE ${n}")
+            }
+            (UserFilterValue::Texts(v), FilterOp::StartWith) => {
+                params.push(Box::new(like_prefix(
+                    v.first().map(String::as_str).unwrap_or(""),
+                )));
+                format!("lower({col}) LIKE ${n}")
+            }
+            (UserFilterValue::Texts(v), op) => {
+                let v: Vec<String> = if folds_case(f.field) {
+                    v.iter().map(|s| s.to_lowercase()).collect()
+                } else {
+                    v.clone()
+                };
+                params.push(Box::new(v));
+                match op {
+                    FilterOp::Nin => format!("({col} IS NULL OR {lhs} <> ALL(${n}))"),
+                    _ => format!("{lhs} = ANY(${n})"),
+                }
+            }
+        };
+        conds.push(cond);
+    }
+    let filter = conds.join(" AND ");
+    let order = match q.sort {
+        Some((f, dir)) => format!("{} {} NULLS LAST, id {}", column(f), dir.sql(), dir.sql()),
+        None => "id ASC".to_string(),
+    };
+    let c = pool.get().await?;
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM users WHERE {filter}"),
+            &refs(&params),
+        )
+        .await?
+        .get(0);
+    let n = params.len();
+    params.push(Box::new(q.limit));
+    params.push(Box::new(q.offset));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE {filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let rows = c.query(&sql, &refs(&params)).await?;
+    Ok((rows.iter().map(from_row).collect(), total))
+}

@@ -1,0 +1,37 @@
+//! The identity layer's one error type; `rest/error.rs` maps it to HTTP once.
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("Token is required")]
+    TokenRequired,
+    #[error("Required session does not exist")]
+    SessionNotFound,
+    #[error("Unexpected signature")]
+    UnexpectedSignature,
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("Forbidden. Need user.")]
+    NeedUser,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A request field is missing or wrong; `field` is named in the answer.
+    #[error("{field} {message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IdentityError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

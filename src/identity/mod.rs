@@ -1,0 +1,73 @@
+//! Applications, users and sessions: who is calling, and every rule about accounts (signatures,
+//! token lifetime, sign-up validation, "only yourself"). Adapters call it; it holds no SQL and
+//! no wire format.
+
+pub mod apps;
+mod error;
+pub mod secrets;
+mod sessions;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use error::IdentityError;
+pub use sessions::{Credentials, SessionRequest};
+
+use crate::config::{PasswordConfig, SessionConfig};
+use crate::db::DbPool;
+use crate::model::{Application, Clock, Session, User};
+
+/// The identity service: cheap to clone, shared by every adapter.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: DbPool,
+    clock: Clock,
+    sessions: SessionConfig,
+    passwords: PasswordConfig,
+}
+
+/// Who made a request: the application, the session, and the user when it is a user session.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub app: Application,
+    pub session: Session,
+    pub user: Option<User>,
+    pub token: String,
+}
+
+impl Caller {
+    /// The session's user, or `Forbidden. Need user.` for an application session.
+    pub fn user(&self) -> Result<&User, IdentityError> {
+        self.user.as_ref().ok_or(IdentityError::NeedUser)
+    }
+}
+
+impl Identity {
+    pub fn new(
+        pool: DbPool,
+        clock: Clock,
+        sessions: SessionConfig,
+        passwords: PasswordConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                clock,
+                sessions,
+                passwords,
+            }),
+        }
+    }
+
+    fn pool(&self) -> &DbPool {
+        &self.inner.pool
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+}

@@ -1,0 +1,288 @@
+//! Sessions: `POST /session` (unsigned as the SDKs send it, or signed as the docs describe),
+//! token authentication with sliding expiry, login/logout on a session, and the XMPP password check.
+
+use time::{Duration, OffsetDateTime};
+
+use super::secrets::{self, new_token, token_hash};
+use super::{Caller, Identity, IdentityError};
+use crate::db;
+use crate::model::account::UserFields;
+use crate::model::{AppId, Application, Session, User, UserId};
+
+/// A login or an email, with the password.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    Login { login: String, password: String },
+    Email { email: String, password: String },
+}
+
+/// `POST /session`, typed. `signed_pairs` are all request parameters flattened (`user[login]`),
+/// exactly as the client signed them.
+#[derive(Clone, Debug, Default)]
+pub struct SessionRequest {
+    pub application_id: Option<AppId>,
+    pub auth_key: Option<String>,
+    pub timestamp: Option<i64>,
+    pub nonce: Option<String>,
+    pub signature: Option<String>,
+    pub credentials: Option<Credentials>,
+    /// `provider` (social / Firebase sign-in) or `user[guest]`: not offered by this server.
+    pub unsupported: Option<(String, String)>,
+    pub signed_pairs: Vec<(String, String)>,
+}
+
+impl Identity {
+    /// `POST /session`: checks the application and signature, authenticates (or creates) the user.
+    pub async fn create_session(
+        &self,
+        req: SessionRequest,
+    ) -> Result<(Session, Option<User>, String), IdentityError> {
+        let app_id = req
+            .application_id
+            .ok_or_else(|| IdentityError::invalid("application_id", "is required"))?;
+        let auth_key = req
+            .auth_key
+            .as_deref()
+            .ok_or_else(|| IdentityError::invalid("auth_key", "is required"))?;
+        let app = db::apps::get(self.pool(), app_id)
+            .await?
+            .filter(|a| a.auth_key == auth_key)
+            .ok_or_else(|| IdentityError::invalid("auth_key", "does not match any application"))?;
+        self.check_signature(&app, &req).await?;
+        if let Some((field, message)) = req.unsupported {
+            return Err(IdentityError::invalid(field, message));
+        }
+        let user = match req.credentials {
+            Some(c) => Some(self.user_for_session(&app, c).await?),
+            None => None,
+        };
+        let ts = req.timestamp.unwrap_or_else(|| self.clock().unix_seconds());
+        let (session, token) = self
+            .open_session(&app, user.as_ref().map(|u| u.id), req.nonce.as_deref(), ts)
+            .await?;
+        Ok((session, user, token))
+    }
+
+    /// Verifies a signature when one is sent; requires one when the application says so.
+    async fn check_signature(
+        &self,
+        app: &Application,
+        req: &SessionRequest,
+    ) -> Result<(), IdentityError> {
+        let Some(signature) = req.signature.as_deref() else {
+            return if app.require_signature {
+                Err(IdentityError::invalid(
+                    "signature",
+                    "is required by this application",
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        let ts = req
+            .timestamp
+            .ok_or_else(|| IdentityError::invalid("timestamp", "is required with a signature"))?;
+        let nonce = req
+            .nonce
+            .as_deref()
+            .ok_or_else(|| IdentityError::invalid("nonce", "is required with a signature"))?;
+        let window = self.inner.sessions.signature_window_secs;
+        if (self.clock().unix_seconds() - ts).abs() > window {
+            return Err(IdentityError::invalid(
+                "timestamp",
+                format!(
+                    "is outside the accepted window of {window} seconds around the server time"
+                ),
+            ));
+        }
+        if !secrets::signature_matches(&app.auth_secret, &req.signed_pairs, signature) {
+            return Err(IdentityError::UnexpectedSignature);
+        }
+        if !db::sessions::record_nonce(self.pool(), app.id, ts, nonce).await? {
+            return Err(IdentityError::invalid(
+                "nonce",
+                "has already been used with this timestamp",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The user named by the credentials; creates it when missing and the application allows.
+    async fn user_for_session(
+        &self,
+        app: &Application,
+        creds: Credentials,
+    ) -> Result<User, IdentityError> {
+        if let Some(user) = self.check_credentials(app.id, &creds).await? {
+            return Ok(user);
+        }
+        if !app.session_creates_users {
+            return Err(IdentityError::Unauthorized);
+        }
+        let mut fields = UserFields::default();
+        let password = match creds {
+            Credentials::Login { login, password } => {
+                fields.login = Some(Some(login));
+                password
+            }
+            Credentials::Email { email, password } => {
+                fields.email = Some(Some(email));
+                password
+            }
+        };
+        self.signup(app.id, fields, Some(password)).await
+    }
+
+    /// The user when the password is right, `None` when no such user, `Unauthorized` otherwise.
+    async fn check_credentials(
+        &self,
+        app: AppId,
+        creds: &Credentials,
+    ) -> Result<Option<User>, IdentityError> {
+        let (by_email, name, password) = match creds {
+            Credentials::Login { login, password } => (false, login, password),
+            Credentials::Email { email, password } => (true, email, password),
+        };
+        if password.is_empty() {
+            return Err(IdentityError::invalid("password", "cannot be blank"));
+        }
+        let Some((user, hash)) = db::users::credentials(self.pool(), app, by_email, name).await?
+        else {
+            return Ok(None);
+        };
+        if user.is_guest || !secrets::verify_password(password.clone(), hash).await {
+            return Err(IdentityError::Unauthorized);
+        }
+        Ok(Some(user))
+    }
+
+    async fn open_session(
+        &self,
+        app: &Application,
+        user: Option<UserId>,
+        nonce: Option<&str>,
+        ts: i64,
+    ) -> Result<(Session, String), IdentityError> {
+        let now = self.clock().now();
+        let token = new_token();
+        let hash = token_hash(&token);
+        let new = db::sessions::NewSession {
+            app: app.id,
+            user,
+            token_hash: &hash,
+            nonce,
+            ts,
+            now,
+            expires_at: now + self.ttl(),
+        };
+        let session = db::sessions::insert(self.pool(), &new).await?;
+        if let Some(u) = user {
+            db::users::touch(self.pool(), u, now).await?;
+        }
+        Ok((session, token))
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::seconds(self.inner.sessions.ttl_secs.max(1))
+    }
+
+    /// The application whose `auth_key` this is (`CB-AuthKey` sign-up).
+    pub async fn app_by_auth_key(&self, auth_key: &str) -> Result<Application, IdentityError> {
+        db::apps::by_auth_key(self.pool(), auth_key)
+            .await?
+            .ok_or(IdentityError::Unauthorized)
+    }
+
+    /// Resolves `CB-Token`; every successful use extends the session by the full lifetime.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, IdentityError> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(IdentityError::TokenRequired)?;
+        let now = self.clock().now();
+        let (mut session, app) = db::sessions::live(self.pool(), &token_hash(token), now)
+            .await?
+            .ok_or(IdentityError::SessionNotFound)?;
+        // Refreshing at most once a minute keeps a burst of requests from writing every time.
+        let ttl = self.ttl();
+        let slack = Duration::seconds(60).min(ttl / 2);
+        if session.expires_at - now < ttl - slack {
+            session.expires_at = now + ttl;
+            session.updated_at = now;
+            db::sessions::extend(self.pool(), session.id, now, session.expires_at).await?;
+            if let Some(u) = session.user_id {
+                db::users::touch(self.pool(), u, now).await?;
+            }
+        }
+        let user = match session.user_id {
+            Some(id) => Some(
+                db::users::get(self.pool(), app.id, id)
+                    .await?
+                    .ok_or(IdentityError::SessionNotFound)?,
+            ),
+            None => None,
+        };
+        Ok(Caller {
+            app,
+            session,
+            user,
+            token: token.to_owned(),
+        })
+    }
+
+    /// `POST /login`: binds the caller's session to the user with these credentials.
+    pub async fn login(&self, caller: &Caller, creds: Credentials) -> Result<User, IdentityError> {
+        let user = self
+            .check_credentials(caller.app.id, &creds)
+            .await?
+            .ok_or(IdentityError::Unauthorized)?;
+        let now = self.clock().now();
+        db::sessions::set_user(self.pool(), caller.session.id, Some(user.id), now).await?;
+        db::users::touch(self.pool(), user.id, now).await?;
+        Ok(user)
+    }
+
+    /// `DELETE /login`: the session goes back to being an application session.
+    pub async fn logout(&self, caller: &Caller) -> Result<(), IdentityError> {
+        caller.user()?;
+        db::sessions::set_user(self.pool(), caller.session.id, None, self.clock().now()).await?;
+        Ok(())
+    }
+
+    /// `DELETE /session`.
+    pub async fn destroy_session(&self, caller: &Caller) -> Result<(), IdentityError> {
+        db::sessions::delete(self.pool(), caller.session.id).await?;
+        Ok(())
+    }
+
+    /// The XMPP password check: the user's password, or a live session token of that user.
+    pub async fn check_chat_secret(
+        &self,
+        app: AppId,
+        user: UserId,
+        secret: &str,
+    ) -> Result<bool, IdentityError> {
+        let now = self.clock().now();
+        if secret.len() <= 128
+            && db::sessions::live_for_user(self.pool(), &token_hash(secret), user, now).await?
+        {
+            return Ok(true);
+        }
+        match db::users::password_hash(self.pool(), app, user).await? {
+            Some(hash) => Ok(secrets::verify_password(secret.to_owned(), hash).await),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes expired sessions and nonces that can no longer be replayed.
+    pub async fn purge_expired(&self) -> Result<(u64, u64), IdentityError> {
+        let now = self.clock().now();
+        let before = now.unix_timestamp() - self.inner.sessions.signature_window_secs - 60;
+        Ok(db::sessions::purge(self.pool(), now, before).await?)
+    }
+
+    /// When the caller's token expires unless used again.
+    pub fn expires_at(caller: &Caller) -> OffsetDateTime {
+        caller.session.expires_at
+    }
+}

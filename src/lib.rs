@@ -1,0 +1,16 @@
+//! Parley: a self-hostable chat server speaking the ConnectyCube Chat API (REST + XMPP).
+//!
+//! Module map:
+//! - `config`   — typed configuration: every option, its default, its environment variable.
+//! - `model`    — typed values shared by all layers (ids, time, filter operators, accounts).
+//! - `db`       — PostgreSQL: pool, embedded server, migrations, repositories (all SQL).
+//! - `identity` — applications, users, sessions: who is calling and every account rule.
+//! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
+//! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
+
+pub mod config;
+pub mod db;
+pub mod identity;
+pub mod model;
+pub mod rest;
+pub mod server;

@@ -1,0 +1,169 @@
+//! The `parley` command: `serve` (default), `migrate`, `app create|list`, `config defaults`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use parley::config::Config;
+use parley::db::{Database, Ownership};
+use parley::identity::apps::{self, NewApp};
+use parley::model::Clock;
+
+#[derive(Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "Self-hostable chat server speaking the ConnectyCube Chat API"
+)]
+struct Cli {
+    /// Configuration file (TOML); every option can also come from PARLEY_* variables.
+    #[arg(long, global = true, env = "PARLEY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage applications.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an application and print its credentials as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        id: Option<i64>,
+        #[arg(long)]
+        auth_key: Option<String>,
+        #[arg(long)]
+        auth_secret: Option<String>,
+        /// Refuse POST /session without a valid signature.
+        #[arg(long)]
+        require_signature: bool,
+    },
+    /// List applications as JSON.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the commented default configuration.
+    Defaults,
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Config {
+        command: ConfigCommand::Defaults,
+    }) = cli.command
+    {
+        print!("{}", parley::config::DEFAULT_TOML);
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("parley: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("parley: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => parley::server::run(config).await,
+            Command::Migrate => with_db(&config, |_| async { Ok(()) }).await,
+            Command::App { command } => app_command(&config, command).await,
+            Command::Config { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parley: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Opens (and migrates) the database, runs `f`, and stops an embedded server it started.
+async fn with_db<F, Fut>(config: &Config, f: F) -> Result<(), BoxError>
+where
+    F: FnOnce(parley::db::DbPool) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BoxError>>,
+{
+    let db = Database::open(config, Ownership::Command).await?;
+    let result = f(db.pool.clone()).await;
+    db.shutdown().await;
+    result
+}
+
+async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxError> {
+    with_db(config, |pool| async move {
+        let clock = Clock::new();
+        match command {
+            AppCommand::Create { name, id, auth_key, auth_secret, require_signature } => {
+                let new = NewApp { name, id, auth_key, auth_secret, require_signature };
+                let app = apps::create(&pool, &clock, new).await?;
+                let json = serde_json::json!({
+                    "application_id": app.id,
+                    "name": app.name,
+                    "auth_key": app.auth_key,
+                    "auth_secret": app.auth_secret,
+                    "require_signature": app.require_signature,
+                });
+                println!("{json:#}");
+            }
+            AppCommand::List => {
+                let list: Vec<_> = parley::db::apps::list(&pool)
+                    .await?
+                    .into_iter()
+                    .map(|a| serde_json::json!({"application_id": a.id, "name": a.name, "auth_key": a.auth_key, "require_signature": a.require_signature}))
+                    .collect();
+                println!("{:#}", serde_json::Value::Array(list));
+            }
+        }
+        Ok(())
+    })
+    .await
+}

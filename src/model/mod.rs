@@ -1,0 +1,12 @@
+//! Typed values shared by every layer: ids, time, filter operators.
+//! Holds no I/O and no business rules.
+
+pub mod filter;
+pub mod ids;
+pub mod time;
+
+pub use ids::{AppId, SessionId, UserId};
+pub use time::Clock;
+pub mod account;
+
+pub use account::{Application, Session, User};

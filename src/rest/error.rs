@@ -1,0 +1,80 @@
+//! The one REST error shape (`{"errors": …}` as the hosted API answers) and the one mapping from
+//! domain errors to statuses.
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use crate::identity::IdentityError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiError {
+    /// `{"errors": {"<field>": ["<message>"]}}`
+    pub fn field(status: StatusCode, field: &str, message: &str) -> Self {
+        Self {
+            status,
+            body: json!({ "errors": { field: [message] } }),
+        }
+    }
+
+    /// 422 naming the field.
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::field(StatusCode::UNPROCESSABLE_ENTITY, field, message)
+    }
+
+    /// `{"errors": {"base": ["<message>"]}}`
+    pub fn base(status: StatusCode, message: &str) -> Self {
+        Self::field(status, "base", message)
+    }
+
+    /// `{"errors": ["<message>"]}`: the bare form the hosted API uses for token and signature errors.
+    pub fn bare(status: StatusCode, message: &str) -> Self {
+        Self {
+            status,
+            body: json!({ "errors": [message] }),
+        }
+    }
+
+    pub fn not_found(message: &str) -> Self {
+        Self::base(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal() -> Self {
+        Self::base(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        use IdentityError as E;
+        match e {
+            E::TokenRequired => Self::bare(StatusCode::UNAUTHORIZED, "Token is required"),
+            E::SessionNotFound => {
+                Self::base(StatusCode::UNAUTHORIZED, "Required session does not exist")
+            }
+            E::UnexpectedSignature => {
+                Self::bare(StatusCode::UNPROCESSABLE_ENTITY, "Unexpected signature")
+            }
+            E::Unauthorized => Self::base(StatusCode::UNAUTHORIZED, "Unauthorized"),
+            E::NeedUser => Self::base(StatusCode::FORBIDDEN, "Forbidden. Need user."),
+            E::Forbidden(m) => Self::base(StatusCode::FORBIDDEN, &m),
+            E::NotFound(m) => Self::not_found(&m),
+            E::Invalid { field, message } => Self::invalid(&field, &message),
+            E::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                Self::base(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is unavailable, try again",
+                )
+            }
+            E::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Self::internal()
+            }
+        }
+    }
+}

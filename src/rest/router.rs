@@ -1,0 +1,151 @@
+//! The single route table of the REST API. Paths match with or without `.json`, and literal
+//! segments without regard to case (`/chat/dialog` = `/chat/Dialog`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use hyper::Method;
+
+use super::error::ApiError;
+use super::{health, session, users, Ctx, Reply};
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
+pub type Handler = fn(Ctx) -> HandlerFuture;
+
+pub struct Route {
+    pub method: Method,
+    /// Segments separated by `/`; `{}` captures one segment.
+    pub pattern: &'static str,
+    pub handler: Handler,
+}
+
+macro_rules! routes {
+    ($($method:ident $pattern:literal => $handler:path),* $(,)?) => {
+        vec![$(Route { method: Method::$method, pattern: $pattern, handler: |ctx| Box::pin($handler(ctx)) }),*]
+    };
+}
+
+/// Every route. Specific paths come before the `{}` captures they would otherwise match.
+pub fn table() -> Vec<Route> {
+    routes![
+        GET "healthz" => health::alive,
+        GET "readyz" => health::ready,
+        POST "session" => session::create,
+        GET "session" => session::get,
+        DELETE "session" => session::destroy,
+        POST "login" => session::login,
+        DELETE "login" => session::logout,
+        POST "users" => users::signup,
+        GET "users/v2" => users::list_v2,
+        GET "users/by_login" => users::by_login,
+        GET "users/by_email" => users::by_email,
+        GET "users/by_full_name" => users::by_full_name,
+        GET "users/by_tags" => users::by_tags,
+        GET "users/by_facebook_id" => users::by_facebook_id,
+        GET "users/by_twitter_id" => users::by_twitter_id,
+        GET "users/external/{}" => users::by_external,
+        GET "users/{}" => users::get,
+        PUT "users/{}" => users::update,
+        DELETE "users/{}" => users::delete,
+    ]
+}
+
+/// What a request path resolved to.
+pub enum Match<'a> {
+    Found(&'a Route, Vec<String>),
+    /// The path exists, but not for this method.
+    WrongMethod,
+    NotFound,
+}
+
+/// Splits a decoded path into segments, dropping empty ones and a trailing `.json`.
+pub fn segments(path: &str) -> Vec<String> {
+    let mut segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(super::extract::decode_segment)
+        .collect();
+    if let Some(last) = segs.last_mut() {
+        if last.len() > 5 && last[last.len() - 5..].eq_ignore_ascii_case(".json") {
+            last.truncate(last.len() - 5);
+        }
+    }
+    segs
+}
+
+pub fn find<'a>(table: &'a [Route], method: &Method, segs: &[String]) -> Match<'a> {
+    let mut path_known = false;
+    for route in table {
+        if let Some(args) = captures(route.pattern, segs) {
+            if route.method == method {
+                return Match::Found(route, args);
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Match::WrongMethod
+    } else {
+        Match::NotFound
+    }
+}
+
+fn captures(pattern: &str, segs: &[String]) -> Option<Vec<String>> {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    if parts.len() != segs.len() {
+        return None;
+    }
+    let mut args = Vec::new();
+    for (p, s) in parts.iter().zip(segs) {
+        if *p == "{}" {
+            args.push(s.clone());
+        } else if !p.eq_ignore_ascii_case(s) {
+            return None;
+        }
+    }
+    Some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(p: &str) -> Vec<String> {
+        segments(p)
+    }
+
+    #[test]
+    fn json_suffix_and_case_do_not_matter() {
+        let t = table();
+        for p in ["/session", "/session.json", "/Session.json/"] {
+            assert!(
+                matches!(find(&t, &Method::POST, &segs(p)), Match::Found(r, _) if r.pattern == "session"),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn specific_paths_win_over_captures() {
+        let t = table();
+        assert!(
+            matches!(find(&t, &Method::GET, &segs("/users/by_login.json")), Match::Found(r, _) if r.pattern == "users/by_login")
+        );
+        assert!(
+            matches!(find(&t, &Method::GET, &segs("/users/1002.json")), Match::Found(_, a) if a == vec!["1002"])
+        );
+    }
+
+    #[test]
+    fn known_path_with_other_method_is_told_apart() {
+        let t = table();
+        assert!(matches!(
+            find(&t, &Method::PATCH, &segs("/session")),
+            Match::WrongMethod
+        ));
+        assert!(matches!(
+            find(&t, &Method::GET, &segs("/nothing")),
+            Match::NotFound
+        ));
+    }
+}

@@ -1,0 +1,161 @@
+//! Wiring: opens the database, syncs applications, binds the listeners, runs until SIGINT or
+//! SIGTERM, then stops accepting, drains and stops the embedded database. No request logic.
+
+use std::error::Error;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::db::{Database, DbPool, Ownership};
+use crate::identity::{self, Identity};
+use crate::model::Clock;
+use crate::rest;
+
+/// A running server: its bound addresses and the means to stop it.
+pub struct Server {
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds every listener and starts serving on an open, migrated database.
+    pub async fn start(config: Arc<Config>, pool: DbPool, clock: Clock) -> std::io::Result<Server> {
+        let identity = Identity::new(
+            pool.clone(),
+            clock,
+            config.sessions.clone(),
+            config.passwords.clone(),
+        );
+        let listener = rest::bind(config.http.addr).await?;
+        let http_addr = listener.local_addr()?;
+        let state = Arc::new(rest::State {
+            config,
+            pool,
+            identity: identity.clone(),
+            routes: rest::router::table(),
+        });
+        let (tx, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(rest::serve(listener, state, rx.clone())),
+            tokio::spawn(purge_loop(identity, rx)),
+        ];
+        Ok(Server {
+            http_addr,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded by config), and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Deletes expired sessions and spent nonces every ten minutes.
+async fn purge_loop(identity: Identity, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match identity.purge_expired().await {
+            Ok((s, n)) if s + n > 0 => tracing::debug!(sessions = s, nonces = n, "purged expired"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired sessions"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// `parley serve`: runs until a signal.
+pub async fn run(config: Config) -> Result<(), Box<dyn Error>> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let clock = Clock::new();
+    let db = Database::open(&config, Ownership::Server).await?;
+    let result = serve_until_signal(&config, &db, clock).await;
+    db.shutdown().await;
+    result
+}
+
+async fn serve_until_signal(
+    config: &Arc<Config>,
+    db: &Database,
+    clock: Clock,
+) -> Result<(), Box<dyn Error>> {
+    identity::apps::sync_config(&db.pool, &clock, &config.applications).await?;
+    let dev_app = identity::apps::ensure_dev_app(&db.pool, &clock, &config.data_dir).await?;
+    let server = Server::start(config.clone(), db.pool.clone(), clock).await?;
+    tracing::info!(addr = %server.http_addr, "REST API listening");
+    announce(config, server.http_addr, dev_app.as_ref());
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining requests");
+    server.shutdown().await;
+    Ok(())
+}
+
+fn announce(config: &Config, http: SocketAddr, created: Option<&crate::model::Application>) {
+    let file = config.data_dir.join(identity::apps::DEV_APP_FILE);
+    if let Some(app) = created {
+        println!(
+            "\nCreated a development application (saved in {}):\n  application_id: {}\n  auth_key:       {}\n  auth_secret:    {}\n\n\
+             Try it:\n  curl -s -X POST http://{http}/session -H 'Content-Type: application/json' \\\n    \
+             -d '{{\"application_id\": {}, \"auth_key\": \"{}\"}}'\n",
+            file.display(),
+            app.id,
+            app.auth_key,
+            app.auth_secret,
+            app.id,
+            app.auth_key
+        );
+    } else if file.exists() {
+        println!("Development application credentials: {}", file.display());
+    }
+    println!(
+        "Parley is up: REST http://{http}  (chat domain: {})",
+        config.domain
+    );
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// One server per data directory: a second one would fight over the embedded database.
+fn lock_data_dir(dir: &Path) -> Result<File, Box<dyn Error>> {
+    let path = dir.join("parley.lock");
+    let file = File::create(&path)?;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "another Parley server is running with data directory {}",
+            dir.display()
+        )
+        .into());
+    }
+    Ok(file)
+}

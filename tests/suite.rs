@@ -1,0 +1,10 @@
+//! Black-box suite: everything here talks to a real server over real sockets, backed by a real
+//! PostgreSQL. One binary, so one embedded PostgreSQL serves the whole run.
+
+mod common;
+
+mod cli;
+mod database;
+mod rest_service;
+mod rest_session;
+mod rest_users;
