@@ -105,6 +105,9 @@ pub struct ApplicationConfig {
     /// Create a missing user when a session is requested with login/email + password.
     #[serde(default = "yes")]
     pub session_creates_users: bool,
+    /// Dialog `extensions` fields the application allows (at most 3); others are dropped.
+    #[serde(default)]
+    pub dialog_extensions: Vec<String>,
 }
 
 fn yes() -> bool {

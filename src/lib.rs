@@ -5,9 +5,11 @@
 //! - `model`    — typed values shared by all layers (ids, time, filter operators, accounts).
 //! - `db`       — PostgreSQL: pool, embedded server, migrations, repositories (all SQL).
 //! - `identity` — applications, users, sessions: who is calling and every account rule.
+//! - `chat`     — dialogs, messages, roles, unread counts, search, domain events.
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
 
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod identity;

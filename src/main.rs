@@ -56,6 +56,17 @@ enum AppCommand {
         /// Refuse POST /session without a valid signature.
         #[arg(long)]
         require_signature: bool,
+        /// Dialog extension fields to allow, comma-separated (at most 3).
+        #[arg(long, value_delimiter = ',')]
+        extensions: Vec<String>,
+    },
+    /// Set the dialog extension fields an application allows (replaces the list; none clears it).
+    SetExtensions {
+        #[arg(long)]
+        id: i64,
+        /// Comma-separated field names, at most 3.
+        #[arg(value_delimiter = ',')]
+        fields: Vec<String>,
     },
     /// List applications as JSON.
     List,
@@ -142,8 +153,12 @@ async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxErro
     with_db(config, |pool| async move {
         let clock = Clock::new();
         match command {
-            AppCommand::Create { name, id, auth_key, auth_secret, require_signature } => {
-                let new = NewApp { name, id, auth_key, auth_secret, require_signature };
+            AppCommand::SetExtensions { id, fields } => {
+                apps::set_dialog_extensions(&pool, &clock, parley::model::AppId(id), fields.clone()).await?;
+                println!("{}", serde_json::json!({"application_id": id, "dialog_extensions": fields}));
+            }
+            AppCommand::Create { name, id, auth_key, auth_secret, require_signature, extensions } => {
+                let new = NewApp { name, id, auth_key, auth_secret, require_signature, dialog_extensions: extensions };
                 let app = apps::create(&pool, &clock, new).await?;
                 let json = serde_json::json!({
                     "application_id": app.id,
@@ -151,6 +166,7 @@ async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxErro
                     "auth_key": app.auth_key,
                     "auth_secret": app.auth_secret,
                     "require_signature": app.require_signature,
+                    "dialog_extensions": app.dialog_extensions,
                 });
                 println!("{json:#}");
             }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::chat::{Chat, Events};
 use crate::config::Config;
 use crate::db::{Database, DbPool, Ownership};
 use crate::identity::{self, Identity};
@@ -21,6 +22,8 @@ use crate::rest;
 /// A running server: its bound addresses and the means to stop it.
 pub struct Server {
     pub http_addr: SocketAddr,
+    /// The chat service, whose events the real-time layer (and tests) subscribe to.
+    pub chat: Chat,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -30,16 +33,18 @@ impl Server {
     pub async fn start(config: Arc<Config>, pool: DbPool, clock: Clock) -> std::io::Result<Server> {
         let identity = Identity::new(
             pool.clone(),
-            clock,
+            clock.clone(),
             config.sessions.clone(),
             config.passwords.clone(),
         );
+        let chat = Chat::new(pool.clone(), clock, identity.clone(), Events::new());
         let listener = rest::bind(config.http.addr).await?;
         let http_addr = listener.local_addr()?;
         let state = Arc::new(rest::State {
             config,
             pool,
             identity: identity.clone(),
+            chat: chat.clone(),
             routes: rest::router::table(),
         });
         let (tx, rx) = watch::channel(false);
@@ -49,6 +54,7 @@ impl Server {
         ];
         Ok(Server {
             http_addr,
+            chat,
             shutdown: tx,
             tasks,
         })

@@ -6,7 +6,8 @@ use tokio_postgres::Row;
 use super::{DbError, DbPool};
 use crate::model::{AppId, Application};
 
-const COLUMNS: &str = "id, name, auth_key, auth_secret, require_signature, session_creates_users";
+const COLUMNS: &str =
+    "id, name, auth_key, auth_secret, require_signature, session_creates_users, dialog_extensions";
 
 fn from_row(r: &Row) -> Application {
     Application {
@@ -16,6 +17,7 @@ fn from_row(r: &Row) -> Application {
         auth_secret: r.get(3),
         require_signature: r.get(4),
         session_creates_users: r.get(5),
+        dialog_extensions: r.get(6),
     }
 }
 
@@ -30,11 +32,20 @@ pub async fn insert(
     let row = c
         .query_one(
             &format!(
-                "INSERT INTO applications (id, name, auth_key, auth_secret, require_signature, session_creates_users, created_at, updated_at)
-                 VALUES (COALESCE($1, nextval(pg_get_serial_sequence('applications', 'id'))), $2, $3, $4, $5, $6, $7, $7)
+                "INSERT INTO applications (id, name, auth_key, auth_secret, require_signature, session_creates_users, dialog_extensions, created_at, updated_at)
+                 VALUES (COALESCE($1, nextval(pg_get_serial_sequence('applications', 'id'))), $2, $3, $4, $5, $6, $8, $7, $7)
                  RETURNING {COLUMNS}"
             ),
-            &[&id.map(|i| i.0), &app.name, &app.auth_key, &app.auth_secret, &app.require_signature, &app.session_creates_users, &now],
+            &[
+                &id.map(|i| i.0),
+                &app.name,
+                &app.auth_key,
+                &app.auth_secret,
+                &app.require_signature,
+                &app.session_creates_users,
+                &now,
+                &app.dialog_extensions,
+            ],
         )
         .await?;
     bump_sequence(&c).await?;
@@ -51,14 +62,24 @@ pub async fn upsert(
     let row = c
         .query_one(
             &format!(
-                "INSERT INTO applications (id, name, auth_key, auth_secret, require_signature, session_creates_users, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                "INSERT INTO applications (id, name, auth_key, auth_secret, require_signature, session_creates_users, dialog_extensions, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, auth_key = EXCLUDED.auth_key,
                      auth_secret = EXCLUDED.auth_secret, require_signature = EXCLUDED.require_signature,
-                     session_creates_users = EXCLUDED.session_creates_users, updated_at = EXCLUDED.updated_at
+                     session_creates_users = EXCLUDED.session_creates_users,
+                     dialog_extensions = EXCLUDED.dialog_extensions, updated_at = EXCLUDED.updated_at
                  RETURNING {COLUMNS}"
             ),
-            &[&app.id.0, &app.name, &app.auth_key, &app.auth_secret, &app.require_signature, &app.session_creates_users, &now],
+            &[
+                &app.id.0,
+                &app.name,
+                &app.auth_key,
+                &app.auth_secret,
+                &app.require_signature,
+                &app.session_creates_users,
+                &now,
+                &app.dialog_extensions,
+            ],
         )
         .await?;
     bump_sequence(&c).await?;
@@ -95,6 +116,23 @@ pub async fn by_auth_key(pool: &DbPool, auth_key: &str) -> Result<Option<Applica
         )
         .await?;
     Ok(row.as_ref().map(from_row))
+}
+
+/// Replaces the dialog extension fields an application allows.
+pub async fn set_dialog_extensions(
+    pool: &DbPool,
+    id: AppId,
+    fields: &[String],
+    now: OffsetDateTime,
+) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    let n = c
+        .execute(
+            "UPDATE applications SET dialog_extensions = $2, updated_at = $3 WHERE id = $1",
+            &[&id.0, &fields, &now],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 pub async fn list(pool: &DbPool) -> Result<Vec<Application>, DbError> {

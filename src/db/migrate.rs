@@ -10,11 +10,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Adding one: a new file and one line here (a test checks both agree).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_chat",
+        sql: include_str!("../../migrations/0002_chat.sql"),
+    },
+];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).
 const LOCK_KEY: i64 = 0x7061_726c_6579; // "parley"

@@ -2,7 +2,9 @@
 //! SQL lives only here; no business rule does.
 
 pub mod apps;
+pub mod dialogs;
 pub mod embedded;
+pub mod messages;
 pub mod migrate;
 pub mod sessions;
 pub mod users;

@@ -56,7 +56,8 @@ pub async fn live(
     let row = c
         .query_opt(
             &format!(
-                "SELECT {COLUMNS}, a.id, a.name, a.auth_key, a.auth_secret, a.require_signature, a.session_creates_users
+                "SELECT {COLUMNS}, a.id, a.name, a.auth_key, a.auth_secret, a.require_signature, a.session_creates_users,
+                        a.dialog_extensions
                  FROM sessions s JOIN applications a ON a.id = s.application_id
                  WHERE s.token_hash = $1 AND s.expires_at > $2"
             ),
@@ -71,6 +72,7 @@ pub async fn live(
             auth_secret: r.get(11),
             require_signature: r.get(12),
             session_creates_users: r.get(13),
+            dialog_extensions: r.get(14),
         };
         (from_row(&r), app)
     }))

@@ -158,6 +158,19 @@ pub async fn get(pool: &DbPool, app: AppId, id: UserId) -> Result<Option<User>, 
         .map(from_row))
 }
 
+/// The users of `app` among `ids`, in id order.
+pub async fn by_ids(pool: &DbPool, app: AppId, ids: &[i64]) -> Result<Vec<User>, DbError> {
+    let c = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE application_id = $1 AND id = ANY($2) ORDER BY id"
+    );
+    Ok(c.query(&sql, &[&app.0, &ids])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
 /// Ids among `ids` that are not users of `app`.
 pub async fn missing_ids(pool: &DbPool, app: AppId, ids: &[i64]) -> Result<Vec<i64>, DbError> {
     let c = pool.get().await?;

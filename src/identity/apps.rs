@@ -18,6 +18,7 @@ impl From<&ApplicationConfig> for Application {
             auth_secret: c.auth_secret.clone(),
             require_signature: c.require_signature,
             session_creates_users: c.session_creates_users,
+            dialog_extensions: c.dialog_extensions.clone(),
         }
     }
 }
@@ -29,6 +30,7 @@ pub async fn sync_config(
     apps: &[ApplicationConfig],
 ) -> Result<(), IdentityError> {
     for a in apps {
+        check_extensions(&a.dialog_extensions)?;
         if a.id <= 0 || a.auth_key.trim().is_empty() || a.auth_secret.trim().is_empty() {
             return Err(IdentityError::invalid(
                 "applications",
@@ -43,6 +45,41 @@ pub async fn sync_config(
     Ok(())
 }
 
+/// At most three extension fields, each a plain identifier (they become filter keys).
+pub fn check_extensions(fields: &[String]) -> Result<(), IdentityError> {
+    if fields.len() > 3 {
+        return Err(IdentityError::invalid(
+            "dialog_extensions",
+            "allows at most 3 fields",
+        ));
+    }
+    if let Some(bad) = fields.iter().find(|f| {
+        f.is_empty() || f.len() > 64 || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }) {
+        return Err(IdentityError::invalid(
+            "dialog_extensions",
+            format!("`{bad}` is not a field name (letters, digits, _)"),
+        ));
+    }
+    Ok(())
+}
+
+/// `parley app set-extensions`: which dialog extension fields an application allows.
+pub async fn set_dialog_extensions(
+    pool: &DbPool,
+    clock: &Clock,
+    id: AppId,
+    fields: Vec<String>,
+) -> Result<(), IdentityError> {
+    check_extensions(&fields)?;
+    if !db::apps::set_dialog_extensions(pool, id, &fields, clock.now()).await? {
+        return Err(IdentityError::NotFound(format!(
+            "application {id} not found"
+        )));
+    }
+    Ok(())
+}
+
 /// Options of `parley app create`.
 #[derive(Clone, Debug, Default)]
 pub struct NewApp {
@@ -51,6 +88,7 @@ pub struct NewApp {
     pub auth_key: Option<String>,
     pub auth_secret: Option<String>,
     pub require_signature: bool,
+    pub dialog_extensions: Vec<String>,
 }
 
 /// Creates an application, generating the credentials not given.
@@ -62,6 +100,7 @@ pub async fn create(
     if new.name.trim().is_empty() {
         return Err(IdentityError::invalid("name", "cannot be blank"));
     }
+    check_extensions(&new.dialog_extensions)?;
     if new.id.is_some_and(|i| i <= 0) {
         return Err(IdentityError::invalid("id", "must be a positive integer"));
     }
@@ -72,6 +111,7 @@ pub async fn create(
         auth_secret: new.auth_secret.unwrap_or_else(|| random_hex(16)),
         require_signature: new.require_signature,
         session_creates_users: true,
+        dialog_extensions: new.dialog_extensions,
     };
     db::apps::insert(pool, &app, new.id.map(AppId), clock.now())
         .await

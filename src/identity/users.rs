@@ -4,18 +4,11 @@
 use super::{secrets, Caller, Identity, IdentityError};
 use crate::db;
 use crate::model::account::{UserField, UserFields, UserFilter, UserFilterValue, UserQuery};
+pub use crate::model::filter::RawFilter;
 use crate::model::filter::{FilterOp, SortDir};
 use crate::model::{time::parse_date, AppId, User, UserId};
 
 const MAX_PASSWORD: usize = 128;
-
-/// One `field[op]=values` parameter of a users query, before typing.
-#[derive(Clone, Debug)]
-pub struct RawFilter {
-    pub field: String,
-    pub op: Option<String>,
-    pub values: Vec<String>,
-}
 
 fn check_len(field: &str, v: &Option<String>, min: usize, max: usize) -> Result<(), IdentityError> {
     if let Some(s) = v {

@@ -13,6 +13,8 @@ pub struct Application {
     pub auth_secret: String,
     pub require_signature: bool,
     pub session_creates_users: bool,
+    /// Dialog `extensions` fields this application allows (others are dropped).
+    pub dialog_extensions: Vec<String>,
 }
 
 /// A user as every API shows it; the password hash never leaves `db/` and `identity/`.

@@ -64,6 +64,14 @@ impl fmt::Display for FilterOp {
     }
 }
 
+/// One `field[op]=values` request parameter before a resource types it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFilter {
+    pub field: String,
+    pub op: Option<String>,
+    pub values: Vec<String>,
+}
+
 /// Sort direction of `sort_asc=field` / `sort_desc=field`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortDir {

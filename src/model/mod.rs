@@ -10,3 +10,8 @@ pub use time::Clock;
 pub mod account;
 
 pub use account::{Application, Session, User};
+pub mod dialog;
+pub mod object_id;
+
+pub use dialog::{Dialog, DialogType};
+pub use object_id::ObjectId;

@@ -4,6 +4,7 @@
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
+use crate::chat::ChatError;
 use crate::identity::IdentityError;
 
 #[derive(Debug)]
@@ -45,6 +46,18 @@ impl ApiError {
 
     pub fn internal() -> Self {
         Self::base(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::Forbidden(m) => Self::base(StatusCode::FORBIDDEN, &m),
+            ChatError::NotFound(m) => Self::not_found(&m),
+            ChatError::Invalid { field, message } => Self::invalid(&field, &message),
+            ChatError::Identity(e) => e.into(),
+            ChatError::Db(e) => IdentityError::Db(e).into(),
+        }
     }
 }
 

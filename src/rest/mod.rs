@@ -1,6 +1,7 @@
 //! The REST adapter: HTTP/1.1 on hyper, the route table, parameter extraction, authentication
 //! and the error shape. Handlers are thin: parse, call one domain function, render.
 
+mod dialogs;
 pub mod error;
 pub mod extract;
 mod health;
@@ -26,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::identity::{Caller, Identity};
@@ -37,6 +39,7 @@ pub struct State {
     pub config: Arc<Config>,
     pub pool: DbPool,
     pub identity: Identity,
+    pub chat: Chat,
     pub routes: Vec<router::Route>,
 }
 

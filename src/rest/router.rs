@@ -7,7 +7,7 @@ use std::pin::Pin;
 use hyper::Method;
 
 use super::error::ApiError;
-use super::{health, session, users, Ctx, Reply};
+use super::{dialogs, health, session, users, Ctx, Reply};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -47,6 +47,17 @@ pub fn table() -> Vec<Route> {
         GET "users/{}" => users::get,
         PUT "users/{}" => users::update,
         DELETE "users/{}" => users::delete,
+        GET "chat/Dialog" => dialogs::list,
+        POST "chat/Dialog" => dialogs::create,
+        DELETE "chat/Dialog/clearHistory/{}" => dialogs::clear_history,
+        POST "chat/Dialog/{}/subscribe" => dialogs::subscribe,
+        DELETE "chat/Dialog/{}/subscribe" => dialogs::unsubscribe,
+        PUT "chat/Dialog/{}/admins" => dialogs::admins,
+        GET "chat/Dialog/{}/notifications" => dialogs::get_notifications,
+        PUT "chat/Dialog/{}/notifications" => dialogs::set_notifications,
+        GET "chat/Dialog/{}/occupants" => dialogs::occupants,
+        PUT "chat/Dialog/{}" => dialogs::update,
+        DELETE "chat/Dialog/{}" => dialogs::delete,
     ]
 }
 

@@ -244,6 +244,35 @@ impl TestServer {
         }
     }
 
+    /// The running server's chat service (to watch its domain events).
+    pub fn chat(&self) -> &parley::chat::Chat {
+        &self.server.as_ref().expect("server running").chat
+    }
+
+    /// `n` users with user sessions: (token, id), logins `{prefix}_u0..`.
+    pub async fn users(&self, prefix: &str, n: usize) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            out.push(self.user_token(&format!("{prefix}_u{i}")).await);
+        }
+        out
+    }
+
+    /// Creates a dialog as `token`; asserts success and returns the dialog JSON.
+    pub async fn dialog(&self, token: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post_json("/chat/Dialog.json", Some(token), body)
+            .await;
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{} {}",
+            r.status,
+            r.body
+        );
+        r.json()
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;

@@ -1,0 +1,46 @@
+//! The chat layer's one error type; `rest/error.rs` (and later the XMPP layer) map it once.
+
+use crate::db::DbError;
+use crate::identity::IdentityError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// A role rule refused the action (the text names the rule).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{field} {message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl ChatError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ChatError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::Pg(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ChatError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::Pool(e))
+    }
+}
+
+impl From<super::rules::Denied> for ChatError {
+    fn from(d: super::rules::Denied) -> Self {
+        Self::Forbidden(d.0)
+    }
+}

@@ -1,0 +1,103 @@
+//! Domain events, published only after their transaction commits. The hub turns them into
+//! stanzas for connected users; nothing here knows about XMPP.
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::model::{AppId, ObjectId};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChatEvent {
+    /// Occupants joined or left a dialog (REST push/pull, subscribe/unsubscribe, leave).
+    OccupantsChanged {
+        app: AppId,
+        dialog: ObjectId,
+        added: Vec<i64>,
+        removed: Vec<i64>,
+    },
+    /// A dialog was deleted for everyone; `occupants` were its members.
+    DialogDeleted {
+        app: AppId,
+        dialog: ObjectId,
+        occupants: Vec<i64>,
+    },
+    /// A message to deliver in real time (`send_to_chat=1`); `message` is its REST shape.
+    MessageSent {
+        app: AppId,
+        dialog: ObjectId,
+        recipients: Vec<i64>,
+        message: Value,
+    },
+    /// Messages edited by their sender.
+    MessageEdited {
+        app: AppId,
+        dialog: ObjectId,
+        message: ObjectId,
+        sender: i64,
+        body: String,
+        recipients: Vec<i64>,
+    },
+    /// Messages deleted for everyone.
+    MessagesDeleted {
+        app: AppId,
+        dialog: ObjectId,
+        messages: Vec<ObjectId>,
+        by: i64,
+        recipients: Vec<i64>,
+    },
+    /// Messages marked read or delivered by `by`; senders are told.
+    MessagesMarked {
+        app: AppId,
+        dialog: ObjectId,
+        messages: Vec<(ObjectId, i64)>,
+        by: i64,
+        read: bool,
+    },
+    /// A reaction added and/or removed.
+    ReactionChanged {
+        app: AppId,
+        dialog: ObjectId,
+        message: ObjectId,
+        by: i64,
+        add: Option<String>,
+        remove: Option<String>,
+        recipients: Vec<i64>,
+    },
+    /// `POST /chat/Message/system`: a headline to one user, never stored.
+    SystemMessage {
+        app: AppId,
+        id: ObjectId,
+        from: i64,
+        to: i64,
+        params: serde_json::Map<String, Value>,
+    },
+}
+
+/// The in-process event bus. A cluster bus (NATS) later implements the same two calls.
+#[derive(Clone)]
+pub struct Events {
+    tx: broadcast::Sender<ChatEvent>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Events {
+    pub fn new() -> Self {
+        Self {
+            tx: broadcast::channel(4096).0,
+        }
+    }
+
+    /// Publishes after commit; having no listener is fine.
+    pub fn publish(&self, e: ChatEvent) {
+        let _ = self.tx.send(e);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,272 @@
+//! Roles and privileges: the seed's table made literal. Every "may user U do X in dialog D"
+//! is answered here, once; REST and XMPP only call [`check`]. Holds no I/O.
+
+use std::fmt;
+
+use crate::model::{Dialog, DialogType, UserId};
+
+/// A user's role in one dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Not a member: not an occupant (group, private) and not subscribed (public).
+    Outsider,
+    Regular,
+    Admin,
+    /// The dialog's owner (creator).
+    SuperAdmin,
+}
+
+/// Everything a user can try to do in a dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// See the dialog and read its messages.
+    Read,
+    SendMessage,
+    /// Edit the body of one's own message.
+    EditOwnMessage,
+    /// Hide any message from one's own history.
+    DeleteMessageForSelf,
+    DeleteOwnMessageForEveryone,
+    DeleteAnyMessageForEveryone,
+    DeleteDialogForSelf,
+    AddOccupants,
+    RemoveOccupants,
+    /// Change name, photo, description, extensions, custom data, permissions.
+    ChangeInfo,
+    PinMessages,
+    ManageAdmins,
+    DeleteDialogForEveryone,
+}
+
+impl Action {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::SendMessage => "send messages",
+            Self::EditOwnMessage => "edit messages",
+            Self::DeleteMessageForSelf => "delete messages",
+            Self::DeleteOwnMessageForEveryone => "delete messages for everyone",
+            Self::DeleteAnyMessageForEveryone => "delete other users' messages for everyone",
+            Self::DeleteDialogForSelf => "delete the dialog",
+            Self::AddOccupants => "add occupants",
+            Self::RemoveOccupants => "remove occupants",
+            Self::ChangeInfo => "change the name, photo or description",
+            Self::PinMessages => "pin messages",
+            Self::ManageAdmins => "add or remove admins",
+            Self::DeleteDialogForEveryone => "delete the dialog for everyone",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Outsider => "a user outside the dialog",
+            Role::Regular => "a regular user",
+            Role::Admin => "an admin",
+            Role::SuperAdmin => "the owner",
+        })
+    }
+}
+
+pub fn type_name(t: DialogType) -> &'static str {
+    match t {
+        DialogType::Broadcast => "broadcast",
+        DialogType::Group => "group",
+        DialogType::Private => "private",
+        DialogType::Public => "public",
+    }
+}
+
+/// Why an action was refused; the text names the rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied(pub String);
+
+/// The role of `user` in `dialog`; `subscribed` says whether they subscribed to a public one.
+pub fn role_of(dialog: &Dialog, user: UserId, subscribed: bool) -> Role {
+    let member = match dialog.kind {
+        DialogType::Broadcast => true,
+        DialogType::Group | DialogType::Private => dialog.has_occupant(user),
+        DialogType::Public => subscribed,
+    };
+    if dialog.kind == DialogType::Private {
+        // Private dialogs have two regular users and no admins.
+        return if member {
+            Role::Regular
+        } else {
+            Role::Outsider
+        };
+    }
+    if dialog.is_owner(user) {
+        Role::SuperAdmin
+    } else if dialog.is_admin(user) {
+        Role::Admin
+    } else if member {
+        Role::Regular
+    } else {
+        Role::Outsider
+    }
+}
+
+/// The least role that may do `action` in a dialog of type `kind`; `None`: nobody may.
+pub fn least_role(kind: DialogType, action: Action) -> Option<Role> {
+    use Action as A;
+    use DialogType as T;
+    use Role::*;
+    match (action, kind) {
+        (A::Read | A::DeleteDialogForSelf, _) => Some(Regular),
+        // Broadcast: regular users only receive; admins post and moderate.
+        (
+            A::SendMessage
+            | A::EditOwnMessage
+            | A::DeleteMessageForSelf
+            | A::DeleteOwnMessageForEveryone,
+            T::Broadcast,
+        ) => Some(Admin),
+        (
+            A::SendMessage
+            | A::EditOwnMessage
+            | A::DeleteMessageForSelf
+            | A::DeleteOwnMessageForEveryone,
+            _,
+        ) => Some(Regular),
+        (A::DeleteAnyMessageForEveryone | A::PinMessages, T::Private) => None,
+        (A::DeleteAnyMessageForEveryone | A::PinMessages, _) => Some(Admin),
+        (A::AddOccupants, T::Group) => Some(Regular),
+        (A::RemoveOccupants, T::Group) => Some(Admin),
+        (A::AddOccupants | A::RemoveOccupants, _) => None,
+        (A::ChangeInfo, T::Group) => Some(Regular),
+        (A::ChangeInfo, T::Private) => None,
+        (A::ChangeInfo, _) => Some(Admin),
+        (A::ManageAdmins | A::DeleteDialogForEveryone, T::Private) => None,
+        (A::ManageAdmins | A::DeleteDialogForEveryone, _) => Some(SuperAdmin),
+    }
+}
+
+/// May a user with `role` do `action` in a dialog of type `kind`?
+pub fn check(role: Role, kind: DialogType, action: Action) -> Result<(), Denied> {
+    match least_role(kind, action) {
+        Some(least) if role >= least => Ok(()),
+        Some(_) => Err(Denied(format!(
+            "Forbidden: {role} may not {} in a {} dialog",
+            action.describe(),
+            type_name(kind)
+        ))),
+        None => Err(Denied(format!(
+            "Forbidden: nobody may {} in a {} dialog",
+            action.describe(),
+            type_name(kind)
+        ))),
+    }
+}
+
+/// Most admins a dialog may have.
+pub const MAX_ADMINS: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    //! One test per cell of the roles table: (role, dialog type, action).
+    use super::*;
+    use Action::*;
+    use DialogType::*;
+    use Role::*;
+
+    macro_rules! cells {
+        ($($name:ident: $role:ident $kind:ident $action:ident => $allowed:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(check($role, $kind, $action).is_ok(), $allowed);
+            }
+        )*};
+    }
+
+    cells! {
+        // Private: two regular users.
+        regular_user_can_send_in_private_dialog: Regular Private SendMessage => true;
+        regular_user_can_delete_a_message_for_self_in_private_dialog: Regular Private DeleteMessageForSelf => true;
+        regular_user_can_delete_own_message_for_everyone_in_private_dialog: Regular Private DeleteOwnMessageForEveryone => true;
+        regular_user_cannot_delete_others_messages_for_everyone_in_private_dialog: Regular Private DeleteAnyMessageForEveryone => false;
+        regular_user_can_delete_private_dialog_for_self: Regular Private DeleteDialogForSelf => true;
+        regular_user_cannot_add_occupants_to_private_dialog: Regular Private AddOccupants => false;
+        regular_user_cannot_remove_occupants_from_private_dialog: Regular Private RemoveOccupants => false;
+        regular_user_cannot_change_private_dialog_info: Regular Private ChangeInfo => false;
+        regular_user_cannot_pin_in_private_dialog: Regular Private PinMessages => false;
+        regular_user_cannot_manage_admins_in_private_dialog: Regular Private ManageAdmins => false;
+        regular_user_cannot_delete_private_dialog_for_everyone: Regular Private DeleteDialogForEveryone => false;
+        outsider_cannot_read_private_dialog: Outsider Private Read => false;
+
+        // Group.
+        regular_user_can_send_in_group_dialog: Regular Group SendMessage => true;
+        regular_user_can_delete_a_message_for_self_in_group_dialog: Regular Group DeleteMessageForSelf => true;
+        regular_user_can_delete_own_message_for_everyone_in_group_dialog: Regular Group DeleteOwnMessageForEveryone => true;
+        regular_user_cannot_delete_others_messages_for_everyone_in_group_dialog: Regular Group DeleteAnyMessageForEveryone => false;
+        regular_user_can_delete_group_dialog_for_self: Regular Group DeleteDialogForSelf => true;
+        regular_user_can_add_occupants_to_group_dialog: Regular Group AddOccupants => true;
+        regular_user_cannot_remove_occupants_from_group_dialog: Regular Group RemoveOccupants => false;
+        regular_user_can_change_group_dialog_info: Regular Group ChangeInfo => true;
+        regular_user_cannot_pin_in_group_dialog: Regular Group PinMessages => false;
+        regular_user_cannot_manage_admins_in_group_dialog: Regular Group ManageAdmins => false;
+        regular_user_cannot_delete_group_dialog_for_everyone: Regular Group DeleteDialogForEveryone => false;
+        admin_can_delete_any_message_for_everyone_in_group_dialog: Admin Group DeleteAnyMessageForEveryone => true;
+        admin_can_pin_in_group_dialog: Admin Group PinMessages => true;
+        admin_can_add_occupants_to_group_dialog: Admin Group AddOccupants => true;
+        admin_can_remove_occupants_from_group_dialog: Admin Group RemoveOccupants => true;
+        admin_can_change_group_dialog_info: Admin Group ChangeInfo => true;
+        admin_can_send_in_group_dialog: Admin Group SendMessage => true;
+        admin_cannot_manage_admins_in_group_dialog: Admin Group ManageAdmins => false;
+        admin_cannot_delete_group_dialog_for_everyone: Admin Group DeleteDialogForEveryone => false;
+        owner_can_manage_admins_in_group_dialog: SuperAdmin Group ManageAdmins => true;
+        owner_can_delete_group_dialog_for_everyone: SuperAdmin Group DeleteDialogForEveryone => true;
+        owner_can_pin_in_group_dialog: SuperAdmin Group PinMessages => true;
+        owner_can_remove_occupants_from_group_dialog: SuperAdmin Group RemoveOccupants => true;
+        outsider_cannot_read_group_dialog: Outsider Group Read => false;
+        outsider_cannot_send_in_group_dialog: Outsider Group SendMessage => false;
+
+        // Public.
+        regular_user_can_send_in_public_dialog: Regular Public SendMessage => true;
+        regular_user_can_delete_a_message_for_self_in_public_dialog: Regular Public DeleteMessageForSelf => true;
+        regular_user_can_delete_own_message_for_everyone_in_public_dialog: Regular Public DeleteOwnMessageForEveryone => true;
+        regular_user_cannot_delete_others_messages_for_everyone_in_public_dialog: Regular Public DeleteAnyMessageForEveryone => false;
+        regular_user_can_delete_public_dialog_for_self: Regular Public DeleteDialogForSelf => true;
+        regular_user_cannot_add_occupants_to_public_dialog: Regular Public AddOccupants => false;
+        regular_user_cannot_change_public_dialog_info: Regular Public ChangeInfo => false;
+        regular_user_cannot_pin_in_public_dialog: Regular Public PinMessages => false;
+        regular_user_cannot_manage_admins_in_public_dialog: Regular Public ManageAdmins => false;
+        regular_user_cannot_delete_public_dialog_for_everyone: Regular Public DeleteDialogForEveryone => false;
+        admin_can_change_public_dialog_info: Admin Public ChangeInfo => true;
+        admin_can_delete_any_message_for_everyone_in_public_dialog: Admin Public DeleteAnyMessageForEveryone => true;
+        admin_can_pin_in_public_dialog: Admin Public PinMessages => true;
+        admin_cannot_manage_admins_in_public_dialog: Admin Public ManageAdmins => false;
+        admin_cannot_delete_public_dialog_for_everyone: Admin Public DeleteDialogForEveryone => false;
+        owner_can_manage_admins_in_public_dialog: SuperAdmin Public ManageAdmins => true;
+        owner_can_delete_public_dialog_for_everyone: SuperAdmin Public DeleteDialogForEveryone => true;
+        outsider_cannot_send_in_public_dialog: Outsider Public SendMessage => false;
+
+        // Broadcast: regular users receive only.
+        regular_user_can_read_broadcast_dialog: Regular Broadcast Read => true;
+        regular_user_cannot_send_in_broadcast_dialog: Regular Broadcast SendMessage => false;
+        regular_user_cannot_delete_messages_in_broadcast_dialog: Regular Broadcast DeleteMessageForSelf => false;
+        regular_user_can_delete_broadcast_dialog_for_self: Regular Broadcast DeleteDialogForSelf => true;
+        regular_user_cannot_change_broadcast_dialog_info: Regular Broadcast ChangeInfo => false;
+        regular_user_cannot_pin_in_broadcast_dialog: Regular Broadcast PinMessages => false;
+        regular_user_cannot_add_occupants_to_broadcast_dialog: Regular Broadcast AddOccupants => false;
+        admin_can_send_in_broadcast_dialog: Admin Broadcast SendMessage => true;
+        admin_can_change_broadcast_dialog_info: Admin Broadcast ChangeInfo => true;
+        admin_can_delete_any_message_for_everyone_in_broadcast_dialog: Admin Broadcast DeleteAnyMessageForEveryone => true;
+        admin_can_pin_in_broadcast_dialog: Admin Broadcast PinMessages => true;
+        admin_cannot_manage_admins_in_broadcast_dialog: Admin Broadcast ManageAdmins => false;
+        admin_cannot_delete_broadcast_dialog_for_everyone: Admin Broadcast DeleteDialogForEveryone => false;
+        owner_can_manage_admins_in_broadcast_dialog: SuperAdmin Broadcast ManageAdmins => true;
+        owner_can_delete_broadcast_dialog_for_everyone: SuperAdmin Broadcast DeleteDialogForEveryone => true;
+        owner_can_send_in_broadcast_dialog: SuperAdmin Broadcast SendMessage => true;
+    }
+
+    #[test]
+    fn forbidden_message_names_the_rule() {
+        let Denied(msg) = check(Regular, Group, PinMessages).unwrap_err();
+        assert_eq!(
+            msg,
+            "Forbidden: a regular user may not pin messages in a group dialog"
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! The `dialogs` and `dialog_members` tables (the inbox). Every function runs inside the caller's
+//! transaction, so a chat operation commits or rolls back as one.
+
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Transaction};
+
+use crate::model::dialog::{DialogField, DialogQuery, DialogView, FilterValue, MessageStatus};
+use crate::model::filter::FilterOp;
+use crate::model::{AppId, Dialog, DialogType, ObjectId, UserId};
+
+type Tx<'a> = Transaction<'a>;
+type Param = Box<dyn ToSql + Sync + Send>;
+
+const COLUMNS: &str = "d.id, d.application_id, d.type, d.user_id, d.name, d.photo, d.description, d.occupants_ids, \
+     d.admins_ids, d.pinned_messages_ids, d.occupants_count, d.extensions, d.data, d.allow_preview, d.last_message_id, \
+     d.last_message, d.last_message_user_id, d.last_message_date_sent, d.created_at, d.updated_at";
+const NCOL: usize = 20;
+
+fn from_row(r: &Row) -> Dialog {
+    let id: String = r.get(0);
+    Dialog {
+        id: id.parse().unwrap_or_else(|_| ObjectId::generate(0)),
+        application_id: AppId(r.get(1)),
+        kind: DialogType::from_i64(r.get::<_, i16>(2).into()).unwrap_or(DialogType::Group),
+        owner: UserId(r.get(3)),
+        name: r.get(4),
+        photo: r.get(5),
+        description: r.get(6),
+        occupants: r.get(7),
+        admins: r.get(8),
+        pinned: r.get(9),
+        occupants_count: r.get(10),
+        extensions: r.get(11),
+        data: r.get(12),
+        allow_preview: r.get(13),
+        last_message_id: r.get(14),
+        last_message: r.get(15),
+        last_message_user_id: r.get(16),
+        last_message_date_sent: r.get(17),
+        created_at: r.get(18),
+        updated_at: r.get(19),
+    }
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// A user's inbox entry for one dialog.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub unread: i32,
+    pub hidden: bool,
+    pub joined_seq: i64,
+    pub cleared_seq: i64,
+    pub notifications: bool,
+}
+
+/// Inserts a dialog; `None` when its private key is taken (the pair already has a dialog).
+pub async fn insert(
+    tx: &Tx<'_>,
+    d: &Dialog,
+    private_key: Option<&str>,
+) -> Result<Option<Dialog>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "INSERT INTO dialogs AS d (id, application_id, type, user_id, name, photo, description, occupants_ids, admins_ids,
+                     occupants_count, extensions, data, allow_preview, private_key, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+                 ON CONFLICT (private_key) DO NOTHING RETURNING {COLUMNS}"
+            ),
+            &[
+                &d.id.as_str(),
+                &d.application_id.0,
+                &d.kind.code(),
+                &d.owner.0,
+                &d.name,
+                &d.photo,
+                &d.description,
+                &d.occupants,
+                &d.admins,
+                &d.occupants_count,
+                &d.extensions,
+                &d.data,
+                &d.allow_preview,
+                &private_key,
+                &d.created_at,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+pub async fn by_private_key(
+    tx: &Tx<'_>,
+    key: &str,
+) -> Result<Option<Dialog>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM dialogs d WHERE private_key = $1"),
+            &[&key],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The dialog, locked for the rest of the transaction when `lock` is set.
+pub async fn get(
+    tx: &Tx<'_>,
+    app: AppId,
+    id: &ObjectId,
+    lock: bool,
+) -> Result<Option<Dialog>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dialogs d WHERE d.id = $1 AND d.application_id = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    Ok(tx
+        .query_opt(&sql, &[&id.as_str(), &app.0])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+/// Writes back the fields a dialog update may change.
+pub async fn save(tx: &Tx<'_>, d: &Dialog) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE dialogs SET name = $2, photo = $3, description = $4, occupants_ids = $5, admins_ids = $6,
+             pinned_messages_ids = $7, occupants_count = $8, extensions = $9, data = $10, allow_preview = $11,
+             updated_at = $12
+         WHERE id = $1",
+        &[
+            &d.id.as_str(),
+            &d.name,
+            &d.photo,
+            &d.description,
+            &d.occupants,
+            &d.admins,
+            &d.pinned,
+            &d.occupants_count,
+            &d.extensions,
+            &d.data,
+            &d.allow_preview,
+            &d.updated_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(tx: &Tx<'_>, id: &ObjectId) -> Result<(), tokio_postgres::Error> {
+    tx.execute("DELETE FROM dialogs WHERE id = $1", &[&id.as_str()])
+        .await?;
+    Ok(())
+}
+
+/// The dialog's current message sequence number (messages up to it exist or existed).
+pub async fn current_seq(tx: &Tx<'_>, id: &ObjectId) -> Result<i64, tokio_postgres::Error> {
+    Ok(tx
+        .query_one(
+            "SELECT message_seq FROM dialogs WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await?
+        .get(0))
+}
+
+/// Adds inbox entries (or shows hidden ones again) for `users`; new members start unread at 0.
+pub async fn add_members(
+    tx: &Tx<'_>,
+    d: &Dialog,
+    users: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO dialog_members (dialog_id, user_id, joined_seq, sort_at)
+         SELECT $1, u, d.message_seq, COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)
+         FROM unnest($2::BIGINT[]) AS u, dialogs d WHERE d.id = $1
+         ON CONFLICT (dialog_id, user_id) DO UPDATE SET hidden = FALSE",
+        &[&d.id.as_str(), &users],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn remove_members(
+    tx: &Tx<'_>,
+    id: &ObjectId,
+    users: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "DELETE FROM dialog_members WHERE dialog_id = $1 AND user_id = ANY($2)",
+        &[&id.as_str(), &users],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives `user` an inbox entry for every broadcast dialog of the application they lack, with
+/// every present message unread (broadcast dialogs belong to every user of the application).
+pub async fn ensure_broadcast_members(
+    tx: &Tx<'_>,
+    app: AppId,
+    user: UserId,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO dialog_members (dialog_id, user_id, unread_count, sort_at)
+         SELECT d.id, $2, LEAST(d.message_count, 2147483647)::INTEGER,
+                COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)
+         FROM dialogs d WHERE d.application_id = $1 AND d.type = 1
+         ON CONFLICT (dialog_id, user_id) DO NOTHING",
+        &[&app.0, &user.0],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn member(
+    tx: &Tx<'_>,
+    id: &ObjectId,
+    user: UserId,
+) -> Result<Option<Member>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            "SELECT unread_count, hidden, joined_seq, cleared_seq, notifications FROM dialog_members
+             WHERE dialog_id = $1 AND user_id = $2",
+            &[&id.as_str(), &user.0],
+        )
+        .await?;
+    Ok(row.map(|r| Member {
+        unread: r.get(0),
+        hidden: r.get(1),
+        joined_seq: r.get(2),
+        cleared_seq: r.get(3),
+        notifications: r.get(4),
+    }))
+}
+
+/// Hides the dialog from the user's list and their history up to now (delete for self).
+pub async fn hide_for(
+    tx: &Tx<'_>,
+    id: &ObjectId,
+    user: UserId,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE dialog_members m SET hidden = TRUE, unread_count = 0, cleared_seq = d.message_seq
+         FROM dialogs d WHERE d.id = m.dialog_id AND m.dialog_id = $1 AND m.user_id = $2",
+        &[&id.as_str(), &user.0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Hides every message so far from the user's history (`clearHistory`).
+pub async fn clear_history(
+    tx: &Tx<'_>,
+    id: &ObjectId,
+    user: UserId,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE dialog_members m SET unread_count = 0, cleared_seq = d.message_seq
+         FROM dialogs d WHERE d.id = m.dialog_id AND m.dialog_id = $1 AND m.user_id = $2",
+        &[&id.as_str(), &user.0],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn set_notifications(
+    tx: &Tx<'_>,
+    id: &ObjectId,
+    user: UserId,
+    on: bool,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = tx
+        .execute(
+            "UPDATE dialog_members SET notifications = $3 WHERE dialog_id = $1 AND user_id = $2",
+            &[&id.as_str(), &user.0, &on],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Subscriber ids of a public dialog, paged.
+pub async fn member_ids(
+    tx: &Tx<'_>,
+    id: &ObjectId,
+    limit: i64,
+    skip: i64,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT user_id FROM dialog_members WHERE dialog_id = $1 ORDER BY user_id LIMIT $2 OFFSET $3",
+            &[&id.as_str(), &limit, &skip],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn column(f: &DialogField) -> String {
+    match f {
+        DialogField::Id => "d.id".into(),
+        // Bound as BIGINT like every integer filter value.
+        DialogField::Type => "d.type::BIGINT".into(),
+        DialogField::Name => "d.name".into(),
+        DialogField::LastMessageDateSent => "d.last_message_date_sent".into(),
+        // The API shows whole seconds, so filters compare whole seconds.
+        DialogField::CreatedAt => "date_trunc('second', d.created_at)".into(),
+        DialogField::UpdatedAt => "date_trunc('second', d.updated_at)".into(),
+        DialogField::OccupantsIds => "d.occupants_ids".into(),
+        // The key is a validated identifier (letters, digits, _), never user text.
+        DialogField::Extension(k) => format!("(d.extensions ->> '{k}')"),
+    }
+}
+
+fn like_contains(s: &str) -> String {
+    format!(
+        "%{}%",
+        s.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+fn push_value(params: &mut Vec<Param>, v: &FilterValue, list: bool) {
+    match (v, list) {
+        (FilterValue::Ints(x), true) => params.push(Box::new(x.clone())),
+        (FilterValue::Texts(x), true) => params.push(Box::new(x.clone())),
+        (FilterValue::Dates(x), true) => params.push(Box::new(x.clone())),
+        (FilterValue::Ints(x), false) => {
+            params.push(Box::new(x.first().copied().unwrap_or_default()))
+        }
+        (FilterValue::Texts(x), false) => {
+            params.push(Box::new(x.first().cloned().unwrap_or_default()))
+        }
+        (FilterValue::Dates(x), false) => params.push(Box::new(
+            x.first().copied().unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        )),
+    }
+}
+
+/// SQL condition for one typed filter; operators were validated per field by `chat/query.rs`.
+fn condition(f: &crate::model::dialog::DialogFilter, params: &mut Vec<Param>) -> String {
+    let col = column(&f.field);
+    if f.field == DialogField::OccupantsIds {
+        push_value(params, &f.value, true);
+        let n = params.len();
+        return match f.op {
+            FilterOp::All => format!("{col} @> ${n}"),
+            FilterOp::Nin | FilterOp::Ne => format!("NOT ({col} && ${n})"),
+            _ => format!("{col} && ${n}"),
+        };
+    }
+    let list = f.op.takes_list();
+    if f.op == FilterOp::Ctn {
+        let needle = match &f.value {
+            FilterValue::Texts(t) => t.first().cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        params.push(Box::new(like_contains(&needle)));
+        return format!("{col} ILIKE ${}", params.len());
+    }
+    push_value(params, &f.value, list);
+    let n = params.len();
+    match f.op {
+        FilterOp::Eq => format!("{col} = ${n}"),
+        FilterOp::Ne => format!("{col} IS DISTINCT FROM ${n}"),
+        FilterOp::Lt => format!("{col} < ${n}"),
+        FilterOp::Lte => format!("{col} <= ${n}"),
+        FilterOp::Gt => format!("{col} > ${n}"),
+        FilterOp::Gte => format!("{col} >= ${n}"),
+        FilterOp::In => format!("{col} = ANY(${n})"),
+        FilterOp::Nin => format!("({col} IS NULL OR {col} <> ALL(${n}))"),
+        // Validated away for scalar fields.
+        FilterOp::All | FilterOp::Ctn | FilterOp::StartWith => "FALSE".into(),
+    }
+}
+
+fn sort_expr(f: &DialogField) -> String {
+    match f {
+        DialogField::LastMessageDateSent => "m.sort_at".into(),
+        other => column(other),
+    }
+}
+
+/// A user's dialogs (their inbox), or with `discover_public` every public dialog of the
+/// application (joined to the user's entry where they have one). Returns the page and the total.
+pub async fn list(
+    tx: &Tx<'_>,
+    app: AppId,
+    user: UserId,
+    q: &DialogQuery,
+    discover_public: bool,
+    count_only: bool,
+) -> Result<(Vec<DialogView>, i64), tokio_postgres::Error> {
+    let mut params: Vec<Param> = vec![Box::new(app.0), Box::new(user.0)];
+    let mut conds = vec!["d.application_id = $1".to_string()];
+    let from = if discover_public {
+        conds.push("d.type = 4".into());
+        "dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $2"
+    } else {
+        conds.push("m.user_id = $2 AND NOT m.hidden".into());
+        "dialog_members m JOIN dialogs d ON d.id = m.dialog_id"
+    };
+    for f in &q.filters {
+        conds.push(condition(f, &mut params));
+    }
+    let filter = conds.join(" AND ");
+    let total: i64 = tx
+        .query_one(
+            &format!("SELECT count(*) FROM {from} WHERE {filter}"),
+            &refs(&params),
+        )
+        .await?
+        .get(0);
+    if count_only {
+        return Ok((Vec::new(), total));
+    }
+    let dir = q.sort.1.sql();
+    let sort = if discover_public && q.sort.0 == DialogField::LastMessageDateSent {
+        "COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)".to_string()
+    } else {
+        sort_expr(&q.sort.0)
+    };
+    let n = params.len();
+    params.push(Box::new(q.limit));
+    params.push(Box::new(q.skip));
+    let sql = format!(
+        "SELECT {COLUMNS}, m.unread_count,
+            CASE WHEN d.last_message_user_id = $2 THEN
+                CASE WHEN cardinality(array_remove(lm.read_ids, $2)) > 0 THEN 3
+                     WHEN cardinality(array_remove(lm.delivered_ids, $2)) > 0 THEN 2
+                     ELSE 1 END
+            END
+         FROM {from} LEFT JOIN messages lm ON lm.id = d.last_message_id
+         WHERE {filter}
+         ORDER BY {sort} {dir} NULLS LAST, d.id {dir}
+         LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let rows = tx.query(&sql, &refs(&params)).await?;
+    Ok((rows.iter().map(view_from_row).collect(), total))
+}
+
+fn view_from_row(r: &Row) -> DialogView {
+    let status = match r.get::<_, Option<i32>>(NCOL + 1) {
+        Some(3) => Some(MessageStatus::Read),
+        Some(2) => Some(MessageStatus::Delivered),
+        Some(1) => Some(MessageStatus::Sent),
+        _ => None,
+    };
+    DialogView {
+        dialog: from_row(r),
+        unread: r.get(NCOL),
+        last_message_status: status,
+    }
+}
+
+/// One dialog as `user` sees it.
+pub async fn view(
+    tx: &Tx<'_>,
+    app: AppId,
+    user: UserId,
+    id: &ObjectId,
+) -> Result<Option<DialogView>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, m.unread_count,
+            CASE WHEN d.last_message_user_id = $3 THEN
+                CASE WHEN cardinality(array_remove(lm.read_ids, $3)) > 0 THEN 3
+                     WHEN cardinality(array_remove(lm.delivered_ids, $3)) > 0 THEN 2
+                     ELSE 1 END
+            END
+         FROM dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $3
+              LEFT JOIN messages lm ON lm.id = d.last_message_id
+         WHERE d.id = $1 AND d.application_id = $2"
+    );
+    let row = tx.query_opt(&sql, &[&id.as_str(), &app.0, &user.0]).await?;
+    Ok(row.as_ref().map(view_from_row))
+}

@@ -1,0 +1,358 @@
+//! `/chat/Dialog`: list, create, update, delete, clear history, subscribe, admins,
+//! notifications, occupants. Each handler parses, calls one `chat::` function, renders.
+
+use serde_json::{json, Value};
+
+use super::extract::{scalar_text, value_list};
+use super::users::user_json;
+use super::{ApiError, Ctx, Params, Reply};
+use crate::chat::dialogs::{DeleteReport, DialogUpdate, NewDialog};
+use crate::model::dialog::{room_jid, DialogView};
+use crate::model::filter::{RawFilter, SortDir};
+use crate::model::time::iso;
+use crate::model::DialogType;
+
+/// A dialog as the API shows it to the caller.
+pub fn dialog_json(v: &DialogView, domain: &str) -> Value {
+    let d = &v.dialog;
+    let mut j = json!({
+        "_id": d.id,
+        "type": d.kind.code(),
+        "user_id": d.owner,
+        "name": d.name,
+        "photo": d.photo,
+        "description": d.description,
+        "xmpp_room_jid": room_jid(d, domain),
+        "occupants_ids": if d.kind.lists_occupants() { d.occupants.clone() } else { Vec::new() },
+        "admins_ids": d.admins,
+        "pinned_messages_ids": d.pinned,
+        "last_message": d.last_message,
+        "last_message_id": d.last_message_id,
+        "last_message_user_id": d.last_message_user_id,
+        "last_message_date_sent": d.last_message_date_sent,
+        "last_message_status": v.last_message_status.map(|s| s.as_str()),
+        "unread_messages_count": v.unread,
+        "extensions": d.extensions,
+        "permissions": { "allow_preview": d.allow_preview },
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+    });
+    if let Value::Object(m) = &mut j {
+        if d.kind == DialogType::Public {
+            m.insert("occupants_count".into(), d.occupants_count.into());
+        }
+        if let Some(data) = &d.data {
+            m.insert("data".into(), data.clone());
+        }
+    }
+    j
+}
+
+fn ids(p: &Params, path: &[&str]) -> Result<Vec<i64>, ApiError> {
+    let field = super::extract::field_name(path);
+    p.list(path)?
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| ApiError::invalid(&field, &format!("`{s}` is not a user id")))
+        })
+        .collect()
+}
+
+fn sort(p: &Params) -> Result<Option<(String, SortDir)>, ApiError> {
+    Ok(match (p.str(&["sort_asc"])?, p.str(&["sort_desc"])?) {
+        (Some(f), _) => Some((f, SortDir::Asc)),
+        (None, Some(f)) => Some((f, SortDir::Desc)),
+        (None, None) => None,
+    })
+}
+
+const NOT_FILTERS: [&str; 5] = ["limit", "skip", "count", "sort_asc", "sort_desc"];
+
+/// `field=v`, `field[op]=v`, `extensions[k]=v`, `extensions[k][op]=v` → raw filters.
+fn raw_filters(p: &Params) -> Result<Vec<RawFilter>, ApiError> {
+    fn push(out: &mut Vec<RawFilter>, field: String, value: &Value) -> Result<(), ApiError> {
+        match value {
+            Value::Object(ops) => {
+                for (op, v) in ops {
+                    let values = value_list(v)
+                        .ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))?;
+                    out.push(RawFilter {
+                        field: field.clone(),
+                        op: Some(op.clone()),
+                        values,
+                    });
+                }
+            }
+            Value::Array(_) => {
+                let values = value_list(value)
+                    .ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))?;
+                out.push(RawFilter {
+                    field,
+                    op: Some("in".into()),
+                    values,
+                });
+            }
+            v => out.push(RawFilter {
+                field,
+                op: None,
+                values: vec![scalar_text(v).unwrap_or_default()],
+            }),
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for (key, value) in p
+        .root()
+        .iter()
+        .filter(|(k, _)| !NOT_FILTERS.contains(&k.as_str()))
+    {
+        if key == "extensions" {
+            let Value::Object(m) = value else {
+                return Err(ApiError::invalid(
+                    "extensions",
+                    "filters look like extensions[field]=value",
+                ));
+            };
+            for (k, v) in m {
+                push(&mut out, format!("extensions.{k}"), v)?;
+            }
+        } else {
+            push(&mut out, key.clone(), value)?;
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /chat/Dialog`: the caller's dialogs with unread counts; `count=1` answers only the count.
+pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let p = &ctx.params;
+    let count_only = p.flag(&["count"])?;
+    let (items, total, q) = ctx
+        .state
+        .chat
+        .list_dialogs(
+            &c,
+            raw_filters(p)?,
+            sort(p)?,
+            p.i64(&["limit"])?,
+            p.i64(&["skip"])?,
+            count_only,
+        )
+        .await?;
+    if count_only {
+        return Ok(Reply::ok(json!({ "items_count": total })));
+    }
+    let domain = &ctx.state.config.domain;
+    Ok(Reply::ok(json!({
+        "total_entries": total,
+        "skip": q.skip,
+        "limit": q.limit,
+        "items": items.iter().map(|v| dialog_json(v, domain)).collect::<Vec<_>>(),
+    })))
+}
+
+fn object(p: &Params, key: &str) -> Result<Option<Value>, ApiError> {
+    match p.get(&[key]) {
+        None => Ok(None),
+        Some(v @ (Value::Object(_) | Value::Null)) => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::invalid(key, "must be an object")),
+    }
+}
+
+/// `POST /chat/Dialog`: creates a dialog (the creator joins it); a private dialog with the same
+/// user is returned again instead of duplicated.
+pub async fn create(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let p = &ctx.params;
+    let kind = match p.i64(&["type"])? {
+        Some(t) => Some(
+            DialogType::from_i64(t)
+                .ok_or_else(|| ApiError::invalid("type", "must be 1, 2, 3 or 4"))?,
+        ),
+        None => None,
+    };
+    let new = NewDialog {
+        kind,
+        name: p.str(&["name"])?,
+        photo: p.str(&["photo"])?,
+        description: p.str(&["description"])?,
+        occupants: ids(p, &["occupants_ids"])?,
+        admins: ids(p, &["admins_ids"])?,
+        extensions: object(p, "extensions")?,
+        data: object(p, "data")?,
+        allow_preview: p.flag(&["permissions", "allow_preview"])?,
+    };
+    let (view, created) = ctx.state.chat.create_dialog(&c, new).await?;
+    let body = dialog_json(&view, &ctx.state.config.domain);
+    Ok(if created {
+        Reply::created(body)
+    } else {
+        Reply::ok(body)
+    })
+}
+
+fn strings(p: &Params, path: &[&str]) -> Result<Vec<String>, ApiError> {
+    Ok(p.list(path)?.unwrap_or_default())
+}
+
+fn update_from(p: &Params) -> Result<DialogUpdate, ApiError> {
+    Ok(DialogUpdate {
+        name: p.str(&["name"])?,
+        photo: p.nullable_str(&["photo"])?,
+        description: p.nullable_str(&["description"])?,
+        push_occupants: ids(p, &["push_all", "occupants_ids"])?,
+        pull_occupants: ids(p, &["pull_all", "occupants_ids"])?,
+        push_pinned: strings(p, &["push_all", "pinned_messages_ids"])?,
+        pull_pinned: strings(p, &["pull_all", "pinned_messages_ids"])?,
+        push_admins: ids(p, &["push_all", "admins_ids"])?,
+        pull_admins: ids(p, &["pull_all", "admins_ids"])?,
+        extensions: match p.get(&["extensions"]) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(v.clone())),
+        },
+        data: match p.get(&["data"]) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(v.clone())),
+        },
+        allow_preview: if p.has(&["permissions", "allow_preview"]) {
+            Some(p.flag(&["permissions", "allow_preview"])?)
+        } else {
+            None
+        },
+    })
+}
+
+/// `PUT /chat/Dialog/{id}`: info, `push_all`/`pull_all` of occupants, pins and admins; every
+/// change is checked against the caller's role before anything is written.
+pub async fn update(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let view = ctx
+        .state
+        .chat
+        .update_dialog(&c, ctx.arg(0), update_from(&ctx.params)?)
+        .await?;
+    Ok(Reply::ok(dialog_json(&view, &ctx.state.config.domain)))
+}
+
+/// `PUT /chat/Dialog/{id}/admins`: `push_all`/`pull_all` of `admins_ids` (owner only).
+pub async fn admins(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let p = &ctx.params;
+    let u = DialogUpdate {
+        push_admins: ids(p, &["push_all", "admins_ids"])?,
+        pull_admins: ids(p, &["pull_all", "admins_ids"])?,
+        ..Default::default()
+    };
+    let view = ctx.state.chat.update_dialog(&c, ctx.arg(0), u).await?;
+    Ok(Reply::ok(dialog_json(&view, &ctx.state.config.domain)))
+}
+
+fn report_json(r: &DeleteReport) -> Value {
+    json!({
+        "SuccessfullyDeleted": { "ids": r.deleted },
+        "NotFound": { "ids": r.not_found },
+        "WrongPermissions": { "ids": r.wrong_permissions },
+    })
+}
+
+/// Ids from a path segment `a,b,c` (spaces tolerated).
+pub fn path_ids(seg: &str) -> Vec<String> {
+    seg.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `DELETE /chat/Dialog/{id}[,{id}…]`: for the caller, or for everyone with `force=1` (owner).
+/// One id answers 200/403/404; several answer the three id lists.
+pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let ids = path_ids(ctx.arg(0));
+    let force = ctx.params.flag(&["force"])?;
+    let report = ctx.state.chat.delete_dialogs(&c, &ids, force).await?;
+    if ids.len() == 1 {
+        if !report.not_found.is_empty() {
+            return Err(ApiError::not_found(&format!("Dialog {} not found", ids[0])));
+        }
+        if !report.wrong_permissions.is_empty() {
+            let why = if force {
+                "only the owner may delete the dialog for everyone"
+            } else {
+                "you may not delete this dialog"
+            };
+            return Err(ApiError::base(
+                hyper::StatusCode::FORBIDDEN,
+                &format!("Forbidden: {why}"),
+            ));
+        }
+        return Ok(Reply::empty());
+    }
+    Ok(Reply::ok(report_json(&report)))
+}
+
+/// `DELETE /chat/Dialog/clearHistory/{id}`: hides every message so far, for the caller only.
+pub async fn clear_history(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    ctx.state.chat.clear_history(&c, ctx.arg(0)).await?;
+    Ok(Reply::empty())
+}
+
+/// `POST /chat/Dialog/{id}/subscribe`: joins a public dialog.
+pub async fn subscribe(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let view = ctx.state.chat.subscribe(&c, ctx.arg(0)).await?;
+    Ok(Reply::ok(dialog_json(&view, &ctx.state.config.domain)))
+}
+
+/// `DELETE /chat/Dialog/{id}/subscribe`: leaves a public dialog.
+pub async fn unsubscribe(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    ctx.state.chat.unsubscribe(&c, ctx.arg(0)).await?;
+    Ok(Reply::empty())
+}
+
+fn notifications_json(on: bool) -> Value {
+    json!({ "notifications": { "enabled": i32::from(on) } })
+}
+
+/// `GET /chat/Dialog/{id}/notifications`.
+pub async fn get_notifications(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let on = ctx.state.chat.notifications(&c, ctx.arg(0), None).await?;
+    Ok(Reply::ok(notifications_json(on)))
+}
+
+/// `PUT /chat/Dialog/{id}/notifications` with `enabled` 0 or 1.
+pub async fn set_notifications(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    if !ctx.params.has(&["enabled"]) {
+        return Err(ApiError::invalid("enabled", "is required (0 or 1)"));
+    }
+    let on = ctx.params.flag(&["enabled"])?;
+    let on = ctx
+        .state
+        .chat
+        .notifications(&c, ctx.arg(0), Some(on))
+        .await?;
+    Ok(Reply::ok(notifications_json(on)))
+}
+
+/// `GET /chat/Dialog/{id}/occupants`: members as user objects (`limit`, `skip`).
+pub async fn occupants(ctx: Ctx) -> Result<Reply, ApiError> {
+    let c = ctx.caller().await?;
+    let p = &ctx.params;
+    let users = ctx
+        .state
+        .chat
+        .occupants(&c, ctx.arg(0), p.i64(&["limit"])?, p.i64(&["skip"])?)
+        .await?;
+    Ok(Reply::ok(
+        json!({ "items": users.iter().map(user_json).collect::<Vec<_>>() }),
+    ))
+}
