@@ -26,6 +26,7 @@ pub struct Config {
     pub ws: WsConfig,
     pub sessions: SessionConfig,
     pub passwords: PasswordConfig,
+    pub chat: ChatConfig,
     /// Applications created or updated at start-up.
     pub applications: Vec<ApplicationConfig>,
 }
@@ -93,6 +94,33 @@ pub struct PasswordConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Longest message body, in characters.
+    pub max_message_chars: usize,
+    /// Most attachments on one message.
+    pub max_attachments: usize,
+    /// Longest reaction string, in characters.
+    pub max_reaction_chars: usize,
+    /// `GET /chat/search`: shortest `search_text` (the hosted API wants more than 4 characters).
+    pub search_min_chars: usize,
+    /// `GET /chat/search`: widest `start_date`..`end_date` window, in days (about 3 months).
+    pub search_window_days: i64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_message_chars: 10_000,
+            max_attachments: 20,
+            max_reaction_chars: 32,
+            search_min_chars: 5,
+            search_window_days: 92,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationConfig {
     pub id: i64,
@@ -131,6 +159,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             sessions: SessionConfig::default(),
             passwords: PasswordConfig::default(),
+            chat: ChatConfig::default(),
             applications: Vec::new(),
         }
     }

@@ -37,7 +37,13 @@ impl Server {
             config.sessions.clone(),
             config.passwords.clone(),
         );
-        let chat = Chat::new(pool.clone(), clock, identity.clone(), Events::new());
+        let chat = Chat::new(
+            pool.clone(),
+            clock,
+            identity.clone(),
+            Events::new(),
+            config.chat.clone(),
+        );
         let listener = rest::bind(config.http.addr).await?;
         let http_addr = listener.local_addr()?;
         let state = Arc::new(rest::State {

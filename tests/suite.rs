@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod database;
 mod rest_dialogs;
+mod rest_messages;
 mod rest_service;
 mod rest_session;
 mod rest_users;

@@ -5,9 +5,8 @@ use serde_json::{Map, Value};
 
 use super::query::{asks_public_only, dialog_query};
 use super::rules::{self, Action, Role};
-use super::{me, Chat, ChatError, ChatEvent};
+use super::{Actor, Chat, ChatError, ChatEvent};
 use crate::db::dialogs::{self as repo, Member};
-use crate::identity::Caller;
 use crate::model::dialog::{DialogQuery, DialogView};
 use crate::model::filter::{RawFilter, SortDir};
 use crate::model::{Application, Dialog, DialogType, ObjectId, User, UserId};
@@ -155,11 +154,11 @@ impl Chat {
     /// between the same two users is returned again instead of duplicated).
     pub async fn create_dialog(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         new: NewDialog,
     ) -> Result<(DialogView, bool), ChatError> {
-        let me = me(caller)?;
-        let app = &caller.app;
+        let me = actor.user;
+        let app = &actor.app;
         let kind = new
             .kind
             .ok_or_else(|| ChatError::invalid("type", "is required (1, 2, 3 or 4)"))?;
@@ -184,7 +183,7 @@ impl Chat {
         let admins = dedup(new.admins);
         match kind {
             DialogType::Private => {
-                occupants.retain(|o| *o != me.id.0);
+                occupants.retain(|o| *o != me.0);
                 if occupants.len() != 1 {
                     return Err(ChatError::invalid(
                         "occupants_ids",
@@ -217,7 +216,7 @@ impl Chat {
             .await?;
         self.check_users_exist(app, "admins_ids", &admins).await?;
         if kind.lists_occupants() {
-            occupants.insert(0, me.id.0);
+            occupants.insert(0, me.0);
             occupants = dedup(occupants);
         }
         if kind == DialogType::Group {
@@ -239,7 +238,7 @@ impl Chat {
             id: ObjectId::generate(now.unix_timestamp()),
             application_id: app.id,
             kind,
-            owner: me.id,
+            owner: me,
             name: if kind == DialogType::Private {
                 None
             } else {
@@ -266,7 +265,7 @@ impl Chat {
             updated_at: now,
         };
         let private_key = (kind == DialogType::Private).then(|| {
-            let (a, b) = (me.id.0.min(occupants[1]), me.id.0.max(occupants[1]));
+            let (a, b) = (me.0.min(occupants[1]), me.0.max(occupants[1]));
             format!("{}:{a}:{b}", app.id)
         });
         let mut client = self.pool().get().await?;
@@ -286,15 +285,15 @@ impl Chat {
         let members = if kind.lists_occupants() {
             stored.occupants.clone()
         } else {
-            vec![me.id.0]
+            vec![me.0]
         };
         if created {
             repo::add_members(&tx, &stored, &members).await?;
         } else {
             // Asking again for an existing private dialog shows it again to the asker.
-            repo::add_members(&tx, &stored, &[me.id.0]).await?;
+            repo::add_members(&tx, &stored, &[me.0]).await?;
         }
-        let view = repo::view(&tx, app.id, me.id, &stored.id)
+        let view = repo::view(&tx, app.id, me, &stored.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
         tx.commit().await?;
@@ -313,27 +312,20 @@ impl Chat {
     /// dialogs, subscribed public ones; every public one when filtering on `type=4`).
     pub async fn list_dialogs(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         raw: Vec<RawFilter>,
         sort: Option<(String, SortDir)>,
         limit: Option<i64>,
         skip: Option<i64>,
         count_only: bool,
     ) -> Result<(Vec<DialogView>, i64, DialogQuery), ChatError> {
-        let me = me(caller)?;
-        let q = dialog_query(&caller.app, raw, sort, limit, skip)?;
+        let me = actor.user;
+        let q = dialog_query(&actor.app, raw, sort, limit, skip)?;
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        repo::ensure_broadcast_members(&tx, caller.app.id, me.id).await?;
-        let (items, total) = repo::list(
-            &tx,
-            caller.app.id,
-            me.id,
-            &q,
-            asks_public_only(&q),
-            count_only,
-        )
-        .await?;
+        repo::ensure_broadcast_members(&tx, actor.app.id, me).await?;
+        let (items, total) =
+            repo::list(&tx, actor.app.id, me, &q, asks_public_only(&q), count_only).await?;
         tx.commit().await?;
         Ok((items, total, q))
     }
@@ -343,21 +335,21 @@ impl Chat {
     async fn load(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
-        caller: &Caller,
+        actor: &Actor,
         id: &str,
         lock: bool,
     ) -> Result<(Dialog, Role, Option<Member>), ChatError> {
-        let me = me(caller)?;
+        let me = actor.user;
         let not_found = || ChatError::NotFound(format!("Dialog {id} not found"));
         let id: ObjectId = id.parse().map_err(|_| not_found())?;
-        let dialog = repo::get(tx, caller.app.id, &id, lock)
+        let dialog = repo::get(tx, actor.app.id, &id, lock)
             .await?
             .ok_or_else(not_found)?;
         if dialog.kind == DialogType::Broadcast {
-            repo::ensure_broadcast_members(tx, caller.app.id, me.id).await?;
+            repo::ensure_broadcast_members(tx, actor.app.id, me).await?;
         }
-        let member = repo::member(tx, &id, me.id).await?;
-        let role = rules::role_of(&dialog, me.id, member.is_some());
+        let member = repo::member(tx, &id, me).await?;
+        let role = rules::role_of(&dialog, me, member.is_some());
         let visible =
             role != Role::Outsider || dialog.kind == DialogType::Public || dialog.allow_preview;
         if !visible {
@@ -367,11 +359,11 @@ impl Chat {
     }
 
     /// `GET /chat/Dialog/{id}` style read of one dialog, as the caller sees it.
-    pub async fn dialog(&self, caller: &Caller, id: &str) -> Result<DialogView, ChatError> {
+    pub async fn dialog(&self, actor: &Actor, id: &str) -> Result<DialogView, ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (d, _, _) = self.load(&tx, caller, id, false).await?;
-        let view = repo::view(&tx, caller.app.id, me(caller)?.id, &d.id)
+        let (d, _, _) = self.load(&tx, actor, id, false).await?;
+        let view = repo::view(&tx, actor.app.id, actor.user, &d.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
         tx.commit().await?;
@@ -382,15 +374,15 @@ impl Chat {
     /// first; nothing is written unless all of them are allowed.
     pub async fn update_dialog(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         id: &str,
         u: DialogUpdate,
     ) -> Result<DialogView, ChatError> {
-        let me = me(caller)?.id;
-        let app = caller.app.clone();
+        let me = actor.user;
+        let app = actor.app.clone();
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (mut d, role, _) = self.load(&tx, caller, id, true).await?;
+        let (mut d, role, _) = self.load(&tx, actor, id, true).await?;
         let leaving_only = u.pull_occupants == [me.0];
         if u.changes_info() {
             rules::check(role, d.kind, Action::ChangeInfo)?;
@@ -549,14 +541,14 @@ impl Chat {
     /// with `force`, for everyone, by the owner only.
     pub async fn delete_dialogs(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         ids: &[String],
         force: bool,
     ) -> Result<DeleteReport, ChatError> {
-        let me = me(caller)?.id;
+        let me = actor.user;
         let mut report = DeleteReport::default();
         for id in ids {
-            match self.delete_one(caller, me, id, force).await {
+            match self.delete_one(actor, me, id, force).await {
                 Ok(()) => report.deleted.push(id.clone()),
                 Err(ChatError::NotFound(_)) => report.not_found.push(id.clone()),
                 Err(ChatError::Forbidden(_)) => report.wrong_permissions.push(id.clone()),
@@ -568,14 +560,14 @@ impl Chat {
 
     async fn delete_one(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         me: UserId,
         id: &str,
         force: bool,
     ) -> Result<(), ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (mut d, role, member) = self.load(&tx, caller, id, true).await?;
+        let (mut d, role, member) = self.load(&tx, actor, id, true).await?;
         if role == Role::Outsider {
             return Err(ChatError::NotFound(format!("Dialog {id} not found")));
         }
@@ -589,7 +581,7 @@ impl Chat {
             occupants.extend(repo::member_ids(&tx, &d.id, i64::MAX, 0).await?);
             repo::delete(&tx, &d.id).await?;
             Some(ChatEvent::DialogDeleted {
-                app: caller.app.id,
+                app: actor.app.id,
                 dialog: d.id.clone(),
                 occupants: dedup(occupants),
             })
@@ -603,7 +595,7 @@ impl Chat {
                     repo::save(&tx, &d).await?;
                     repo::remove_members(&tx, &d.id, &[me.0]).await?;
                     Some(ChatEvent::OccupantsChanged {
-                        app: caller.app.id,
+                        app: actor.app.id,
                         dialog: d.id.clone(),
                         added: vec![],
                         removed: vec![me.0],
@@ -616,7 +608,7 @@ impl Chat {
                         repo::remove_members(&tx, &d.id, &[me.0]).await?;
                     }
                     Some(ChatEvent::OccupantsChanged {
-                        app: caller.app.id,
+                        app: actor.app.id,
                         dialog: d.id.clone(),
                         added: vec![],
                         removed: vec![me.0],
@@ -636,25 +628,25 @@ impl Chat {
     }
 
     /// `DELETE /chat/Dialog/clearHistory/{id}`: hides every message so far, for the caller only.
-    pub async fn clear_history(&self, caller: &Caller, id: &str) -> Result<(), ChatError> {
+    pub async fn clear_history(&self, actor: &Actor, id: &str) -> Result<(), ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (d, role, member) = self.load(&tx, caller, id, false).await?;
+        let (d, role, member) = self.load(&tx, actor, id, false).await?;
         rules::check(role, d.kind, Action::Read)?;
         if member.is_none() {
             return Err(ChatError::NotFound(format!("Dialog {id} not found")));
         }
-        repo::clear_history(&tx, &d.id, me(caller)?.id).await?;
+        repo::clear_history(&tx, &d.id, actor.user).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// `POST /chat/Dialog/{id}/subscribe` (public dialogs only).
-    pub async fn subscribe(&self, caller: &Caller, id: &str) -> Result<DialogView, ChatError> {
-        let me = me(caller)?.id;
+    pub async fn subscribe(&self, actor: &Actor, id: &str) -> Result<DialogView, ChatError> {
+        let me = actor.user;
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (mut d, _, member) = self.load(&tx, caller, id, true).await?;
+        let (mut d, _, member) = self.load(&tx, actor, id, true).await?;
         if d.kind != DialogType::Public {
             return Err(ChatError::Forbidden(
                 "Forbidden: only public dialogs can be subscribed to".into(),
@@ -666,13 +658,13 @@ impl Chat {
             repo::save(&tx, &d).await?;
             repo::add_members(&tx, &d, &[me.0]).await?;
         }
-        let view = repo::view(&tx, caller.app.id, me, &d.id)
+        let view = repo::view(&tx, actor.app.id, me, &d.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
         tx.commit().await?;
         if added {
             self.events().publish(ChatEvent::OccupantsChanged {
-                app: caller.app.id,
+                app: actor.app.id,
                 dialog: d.id,
                 added: vec![me.0],
                 removed: vec![],
@@ -682,10 +674,10 @@ impl Chat {
     }
 
     /// `DELETE /chat/Dialog/{id}/subscribe`.
-    pub async fn unsubscribe(&self, caller: &Caller, id: &str) -> Result<(), ChatError> {
+    pub async fn unsubscribe(&self, actor: &Actor, id: &str) -> Result<(), ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (d, _, member) = self.load(&tx, caller, id, false).await?;
+        let (d, _, member) = self.load(&tx, actor, id, false).await?;
         if d.kind != DialogType::Public {
             return Err(ChatError::Forbidden(
                 "Forbidden: only public dialogs can be unsubscribed from".into(),
@@ -695,25 +687,25 @@ impl Chat {
         if member.is_none() {
             return Ok(());
         }
-        self.delete_one(caller, me(caller)?.id, id, false).await
+        self.delete_one(actor, actor.user, id, false).await
     }
 
     /// `GET|PUT /chat/Dialog/{id}/notifications`: `Some(on)` sets, `None` reads.
     pub async fn notifications(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         id: &str,
         set: Option<bool>,
     ) -> Result<bool, ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (d, _, member) = self.load(&tx, caller, id, false).await?;
+        let (d, _, member) = self.load(&tx, actor, id, false).await?;
         let Some(member) = member else {
             return Err(ChatError::NotFound(format!("Dialog {id} not found")));
         };
         let on = match set {
             Some(on) => {
-                repo::set_notifications(&tx, &d.id, me(caller)?.id, on).await?;
+                repo::set_notifications(&tx, &d.id, actor.user, on).await?;
                 on
             }
             None => member.notifications,
@@ -725,7 +717,7 @@ impl Chat {
     /// `GET /chat/Dialog/{id}/occupants`: the members as user objects, paged.
     pub async fn occupants(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         id: &str,
         limit: Option<i64>,
         skip: Option<i64>,
@@ -737,7 +729,7 @@ impl Chat {
         let skip = skip.unwrap_or(0).max(0);
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (d, role, _) = self.load(&tx, caller, id, false).await?;
+        let (d, role, _) = self.load(&tx, actor, id, false).await?;
         if role == Role::Outsider && !d.allow_preview && d.kind != DialogType::Public {
             return Err(ChatError::NotFound(format!("Dialog {id} not found")));
         }
@@ -752,6 +744,6 @@ impl Chat {
             repo::member_ids(&tx, &d.id, limit, skip).await?
         };
         tx.commit().await?;
-        Ok(crate::db::users::by_ids(self.pool(), caller.app.id, &ids).await?)
+        Ok(crate::db::users::by_ids(self.pool(), actor.app.id, &ids).await?)
     }
 }

@@ -5,6 +5,7 @@
 pub mod dialogs;
 mod error;
 pub mod events;
+pub mod messages;
 pub mod query;
 pub mod rules;
 
@@ -13,9 +14,10 @@ use std::sync::Arc;
 pub use error::ChatError;
 pub use events::{ChatEvent, Events};
 
+use crate::config::ChatConfig;
 use crate::db::DbPool;
 use crate::identity::{Caller, Identity};
-use crate::model::{Clock, User};
+use crate::model::{Application, Clock, UserId};
 
 /// The chat service: cheap to clone, shared by every adapter.
 #[derive(Clone)]
@@ -28,16 +30,24 @@ struct Inner {
     clock: Clock,
     identity: Identity,
     events: Events,
+    config: ChatConfig,
 }
 
 impl Chat {
-    pub fn new(pool: DbPool, clock: Clock, identity: Identity, events: Events) -> Self {
+    pub fn new(
+        pool: DbPool,
+        clock: Clock,
+        identity: Identity,
+        events: Events,
+        config: ChatConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 clock,
                 identity,
                 events,
+                config,
             }),
         }
     }
@@ -55,7 +65,22 @@ impl Chat {
     }
 }
 
-/// The caller's user, or `Forbidden. Need user.` for an application session.
-fn me(caller: &Caller) -> Result<&User, ChatError> {
-    Ok(caller.user()?)
+/// Who acts: a user of an application. REST builds it from a user session, XMPP from an
+/// authenticated stream.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub app: Application,
+    pub user: UserId,
+}
+
+impl TryFrom<&Caller> for Actor {
+    type Error = ChatError;
+
+    /// `Forbidden. Need user.` for an application session.
+    fn try_from(c: &Caller) -> Result<Self, ChatError> {
+        Ok(Actor {
+            app: c.app.clone(),
+            user: c.user()?.id,
+        })
+    }
 }

@@ -11,6 +11,7 @@ pub mod account;
 
 pub use account::{Application, Session, User};
 pub mod dialog;
+pub mod message;
 pub mod object_id;
 
 pub use dialog::{Dialog, DialogType};

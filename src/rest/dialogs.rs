@@ -127,7 +127,7 @@ fn raw_filters(p: &Params) -> Result<Vec<RawFilter>, ApiError> {
 
 /// `GET /chat/Dialog`: the caller's dialogs with unread counts; `count=1` answers only the count.
 pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let p = &ctx.params;
     let count_only = p.flag(&["count"])?;
     let (items, total, q) = ctx
@@ -165,7 +165,7 @@ fn object(p: &Params, key: &str) -> Result<Option<Value>, ApiError> {
 /// `POST /chat/Dialog`: creates a dialog (the creator joins it); a private dialog with the same
 /// user is returned again instead of duplicated.
 pub async fn create(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let p = &ctx.params;
     let kind = match p.i64(&["type"])? {
         Some(t) => Some(
@@ -230,7 +230,7 @@ fn update_from(p: &Params) -> Result<DialogUpdate, ApiError> {
 /// `PUT /chat/Dialog/{id}`: info, `push_all`/`pull_all` of occupants, pins and admins; every
 /// change is checked against the caller's role before anything is written.
 pub async fn update(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let view = ctx
         .state
         .chat
@@ -241,7 +241,7 @@ pub async fn update(ctx: Ctx) -> Result<Reply, ApiError> {
 
 /// `PUT /chat/Dialog/{id}/admins`: `push_all`/`pull_all` of `admins_ids` (owner only).
 pub async fn admins(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let p = &ctx.params;
     let u = DialogUpdate {
         push_admins: ids(p, &["push_all", "admins_ids"])?,
@@ -272,7 +272,7 @@ pub fn path_ids(seg: &str) -> Vec<String> {
 /// `DELETE /chat/Dialog/{id}[,{id}…]`: for the caller, or for everyone with `force=1` (owner).
 /// One id answers 200/403/404; several answer the three id lists.
 pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let ids = path_ids(ctx.arg(0));
     let force = ctx.params.flag(&["force"])?;
     let report = ctx.state.chat.delete_dialogs(&c, &ids, force).await?;
@@ -298,21 +298,21 @@ pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
 
 /// `DELETE /chat/Dialog/clearHistory/{id}`: hides every message so far, for the caller only.
 pub async fn clear_history(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     ctx.state.chat.clear_history(&c, ctx.arg(0)).await?;
     Ok(Reply::empty())
 }
 
 /// `POST /chat/Dialog/{id}/subscribe`: joins a public dialog.
 pub async fn subscribe(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let view = ctx.state.chat.subscribe(&c, ctx.arg(0)).await?;
     Ok(Reply::ok(dialog_json(&view, &ctx.state.config.domain)))
 }
 
 /// `DELETE /chat/Dialog/{id}/subscribe`: leaves a public dialog.
 pub async fn unsubscribe(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     ctx.state.chat.unsubscribe(&c, ctx.arg(0)).await?;
     Ok(Reply::empty())
 }
@@ -323,14 +323,14 @@ fn notifications_json(on: bool) -> Value {
 
 /// `GET /chat/Dialog/{id}/notifications`.
 pub async fn get_notifications(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let on = ctx.state.chat.notifications(&c, ctx.arg(0), None).await?;
     Ok(Reply::ok(notifications_json(on)))
 }
 
 /// `PUT /chat/Dialog/{id}/notifications` with `enabled` 0 or 1.
 pub async fn set_notifications(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     if !ctx.params.has(&["enabled"]) {
         return Err(ApiError::invalid("enabled", "is required (0 or 1)"));
     }
@@ -345,7 +345,7 @@ pub async fn set_notifications(ctx: Ctx) -> Result<Reply, ApiError> {
 
 /// `GET /chat/Dialog/{id}/occupants`: members as user objects (`limit`, `skip`).
 pub async fn occupants(ctx: Ctx) -> Result<Reply, ApiError> {
-    let c = ctx.caller().await?;
+    let c = ctx.actor().await?;
     let p = &ctx.params;
     let users = ctx
         .state

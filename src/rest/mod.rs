@@ -5,6 +5,7 @@ mod dialogs;
 pub mod error;
 pub mod extract;
 mod health;
+mod messages;
 pub mod router;
 mod session;
 mod users;
@@ -27,7 +28,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::chat::Chat;
+use crate::chat::{Actor, Chat};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::identity::{Caller, Identity};
@@ -71,6 +72,11 @@ impl Ctx {
             .await?;
         let _ = self.expires.set(caller.session.expires_at);
         Ok(caller)
+    }
+
+    /// Authenticates and requires a user session: the actor of chat operations.
+    pub async fn actor(&self) -> Result<Actor, ApiError> {
+        Ok(Actor::try_from(&self.caller().await?)?)
     }
 
     /// Path capture `i` (the router guarantees it exists).

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use hyper::Method;
 
 use super::error::ApiError;
-use super::{dialogs, health, session, users, Ctx, Reply};
+use super::{dialogs, health, messages, session, users, Ctx, Reply};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -58,6 +58,16 @@ pub fn table() -> Vec<Route> {
         GET "chat/Dialog/{}/occupants" => dialogs::occupants,
         PUT "chat/Dialog/{}" => dialogs::update,
         DELETE "chat/Dialog/{}" => dialogs::delete,
+        GET "chat/Message" => messages::list,
+        GET "chat/Message/unread" => messages::unread,
+        POST "chat/Message" => messages::create,
+        POST "chat/Message/system" => messages::system,
+        PUT "chat/Message" => messages::update_all,
+        PUT "chat/Message/{}/reactions" => messages::react,
+        GET "chat/Message/{}/reactions" => messages::reactions,
+        PUT "chat/Message/{}" => messages::update,
+        DELETE "chat/Message/{}" => messages::delete,
+        GET "chat/search" => messages::search,
     ]
 }
 

@@ -1,0 +1,895 @@
+//! Messages: create (a private dialog on first message), history with mark-as-read, unread
+//! counts, read/delivered, edits, deletes for self or everyone, system messages, reactions, search.
+
+use serde_json::{Map, Value};
+
+use super::rules::{self, Action, Role};
+use super::{Actor, Chat, ChatError, ChatEvent};
+use crate::db::dialogs as dialog_repo;
+use crate::db::messages::{self as repo, NewMessage as Row};
+use crate::model::dialog::FilterValue;
+use crate::model::filter::{FilterOp, RawFilter, SortDir};
+use crate::model::message::{Message, MessageField, MessageFilter, MessageQuery, MessageView};
+use crate::model::time::parse_date;
+use crate::model::{Dialog, DialogType, ObjectId, User, UserId};
+
+/// `POST /chat/Message` (and, later, an XMPP message with `save_to_history`), typed.
+#[derive(Clone, Debug, Default)]
+pub struct NewMessage {
+    pub dialog_id: Option<String>,
+    pub recipient_id: Option<i64>,
+    /// A client-chosen 24-hex id (XMPP stanza id); generated when absent.
+    pub id: Option<String>,
+    pub body: Option<String>,
+    pub attachments: Vec<Value>,
+    pub custom: Map<String, Value>,
+    pub markable: bool,
+    pub send_to_chat: bool,
+    pub date_sent: Option<i64>,
+}
+
+/// `PUT /chat/Message/{ids}`, typed.
+#[derive(Clone, Debug, Default)]
+pub struct MessageUpdate {
+    pub dialog_id: Option<String>,
+    pub read: bool,
+    pub delivered: bool,
+    pub body: Option<String>,
+}
+
+/// `GET /chat/search` results.
+#[derive(Clone, Debug, Default)]
+pub struct SearchResults {
+    pub dialogs: Vec<crate::model::dialog::DialogView>,
+    pub messages: Vec<MessageView>,
+    pub users: Vec<User>,
+}
+
+/// Attachment attributes kept (others are dropped).
+const ATTACHMENT_KEYS: [&str; 11] = [
+    "type",
+    "id",
+    "url",
+    "uid",
+    "name",
+    "size",
+    "content-type",
+    "width",
+    "height",
+    "duration",
+    "data",
+];
+
+fn not_found(id: &str) -> ChatError {
+    ChatError::NotFound(format!("Message {id} not found"))
+}
+
+impl Chat {
+    fn clean_attachments(&self, list: Vec<Value>) -> Result<Value, ChatError> {
+        let max = self.inner.config.max_attachments;
+        if list.len() > max {
+            return Err(ChatError::invalid(
+                "attachments",
+                format!("at most {max} attachments"),
+            ));
+        }
+        let mut out = Vec::new();
+        for a in list {
+            let Value::Object(m) = a else {
+                return Err(ChatError::invalid(
+                    "attachments",
+                    "each attachment must be an object",
+                ));
+            };
+            let kept: Map<String, Value> = m
+                .into_iter()
+                .filter(|(k, v)| ATTACHMENT_KEYS.contains(&k.as_str()) && !v.is_null())
+                .collect();
+            out.push(Value::Object(kept));
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// The dialog a new message goes to: by id, or the private dialog with `recipient_id`
+    /// (created on first message; safe against a concurrent explicit create).
+    async fn target_dialog(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        actor: &Actor,
+        new: &NewMessage,
+    ) -> Result<Dialog, ChatError> {
+        if let Some(id) = &new.dialog_id {
+            let oid: ObjectId = id
+                .parse()
+                .map_err(|_| ChatError::NotFound(format!("Dialog {id} not found")))?;
+            return dialog_repo::get(tx, actor.app.id, &oid, true)
+                .await?
+                .ok_or_else(|| ChatError::NotFound(format!("Dialog {id} not found")));
+        }
+        let other = new
+            .recipient_id
+            .ok_or_else(|| ChatError::invalid("chat_dialog_id", "or recipient_id is required"))?;
+        if other == actor.user.0 {
+            return Err(ChatError::invalid("recipient_id", "cannot be yourself"));
+        }
+        if !self
+            .inner
+            .identity
+            .unknown_users(actor.app.id, &[other])
+            .await?
+            .is_empty()
+        {
+            return Err(ChatError::invalid(
+                "recipient_id",
+                format!("user {other} does not exist"),
+            ));
+        }
+        let (a, b) = (actor.user.0.min(other), actor.user.0.max(other));
+        let key = format!("{}:{a}:{b}", actor.app.id);
+        let now = self.clock().now();
+        let fresh = Dialog {
+            id: ObjectId::generate(now.unix_timestamp()),
+            application_id: actor.app.id,
+            kind: DialogType::Private,
+            owner: actor.user,
+            name: None,
+            photo: None,
+            description: None,
+            occupants: vec![actor.user.0, other],
+            admins: vec![],
+            pinned: vec![],
+            occupants_count: 0,
+            extensions: None,
+            data: None,
+            allow_preview: false,
+            last_message_id: None,
+            last_message: None,
+            last_message_user_id: None,
+            last_message_date_sent: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let d = match dialog_repo::insert(tx, &fresh, Some(&key)).await? {
+            Some(d) => {
+                dialog_repo::add_members(tx, &d, &d.occupants).await?;
+                d
+            }
+            None => dialog_repo::by_private_key(tx, &key)
+                .await?
+                .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?,
+        };
+        dialog_repo::get(tx, actor.app.id, &d.id, true)
+            .await?
+            .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))
+    }
+
+    async fn role(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        actor: &Actor,
+        d: &Dialog,
+    ) -> Result<(Role, Option<dialog_repo::Member>), ChatError> {
+        if d.kind == DialogType::Broadcast {
+            dialog_repo::ensure_broadcast_members(tx, actor.app.id, actor.user).await?;
+        }
+        let member = dialog_repo::member(tx, &d.id, actor.user).await?;
+        Ok((rules::role_of(d, actor.user, member.is_some()), member))
+    }
+
+    /// `POST /chat/Message`: stores a message; the dialog's last message and every other
+    /// member's unread count change in the same transaction. `send_to_chat` publishes it.
+    pub async fn create_message(
+        &self,
+        actor: &Actor,
+        new: NewMessage,
+    ) -> Result<MessageView, ChatError> {
+        let cfg = &self.inner.config;
+        if new
+            .body
+            .as_ref()
+            .is_some_and(|b| b.chars().count() > cfg.max_message_chars)
+        {
+            return Err(ChatError::invalid(
+                "message",
+                format!(
+                    "is too long (maximum is {} characters)",
+                    cfg.max_message_chars
+                ),
+            ));
+        }
+        let id = match &new.id {
+            Some(s) => s
+                .parse::<ObjectId>()
+                .map_err(|_| ChatError::invalid("_id", "must be 24 hex characters"))?,
+            None => ObjectId::generate(self.clock().unix_seconds()),
+        };
+        let attachments = self.clean_attachments(new.attachments.clone())?;
+        let custom = Value::Object(new.custom.clone());
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let dialog = self.target_dialog(&tx, actor, &new).await?;
+        let (role, _) = self.role(&tx, actor, &dialog).await?;
+        if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
+            return Err(ChatError::NotFound(format!(
+                "Dialog {} not found",
+                dialog.id
+            )));
+        }
+        rules::check(role, dialog.kind, Action::SendMessage)?;
+        if let Some(existing) = repo::get(&tx, &id).await? {
+            // A resend of the same message (same id, sender and dialog) is not stored twice.
+            if existing.sender_id == actor.user.0 && existing.dialog_id == dialog.id {
+                let view = repo::view(&tx, &id, actor.user)
+                    .await?
+                    .ok_or_else(|| not_found(id.as_str()))?;
+                return Ok(view);
+            }
+            return Err(ChatError::invalid(
+                "_id",
+                "is already used by another message",
+            ));
+        }
+        let recipient_id = match dialog.kind {
+            DialogType::Private => dialog
+                .occupants
+                .iter()
+                .copied()
+                .find(|o| *o != actor.user.0)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let now = self.clock().now();
+        let row = Row {
+            id: &id,
+            app: actor.app.id.0,
+            dialog: &dialog.id,
+            sender: actor.user,
+            recipient_id,
+            body: new.body.as_deref(),
+            attachments: &attachments,
+            custom: &custom,
+            markable: new.markable,
+            date_sent: new.date_sent.unwrap_or_else(|| now.unix_timestamp()),
+            now,
+        };
+        repo::insert(&tx, &row).await?;
+        let view = repo::view(&tx, &id, actor.user)
+            .await?
+            .ok_or_else(|| not_found(id.as_str()))?;
+        let recipients = self.recipients(&tx, &dialog, actor.user).await?;
+        tx.commit().await?;
+        if new.send_to_chat {
+            let message = crate::chat::messages::to_event_json(&view.message);
+            self.events().publish(ChatEvent::MessageSent {
+                app: actor.app.id,
+                dialog: dialog.id.clone(),
+                recipients,
+                message,
+            });
+        }
+        Ok(view)
+    }
+
+    /// Everyone in the dialog but `except`: occupants, or inbox members of public and broadcast
+    /// dialogs (the real-time layer adds whoever is online in the room).
+    async fn recipients(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        d: &Dialog,
+        except: UserId,
+    ) -> Result<Vec<i64>, ChatError> {
+        let mut all = if d.kind.lists_occupants() {
+            d.occupants.clone()
+        } else {
+            dialog_repo::member_ids(tx, &d.id, i64::MAX, 0).await?
+        };
+        all.retain(|u| *u != except.0);
+        Ok(all)
+    }
+
+    /// Loads a dialog the actor may read, with their inbox entry.
+    async fn readable(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<(Dialog, Role, Option<dialog_repo::Member>), ChatError> {
+        let nf = || ChatError::NotFound(format!("Dialog {id} not found"));
+        let oid: ObjectId = id.parse().map_err(|_| nf())?;
+        let d = dialog_repo::get(tx, actor.app.id, &oid, false)
+            .await?
+            .ok_or_else(nf)?;
+        let (role, member) = self.role(tx, actor, &d).await?;
+        if role == Role::Outsider && !d.allow_preview {
+            return Err(nf());
+        }
+        Ok((d, role, member))
+    }
+
+    /// `GET /chat/Message`: one page of history; unless `mark_as_read` is off, what the caller
+    /// retrieves becomes read for them (unread counts and senders' statuses follow).
+    pub async fn list_messages(
+        &self,
+        actor: &Actor,
+        dialog_id: Option<String>,
+        q: MessageQuery,
+        mark_as_read: bool,
+    ) -> Result<Vec<MessageView>, ChatError> {
+        let dialog_id =
+            dialog_id.ok_or_else(|| ChatError::invalid("chat_dialog_id", "is required"))?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let (d, _, member) = self.readable(&tx, actor, &dialog_id).await?;
+        let cleared = member.as_ref().map_or(0, |m| m.cleared_seq);
+        let mut items = repo::history(&tx, &d.id, actor.user, cleared, &q).await?;
+        let mut marked = Vec::new();
+        if mark_as_read && member.is_some() {
+            let ids: Vec<String> = items
+                .iter()
+                .filter(|v| {
+                    v.message.sender_id != actor.user.0
+                        && !v.message.read_ids.contains(&actor.user.0)
+                })
+                .map(|v| v.message.id.to_string())
+                .collect();
+            if !ids.is_empty() {
+                marked =
+                    repo::mark_read(&tx, &d.id, actor.user, Some(&ids), self.clock().now()).await?;
+                for v in items
+                    .iter_mut()
+                    .filter(|v| marked.iter().any(|(id, _)| *id == v.message.id))
+                {
+                    v.message.read_ids.push(actor.user.0);
+                    if !v.message.delivered_ids.contains(&actor.user.0) {
+                        v.message.delivered_ids.push(actor.user.0);
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        if !marked.is_empty() {
+            self.events().publish(ChatEvent::MessagesMarked {
+                app: actor.app.id,
+                dialog: d.id,
+                messages: marked,
+                by: actor.user.0,
+                read: true,
+            });
+        }
+        Ok(items)
+    }
+
+    /// `GET /chat/Message/unread`: the total over the caller's dialogs and, for the dialogs asked
+    /// (all when none), each one's count. Read from the inbox, never counted from history.
+    pub async fn unread(
+        &self,
+        actor: &Actor,
+        dialogs: Option<Vec<String>>,
+    ) -> Result<(i64, Vec<(String, i32)>), ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        dialog_repo::ensure_broadcast_members(&tx, actor.app.id, actor.user).await?;
+        let counts = repo::unread(&tx, actor.app.id.0, actor.user).await?;
+        tx.commit().await?;
+        let total = counts.iter().map(|(_, n)| i64::from(*n)).sum();
+        let per = match dialogs {
+            Some(ids) => ids
+                .into_iter()
+                .map(|id| {
+                    let n = counts.iter().find(|(d, _)| *d == id).map_or(0, |(_, n)| *n);
+                    (id, n)
+                })
+                .collect(),
+            None => counts,
+        };
+        Ok((total, per))
+    }
+
+    /// `PUT /chat/Message/{ids}` (or every message of `chat_dialog_id` when no id is given):
+    /// `read`, `delivered` (idempotent), or a new body (the sender only, one message).
+    pub async fn update_messages(
+        &self,
+        actor: &Actor,
+        ids: Vec<String>,
+        u: MessageUpdate,
+    ) -> Result<(), ChatError> {
+        for id in &ids {
+            id.parse::<ObjectId>().map_err(|_| not_found(id))?;
+        }
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let dialog_id = match (&u.dialog_id, ids.first()) {
+            (Some(d), _) => d.clone(),
+            (None, Some(first)) => {
+                let m = repo::get(&tx, &first.parse().map_err(|_| not_found(first))?)
+                    .await?
+                    .ok_or_else(|| not_found(first))?;
+                m.dialog_id.to_string()
+            }
+            (None, None) => {
+                return Err(ChatError::invalid(
+                    "chat_dialog_id",
+                    "is required when no message id is given",
+                ))
+            }
+        };
+        let (d, role, member) = self.readable(&tx, actor, &dialog_id).await?;
+        if !ids.is_empty() {
+            let found = repo::existing_in_dialog(&tx, &d.id, &ids).await?;
+            if let Some(missing) = ids.iter().find(|i| !found.contains(i)) {
+                return Err(not_found(missing));
+            }
+        }
+        let now = self.clock().now();
+        let target = (!ids.is_empty()).then_some(ids.as_slice());
+        let mut events = Vec::new();
+        if let Some(body) = &u.body {
+            let [id] = ids.as_slice() else {
+                return Err(ChatError::invalid(
+                    "message",
+                    "can be edited on one message at a time",
+                ));
+            };
+            if body.chars().count() > self.inner.config.max_message_chars {
+                return Err(ChatError::invalid("message", "is too long"));
+            }
+            let oid: ObjectId = id.parse().map_err(|_| not_found(id))?;
+            let m = repo::get(&tx, &oid).await?.ok_or_else(|| not_found(id))?;
+            if m.sender_id != actor.user.0 {
+                return Err(ChatError::Forbidden(
+                    "Forbidden: only the sender may edit a message".into(),
+                ));
+            }
+            rules::check(role, d.kind, Action::EditOwnMessage)?;
+            repo::edit(&tx, &oid, body, now).await?;
+            let recipients = self.recipients(&tx, &d, actor.user).await?;
+            events.push(ChatEvent::MessageEdited {
+                app: actor.app.id,
+                dialog: d.id.clone(),
+                message: oid,
+                sender: actor.user.0,
+                body: body.clone(),
+                recipients,
+            });
+        }
+        if (u.read || u.delivered) && member.is_none() {
+            return Err(ChatError::NotFound(format!("Dialog {dialog_id} not found")));
+        }
+        if u.read {
+            let marked = repo::mark_read(&tx, &d.id, actor.user, target, now).await?;
+            if !marked.is_empty() {
+                events.push(ChatEvent::MessagesMarked {
+                    app: actor.app.id,
+                    dialog: d.id.clone(),
+                    messages: marked,
+                    by: actor.user.0,
+                    read: true,
+                });
+            }
+        } else if u.delivered {
+            let marked = repo::mark_delivered(&tx, &d.id, actor.user, target, now).await?;
+            if !marked.is_empty() {
+                events.push(ChatEvent::MessagesMarked {
+                    app: actor.app.id,
+                    dialog: d.id.clone(),
+                    messages: marked,
+                    by: actor.user.0,
+                    read: false,
+                });
+            }
+        }
+        tx.commit().await?;
+        for e in events {
+            self.events().publish(e);
+        }
+        Ok(())
+    }
+
+    /// `DELETE /chat/Message/{ids}`: for the caller only, or with `force` for everyone, each
+    /// message by the seed's rules for its dialog type and the caller's role.
+    pub async fn delete_messages(
+        &self,
+        actor: &Actor,
+        ids: &[String],
+        force: bool,
+    ) -> Result<super::dialogs::DeleteReport, ChatError> {
+        let mut report = super::dialogs::DeleteReport::default();
+        for id in ids {
+            match self.delete_message(actor, id, force).await {
+                Ok(()) => report.deleted.push(id.clone()),
+                Err(ChatError::NotFound(_)) => report.not_found.push(id.clone()),
+                Err(ChatError::Forbidden(_)) => report.wrong_permissions.push(id.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn delete_message(&self, actor: &Actor, id: &str, force: bool) -> Result<(), ChatError> {
+        let oid: ObjectId = id.parse().map_err(|_| not_found(id))?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let m = repo::get(&tx, &oid).await?.ok_or_else(|| not_found(id))?;
+        let d = dialog_repo::get(&tx, actor.app.id, &m.dialog_id, true)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let (role, member) = self.role(&tx, actor, &d).await?;
+        let visible = member.as_ref().is_some_and(|mm| m.seq > mm.cleared_seq);
+        if role == Role::Outsider || !visible || self.hidden_for(&tx, &m, actor.user).await? {
+            return Err(not_found(id));
+        }
+        let own = m.sender_id == actor.user.0;
+        if force {
+            let action = if own {
+                Action::DeleteOwnMessageForEveryone
+            } else {
+                Action::DeleteAnyMessageForEveryone
+            };
+            rules::check(role, d.kind, action)?;
+            repo::delete(&tx, &m).await?;
+            let recipients = self.recipients(&tx, &d, actor.user).await?;
+            tx.commit().await?;
+            self.events().publish(ChatEvent::MessagesDeleted {
+                app: actor.app.id,
+                dialog: d.id,
+                messages: vec![oid],
+                by: actor.user.0,
+                recipients,
+            });
+        } else {
+            rules::check(role, d.kind, Action::DeleteMessageForSelf)?;
+            repo::hide_for(&tx, &m, actor.user).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn hidden_for(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        m: &Message,
+        user: UserId,
+    ) -> Result<bool, ChatError> {
+        let row = tx
+            .query_one(
+                "SELECT $2 = ANY(hidden_for) FROM messages WHERE id = $1",
+                &[&m.id.as_str(), &user.0],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// `POST /chat/Message/system`: a signal to one user, delivered in real time, never stored.
+    pub async fn system_message(
+        &self,
+        actor: &Actor,
+        recipient: Option<i64>,
+        params: Map<String, Value>,
+    ) -> Result<ObjectId, ChatError> {
+        let to = recipient.ok_or_else(|| ChatError::invalid("recipientId", "is required"))?;
+        if !self
+            .inner
+            .identity
+            .unknown_users(actor.app.id, &[to])
+            .await?
+            .is_empty()
+        {
+            return Err(ChatError::invalid(
+                "recipientId",
+                format!("user {to} does not exist"),
+            ));
+        }
+        let id = ObjectId::generate(self.clock().unix_seconds());
+        self.events().publish(ChatEvent::SystemMessage {
+            app: actor.app.id,
+            id: id.clone(),
+            from: actor.user.0,
+            to,
+            params,
+        });
+        Ok(id)
+    }
+
+    /// `PUT /chat/Message/{id}/reactions`: adds and/or removes the caller's reaction (one per
+    /// user: adding another replaces it); the dialog's members are told.
+    pub async fn react(
+        &self,
+        actor: &Actor,
+        id: &str,
+        add: Option<String>,
+        remove: Option<String>,
+    ) -> Result<(), ChatError> {
+        let max = self.inner.config.max_reaction_chars;
+        for (field, v) in [("add", &add), ("remove", &remove)] {
+            if let Some(r) = v {
+                let n = r.chars().count();
+                if n == 0 || n > max {
+                    return Err(ChatError::invalid(
+                        field,
+                        format!("must be 1 to {max} characters"),
+                    ));
+                }
+            }
+        }
+        if add.is_none() && remove.is_none() {
+            return Err(ChatError::invalid("add", "or remove is required"));
+        }
+        let oid: ObjectId = id.parse().map_err(|_| not_found(id))?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let m = repo::get(&tx, &oid).await?.ok_or_else(|| not_found(id))?;
+        let (d, role, _) = self
+            .readable(&tx, actor, m.dialog_id.as_str())
+            .await
+            .map_err(|_| not_found(id))?;
+        rules::check(role, d.kind, Action::Read)?;
+        repo::react(
+            &tx,
+            &oid,
+            actor.user,
+            add.as_deref(),
+            remove.as_deref(),
+            self.clock().now(),
+        )
+        .await?;
+        let recipients = self.recipients(&tx, &d, actor.user).await?;
+        tx.commit().await?;
+        self.events().publish(ChatEvent::ReactionChanged {
+            app: actor.app.id,
+            dialog: d.id,
+            message: oid,
+            by: actor.user.0,
+            add,
+            remove,
+            recipients,
+        });
+        Ok(())
+    }
+
+    /// `GET /chat/Message/{id}/reactions`: reaction → user ids.
+    pub async fn reactions(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<Vec<(String, Vec<i64>)>, ChatError> {
+        let oid: ObjectId = id.parse().map_err(|_| not_found(id))?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let m = repo::get(&tx, &oid).await?.ok_or_else(|| not_found(id))?;
+        self.readable(&tx, actor, m.dialog_id.as_str())
+            .await
+            .map_err(|_| not_found(id))?;
+        let list = repo::reactions(&tx, &oid).await?;
+        tx.commit().await?;
+        Ok(list)
+    }
+
+    /// `GET /chat/search`: messages (and dialog names) containing `text`, only in the caller's
+    /// dialogs, within at most 10 dialogs and a window of at most `search_window_days`.
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        text: Option<String>,
+        dialogs: Option<Vec<String>>,
+        start: Option<String>,
+        end: Option<String>,
+        limit: Option<i64>,
+    ) -> Result<SearchResults, ChatError> {
+        let cfg = &self.inner.config;
+        let text = text.unwrap_or_default();
+        if text.chars().count() < cfg.search_min_chars {
+            return Err(ChatError::invalid(
+                "search_text",
+                format!("must be at least {} characters", cfg.search_min_chars),
+            ));
+        }
+        if let Some(d) = &dialogs {
+            if d.len() > 10 {
+                return Err(ChatError::invalid(
+                    "chat_dialog_ids",
+                    "takes at most 10 dialogs",
+                ));
+            }
+        }
+        let limit = limit.unwrap_or(100);
+        if !(1..=100).contains(&limit) {
+            return Err(ChatError::invalid("limit", "must be between 1 and 100"));
+        }
+        let date = |field: &str, v: &str| {
+            parse_date(v).ok_or_else(|| {
+                ChatError::invalid(field, "must be a date (ISO-8601 or unix seconds)")
+            })
+        };
+        let window = match (start, end) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ChatError::invalid(
+                    "end_date",
+                    "is required with start_date",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ChatError::invalid(
+                    "start_date",
+                    "is required with end_date",
+                ))
+            }
+            (Some(s), Some(e)) => {
+                let (s, e) = (date("start_date", &s)?, date("end_date", &e)?);
+                let (lo, hi) = if s < e { (s, e) } else { (e, s) };
+                if hi - lo > time::Duration::days(cfg.search_window_days) {
+                    return Err(ChatError::invalid(
+                        "end_date",
+                        format!(
+                            "must be within {} days of start_date",
+                            cfg.search_window_days
+                        ),
+                    ));
+                }
+                Some((lo.unix_timestamp(), hi.unix_timestamp()))
+            }
+        };
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let messages = repo::search(
+            &tx,
+            actor.app.id.0,
+            actor.user,
+            &text,
+            dialogs.as_deref(),
+            window,
+            limit,
+        )
+        .await?;
+        let raw = vec![RawFilter {
+            field: "name".into(),
+            op: Some("ctn".into()),
+            values: vec![text.clone()],
+        }];
+        let q = super::query::dialog_query(&actor.app, raw, None, Some(limit), None)?;
+        let (mut found, _) =
+            dialog_repo::list(&tx, actor.app.id, actor.user, &q, false, false).await?;
+        // Names match case-sensitively, like message bodies.
+        found.retain(|v| v.dialog.name.as_deref().is_some_and(|n| n.contains(&text)));
+        if let Some(ids) = &dialogs {
+            found.retain(|v| ids.contains(&v.dialog.id.to_string()));
+        }
+        tx.commit().await?;
+        let mut senders: Vec<i64> = messages.iter().map(|m| m.message.sender_id).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let users = crate::db::users::by_ids(self.pool(), actor.app.id, &senders).await?;
+        Ok(SearchResults {
+            dialogs: found,
+            messages,
+            users,
+        })
+    }
+}
+
+/// Types `GET /chat/Message` parameters.
+pub fn message_query(
+    raw: Vec<RawFilter>,
+    sort: Option<(String, SortDir)>,
+    limit: Option<i64>,
+    skip: Option<i64>,
+) -> Result<MessageQuery, ChatError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=100).contains(&limit) {
+        return Err(ChatError::invalid("limit", "must be between 1 and 100"));
+    }
+    let skip = skip.unwrap_or(0);
+    if skip < 0 {
+        return Err(ChatError::invalid("skip", "cannot be negative"));
+    }
+    let mut filters = Vec::new();
+    for r in raw {
+        let field = match r.field.as_str() {
+            "_id" => MessageField::Id,
+            "message" => MessageField::Body,
+            "date_sent" => MessageField::DateSent,
+            "sender_id" => MessageField::SenderId,
+            "recipient_id" => MessageField::RecipientId,
+            "attachments.type" => MessageField::AttachmentsType,
+            "updated_at" => MessageField::UpdatedAt,
+            other => {
+                return Err(ChatError::invalid(
+                    other,
+                    "is not a field messages can be filtered by",
+                ))
+            }
+        };
+        let op = match r.op.as_deref() {
+            None => FilterOp::Eq,
+            Some(o) => FilterOp::parse(o)
+                .ok_or_else(|| ChatError::invalid(&r.field, format!("unknown operator `{o}`")))?,
+        };
+        let allowed = match field {
+            MessageField::AttachmentsType => matches!(
+                op,
+                FilterOp::Eq | FilterOp::In | FilterOp::Nin | FilterOp::Ne | FilterOp::All
+            ),
+            MessageField::Body | MessageField::Id => {
+                !matches!(op, FilterOp::All | FilterOp::StartWith)
+            }
+            _ => !matches!(op, FilterOp::All | FilterOp::StartWith | FilterOp::Ctn),
+        };
+        if !allowed {
+            return Err(ChatError::invalid(
+                &r.field,
+                format!("does not take the operator `{op}`"),
+            ));
+        }
+        let values: Vec<String> = r
+            .values
+            .iter()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            return Err(ChatError::invalid(&r.field, "needs a value"));
+        }
+        if !op.takes_list() && values.len() > 1 {
+            return Err(ChatError::invalid(
+                &r.field,
+                format!("`{op}` takes one value"),
+            ));
+        }
+        let value = match field {
+            MessageField::DateSent | MessageField::SenderId | MessageField::RecipientId => {
+                FilterValue::Ints(
+                    values
+                        .iter()
+                        .map(|v| v.parse::<i64>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| ChatError::invalid(&r.field, "must be integers"))?,
+                )
+            }
+            MessageField::UpdatedAt => FilterValue::Dates(
+                values
+                    .iter()
+                    .map(|v| parse_date(v))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| ChatError::invalid(&r.field, "must be a date"))?,
+            ),
+            _ => FilterValue::Texts(values),
+        };
+        filters.push(MessageFilter { field, op, value });
+    }
+    let sort = match sort {
+        None => SortDir::Asc,
+        Some((f, dir)) if f == "date_sent" || f == "created_at" => dir,
+        Some((f, _)) => {
+            return Err(ChatError::invalid(
+                "sort",
+                format!("cannot sort messages by `{f}`"),
+            ))
+        }
+    };
+    Ok(MessageQuery {
+        filters,
+        sort,
+        limit,
+        skip,
+    })
+}
+
+/// The message as the real-time layer receives it in events (the REST shape, no per-user fields).
+pub fn to_event_json(m: &Message) -> Value {
+    let mut v = serde_json::json!({
+        "_id": m.id,
+        "chat_dialog_id": m.dialog_id,
+        "sender_id": m.sender_id,
+        "recipient_id": m.recipient_id,
+        "message": m.body,
+        "attachments": m.attachments,
+        "date_sent": m.date_sent,
+        "markable": m.markable,
+    });
+    if let Value::Object(o) = &mut v {
+        for (k, val) in &m.custom {
+            o.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+    }
+    v
+}
