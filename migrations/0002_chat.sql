@@ -52,7 +52,8 @@ CREATE TABLE dialog_members (
     sort_at        BIGINT NOT NULL,
     PRIMARY KEY (dialog_id, user_id)
 );
-CREATE INDEX dialog_members_inbox ON dialog_members (user_id, hidden, sort_at DESC, dialog_id DESC);
+-- A user's list in display order, and their unread counts, read from the index alone.
+CREATE INDEX dialog_members_inbox ON dialog_members (user_id, hidden, sort_at DESC, dialog_id DESC) INCLUDE (unread_count);
 
 CREATE TABLE messages (
     id             TEXT PRIMARY KEY CHECK (id ~ '^[0-9a-f]{24}$'),

@@ -126,8 +126,11 @@ fn dedup(mut v: Vec<i64>) -> Vec<i64> {
 }
 
 impl Chat {
+    /// Refuses ids that are not users of the application, naming them. Runs in the caller's
+    /// transaction: taking a second pooled connection while holding one can starve the pool.
     async fn check_users_exist(
         &self,
+        tx: &crate::db::Tx<'_>,
         app: &Application,
         field: &str,
         ids: &[i64],
@@ -135,7 +138,7 @@ impl Chat {
         if ids.is_empty() {
             return Ok(());
         }
-        let missing = self.inner.identity.unknown_users(app.id, ids).await?;
+        let missing = crate::db::users::missing_ids(tx, app.id, ids).await?;
         if !missing.is_empty() {
             let list = missing
                 .iter()
@@ -212,9 +215,12 @@ impl Chat {
                 format!("at most {} admins", rules::MAX_ADMINS),
             ));
         }
-        self.check_users_exist(app, "occupants_ids", &occupants)
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        self.check_users_exist(&tx, app, "occupants_ids", &occupants)
             .await?;
-        self.check_users_exist(app, "admins_ids", &admins).await?;
+        self.check_users_exist(&tx, app, "admins_ids", &admins)
+            .await?;
         if kind.lists_occupants() {
             occupants.insert(0, me.0);
             occupants = dedup(occupants);
@@ -268,8 +274,6 @@ impl Chat {
             let (a, b) = (me.0.min(occupants[1]), me.0.max(occupants[1]));
             format!("{}:{a}:{b}", app.id)
         });
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
         let (stored, created) = match repo::insert(&tx, &dialog, private_key.as_deref()).await? {
             Some(d) => (d, true),
             None => {
@@ -334,7 +338,7 @@ impl Chat {
     /// see are "not found", so their existence does not leak.
     async fn load(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &crate::db::Tx<'_>,
         actor: &Actor,
         id: &str,
         lock: bool,
@@ -417,7 +421,7 @@ impl Chat {
                 .filter(|o| !d.occupants.contains(o))
                 .collect(),
         );
-        self.check_users_exist(&app, "occupants_ids", &push_occupants)
+        self.check_users_exist(&tx, &app, "occupants_ids", &push_occupants)
             .await?;
         let push_admins = dedup(
             u.push_admins
@@ -425,7 +429,7 @@ impl Chat {
                 .filter(|a| !d.admins.contains(a))
                 .collect(),
         );
-        self.check_users_exist(&app, "admins_ids", &push_admins)
+        self.check_users_exist(&tx, &app, "admins_ids", &push_admins)
             .await?;
         if u.pull_occupants.contains(&d.owner.0) && !leaving_only {
             return Err(ChatError::invalid(
@@ -743,7 +747,8 @@ impl Chat {
         } else {
             repo::member_ids(&tx, &d.id, limit, skip).await?
         };
+        let users = crate::db::users::by_ids(&tx, actor.app.id, &ids).await?;
         tx.commit().await?;
-        Ok(crate::db::users::by_ids(self.pool(), actor.app.id, &ids).await?)
+        Ok(users)
     }
 }

@@ -94,7 +94,7 @@ impl Chat {
     /// (created on first message; safe against a concurrent explicit create).
     async fn target_dialog(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &crate::db::Tx<'_>,
         actor: &Actor,
         new: &NewMessage,
     ) -> Result<Dialog, ChatError> {
@@ -112,10 +112,7 @@ impl Chat {
         if other == actor.user.0 {
             return Err(ChatError::invalid("recipient_id", "cannot be yourself"));
         }
-        if !self
-            .inner
-            .identity
-            .unknown_users(actor.app.id, &[other])
+        if !crate::db::users::missing_ids(tx, actor.app.id, &[other])
             .await?
             .is_empty()
         {
@@ -165,7 +162,7 @@ impl Chat {
 
     async fn role(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &crate::db::Tx<'_>,
         actor: &Actor,
         d: &Dialog,
     ) -> Result<(Role, Option<dialog_repo::Member>), ChatError> {
@@ -274,7 +271,7 @@ impl Chat {
     /// dialogs (the real-time layer adds whoever is online in the room).
     async fn recipients(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &crate::db::Tx<'_>,
         d: &Dialog,
         except: UserId,
     ) -> Result<Vec<i64>, ChatError> {
@@ -290,7 +287,7 @@ impl Chat {
     /// Loads a dialog the actor may read, with their inbox entry.
     async fn readable(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &crate::db::Tx<'_>,
         actor: &Actor,
         id: &str,
     ) -> Result<(Dialog, Role, Option<dialog_repo::Member>), ChatError> {
@@ -369,7 +366,7 @@ impl Chat {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         dialog_repo::ensure_broadcast_members(&tx, actor.app.id, actor.user).await?;
-        let counts = repo::unread(&tx, actor.app.id.0, actor.user).await?;
+        let counts = repo::unread(&tx, actor.user).await?;
         tx.commit().await?;
         let total = counts.iter().map(|(_, n)| i64::from(*n)).sum();
         let per = match dialogs {
@@ -515,7 +512,7 @@ impl Chat {
             .ok_or_else(|| not_found(id))?;
         let (role, member) = self.role(&tx, actor, &d).await?;
         let visible = member.as_ref().is_some_and(|mm| m.seq > mm.cleared_seq);
-        if role == Role::Outsider || !visible || self.hidden_for(&tx, &m, actor.user).await? {
+        if role == Role::Outsider || !visible || repo::is_hidden_for(&tx, &m, actor.user).await? {
             return Err(not_found(id));
         }
         let own = m.sender_id == actor.user.0;
@@ -542,21 +539,6 @@ impl Chat {
             tx.commit().await?;
         }
         Ok(())
-    }
-
-    async fn hidden_for(
-        &self,
-        tx: &tokio_postgres::Transaction<'_>,
-        m: &Message,
-        user: UserId,
-    ) -> Result<bool, ChatError> {
-        let row = tx
-            .query_one(
-                "SELECT $2 = ANY(hidden_for) FROM messages WHERE id = $1",
-                &[&m.id.as_str(), &user.0],
-            )
-            .await?;
-        Ok(row.get(0))
     }
 
     /// `POST /chat/Message/system`: a signal to one user, delivered in real time, never stored.
@@ -754,11 +736,11 @@ impl Chat {
         if let Some(ids) = &dialogs {
             found.retain(|v| ids.contains(&v.dialog.id.to_string()));
         }
-        tx.commit().await?;
         let mut senders: Vec<i64> = messages.iter().map(|m| m.message.sender_id).collect();
         senders.sort_unstable();
         senders.dedup();
-        let users = crate::db::users::by_ids(self.pool(), actor.app.id, &senders).await?;
+        let users = crate::db::users::by_ids(&tx, actor.app.id, &senders).await?;
+        tx.commit().await?;
         Ok(SearchResults {
             dialogs: found,
             messages,

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-use super::{DbError, DbPool};
+use super::{Cached, DbError, DbPool};
 use crate::model::{AppId, Application};
 
 const COLUMNS: &str =
@@ -30,7 +30,7 @@ pub async fn insert(
 ) -> Result<Application, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_one(
+        .q1(
             &format!(
                 "INSERT INTO applications (id, name, auth_key, auth_secret, require_signature, session_creates_users, dialog_extensions, created_at, updated_at)
                  VALUES (COALESCE($1, nextval(pg_get_serial_sequence('applications', 'id'))), $2, $3, $4, $5, $6, $8, $7, $7)
@@ -60,7 +60,7 @@ pub async fn upsert(
 ) -> Result<Application, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_one(
+        .q1(
             &format!(
                 "INSERT INTO applications (id, name, auth_key, auth_secret, require_signature, session_creates_users, dialog_extensions, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)
@@ -87,8 +87,8 @@ pub async fn upsert(
 }
 
 /// Keeps generated ids above every explicitly chosen one.
-async fn bump_sequence(c: &tokio_postgres::Client) -> Result<(), DbError> {
-    c.execute(
+async fn bump_sequence(c: &deadpool_postgres::Client) -> Result<(), DbError> {
+    c.x(
         "SELECT setval(pg_get_serial_sequence('applications', 'id'), GREATEST((SELECT max(id) FROM applications), 1))",
         &[],
     )
@@ -99,7 +99,7 @@ async fn bump_sequence(c: &tokio_postgres::Client) -> Result<(), DbError> {
 pub async fn get(pool: &DbPool, id: AppId) -> Result<Option<Application>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             &format!("SELECT {COLUMNS} FROM applications WHERE id = $1"),
             &[&id.0],
         )
@@ -110,7 +110,7 @@ pub async fn get(pool: &DbPool, id: AppId) -> Result<Option<Application>, DbErro
 pub async fn by_auth_key(pool: &DbPool, auth_key: &str) -> Result<Option<Application>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             &format!("SELECT {COLUMNS} FROM applications WHERE auth_key = $1"),
             &[&auth_key],
         )
@@ -127,7 +127,7 @@ pub async fn set_dialog_extensions(
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
-        .execute(
+        .x(
             "UPDATE applications SET dialog_extensions = $2, updated_at = $3 WHERE id = $1",
             &[&id.0, &fields, &now],
         )
@@ -138,7 +138,7 @@ pub async fn set_dialog_extensions(
 pub async fn list(pool: &DbPool) -> Result<Vec<Application>, DbError> {
     let c = pool.get().await?;
     let rows = c
-        .query(
+        .q(
             &format!("SELECT {COLUMNS} FROM applications ORDER BY id"),
             &[],
         )

@@ -3,13 +3,13 @@
 
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Row;
 
 use crate::model::dialog::{DialogField, DialogQuery, DialogView, FilterValue, MessageStatus};
 use crate::model::filter::FilterOp;
 use crate::model::{AppId, Dialog, DialogType, ObjectId, UserId};
 
-type Tx<'a> = Transaction<'a>;
+use super::{Cached, Tx};
 type Param = Box<dyn ToSql + Sync + Send>;
 
 const COLUMNS: &str = "d.id, d.application_id, d.type, d.user_id, d.name, d.photo, d.description, d.occupants_ids, \
@@ -67,7 +67,7 @@ pub async fn insert(
     private_key: Option<&str>,
 ) -> Result<Option<Dialog>, tokio_postgres::Error> {
     let row = tx
-        .query_opt(
+        .q01(
             &format!(
                 "INSERT INTO dialogs AS d (id, application_id, type, user_id, name, photo, description, occupants_ids, admins_ids,
                      occupants_count, extensions, data, allow_preview, private_key, created_at, updated_at)
@@ -101,7 +101,7 @@ pub async fn by_private_key(
     key: &str,
 ) -> Result<Option<Dialog>, tokio_postgres::Error> {
     let row = tx
-        .query_opt(
+        .q01(
             &format!("SELECT {COLUMNS} FROM dialogs d WHERE private_key = $1"),
             &[&key],
         )
@@ -121,7 +121,7 @@ pub async fn get(
         if lock { " FOR UPDATE" } else { "" }
     );
     Ok(tx
-        .query_opt(&sql, &[&id.as_str(), &app.0])
+        .q01(&sql, &[&id.as_str(), &app.0])
         .await?
         .as_ref()
         .map(from_row))
@@ -129,7 +129,7 @@ pub async fn get(
 
 /// Writes back the fields a dialog update may change.
 pub async fn save(tx: &Tx<'_>, d: &Dialog) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "UPDATE dialogs SET name = $2, photo = $3, description = $4, occupants_ids = $5, admins_ids = $6,
              pinned_messages_ids = $7, occupants_count = $8, extensions = $9, data = $10, allow_preview = $11,
              updated_at = $12
@@ -154,7 +154,7 @@ pub async fn save(tx: &Tx<'_>, d: &Dialog) -> Result<(), tokio_postgres::Error> 
 }
 
 pub async fn delete(tx: &Tx<'_>, id: &ObjectId) -> Result<(), tokio_postgres::Error> {
-    tx.execute("DELETE FROM dialogs WHERE id = $1", &[&id.as_str()])
+    tx.x("DELETE FROM dialogs WHERE id = $1", &[&id.as_str()])
         .await?;
     Ok(())
 }
@@ -162,7 +162,7 @@ pub async fn delete(tx: &Tx<'_>, id: &ObjectId) -> Result<(), tokio_postgres::Er
 /// The dialog's current message sequence number (messages up to it exist or existed).
 pub async fn current_seq(tx: &Tx<'_>, id: &ObjectId) -> Result<i64, tokio_postgres::Error> {
     Ok(tx
-        .query_one(
+        .q1(
             "SELECT message_seq FROM dialogs WHERE id = $1",
             &[&id.as_str()],
         )
@@ -176,7 +176,7 @@ pub async fn add_members(
     d: &Dialog,
     users: &[i64],
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "INSERT INTO dialog_members (dialog_id, user_id, joined_seq, sort_at)
          SELECT $1, u, d.message_seq, COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)
          FROM unnest($2::BIGINT[]) AS u, dialogs d WHERE d.id = $1
@@ -192,7 +192,7 @@ pub async fn remove_members(
     id: &ObjectId,
     users: &[i64],
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "DELETE FROM dialog_members WHERE dialog_id = $1 AND user_id = ANY($2)",
         &[&id.as_str(), &users],
     )
@@ -207,7 +207,7 @@ pub async fn ensure_broadcast_members(
     app: AppId,
     user: UserId,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "INSERT INTO dialog_members (dialog_id, user_id, unread_count, sort_at)
          SELECT d.id, $2, LEAST(d.message_count, 2147483647)::INTEGER,
                 COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)
@@ -225,7 +225,7 @@ pub async fn member(
     user: UserId,
 ) -> Result<Option<Member>, tokio_postgres::Error> {
     let row = tx
-        .query_opt(
+        .q01(
             "SELECT unread_count, hidden, joined_seq, cleared_seq, notifications FROM dialog_members
              WHERE dialog_id = $1 AND user_id = $2",
             &[&id.as_str(), &user.0],
@@ -246,7 +246,7 @@ pub async fn hide_for(
     id: &ObjectId,
     user: UserId,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "UPDATE dialog_members m SET hidden = TRUE, unread_count = 0, cleared_seq = d.message_seq
          FROM dialogs d WHERE d.id = m.dialog_id AND m.dialog_id = $1 AND m.user_id = $2",
         &[&id.as_str(), &user.0],
@@ -261,7 +261,7 @@ pub async fn clear_history(
     id: &ObjectId,
     user: UserId,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "UPDATE dialog_members m SET unread_count = 0, cleared_seq = d.message_seq
          FROM dialogs d WHERE d.id = m.dialog_id AND m.dialog_id = $1 AND m.user_id = $2",
         &[&id.as_str(), &user.0],
@@ -277,7 +277,7 @@ pub async fn set_notifications(
     on: bool,
 ) -> Result<bool, tokio_postgres::Error> {
     let n = tx
-        .execute(
+        .x(
             "UPDATE dialog_members SET notifications = $3 WHERE dialog_id = $1 AND user_id = $2",
             &[&id.as_str(), &user.0, &on],
         )
@@ -293,7 +293,7 @@ pub async fn member_ids(
     skip: i64,
 ) -> Result<Vec<i64>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .q(
             "SELECT user_id FROM dialog_members WHERE dialog_id = $1 ORDER BY user_id LIMIT $2 OFFSET $3",
             &[&id.as_str(), &limit, &skip],
         )
@@ -380,15 +380,16 @@ fn condition(f: &crate::model::dialog::DialogFilter, params: &mut Vec<Param>) ->
     }
 }
 
-fn sort_expr(f: &DialogField) -> String {
-    match f {
-        DialogField::LastMessageDateSent => "m.sort_at".into(),
-        other => column(other),
-    }
-}
+/// The caller's last-message status: 3 read, 2 delivered, 1 sent, NULL when someone else sent it.
+const STATUS: &str = "CASE WHEN p.last_message_user_id = $1 THEN
+        CASE WHEN cardinality(array_remove(lm.read_ids, $1)) > 0 THEN 3
+             WHEN cardinality(array_remove(lm.delivered_ids, $1)) > 0 THEN 2
+             ELSE 1 END
+    END";
 
-/// A user's dialogs (their inbox), or with `discover_public` every public dialog of the
-/// application (joined to the user's entry where they have one). Returns the page and the total.
+/// A user's dialogs (their inbox, read in the inbox index's order), or with `discover_public`
+/// every public dialog of the application (with the user's entry where they have one).
+/// Returns the page and the total. The last message is joined for the page only.
 pub async fn list(
     tx: &Tx<'_>,
     app: AppId,
@@ -397,53 +398,72 @@ pub async fn list(
     discover_public: bool,
     count_only: bool,
 ) -> Result<(Vec<DialogView>, i64), tokio_postgres::Error> {
-    let mut params: Vec<Param> = vec![Box::new(app.0), Box::new(user.0)];
-    let mut conds = vec!["d.application_id = $1".to_string()];
-    let from = if discover_public {
-        conds.push("d.type = 4".into());
-        "dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $2"
+    let mut params: Vec<Param> = vec![Box::new(user.0)];
+    let (from, mut conds) = if discover_public {
+        params.push(Box::new(app.0));
+        (
+            "dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $1",
+            vec![
+                "d.application_id = $2".to_string(),
+                "d.type = 4".to_string(),
+            ],
+        )
     } else {
-        conds.push("m.user_id = $2 AND NOT m.hidden".into());
-        "dialog_members m JOIN dialogs d ON d.id = m.dialog_id"
+        // A user belongs to one application, so their inbox rows need no application filter.
+        (
+            "dialog_members m JOIN dialogs d ON d.id = m.dialog_id",
+            vec!["m.user_id = $1".to_string(), "NOT m.hidden".to_string()],
+        )
     };
     for f in &q.filters {
         conds.push(condition(f, &mut params));
     }
     let filter = conds.join(" AND ");
-    let total: i64 = tx
-        .query_one(
+    let total: i64 = if !discover_public && q.filters.is_empty() {
+        tx.q1(
+            "SELECT count(*) FROM dialog_members m WHERE m.user_id = $1 AND NOT m.hidden",
+            &[&user.0],
+        )
+        .await?
+        .get(0)
+    } else {
+        tx.q1(
             &format!("SELECT count(*) FROM {from} WHERE {filter}"),
             &refs(&params),
         )
         .await?
-        .get(0);
+        .get(0)
+    };
     if count_only {
         return Ok((Vec::new(), total));
     }
     let dir = q.sort.1.sql();
-    let sort = if discover_public && q.sort.0 == DialogField::LastMessageDateSent {
-        "COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)".to_string()
-    } else {
-        sort_expr(&q.sort.0)
+    let (sort, tiebreak, nulls) = match (&q.sort.0, discover_public) {
+        // Exactly the inbox index's order, so a page is read from the index and stops early.
+        (DialogField::LastMessageDateSent, false) => ("m.sort_at".to_string(), "m.dialog_id", ""),
+        (DialogField::LastMessageDateSent, true) => (
+            "COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)"
+                .to_string(),
+            "d.id",
+            "",
+        ),
+        (f, _) => (column(f), "d.id", " NULLS LAST"),
     };
     let n = params.len();
     params.push(Box::new(q.limit));
     params.push(Box::new(q.skip));
+    let outer = COLUMNS.replace("d.", "p.");
     let sql = format!(
-        "SELECT {COLUMNS}, m.unread_count,
-            CASE WHEN d.last_message_user_id = $2 THEN
-                CASE WHEN cardinality(array_remove(lm.read_ids, $2)) > 0 THEN 3
-                     WHEN cardinality(array_remove(lm.delivered_ids, $2)) > 0 THEN 2
-                     ELSE 1 END
-            END
-         FROM {from} LEFT JOIN messages lm ON lm.id = d.last_message_id
-         WHERE {filter}
-         ORDER BY {sort} {dir} NULLS LAST, d.id {dir}
-         LIMIT ${} OFFSET ${}",
+        "SELECT {outer}, p.unread_count, {STATUS}
+         FROM (SELECT {COLUMNS}, m.unread_count, {sort} AS sort_key, {tiebreak} AS tie
+               FROM {from} WHERE {filter}
+               ORDER BY {sort} {dir}{nulls}, {tiebreak} {dir} LIMIT ${} OFFSET ${}) p
+         LEFT JOIN messages lm ON lm.id = p.last_message_id
+         ORDER BY p.sort_key {dir}{nulls}, p.tie {dir}",
         n + 1,
         n + 2
     );
-    let rows = tx.query(&sql, &refs(&params)).await?;
+    let rows = tx.q(&sql, &refs(&params)).await?;
     Ok((rows.iter().map(view_from_row).collect(), total))
 }
 
@@ -468,17 +488,14 @@ pub async fn view(
     user: UserId,
     id: &ObjectId,
 ) -> Result<Option<DialogView>, tokio_postgres::Error> {
+    let outer = COLUMNS.replace("d.", "p.");
     let sql = format!(
-        "SELECT {COLUMNS}, m.unread_count,
-            CASE WHEN d.last_message_user_id = $3 THEN
-                CASE WHEN cardinality(array_remove(lm.read_ids, $3)) > 0 THEN 3
-                     WHEN cardinality(array_remove(lm.delivered_ids, $3)) > 0 THEN 2
-                     ELSE 1 END
-            END
-         FROM dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $3
-              LEFT JOIN messages lm ON lm.id = d.last_message_id
-         WHERE d.id = $1 AND d.application_id = $2"
+        "SELECT {outer}, p.unread_count, {STATUS}
+         FROM (SELECT {COLUMNS}, m.unread_count FROM dialogs d
+               LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $1
+               WHERE d.id = $2 AND d.application_id = $3) p
+         LEFT JOIN messages lm ON lm.id = p.last_message_id"
     );
-    let row = tx.query_opt(&sql, &[&id.as_str(), &app.0, &user.0]).await?;
+    let row = tx.q01(&sql, &[&user.0, &id.as_str(), &app.0]).await?;
     Ok(row.as_ref().map(view_from_row))
 }

@@ -4,14 +4,14 @@
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Row;
 
 use crate::model::dialog::FilterValue;
 use crate::model::filter::FilterOp;
 use crate::model::message::{Message, MessageField, MessageFilter, MessageQuery, MessageView};
 use crate::model::{ObjectId, UserId};
 
-type Tx<'a> = Transaction<'a>;
+use super::{Cached, Tx};
 type Param = Box<dyn ToSql + Sync + Send>;
 
 const COLUMNS: &str = "m.id, m.dialog_id, m.seq, m.sender_id, m.recipient_id, m.body, m.attachments, m.custom, \
@@ -61,7 +61,7 @@ pub async fn existing_in_dialog(
     ids: &[String],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .q(
             "SELECT id FROM messages WHERE dialog_id = $1 AND id = ANY($2)",
             &[&dialog.as_str(), &ids],
         )
@@ -71,7 +71,7 @@ pub async fn existing_in_dialog(
 
 pub async fn get(tx: &Tx<'_>, id: &ObjectId) -> Result<Option<Message>, tokio_postgres::Error> {
     let row = tx
-        .query_opt(
+        .q01(
             &format!("SELECT {COLUMNS} FROM messages m WHERE m.id = $1"),
             &[&id.as_str()],
         )
@@ -98,7 +98,7 @@ pub struct NewMessage<'a> {
 /// every other member's unread count (bringing hidden dialogs back) and every member's sort key.
 pub async fn insert(tx: &Tx<'_>, m: &NewMessage<'_>) -> Result<Message, tokio_postgres::Error> {
     let seq: i64 = tx
-        .query_one(
+        .q1(
             "UPDATE dialogs SET message_seq = message_seq + 1, message_count = message_count + 1,
                  last_message_id = $2, last_message = $3, last_message_user_id = $4, last_message_date_sent = $5,
                  updated_at = $6
@@ -108,7 +108,7 @@ pub async fn insert(tx: &Tx<'_>, m: &NewMessage<'_>) -> Result<Message, tokio_po
         .await?
         .get(0);
     let row = tx
-        .query_one(
+        .q1(
             &format!(
                 "INSERT INTO messages AS m (id, application_id, dialog_id, seq, sender_id, recipient_id, body, attachments,
                      custom, markable, date_sent, read_ids, delivered_ids, created_at, updated_at)
@@ -131,7 +131,7 @@ pub async fn insert(tx: &Tx<'_>, m: &NewMessage<'_>) -> Result<Message, tokio_po
             ],
         )
         .await?;
-    tx.execute(
+    tx.x(
         "UPDATE dialog_members SET
              unread_count = unread_count + CASE WHEN user_id = $2 THEN 0 ELSE 1 END,
              hidden = FALSE, sort_at = $3
@@ -157,7 +157,7 @@ pub async fn mark_read(
     now: OffsetDateTime,
 ) -> Result<Vec<(ObjectId, i64)>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .q(
             &format!(
                 "WITH target AS (
                      SELECT m.id, m.sender_id, EXISTS (
@@ -181,7 +181,7 @@ pub async fn mark_read(
         .await?;
     let counted = rows.iter().filter(|r| r.get::<_, bool>(2)).count() as i32;
     if counted > 0 {
-        tx.execute(
+        tx.x(
             "UPDATE dialog_members SET unread_count = GREATEST(unread_count - $3, 0) WHERE dialog_id = $1 AND user_id = $2",
             &[&dialog.as_str(), &user.0, &counted],
         )
@@ -199,7 +199,7 @@ pub async fn mark_delivered(
     now: OffsetDateTime,
 ) -> Result<Vec<(ObjectId, i64)>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .q(
             "UPDATE messages m SET delivered_ids = array_append(m.delivered_ids, $2), updated_at = $4
              WHERE m.dialog_id = $1 AND ($3::TEXT[] IS NULL OR m.id = ANY($3))
                AND m.sender_id <> $2 AND NOT ($2 = ANY(m.delivered_ids))
@@ -217,12 +217,12 @@ pub async fn edit(
     body: &str,
     now: OffsetDateTime,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         "UPDATE messages SET body = $2, edited_at = $3, updated_at = $3 WHERE id = $1",
         &[&id.as_str(), &body, &now],
     )
     .await?;
-    tx.execute(
+    tx.x(
         "UPDATE dialogs SET last_message = $2 WHERE last_message_id = $1",
         &[&id.as_str(), &body],
     )
@@ -230,9 +230,24 @@ pub async fn edit(
     Ok(())
 }
 
+/// Did `user` delete this message for themselves?
+pub async fn is_hidden_for(
+    tx: &Tx<'_>,
+    m: &Message,
+    user: UserId,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(tx
+        .q1(
+            "SELECT $2 = ANY(hidden_for) FROM messages WHERE id = $1",
+            &[&m.id.as_str(), &user.0],
+        )
+        .await?
+        .get(0))
+}
+
 /// Hides a message from one user's history, fixing their unread count if it counted.
 pub async fn hide_for(tx: &Tx<'_>, m: &Message, user: UserId) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         &format!(
             "UPDATE dialog_members dm SET unread_count = GREATEST(unread_count - 1, 0)
              FROM messages m WHERE m.id = $1 AND dm.dialog_id = m.dialog_id AND dm.user_id = $2 AND {COUNTS_UNREAD}"
@@ -240,7 +255,7 @@ pub async fn hide_for(tx: &Tx<'_>, m: &Message, user: UserId) -> Result<(), toki
         &[&m.id.as_str(), &user.0],
     )
     .await?;
-    tx.execute(
+    tx.x(
         "UPDATE messages SET hidden_for = array_append(hidden_for, $2) WHERE id = $1",
         &[&m.id.as_str(), &user.0],
     )
@@ -251,7 +266,7 @@ pub async fn hide_for(tx: &Tx<'_>, m: &Message, user: UserId) -> Result<(), toki
 /// Deletes a message for everyone: fixes the unread count of every member it counted for, the
 /// dialog's message count, and its last message when this was it.
 pub async fn delete(tx: &Tx<'_>, m: &Message) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.x(
         &format!(
             "UPDATE dialog_members dm SET unread_count = GREATEST(unread_count - 1, 0)
              FROM messages m WHERE m.id = $1 AND dm.dialog_id = m.dialog_id AND {COUNTS_UNREAD}"
@@ -259,9 +274,9 @@ pub async fn delete(tx: &Tx<'_>, m: &Message) -> Result<(), tokio_postgres::Erro
         &[&m.id.as_str()],
     )
     .await?;
-    tx.execute("DELETE FROM messages WHERE id = $1", &[&m.id.as_str()])
+    tx.x("DELETE FROM messages WHERE id = $1", &[&m.id.as_str()])
         .await?;
-    tx.execute(
+    tx.x(
         "UPDATE dialogs SET message_count = GREATEST(message_count - 1, 0),
              pinned_messages_ids = array_remove(pinned_messages_ids, $2)
          WHERE id = $1",
@@ -269,7 +284,7 @@ pub async fn delete(tx: &Tx<'_>, m: &Message) -> Result<(), tokio_postgres::Erro
     )
     .await?;
     // When the last message goes, the one before it becomes the last (none: all NULL).
-    tx.execute(
+    tx.x(
         "UPDATE dialogs d SET (last_message_id, last_message, last_message_user_id, last_message_date_sent) = (
              SELECT l.id, l.body, l.sender_id, l.date_sent FROM messages l WHERE l.dialog_id = d.id ORDER BY l.seq DESC LIMIT 1)
          WHERE d.id = $1 AND d.last_message_id = $2",
@@ -400,7 +415,7 @@ pub async fn history(
         n + 2
     );
     Ok(tx
-        .query(&sql, &refs(&params))
+        .q(&sql, &refs(&params))
         .await?
         .iter()
         .map(view_from_row)
@@ -415,7 +430,7 @@ pub async fn view(
 ) -> Result<Option<MessageView>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS}, {REACTIONS} FROM messages m WHERE m.id = $1");
     Ok(tx
-        .query_opt(&sql, &[&id.as_str(), &user.0])
+        .q01(&sql, &[&id.as_str(), &user.0])
         .await?
         .as_ref()
         .map(view_from_row))
@@ -424,15 +439,11 @@ pub async fn view(
 /// Unread counts of the user's dialogs: the requested ones (or all) and the total.
 pub async fn unread(
     tx: &Tx<'_>,
-    app: i64,
     user: UserId,
 ) -> Result<Vec<(String, i32)>, tokio_postgres::Error> {
+    // From the inbox index alone (it includes unread_count); a user's rows are all in their app.
     let rows = tx
-        .query(
-            "SELECT dm.dialog_id, dm.unread_count FROM dialog_members dm JOIN dialogs d ON d.id = dm.dialog_id
-             WHERE dm.user_id = $2 AND d.application_id = $1 AND NOT dm.hidden",
-            &[&app, &user.0],
-        )
+        .q("SELECT dm.dialog_id, dm.unread_count FROM dialog_members dm WHERE dm.user_id = $1 AND NOT dm.hidden", &[&user.0])
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
@@ -447,14 +458,14 @@ pub async fn react(
     now: OffsetDateTime,
 ) -> Result<(), tokio_postgres::Error> {
     if let Some(r) = remove {
-        tx.execute(
+        tx.x(
             "DELETE FROM message_reactions WHERE message_id = $1 AND user_id = $2 AND reaction = $3",
             &[&message.as_str(), &user.0, &r],
         )
         .await?;
     }
     if let Some(a) = add {
-        tx.execute(
+        tx.x(
             "INSERT INTO message_reactions (message_id, user_id, reaction, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (message_id, user_id) DO UPDATE SET reaction = EXCLUDED.reaction, created_at = EXCLUDED.created_at",
             &[&message.as_str(), &user.0, &a, &now],
@@ -470,7 +481,7 @@ pub async fn reactions(
     message: &ObjectId,
 ) -> Result<Vec<(String, Vec<i64>)>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .q(
             "SELECT reaction, array_agg(user_id ORDER BY created_at, user_id) FROM message_reactions
              WHERE message_id = $1 GROUP BY reaction ORDER BY min(created_at), reaction",
             &[&message.as_str()],
@@ -505,7 +516,7 @@ pub async fn search(
          ORDER BY m.date_sent DESC, m.seq DESC LIMIT $7"
     );
     let rows = tx
-        .query(
+        .q(
             &sql,
             &[
                 &app,

@@ -2,6 +2,7 @@
 //! SQL lives only here; no business rule does.
 
 pub mod apps;
+pub mod cached;
 pub mod dialogs;
 pub mod embedded;
 pub mod messages;
@@ -16,6 +17,9 @@ use crate::config::Config;
 pub use embedded::Embedded;
 
 pub type DbPool = Pool;
+/// A transaction on a pooled connection (with its statement cache).
+pub type Tx<'a> = deadpool_postgres::Transaction<'a>;
+pub use cached::Cached;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -133,9 +137,12 @@ pub fn pool(pg_config: tokio_postgres::Config, size: usize) -> DbPool {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    // Only fails when no runtime is configured, which cannot happen with a tokio manager.
+    // A request waits at most this long for a connection, then fails (503) instead of hanging.
+    // `build` only fails when timeouts lack a runtime, and the runtime is set here.
     Pool::builder(mgr)
         .max_size(size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
         .build()
         .expect("pool with tokio runtime")
 }

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-use super::{DbError, DbPool};
+use super::{Cached, DbError, DbPool};
 use crate::model::{AppId, Application, Session, SessionId, UserId};
 
 const COLUMNS: &str =
@@ -35,7 +35,7 @@ pub struct NewSession<'a> {
 pub async fn insert(pool: &DbPool, s: &NewSession<'_>) -> Result<Session, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_one(
+        .q1(
             &format!(
                 "INSERT INTO sessions AS s (application_id, user_id, token_hash, nonce, ts, created_at, updated_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING {COLUMNS}"
@@ -54,7 +54,7 @@ pub async fn live(
 ) -> Result<Option<(Session, Application)>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             &format!(
                 "SELECT {COLUMNS}, a.id, a.name, a.auth_key, a.auth_secret, a.require_signature, a.session_creates_users,
                         a.dialog_extensions
@@ -87,7 +87,7 @@ pub async fn live_for_user(
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             "SELECT 1 FROM sessions WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
             &[&token_hash, &user.0, &now],
         )
@@ -102,7 +102,7 @@ pub async fn extend(
     expires_at: OffsetDateTime,
 ) -> Result<(), DbError> {
     let c = pool.get().await?;
-    c.execute(
+    c.x(
         "UPDATE sessions SET expires_at = $2, updated_at = $3 WHERE id = $1",
         &[&id.0, &expires_at, &now],
     )
@@ -119,7 +119,7 @@ pub async fn set_user(
 ) -> Result<Option<Session>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             &format!("UPDATE sessions AS s SET user_id = $2, updated_at = $3 WHERE id = $1 RETURNING {COLUMNS}"),
             &[&id.0, &user.map(|u| u.0), &now],
         )
@@ -129,8 +129,7 @@ pub async fn set_user(
 
 pub async fn delete(pool: &DbPool, id: SessionId) -> Result<(), DbError> {
     let c = pool.get().await?;
-    c.execute("DELETE FROM sessions WHERE id = $1", &[&id.0])
-        .await?;
+    c.x("DELETE FROM sessions WHERE id = $1", &[&id.0]).await?;
     Ok(())
 }
 
@@ -143,7 +142,7 @@ pub async fn record_nonce(
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
-        .execute(
+        .x(
             "INSERT INTO session_nonces (application_id, ts, nonce) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&app.0, &ts, &nonce],
         )
@@ -159,10 +158,10 @@ pub async fn purge(
 ) -> Result<(u64, u64), DbError> {
     let c = pool.get().await?;
     let s = c
-        .execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now])
+        .x("DELETE FROM sessions WHERE expires_at <= $1", &[&now])
         .await?;
     let n = c
-        .execute(
+        .x(
             "DELETE FROM session_nonces WHERE ts < $1",
             &[&nonce_before_ts],
         )

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{DbError, DbPool};
+use super::{Cached, DbError, DbPool};
 use crate::model::account::{UserField, UserFields, UserFilterValue, UserQuery};
 use crate::model::filter::FilterOp;
 use crate::model::{AppId, User, UserId};
@@ -103,7 +103,7 @@ pub async fn insert(
         placeholders.join(", ")
     );
     let c = pool.get().await?;
-    let row = c.query_one(&sql, &refs(&params)).await?;
+    let row = c.q1(&sql, &refs(&params)).await?;
     Ok(from_row(&row))
 }
 
@@ -133,15 +133,12 @@ pub async fn update(
         sets.join(", ")
     );
     let c = pool.get().await?;
-    Ok(c.query_opt(&sql, &refs(&params))
-        .await?
-        .as_ref()
-        .map(from_row))
+    Ok(c.q01(&sql, &refs(&params)).await?.as_ref().map(from_row))
 }
 
 pub async fn delete(pool: &DbPool, app: AppId, id: UserId) -> Result<bool, DbError> {
     let c = pool.get().await?;
-    Ok(c.execute(
+    Ok(c.x(
         "DELETE FROM users WHERE application_id = $1 AND id = $2",
         &[&app.0, &id.0],
     )
@@ -152,19 +149,19 @@ pub async fn delete(pool: &DbPool, app: AppId, id: UserId) -> Result<bool, DbErr
 pub async fn get(pool: &DbPool, app: AppId, id: UserId) -> Result<Option<User>, DbError> {
     let c = pool.get().await?;
     let sql = format!("SELECT {COLUMNS} FROM users WHERE application_id = $1 AND id = $2");
-    Ok(c.query_opt(&sql, &[&app.0, &id.0])
-        .await?
-        .as_ref()
-        .map(from_row))
+    Ok(c.q01(&sql, &[&app.0, &id.0]).await?.as_ref().map(from_row))
 }
 
-/// The users of `app` among `ids`, in id order.
-pub async fn by_ids(pool: &DbPool, app: AppId, ids: &[i64]) -> Result<Vec<User>, DbError> {
-    let c = pool.get().await?;
+/// The users of `app` among `ids`, in id order (inside a transaction or on a pooled client).
+pub async fn by_ids(
+    c: &impl Cached,
+    app: AppId,
+    ids: &[i64],
+) -> Result<Vec<User>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM users WHERE application_id = $1 AND id = ANY($2) ORDER BY id"
     );
-    Ok(c.query(&sql, &[&app.0, &ids])
+    Ok(c.q(&sql, &[&app.0, &ids])
         .await?
         .iter()
         .map(from_row)
@@ -172,10 +169,13 @@ pub async fn by_ids(pool: &DbPool, app: AppId, ids: &[i64]) -> Result<Vec<User>,
 }
 
 /// Ids among `ids` that are not users of `app`.
-pub async fn missing_ids(pool: &DbPool, app: AppId, ids: &[i64]) -> Result<Vec<i64>, DbError> {
-    let c = pool.get().await?;
+pub async fn missing_ids(
+    c: &impl Cached,
+    app: AppId,
+    ids: &[i64],
+) -> Result<Vec<i64>, tokio_postgres::Error> {
     let rows = c
-        .query(
+        .q(
             "SELECT x FROM unnest($2::BIGINT[]) AS x
              WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.application_id = $1 AND u.id = x)",
             &[&app.0, &ids],
@@ -196,7 +196,7 @@ pub async fn credentials(
         "SELECT {COLUMNS}, password_hash FROM users WHERE application_id = $1 AND lower({col}) = lower($2)"
     );
     let c = pool.get().await?;
-    Ok(c.query_opt(&sql, &[&app.0, &value])
+    Ok(c.q01(&sql, &[&app.0, &value])
         .await?
         .map(|r| (from_row(&r), r.get(20))))
 }
@@ -209,7 +209,7 @@ pub async fn password_hash(
 ) -> Result<Option<String>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             "SELECT password_hash FROM users WHERE application_id = $1 AND id = $2",
             &[&app.0, &id.0],
         )
@@ -219,7 +219,7 @@ pub async fn password_hash(
 
 pub async fn touch(pool: &DbPool, id: UserId, now: OffsetDateTime) -> Result<(), DbError> {
     let c = pool.get().await?;
-    c.execute(
+    c.x(
         "UPDATE users SET last_request_at = $2 WHERE id = $1",
         &[&id.0, &now],
     )
@@ -329,7 +329,7 @@ pub async fn search(pool: &DbPool, app: AppId, q: &UserQuery) -> Result<(Vec<Use
     };
     let c = pool.get().await?;
     let total: i64 = c
-        .query_one(
+        .q1(
             &format!("SELECT count(*) FROM users WHERE {filter}"),
             &refs(&params),
         )
@@ -343,6 +343,6 @@ pub async fn search(pool: &DbPool, app: AppId, q: &UserQuery) -> Result<(Vec<Use
         n + 1,
         n + 2
     );
-    let rows = c.query(&sql, &refs(&params)).await?;
+    let rows = c.q(&sql, &refs(&params)).await?;
     Ok((rows.iter().map(from_row).collect(), total))
 }

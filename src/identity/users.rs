@@ -200,7 +200,10 @@ impl Identity {
 
     /// Ids among `ids` that are not users of the application.
     pub async fn unknown_users(&self, app: AppId, ids: &[i64]) -> Result<Vec<i64>, IdentityError> {
-        Ok(db::users::missing_ids(self.pool(), app, ids).await?)
+        let c = self.pool().get().await.map_err(db::DbError::from)?;
+        Ok(db::users::missing_ids(&c, app, ids)
+            .await
+            .map_err(db::DbError::from)?)
     }
 
     /// The one user whose `field` equals `value` (the deprecated `by_login`-style look-ups).
