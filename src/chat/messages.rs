@@ -97,14 +97,19 @@ impl Chat {
         tx: &crate::db::Tx<'_>,
         actor: &Actor,
         new: &NewMessage,
-    ) -> Result<Dialog, ChatError> {
+    ) -> Result<(Dialog, Role), ChatError> {
         if let Some(id) = &new.dialog_id {
-            let oid: ObjectId = id
-                .parse()
-                .map_err(|_| ChatError::NotFound(format!("Dialog {id} not found")))?;
-            return dialog_repo::get(tx, actor.app.id, &oid, true)
+            let nf = || ChatError::NotFound(format!("Dialog {id} not found"));
+            let oid: ObjectId = id.parse().map_err(|_| nf())?;
+            let (d, member) = dialog_repo::get_with_member(tx, actor.app.id, &oid, actor.user)
                 .await?
-                .ok_or_else(|| ChatError::NotFound(format!("Dialog {id} not found")));
+                .ok_or_else(nf)?;
+            if d.kind == DialogType::Broadcast && member.is_none() {
+                let (role, _) = self.role(tx, actor, &d).await?;
+                return Ok((d, role));
+            }
+            let role = rules::role_of(&d, actor.user, member.is_some());
+            return Ok((d, role));
         }
         let other = new
             .recipient_id
@@ -155,9 +160,10 @@ impl Chat {
                 .await?
                 .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?,
         };
-        dialog_repo::get(tx, actor.app.id, &d.id, true)
+        let d = dialog_repo::get(tx, actor.app.id, &d.id, true)
             .await?
-            .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))
+            .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
+        Ok((d, Role::Regular))
     }
 
     async fn role(
@@ -204,8 +210,7 @@ impl Chat {
         let custom = Value::Object(new.custom.clone());
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let dialog = self.target_dialog(&tx, actor, &new).await?;
-        let (role, _) = self.role(&tx, actor, &dialog).await?;
+        let (dialog, role) = self.target_dialog(&tx, actor, &new).await?;
         if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
             return Err(ChatError::NotFound(format!(
                 "Dialog {} not found",
@@ -213,7 +218,11 @@ impl Chat {
             )));
         }
         rules::check(role, dialog.kind, Action::SendMessage)?;
-        if let Some(existing) = repo::get(&tx, &id).await? {
+        let existing = match new.id {
+            Some(_) => repo::get(&tx, &id).await?,
+            None => None,
+        };
+        if let Some(existing) = existing {
             // A resend of the same message (same id, sender and dialog) is not stored twice.
             if existing.sender_id == actor.user.0 && existing.dialog_id == dialog.id {
                 let view = repo::view(&tx, &id, actor.user)
@@ -249,10 +258,13 @@ impl Chat {
             date_sent: new.date_sent.unwrap_or_else(|| now.unix_timestamp()),
             now,
         };
-        repo::insert(&tx, &row).await?;
-        let view = repo::view(&tx, &id, actor.user)
-            .await?
-            .ok_or_else(|| not_found(id.as_str()))?;
+        // A new message has no reactions yet: its view is the inserted row.
+        let message = repo::insert(&tx, &row).await?;
+        let view = MessageView {
+            message,
+            own_reactions: Vec::new(),
+            reaction_totals: Map::new(),
+        };
         let recipients = self.recipients(&tx, &dialog, actor.user).await?;
         tx.commit().await?;
         if new.send_to_chat {

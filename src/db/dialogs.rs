@@ -127,6 +127,31 @@ pub async fn get(
         .map(from_row))
 }
 
+/// The dialog (locked for the transaction) with `user`'s inbox entry, in one round trip.
+pub async fn get_with_member(
+    tx: &Tx<'_>,
+    app: AppId,
+    id: &ObjectId,
+    user: UserId,
+) -> Result<Option<(Dialog, Option<Member>)>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, m.unread_count, m.hidden, m.joined_seq, m.cleared_seq, m.notifications
+         FROM dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $3
+         WHERE d.id = $1 AND d.application_id = $2 FOR UPDATE OF d"
+    );
+    let row = tx.q01(&sql, &[&id.as_str(), &app.0, &user.0]).await?;
+    Ok(row.map(|r| {
+        let member = r.get::<_, Option<i32>>(NCOL).map(|unread| Member {
+            unread,
+            hidden: r.get(NCOL + 1),
+            joined_seq: r.get(NCOL + 2),
+            cleared_seq: r.get(NCOL + 3),
+            notifications: r.get(NCOL + 4),
+        });
+        (from_row(&r), member)
+    }))
+}
+
 /// Writes back the fields a dialog update may change.
 pub async fn save(tx: &Tx<'_>, d: &Dialog) -> Result<(), tokio_postgres::Error> {
     tx.x(

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use super::{Cached, DbError, DbPool};
-use crate::model::{AppId, Application, Session, SessionId, UserId};
+use crate::model::{AppId, Application, Session, SessionId, User, UserId};
 
 const COLUMNS: &str =
     "s.id, s.application_id, s.user_id, s.nonce, s.ts, s.created_at, s.updated_at, s.expires_at";
@@ -51,19 +51,16 @@ pub async fn live(
     pool: &DbPool,
     token_hash: &[u8],
     now: OffsetDateTime,
-) -> Result<Option<(Session, Application)>, DbError> {
+) -> Result<Option<(Session, Application, Option<User>)>, DbError> {
     let c = pool.get().await?;
-    let row = c
-        .q01(
-            &format!(
-                "SELECT {COLUMNS}, a.id, a.name, a.auth_key, a.auth_secret, a.require_signature, a.session_creates_users,
-                        a.dialog_extensions
-                 FROM sessions s JOIN applications a ON a.id = s.application_id
-                 WHERE s.token_hash = $1 AND s.expires_at > $2"
-            ),
-            &[&token_hash, &now],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT {COLUMNS}, a.id, a.name, a.auth_key, a.auth_secret, a.require_signature, a.session_creates_users,
+                a.dialog_extensions, {}
+         FROM sessions s JOIN applications a ON a.id = s.application_id LEFT JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > $2",
+        super::users::columns_of("u")
+    );
+    let row = c.q01(&sql, &[&token_hash, &now]).await?;
     Ok(row.map(|r| {
         let app = Application {
             id: AppId(r.get(8)),
@@ -74,7 +71,10 @@ pub async fn live(
             session_creates_users: r.get(13),
             dialog_extensions: r.get(14),
         };
-        (from_row(&r), app)
+        let user = r
+            .get::<_, Option<i64>>(15)
+            .map(|_| super::users::user_at(&r, 15));
+        (from_row(&r), app, user)
     }))
 }
 

@@ -14,28 +14,42 @@ const COLUMNS: &str = "id, application_id, login, email, full_name, phone, websi
      created_at, updated_at, last_request_at";
 
 fn from_row(r: &Row) -> User {
+    user_at(r, 0)
+}
+
+/// The user whose columns start at `o` (other repositories join users in).
+pub(super) fn user_at(r: &Row, o: usize) -> User {
     User {
-        id: UserId(r.get(0)),
-        application_id: AppId(r.get(1)),
-        login: r.get(2),
-        email: r.get(3),
-        full_name: r.get(4),
-        phone: r.get(5),
-        website: r.get(6),
-        custom_data: r.get(7),
-        external_user_id: r.get(8),
-        external_id: r.get(9),
-        facebook_id: r.get(10),
-        twitter_id: r.get(11),
-        tags: r.get(12),
-        avatar: r.get(13),
-        blob_id: r.get(14),
-        timezone: r.get(15),
-        is_guest: r.get(16),
-        created_at: r.get(17),
-        updated_at: r.get(18),
-        last_request_at: r.get(19),
+        id: UserId(r.get(o)),
+        application_id: AppId(r.get(o + 1)),
+        login: r.get(o + 2),
+        email: r.get(o + 3),
+        full_name: r.get(o + 4),
+        phone: r.get(o + 5),
+        website: r.get(o + 6),
+        custom_data: r.get(o + 7),
+        external_user_id: r.get(o + 8),
+        external_id: r.get(o + 9),
+        facebook_id: r.get(o + 10),
+        twitter_id: r.get(o + 11),
+        tags: r.get(o + 12),
+        avatar: r.get(o + 13),
+        blob_id: r.get(o + 14),
+        timezone: r.get(o + 15),
+        is_guest: r.get(o + 16),
+        created_at: r.get(o + 17),
+        updated_at: r.get(o + 18),
+        last_request_at: r.get(o + 19),
     }
+}
+
+/// The user columns with a table alias, for joins (`u.id, u.application_id, …`).
+pub(super) fn columns_of(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Maps a unique-index violation to the user field it protects.

@@ -200,7 +200,7 @@ impl Identity {
             .filter(|t| !t.is_empty())
             .ok_or(IdentityError::TokenRequired)?;
         let now = self.clock().now();
-        let (mut session, app) = db::sessions::live(self.pool(), &token_hash(token), now)
+        let (mut session, app, user) = db::sessions::live(self.pool(), &token_hash(token), now)
             .await?
             .ok_or(IdentityError::SessionNotFound)?;
         // Refreshing at most once a minute keeps a burst of requests from writing every time.
@@ -214,14 +214,10 @@ impl Identity {
                 db::users::touch(self.pool(), u, now).await?;
             }
         }
-        let user = match session.user_id {
-            Some(id) => Some(
-                db::users::get(self.pool(), app.id, id)
-                    .await?
-                    .ok_or(IdentityError::SessionNotFound)?,
-            ),
-            None => None,
-        };
+        // A user session whose user is gone is gone too.
+        if session.user_id.is_some() && user.is_none() {
+            return Err(IdentityError::SessionNotFound);
+        }
         Ok(Caller {
             app,
             session,
