@@ -1098,3 +1098,82 @@ async fn bad_input_is_refused_by_field_and_nothing_is_written() {
     assert!(history(&s, &u[1].0, &d, "").await.is_empty());
     assert_eq!(unread(&s, &u[1].0, &[&d]).await[&d], 0);
 }
+
+#[tokio::test]
+async fn public_deletes_follow_the_roles() {
+    let s = TestServer::start().await;
+    let u = s.users("pubd", 3).await;
+    let d = id(&s
+        .dialog(
+            &u[0].0,
+            json!({"type": 4, "name": "P", "admins_ids": [u[2].1]}),
+        )
+        .await);
+    for x in &u[1..] {
+        s.http
+            .request(
+                "POST",
+                &format!("/chat/Dialog/{d}/subscribe"),
+                &[("CB-Token", &x.0)],
+                None,
+            )
+            .await;
+    }
+    let owners = send(&s, &u[0].0, &d, "owner's").await;
+    assert_eq!(
+        outcome(&try_delete(&s, &u[1].0, &id(&owners), true).await),
+        "forbidden"
+    );
+    assert_eq!(
+        outcome(&try_delete(&s, &u[1].0, &id(&owners), false).await),
+        "deleted"
+    );
+    let own = send(&s, &u[1].0, &d, "mine").await;
+    assert_eq!(
+        outcome(&try_delete(&s, &u[1].0, &id(&own), true).await),
+        "deleted"
+    );
+    let other = send(&s, &u[1].0, &d, "moderate me").await;
+    assert_eq!(
+        outcome(&try_delete(&s, &u[2].0, &id(&other), true).await),
+        "deleted",
+        "an admin deletes anyone's"
+    );
+}
+
+#[tokio::test]
+async fn allow_preview_lets_non_members_read_but_not_post() {
+    let s = TestServer::start().await;
+    let u = s.users("prev", 2).await;
+    let open = id(&s
+        .dialog(
+            &u[0].0,
+            json!({"type": 4, "name": "Channel", "permissions": {"allow_preview": true}}),
+        )
+        .await);
+    let closed = id(&s
+        .dialog(&u[0].0, json!({"type": 4, "name": "Closed"}))
+        .await);
+    send(&s, &u[0].0, &open, "for everyone").await;
+    send(&s, &u[0].0, &closed, "subscribers only").await;
+    assert_eq!(history(&s, &u[1].0, &open, "").await.len(), 1);
+    assert_eq!(
+        s.http
+            .get(
+                &format!("/chat/Message?chat_dialog_id={closed}"),
+                Some(&u[1].0)
+            )
+            .await
+            .status,
+        404
+    );
+    let r = s
+        .http
+        .post_json(
+            "/chat/Message",
+            Some(&u[1].0),
+            json!({"chat_dialog_id": open, "message": "hi"}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+}
