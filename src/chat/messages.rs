@@ -28,6 +28,17 @@ pub struct NewMessage {
     pub date_sent: Option<i64>,
 }
 
+/// A message stored in a transaction, with what routing it needs.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub view: MessageView,
+    pub dialog: Dialog,
+    /// Members other than the sender (occupants, subscribers, broadcast readers with an inbox).
+    pub recipients: Vec<i64>,
+    /// It had been stored before (a resend): nothing was written.
+    pub duplicate: bool,
+}
+
 /// `PUT /chat/Message/{ids}`, typed.
 #[derive(Clone, Debug, Default)]
 pub struct MessageUpdate {
@@ -186,6 +197,35 @@ impl Chat {
         actor: &Actor,
         new: NewMessage,
     ) -> Result<MessageView, ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let stored = self.store_in(&tx, actor, &new).await?;
+        tx.commit().await?;
+        self.after_store(actor, &new, &stored);
+        Ok(stored.view)
+    }
+
+    /// What a committed message needs published: `send_to_chat` delivers it in real time.
+    pub(crate) fn after_store(&self, actor: &Actor, new: &NewMessage, stored: &Stored) {
+        if new.send_to_chat && !stored.duplicate {
+            self.events().publish(ChatEvent::MessageSent {
+                app: actor.app.id,
+                dialog: stored.dialog.id.clone(),
+                recipients: stored.recipients.clone(),
+                message: to_event_json(&stored.view.message),
+            });
+        }
+    }
+
+    /// Stores a message inside `tx`: checks the sender's role, numbers the message, and updates
+    /// the dialog's last message and every member's inbox row. A resend of a message already
+    /// stored (same id, sender and dialog) returns it, marked `duplicate`, without storing twice.
+    pub(crate) async fn store_in(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        actor: &Actor,
+        new: &NewMessage,
+    ) -> Result<Stored, ChatError> {
         let cfg = &self.inner.config;
         if new
             .body
@@ -208,9 +248,7 @@ impl Chat {
         };
         let attachments = self.clean_attachments(new.attachments.clone())?;
         let custom = Value::Object(new.custom.clone());
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        let (dialog, role) = self.target_dialog(&tx, actor, &new).await?;
+        let (dialog, role) = self.target_dialog(tx, actor, new).await?;
         if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
             return Err(ChatError::NotFound(format!(
                 "Dialog {} not found",
@@ -219,16 +257,22 @@ impl Chat {
         }
         rules::check(role, dialog.kind, Action::SendMessage)?;
         let existing = match new.id {
-            Some(_) => repo::get(&tx, &id).await?,
+            Some(_) => repo::get(tx, &id).await?,
             None => None,
         };
         if let Some(existing) = existing {
             // A resend of the same message (same id, sender and dialog) is not stored twice.
             if existing.sender_id == actor.user.0 && existing.dialog_id == dialog.id {
-                let view = repo::view(&tx, &id, actor.user)
+                let view = repo::view(tx, &id, actor.user)
                     .await?
                     .ok_or_else(|| not_found(id.as_str()))?;
-                return Ok(view);
+                let recipients = self.recipients(tx, &dialog, actor.user).await?;
+                return Ok(Stored {
+                    view,
+                    dialog,
+                    recipients,
+                    duplicate: true,
+                });
             }
             return Err(ChatError::invalid(
                 "_id",
@@ -259,24 +303,19 @@ impl Chat {
             now,
         };
         // A new message has no reactions yet: its view is the inserted row.
-        let message = repo::insert(&tx, &row).await?;
+        let message = repo::insert(tx, &row).await?;
         let view = MessageView {
             message,
             own_reactions: Vec::new(),
             reaction_totals: Map::new(),
         };
-        let recipients = self.recipients(&tx, &dialog, actor.user).await?;
-        tx.commit().await?;
-        if new.send_to_chat {
-            let message = crate::chat::messages::to_event_json(&view.message);
-            self.events().publish(ChatEvent::MessageSent {
-                app: actor.app.id,
-                dialog: dialog.id.clone(),
-                recipients,
-                message,
-            });
-        }
-        Ok(view)
+        let recipients = self.recipients(tx, &dialog, actor.user).await?;
+        Ok(Stored {
+            view,
+            dialog,
+            recipients,
+            duplicate: false,
+        })
     }
 
     /// Everyone in the dialog but `except`: occupants, or inbox members of public and broadcast
@@ -294,6 +333,51 @@ impl Chat {
         };
         all.retain(|u| *u != except.0);
         Ok(all)
+    }
+
+    /// For a real-time group message that is not stored: may the actor send to this dialog, and
+    /// who receives it? (The same rule as storing one.)
+    pub async fn room_for_send(
+        &self,
+        actor: &Actor,
+        dialog_id: &str,
+    ) -> Result<(Dialog, Vec<i64>), ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let probe = NewMessage {
+            dialog_id: Some(dialog_id.to_string()),
+            ..Default::default()
+        };
+        let (dialog, role) = self.target_dialog(&tx, actor, &probe).await?;
+        if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
+            return Err(ChatError::NotFound(format!("Dialog {dialog_id} not found")));
+        }
+        rules::check(role, dialog.kind, Action::SendMessage)?;
+        let recipients = self.recipients(&tx, &dialog, actor.user).await?;
+        tx.commit().await?;
+        Ok((dialog, recipients))
+    }
+
+    /// For joining a room: may the actor read this dialog, and who are its members?
+    pub async fn room_for_read(
+        &self,
+        actor: &Actor,
+        dialog_id: &str,
+    ) -> Result<(Dialog, Vec<i64>), ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let (dialog, role, _) = self.readable(&tx, actor, dialog_id).await?;
+        rules::check(role, dialog.kind, Action::Read).or_else(|e| {
+            if dialog.allow_preview {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        let mut members = self.recipients(&tx, &dialog, actor.user).await?;
+        members.push(actor.user.0);
+        tx.commit().await?;
+        Ok((dialog, members))
     }
 
     /// Loads a dialog the actor may read, with their inbox entry.
