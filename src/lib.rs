@@ -5,12 +5,16 @@
 //! - `model`    — typed values shared by all layers (ids, time, filter operators, accounts).
 //! - `db`       — PostgreSQL: pool, embedded server, migrations, repositories (all SQL).
 //! - `identity` — applications, users, sessions: who is calling and every account rule.
+//! - `hub`      — live state: the session registry (user → connections) and fan-out to them.
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
+//! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.
 
 pub mod config;
 pub mod db;
+pub mod hub;
 pub mod identity;
 pub mod model;
 pub mod rest;
 pub mod server;
+pub mod xmpp;

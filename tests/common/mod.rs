@@ -191,6 +191,11 @@ pub async fn fresh_database() -> tokio_postgres::Config {
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.xmpp.addr = "127.0.0.1:0".parse().unwrap();
+    c.xmpp.tls_addr = "127.0.0.1:0".parse().unwrap();
+    c.ws.addr = "127.0.0.1:0".parse().unwrap();
+    // Generated development certificates land here (shared by every test server).
+    c.data_dir = test_data_dir().join("server");
     c.passwords = PasswordConfig {
         argon2_memory_kib: 256,
         argon2_iterations: 1,
