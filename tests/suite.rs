@@ -8,3 +8,6 @@ mod database;
 mod rest_service;
 mod rest_session;
 mod rest_users;
+mod xmpp_core;
+mod xmpp_limits;
+mod xmpp_thirdparty;

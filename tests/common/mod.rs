@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod xmpp;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -210,6 +211,8 @@ pub const PASSWORD: &str = "s3cret-pass";
 /// A running server with its own database and one application.
 pub struct TestServer {
     pub http: Http,
+    /// The XMPP listeners (TCP, direct TLS, WebSocket).
+    pub xmpp: xmpp::Addrs,
     pub app: Application,
     pub clock: Clock,
     pub pool: db::DbPool,
@@ -241,6 +244,11 @@ impl TestServer {
             .expect("start server");
         TestServer {
             http: Http::new(server.http_addr),
+            xmpp: xmpp::Addrs {
+                tcp: server.xmpp_addr,
+                tls: server.xmpp_tls_addr,
+                ws: server.ws_addr,
+            },
             app,
             clock,
             pool,
@@ -253,6 +261,17 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+
+    /// The XMPP local part (`{user_id}-{app_id}`) of a user id.
+    pub fn local(&self, user_id: i64) -> String {
+        format!("{user_id}-{}", self.app.id)
+    }
+
+    /// Signs `login` up and returns its XMPP local part and its session token.
+    pub async fn chat_user(&self, login: &str) -> (String, String) {
+        let (token, id) = self.user_token(login).await;
+        (self.local(id), token)
     }
 
     /// `POST /session` as the official SDK sends it.

@@ -33,9 +33,9 @@ pub enum Packet {
 pub enum Fault {
     /// Broken XML, undefined entity, unbound prefix, bad UTF-8.
     NotWellFormed,
-    /// Over a size, depth or attribute limit.
+    /// Over a size, depth or attribute limit, or a DTD (never read, never expanded).
     PolicyViolation,
-    /// DTD, comment or processing instruction (RFC 6120 §11.1 restricted XML).
+    /// Comment or processing instruction (RFC 6120 §11.1 restricted XML).
     RestrictedXml,
     /// The stream header is not `jabber:client` / `http://etherx.jabber.org/streams`.
     InvalidNamespace,
@@ -129,8 +129,13 @@ impl Framer {
                     const CDATA: &[u8] = b"<![CDATA[";
                     let n = rest.len().min(CDATA.len());
                     if rest[..n] != CDATA[..n] {
-                        // A comment or a DOCTYPE: refused before anything is expanded.
-                        return Err(Fault::RestrictedXml);
+                        // A DTD is refused before anything in it could be expanded; a comment
+                        // is restricted XML (RFC 6120 §11.1).
+                        return Err(if rest.starts_with(b"<!-") {
+                            Fault::RestrictedXml
+                        } else {
+                            Fault::PolicyViolation
+                        });
                     }
                     if n < CDATA.len() {
                         return Ok(None);
@@ -343,9 +348,8 @@ fn parse_with_scope(
                 }
             }
             Event::Decl(_) if root.is_none() && stack.is_empty() => {}
-            Event::Comment(_) | Event::PI(_) | Event::DocType(_) | Event::Decl(_) => {
-                return Err(Fault::RestrictedXml)
-            }
+            Event::DocType(_) => return Err(Fault::PolicyViolation),
+            Event::Comment(_) | Event::PI(_) | Event::Decl(_) => return Err(Fault::RestrictedXml),
             Event::Eof => break,
         }
     }
@@ -483,6 +487,8 @@ mod tests {
     #[test]
     fn doctype_is_refused_before_any_expansion() {
         let out = all(&["<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>]>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::PolicyViolation)));
+        let out = all(&[HEADER, "<!-- hi -->"]);
         assert_eq!(out.last(), Some(&Err(Fault::RestrictedXml)));
     }
 
