@@ -154,3 +154,18 @@ async fn too_deep_nesting_is_a_policy_violation() {
     ok.still_chatting().await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_negotiating_is_closed_with_connection_timeout() {
+    let srv = TestServer::start().await;
+    let mut ok = Bystanders::new(&srv, "slow").await;
+    let mut eve = Client::connect(srv.xmpp, Via::Tcp).await;
+    eve.open().await;
+    eve.patience = std::time::Duration::from_secs(100_000);
+    // Virtual time: the runtime jumps to the negotiation deadline while everyone waits.
+    tokio::time::pause();
+    assert_eq!(eve.stream_error().await, "connection-timeout");
+    tokio::time::resume();
+    ok.still_chatting().await;
+    srv.stop().await;
+}
