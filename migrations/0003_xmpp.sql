@@ -16,3 +16,16 @@ CREATE TABLE xmpp_last_activity (
     seen_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (application_id, user_id)
 );
+
+-- RFC 6121 rosters: one row per (user, contact bare JID).
+CREATE TABLE xmpp_roster (
+    application_id BIGINT NOT NULL,
+    user_id BIGINT NOT NULL,
+    contact TEXT NOT NULL,
+    name TEXT,
+    subscription TEXT NOT NULL DEFAULT 'none'
+        CHECK (subscription IN ('none', 'to', 'from', 'both')),
+    ask BOOLEAN NOT NULL DEFAULT false,
+    groups TEXT[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (application_id, user_id, contact)
+);

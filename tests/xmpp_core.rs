@@ -583,3 +583,110 @@ async fn server_pings_an_idle_client_and_closes_it_when_it_never_answers() {
     assert_eq!(a.stream_error().await, "connection-timeout");
     srv.stop().await;
 }
+
+const ROSTER: &str = "jabber:iq:roster";
+
+fn roster_item(iq: &parley::xmpp::stream::Element) -> Option<&parley::xmpp::stream::Element> {
+    iq.child("query", ROSTER)?.child("item", ROSTER)
+}
+
+#[tokio::test]
+async fn roster_set_is_pushed_to_every_connection_and_returned_by_get() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_ro").await;
+    let (bob, _) = srv.chat_user("bob_ro").await;
+    let mut a1 = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let mut a2 = Client::login(srv.xmpp, Via::Ws, &alice, PASSWORD).await;
+    let r = a1
+        .iq(
+            "g0",
+            "<iq type='get' id='g0'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    assert!(roster_item(&r).is_none(), "empty at first");
+    let r = a1.iq("s1", &format!("<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='{bob}@localhost' name='Bob'><group>Friends</group></item></query></iq>")).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let push = a2
+        .expect("roster push", |e| {
+            e.name == "iq" && e.attr("type") == Some("set")
+        })
+        .await;
+    let item = roster_item(&push).unwrap();
+    assert_eq!(item.attr("name"), Some("Bob"));
+    assert_eq!(item.attr("subscription"), Some("none"));
+    let r = a2
+        .iq(
+            "g1",
+            "<iq type='get' id='g1'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    let item = roster_item(&r).unwrap();
+    assert_eq!(item.attr("jid"), Some(format!("{bob}@localhost").as_str()));
+    assert_eq!(item.child("group", ROSTER).unwrap().text(), "Friends");
+    let r = a1.iq("s2", &format!("<iq type='set' id='s2'><query xmlns='jabber:iq:roster'><item jid='{bob}@localhost' subscription='remove'/></query></iq>")).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let r = a1
+        .iq(
+            "g2",
+            "<iq type='get' id='g2'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    assert!(roster_item(&r).is_none());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn approved_subscription_makes_presence_flow_to_the_subscriber() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_sub").await;
+    let (bob, _) = srv.chat_user("bob_sub").await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let mut b = Client::login(srv.xmpp, Via::Tcp, &bob, PASSWORD).await;
+    a.send_raw(&format!(
+        "<presence to='{bob}@localhost' type='subscribe'/>"
+    ))
+    .await;
+    let push = a.expect_named("iq").await;
+    assert_eq!(roster_item(&push).unwrap().attr("ask"), Some("subscribe"));
+    let req = b
+        .expect("subscribe request", |e| e.attr("type") == Some("subscribe"))
+        .await;
+    assert_eq!(
+        req.attr("from"),
+        Some(format!("{alice}@localhost").as_str())
+    );
+    b.send_raw(&format!(
+        "<presence to='{alice}@localhost' type='subscribed'/>"
+    ))
+    .await;
+    let push = a
+        .expect("push with subscription=to", |e| {
+            e.name == "iq" && roster_item(e).and_then(|i| i.attr("subscription")) == Some("to")
+        })
+        .await;
+    assert!(roster_item(&push).unwrap().attr("ask").is_none());
+    a.expect("subscribed", |e| e.attr("type") == Some("subscribed"))
+        .await;
+    // Bob comes online: Alice, a subscriber, gets his presence; and the reverse is not implied.
+    b.send_raw("<presence><status>here</status></presence>")
+        .await;
+    let p = a
+        .expect("bob's presence", |e| {
+            e.name == "presence" && e.attr("from") == Some(b.jid.as_str())
+        })
+        .await;
+    assert_eq!(
+        p.child("status", "jabber:client")
+            .map(|s| s.text())
+            .as_deref(),
+        Some("here")
+    );
+    // A fresh login of Alice is told Bob is online (probe).
+    let mut a2 = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    a2.send_raw("<presence/>").await;
+    a2.expect("probe answer", |e| {
+        e.name == "presence" && e.attr("from") == Some(b.jid.as_str())
+    })
+    .await;
+    srv.stop().await;
+}

@@ -76,3 +76,102 @@ pub async fn last_seen(
         .await?;
     Ok(row.map(|r| r.get(0)))
 }
+
+/// One roster row: a contact of a user, with RFC 6121 subscription state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    /// The contact's bare JID.
+    pub contact: String,
+    pub name: Option<String>,
+    /// `none`, `to`, `from` or `both`.
+    pub subscription: String,
+    /// An outbound subscription request is pending.
+    pub ask: bool,
+    pub groups: Vec<String>,
+}
+
+fn roster_row(r: &tokio_postgres::Row) -> RosterItem {
+    RosterItem {
+        contact: r.get(0),
+        name: r.get(1),
+        subscription: r.get(2),
+        ask: r.get(3),
+        groups: r.get(4),
+    }
+}
+
+pub async fn roster_list(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+) -> Result<Vec<RosterItem>, DbError> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT contact, name, subscription, ask, groups FROM xmpp_roster
+             WHERE application_id = $1 AND user_id = $2 ORDER BY contact",
+            &[&app.0, &user.0],
+        )
+        .await?;
+    Ok(rows.iter().map(roster_row).collect())
+}
+
+pub async fn roster_get(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    contact: &str,
+) -> Result<Option<RosterItem>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT contact, name, subscription, ask, groups FROM xmpp_roster
+             WHERE application_id = $1 AND user_id = $2 AND contact = $3",
+            &[&app.0, &user.0, &contact],
+        )
+        .await?;
+    Ok(row.as_ref().map(roster_row))
+}
+
+pub async fn roster_put(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    item: &RosterItem,
+) -> Result<(), DbError> {
+    let c = pool.get().await?;
+    c.execute(
+        "INSERT INTO xmpp_roster (application_id, user_id, contact, name, subscription, ask, groups)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (application_id, user_id, contact) DO UPDATE
+         SET name = EXCLUDED.name, subscription = EXCLUDED.subscription, ask = EXCLUDED.ask,
+             groups = EXCLUDED.groups",
+        &[
+            &app.0,
+            &user.0,
+            &item.contact,
+            &item.name,
+            &item.subscription,
+            &item.ask,
+            &item.groups,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn roster_remove(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    contact: &str,
+) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    let n = c
+        .execute(
+            "DELETE FROM xmpp_roster WHERE application_id = $1 AND user_id = $2 AND contact = $3",
+            &[&app.0, &user.0, &contact],
+        )
+        .await?;
+    Ok(n > 0)
+}

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{Kind, Request, Target};
-use super::ext::{carbons, offline, status_streaming};
+use super::ext::{carbons, offline, roster, status_streaming};
 use super::ns;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
 use super::stream::transport::ReadError;
@@ -57,6 +57,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         rx: b.rx,
         available: false,
         directed: HashSet::new(),
+        presence_subs: Vec::new(),
         sm: None,
         ping: None,
         last_rx: Instant::now(),
@@ -404,6 +405,8 @@ struct Session {
     rx: mpsc::Receiver<Outbound>,
     available: bool,
     directed: HashSet<String>,
+    /// Roster contacts that get this user's presence (read at initial presence).
+    presence_subs: Vec<UserKey>,
     sm: Option<Sm>,
     /// The server ping awaiting an answer: id and when it was sent.
     ping: Option<(String, Instant)>,
@@ -693,7 +696,26 @@ impl Session {
                     self.services.hub.set_available(self.user, self.conn, true);
                     el.set_attr("to", self.bare.clone());
                     self.broadcast_own(&el);
+                    self.presence_subs =
+                        roster::presence_subscribers(&self.services, self.user).await;
+                    for contact in &self.presence_subs {
+                        let mut p = el.clone();
+                        p.set_attr("to", contact.bare_jid(self.domain()).to_string());
+                        self.services.hub.deliver_to_user(*contact, &p);
+                    }
                     if first {
+                        // Probe: the current presence of every contact we are subscribed to.
+                        for src in roster::presence_sources(&self.services, self.user).await {
+                            let bare = src.bare_jid(self.domain()).to_string();
+                            for c in self.services.hub.connections(src) {
+                                if c.available {
+                                    let p = Element::new("presence", ns::CLIENT)
+                                        .with_attr("from", format!("{bare}/{}", c.resource))
+                                        .with_attr("to", self.full.clone());
+                                    self.send(t, p).await?;
+                                }
+                            }
+                        }
                         for m in offline::take(&self.services, self.user).await {
                             self.send(t, m).await?;
                         }
@@ -709,6 +731,27 @@ impl Session {
             Ok(Dest::Server) => return Ok(()),
             Err(e) => return self.reply_error(t, &el, e).await,
         };
+        if let Some(sub @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) =
+            kind.as_deref()
+        {
+            if let Err(e) = roster::subscription(&self.services, self.user, sub, target).await {
+                tracing::warn!(error = %e, "updating subscriptions");
+                return self
+                    .reply_error(t, &el, StanzaError::internal_server_error())
+                    .await;
+            }
+            // Subscription presences travel between bare JIDs.
+            el.set_attr("from", self.bare.clone());
+            el.set_attr("to", target.bare_jid(self.domain()).to_string());
+            self.services.hub.deliver_to_user(target, &el);
+            if sub == "subscribed" && self.available {
+                let p = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", self.full.clone())
+                    .with_attr("to", target.bare_jid(self.domain()).to_string());
+                self.services.hub.deliver_to_user(target, &p);
+            }
+            return Ok(());
+        }
         let to = el.attr("to").unwrap_or_default().to_owned();
         match kind.as_deref() {
             None => {
@@ -753,6 +796,10 @@ impl Session {
         p.set_attr("from", self.full.clone());
         p.set_attr("to", self.bare.clone());
         self.broadcast_own(&p);
+        for contact in std::mem::take(&mut self.presence_subs) {
+            p.set_attr("to", contact.bare_jid(self.domain()).to_string());
+            self.services.hub.deliver_to_user(contact, &p);
+        }
         for to in std::mem::take(&mut self.directed) {
             if let Ok(Dest::User(u, r)) = self.resolve(Some(&to)) {
                 p.set_attr("to", to.clone());
