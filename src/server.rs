@@ -156,6 +156,13 @@ async fn serve_until_signal(
         "XMPP listening"
     );
     announce(config, server.http_addr, dev_app.as_ref());
+    println!(
+        "XMPP: {} (STARTTLS)  {} (TLS)  {}://{} (WebSocket)",
+        server.xmpp_addr,
+        server.xmpp_tls_addr,
+        if config.ws.tls { "wss" } else { "ws" },
+        server.ws_addr
+    );
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests");
     server.shutdown().await;

@@ -437,13 +437,28 @@ impl Session {
     }
 
     async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
+        let cap = self.services.config.xmpp.outbound_queue.max(1);
+        let mut ask_ack = false;
         if let Some(sm) = &mut self.sm {
             if is_stanza(&el) {
                 sm.h_out = sm.h_out.wrapping_add(1);
                 sm.unacked.push_back(el.clone());
+                if sm.unacked.len() > cap.saturating_mul(4) {
+                    // A client that never acks would make us hold everything forever; the
+                    // un-acked stanzas go to offline storage when the session ends.
+                    t.fail("policy-violation").await;
+                    return Err(End::Closed);
+                }
+                ask_ack = sm.unacked.len() % 64 == 0;
             }
         }
-        t.send(&el).await.map_err(|_| End::Lost)
+        t.send(&el).await.map_err(|_| End::Lost)?;
+        if ask_ack {
+            t.send(&Element::new("r", ns::SM))
+                .await
+                .map_err(|_| End::Lost)?;
+        }
+        Ok(())
     }
 
     async fn serve(&mut self, t: &mut Transport, shutdown: &mut watch::Receiver<bool>) -> End {

@@ -64,7 +64,23 @@ pub struct Framer {
     start: Option<usize>,
     /// Namespace declarations of the stream header, inherited by every stanza.
     scope: Vec<(String, String)>,
+    /// Progress through the unfinished markup construct (tag, CDATA, declaration) at
+    /// `resume.at`, so a sender dribbling a large tag costs linear time, not quadratic.
+    resume: Resume,
 }
+
+#[derive(Clone, Copy)]
+struct Resume {
+    at: usize,
+    done: usize,
+    quote: Option<u8>,
+}
+
+const NO_RESUME: Resume = Resume {
+    at: usize::MAX,
+    done: 0,
+    quote: None,
+};
 
 impl Framer {
     pub fn new(limits: Limits) -> Self {
@@ -75,6 +91,7 @@ impl Framer {
             depth: 0,
             start: None,
             scope: Vec::new(),
+            resume: NO_RESUME,
         }
     }
 
@@ -85,6 +102,7 @@ impl Framer {
         self.depth = 0;
         self.start = None;
         self.scope.clear();
+        self.resume = NO_RESUME;
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -110,22 +128,22 @@ impl Framer {
             };
             let lt = self.scan + rel;
             self.check_text(self.scan, lt)?;
-            let rest = &self.buf[lt..];
-            if rest.len() < 2 {
+            if self.buf.len() - lt < 2 {
                 return Ok(None);
             }
-            match rest[1] {
+            match self.buf[lt + 1] {
                 b'?' => {
-                    let Some(end) = find(rest, b"?>") else {
+                    let Some(end) = self.find_resumable(lt, b"?>") else {
                         return Ok(None);
                     };
                     // Only the XML declaration, only before the stream header.
-                    if self.depth != 0 || !rest.starts_with(b"<?xml ") {
+                    if self.depth != 0 || !self.buf[lt..].starts_with(b"<?xml ") {
                         return Err(Fault::RestrictedXml);
                     }
                     self.scan = lt + end + 2;
                 }
                 b'!' => {
+                    let rest = &self.buf[lt..];
                     const CDATA: &[u8] = b"<![CDATA[";
                     let n = rest.len().min(CDATA.len());
                     if rest[..n] != CDATA[..n] {
@@ -143,13 +161,13 @@ impl Framer {
                     if self.depth < 2 {
                         return Err(Fault::NotWellFormed);
                     }
-                    let Some(end) = find(rest, b"]]>") else {
+                    let Some(end) = self.find_resumable(lt, b"]]>") else {
                         return Ok(None);
                     };
                     self.scan = lt + end + 3;
                 }
                 b'/' => {
-                    let Some(end) = rest.iter().position(|&b| b == b'>') else {
+                    let Some(end) = self.find_resumable(lt, b">") else {
                         return Ok(None);
                     };
                     self.scan = lt + end + 1;
@@ -169,9 +187,23 @@ impl Framer {
                     }
                 }
                 _ => {
-                    let Some(end) = tag_end(rest) else {
-                        return Ok(None);
+                    let (from, quote) = match self.resume {
+                        r if r.at == lt => (r.done, r.quote),
+                        _ => (1, None),
                     };
+                    let end = match tag_end(&self.buf[lt..], from, quote) {
+                        Ok(end) => end,
+                        Err((done, quote)) => {
+                            self.resume = Resume {
+                                at: lt,
+                                done,
+                                quote,
+                            };
+                            return Ok(None);
+                        }
+                    };
+                    self.resume = NO_RESUME;
+                    let rest = &self.buf[lt..];
                     let empty = end > 0 && rest[end - 1] == b'/';
                     let tag_to = lt + end + 1;
                     match self.depth {
@@ -201,6 +233,30 @@ impl Framer {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Where `needle` ends the construct at `lt` (offset from `lt`), scanning only bytes not
+    /// already scanned on an earlier call.
+    fn find_resumable(&mut self, lt: usize, needle: &[u8]) -> Option<usize> {
+        let rest = &self.buf[lt..];
+        let from = match self.resume {
+            r if r.at == lt => r.done.saturating_sub(needle.len()),
+            _ => 0,
+        };
+        match find(&rest[from..], needle) {
+            Some(i) => {
+                self.resume = NO_RESUME;
+                Some(from + i)
+            }
+            None => {
+                self.resume = Resume {
+                    at: lt,
+                    done: rest.len(),
+                    quote: None,
+                };
+                None
             }
         }
     }
@@ -260,19 +316,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Index of the `>` closing the tag at the start of `s`, skipping quoted attribute values.
-fn tag_end(s: &[u8]) -> Option<usize> {
-    let mut quote = None;
-    for (i, &b) in s.iter().enumerate().skip(1) {
+/// Index of the `>` closing the tag at the start of `s`, skipping quoted attribute values;
+/// scanning starts at `from` with `quote` open. Unfinished: how far it got, and the open quote.
+fn tag_end(s: &[u8], from: usize, mut quote: Option<u8>) -> Result<usize, (usize, Option<u8>)> {
+    for (i, &b) in s.iter().enumerate().skip(from.max(1)) {
         match quote {
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if b == b'"' || b == b'\'' => quote = Some(b),
-            None if b == b'>' => return Some(i),
+            None if b == b'>' => return Ok(i),
             None => {}
         }
     }
-    None
+    Err((s.len(), quote))
 }
 
 /// Parses one complete element (a stanza or a WebSocket frame) with the namespace declarations
@@ -476,6 +532,20 @@ mod tests {
         );
         assert!(matches!(&out[2], Ok(Packet::Stanza(p)) if p.name == "presence"));
         assert_eq!(out[3], Ok(Packet::StreamEnd));
+    }
+
+    #[test]
+    fn a_tag_dribbled_byte_by_byte_is_framed_the_same() {
+        let text = format!("{HEADER}<iq id='a>b' type=\"g'et\"><![CDATA[x]]>y</iq>");
+        let chunks: Vec<String> = text.chars().map(String::from).collect();
+        let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let out = all(&refs);
+        let Ok(Packet::Stanza(iq)) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(iq.attr("id"), Some("a>b"));
+        assert_eq!(iq.attr("type"), Some("g'et"));
+        assert_eq!(iq.text(), "xy");
     }
 
     #[test]
