@@ -78,6 +78,46 @@ async fn websocket_open_is_answered_with_framing_open_and_prefixed_features() {
 }
 
 #[tokio::test]
+async fn wss_serves_the_websocket_listener_over_tls_when_configured() {
+    let mut cfg = test_config();
+    cfg.ws.tls = true;
+    let srv = TestServer::start_with(cfg).await;
+    let (alice, token) = srv.chat_user("alice_wss").await;
+    let (bob, _) = srv.chat_user("bob_wss").await;
+    let mut a = Client::login(srv.xmpp, Via::Wss, &alice, &token).await;
+    let mut b = Client::login(srv.xmpp, Via::Tcp, &bob, PASSWORD).await;
+    a.send_raw(&format!(
+        "<message xmlns='jabber:client' to='{bob}@localhost' type='chat'><body>secure</body></message>"
+    ))
+    .await;
+    let m = b.expect_named("message").await;
+    assert_eq!(m.attr("from"), Some(a.jid.as_str()));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn connections_per_user_are_capped_at_bind() {
+    let mut cfg = test_config();
+    cfg.xmpp.max_connections_per_user = 1;
+    let srv = TestServer::start_with(cfg).await;
+    let (alice, _) = srv.chat_user("alice_cap").await;
+    let _a = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&alice, PASSWORD).await, "success");
+    c.open().await;
+    c.send_raw("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .await;
+    let r = c.expect_named("iq").await;
+    assert_eq!(r.attr("type"), Some("error"));
+    assert!(r
+        .child("error", "jabber:client")
+        .and_then(|e| e.child("resource-constraint", STANZAS))
+        .is_some());
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn wrong_password_gets_not_authorized_and_the_client_may_retry() {
     let srv = TestServer::start().await;
     let (alice, _) = srv.chat_user("alice_bad").await;

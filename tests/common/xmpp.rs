@@ -35,12 +35,64 @@ pub enum Via {
     DirectTls,
     /// Port 5291, `ws://`.
     Ws,
+    /// Port 5291 with `ws.tls = true`: `wss://`.
+    Wss,
+}
+
+/// A client socket before or after TLS, for WebSocket over either.
+pub enum Sock {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Sock {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Sock::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Sock::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Sock {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Sock::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Sock::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Sock::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Sock::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Sock::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Sock::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocketStream<Sock>>),
     Closed,
 }
 
@@ -133,12 +185,19 @@ impl Client {
                 let tcp = TcpStream::connect(addrs.tls).await.unwrap();
                 Io::Tls(Box::new(tls_connect(tcp).await))
             }
-            Via::Ws => {
+            Via::Ws | Via::Wss => {
                 let tcp = TcpStream::connect(addrs.ws).await.unwrap();
-                let mut req = format!("ws://{}/", addrs.ws).into_client_request().unwrap();
+                let (sock, scheme) = if via == Via::Wss {
+                    (Sock::Tls(Box::new(tls_connect(tcp).await)), "wss")
+                } else {
+                    (Sock::Plain(tcp), "ws")
+                };
+                let mut req = format!("{scheme}://{}/", addrs.ws)
+                    .into_client_request()
+                    .unwrap();
                 req.headers_mut()
                     .insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
-                let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+                let (ws, resp) = tokio_tungstenite::client_async(req, sock)
                     .await
                     .expect("WebSocket handshake");
                 assert_eq!(
@@ -268,7 +327,7 @@ impl Client {
 
     /// Sends our stream header; returns the stream features.
     pub async fn open(&mut self) -> Element {
-        if self.via == Via::Ws {
+        if matches!(self.via, Via::Ws | Via::Wss) {
             self.send_raw(WS_OPEN).await;
         } else {
             self.framer.reset();
@@ -379,7 +438,7 @@ impl Client {
     }
 
     pub async fn close(&mut self) {
-        if self.via == Via::Ws {
+        if matches!(self.via, Via::Ws | Via::Wss) {
             self.send_raw("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
                 .await;
         } else {
