@@ -730,3 +730,23 @@ async fn approved_subscription_makes_presence_flow_to_the_subscriber() {
     .await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn chat_to_a_user_that_does_not_exist_is_bounced_not_stored() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_ghost").await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let ghost = srv.local(987_654_321);
+    a.send_raw(&format!(
+        "<message to='{ghost}@localhost' type='chat' id='g1'><body>anyone?</body></message>"
+    ))
+    .await;
+    let e = a.expect_named("message").await;
+    assert_eq!(e.attr("type"), Some("error"));
+    assert_eq!(e.attr("id"), Some("g1"));
+    assert!(e
+        .child("error", "jabber:client")
+        .and_then(|e| e.child("service-unavailable", STANZAS))
+        .is_some());
+    srv.stop().await;
+}

@@ -29,8 +29,21 @@ pub fn worth_keeping(msg: &Element) -> bool {
         && (msg.child("body", ns::CLIENT).is_some() || msg.child_ns(MARKERS).is_some())
 }
 
-/// Keeps `msg` for `user`; false when the user's store is full or the database failed.
+/// Keeps `msg` for `user`; false when there is no such user, the user's store is full or the
+/// database failed.
 pub async fn store(services: &Services, user: UserKey, msg: &Element) -> bool {
+    match services
+        .identity
+        .unknown_users(user.app, &[user.user.0])
+        .await
+    {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(_) => return false,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking an offline recipient");
+            return false;
+        }
+    }
     let now = services.clock.now();
     match db::xmpp::offline_push(
         &services.pool,

@@ -684,7 +684,8 @@ impl Session {
             && !offline::store(&self.services, target, &el).await
         {
             {
-                let e = StanzaError::service_unavailable().with_text("offline storage is full");
+                let e = StanzaError::service_unavailable()
+                    .with_text("the recipient is unknown or cannot take more offline messages");
                 return self.reply_error(t, &el, e).await;
             }
         }
