@@ -750,3 +750,19 @@ async fn chat_to_a_user_that_does_not_exist_is_bounced_not_stored() {
         .is_some());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn message_without_to_goes_to_the_senders_own_resources() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_self").await;
+    let mut a1 = Client::login(srv.xmpp, Via::Ws, &alice, PASSWORD).await;
+    let mut a2 = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    // A whitespace-only WebSocket frame is a keepalive, not an error.
+    a1.send_raw(" \n").await;
+    a1.send_raw("<message xmlns='jabber:client' type='chat' id='n1'><body>note</body></message>")
+        .await;
+    let m = a2.expect_named("message").await;
+    assert_eq!(m.attr("id"), Some("n1"));
+    assert_eq!(m.attr("from"), Some(a1.jid.as_str()));
+    srv.stop().await;
+}

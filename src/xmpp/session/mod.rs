@@ -661,6 +661,10 @@ impl Session {
     async fn on_message(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
         el.set_attr("from", self.full.clone());
         let kind = el.attr("type").unwrap_or("normal").to_owned();
+        if el.attr("to").is_none() {
+            // RFC 6120 §10.3.1: a message without `to` is for the sender's own bare JID.
+            el.set_attr("to", self.bare.clone());
+        }
         let (target, resource) = match self.resolve(el.attr("to")) {
             Ok(Dest::User(u, r)) => (u, r),
             Ok(Dest::Server) => return Ok(()),

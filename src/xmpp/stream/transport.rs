@@ -246,6 +246,10 @@ impl Transport {
                         return Err(ReadError::Fault(Fault::NotWellFormed))
                     }
                 };
+                if text.trim().is_empty() {
+                    // Whitespace keepalives some clients send between frames.
+                    continue;
+                }
                 let pause = self.bucket.take(text.len());
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
