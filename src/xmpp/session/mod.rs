@@ -724,11 +724,14 @@ impl Session {
                         self.services.hub.deliver_to_user(*contact, &p);
                     }
                     if first {
-                        // Probe: the current presence of every contact we are subscribed to.
-                        for src in roster::presence_sources(&self.services, self.user).await {
+                        // The user's other available resources, then every contact we are
+                        // subscribed to (RFC 6121 §4.2.2–4.2.3).
+                        let mut sources = vec![self.user];
+                        sources.extend(roster::presence_sources(&self.services, self.user).await);
+                        for src in sources {
                             let bare = src.bare_jid(self.domain()).to_string();
                             for c in self.services.hub.connections(src) {
-                                if c.available {
+                                if c.available && c.id != self.conn {
                                     let p = Element::new("presence", ns::CLIENT)
                                         .with_attr("from", format!("{bare}/{}", c.resource))
                                         .with_attr("to", self.full.clone());
