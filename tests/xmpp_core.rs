@@ -775,3 +775,31 @@ async fn message_without_to_goes_to_the_senders_own_resources() {
     assert_eq!(m.attr("from"), Some(a1.jid.as_str()));
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn subscription_request_to_an_offline_user_waits_for_its_next_login() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_sreq").await;
+    let (bob, _) = srv.chat_user("bob_sreq").await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    a.send_raw(&format!(
+        "<presence to='{bob}@localhost' type='subscribe'/>"
+    ))
+    .await;
+    a.iq(
+        "p",
+        "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    let mut b = Client::login(srv.xmpp, Via::Tcp, &bob, PASSWORD).await;
+    b.send_raw("<presence/>").await;
+    let req = b
+        .expect("stored request", |e| e.attr("type") == Some("subscribe"))
+        .await;
+    assert_eq!(
+        req.attr("from"),
+        Some(format!("{alice}@localhost").as_str())
+    );
+    assert!(req.child("delay", "urn:xmpp:delay").is_some());
+    srv.stop().await;
+}

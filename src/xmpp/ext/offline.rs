@@ -1,7 +1,8 @@
 //! Offline storage (XEP-0160 behaviour, XEP-0203 stamps): a `chat`/`normal` message with a body
 //! or a chat marker, addressed to a user with no connection, is kept (bounded per user) and
 //! delivered oldest first with `<delay from=domain stamp=…/>` at the user's next initial
-//! presence. Must not keep headlines (signalling, system messages) or bare chat states.
+//! presence. Pending subscription requests (`presence type=subscribe`) wait here too. Must not
+//! keep headlines (signalling, system messages) or bare chat states.
 
 use time::format_description::well_known::Rfc3339;
 

@@ -2,8 +2,8 @@
 //! pushes to every connection of the owner, and the four subscription presences updating both
 //! parties' items (`none`/`to`/`from`/`both`, `ask`). Presence broadcast to subscribers and
 //! probes of contacts are driven by the session through `presence_subscribers` /
-//! `presence_sources`. Not done: storing inbound subscription requests for offline users,
-//! roster versioning, pre-approval. Must not touch users of another application.
+//! `presence_sources`. Requests to offline users wait in offline storage.
+//! Not done: roster versioning, pre-approval. Must not touch users of another application.
 
 use crate::db::{self, xmpp::RosterItem};
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};

@@ -766,7 +766,11 @@ impl Session {
             // Subscription presences travel between bare JIDs.
             el.set_attr("from", self.bare.clone());
             el.set_attr("to", target.bare_jid(self.domain()).to_string());
-            self.services.hub.deliver_to_user(target, &el);
+            let delivered = self.services.hub.deliver_to_user(target, &el);
+            if delivered == 0 && sub == "subscribe" {
+                // RFC 6121 §3.1.3: a request to an offline contact waits for its next login.
+                offline::store(&self.services, target, &el).await;
+            }
             if sub == "subscribed" && self.available {
                 let p = Element::new("presence", ns::CLIENT)
                     .with_attr("from", self.full.clone())
