@@ -411,6 +411,9 @@ mod tests {
             ("PARLEY_DOMAIN", "chat.example"),
             ("PARLEY_LOG", "debug"),
             ("PARLEY_SESSIONS_TTL_SECS", "60"),
+            ("PARLEY_XMPP_MAX_STANZA_BYTES", "1000"),
+            ("PARLEY_XMPP_PLAIN_AUTH", "never"),
+            ("PARLEY_WS_TLS", "true"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()));
@@ -424,6 +427,9 @@ mod tests {
         assert_eq!(c.domain, "chat.example");
         assert_eq!(c.log, "debug");
         assert_eq!(c.sessions.ttl_secs, 60);
+        assert_eq!(c.xmpp.max_stanza_bytes, 1000);
+        assert_eq!(c.xmpp.plain_auth, PlainAuth::Never);
+        assert!(c.ws.tls);
     }
 
     #[test]
