@@ -64,6 +64,52 @@ pub struct XmppConfig {
     pub addr: SocketAddr,
     /// Direct-TLS listener (XEP-0368).
     pub tls_addr: SocketAddr,
+    /// When SASL PLAIN is allowed without TLS: `never`, `loopback` (clients on 127.0.0.0/8 or
+    /// ::1) or `always`. Elsewhere STARTTLS is required before authentication.
+    pub plain_auth: PlainAuth,
+    /// PEM certificate chain for TLS; empty with `key_file` empty: a self-signed development
+    /// certificate for `domain` is generated under `<data_dir>/tls` on first start.
+    pub cert_file: String,
+    /// PEM private key matching `cert_file`.
+    pub key_file: String,
+    /// Largest accepted stanza (or WebSocket frame) in bytes; larger closes the stream with
+    /// `<policy-violation/>`.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside a stanza.
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Bytes per second one connection may send (token bucket, burst of one stanza); reading
+    /// pauses beyond it. 0 = unlimited.
+    pub max_bytes_per_sec: u64,
+    /// Seconds a client has from connecting to a bound resource.
+    pub negotiation_timeout_secs: u64,
+    /// Seconds of silence from a client before the server pings it (XEP-0199).
+    pub idle_ping_secs: u64,
+    /// Seconds to wait for the answer to a server ping before closing the connection.
+    pub ping_timeout_secs: u64,
+    /// Seconds a write to a client may take before the connection is dropped.
+    pub write_timeout_secs: u64,
+    /// Most simultaneous bound connections of one user.
+    pub max_connections_per_user: usize,
+    /// Failed SASL attempts allowed per minute, per IP address and per account; beyond it
+    /// authentication is refused without checking the secret.
+    pub auth_failures_per_minute: u32,
+    /// Most messages kept for one offline user; beyond it new ones are bounced.
+    pub offline_max_per_user: i64,
+    /// Seconds a dropped stream-management session stays resumable (XEP-0198).
+    pub sm_resume_secs: u64,
+    /// Stanzas queued towards one connection before new ones are dropped (slow reader).
+    pub outbound_queue: usize,
+}
+
+/// When plain-text SASL is allowed without TLS.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlainAuth {
+    Never,
+    Loopback,
+    Always,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -71,6 +117,8 @@ pub struct XmppConfig {
 pub struct WsConfig {
     /// XMPP-over-WebSocket listener (RFC 7395).
     pub addr: SocketAddr,
+    /// Serve `wss://` (TLS with the XMPP certificate) instead of `ws://`.
+    pub tls: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -192,6 +240,22 @@ impl Default for XmppConfig {
         Self {
             addr: addr("127.0.0.1:5222"),
             tls_addr: addr("127.0.0.1:5223"),
+            plain_auth: PlainAuth::Loopback,
+            cert_file: String::new(),
+            key_file: String::new(),
+            max_stanza_bytes: 64 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            max_bytes_per_sec: 256 * 1024,
+            negotiation_timeout_secs: 30,
+            idle_ping_secs: 300,
+            ping_timeout_secs: 60,
+            write_timeout_secs: 30,
+            max_connections_per_user: 10,
+            auth_failures_per_minute: 10,
+            offline_max_per_user: 1000,
+            sm_resume_secs: 300,
+            outbound_queue: 1024,
         }
     }
 }
@@ -200,6 +264,7 @@ impl Default for WsConfig {
     fn default() -> Self {
         Self {
             addr: addr("127.0.0.1:5291"),
+            tls: false,
         }
     }
 }
@@ -378,6 +443,9 @@ mod tests {
             ("PARLEY_DOMAIN", "chat.example"),
             ("PARLEY_LOG", "debug"),
             ("PARLEY_SESSIONS_TTL_SECS", "60"),
+            ("PARLEY_XMPP_MAX_STANZA_BYTES", "1000"),
+            ("PARLEY_XMPP_PLAIN_AUTH", "never"),
+            ("PARLEY_WS_TLS", "true"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()));
@@ -391,6 +459,9 @@ mod tests {
         assert_eq!(c.domain, "chat.example");
         assert_eq!(c.log, "debug");
         assert_eq!(c.sessions.ttl_secs, 60);
+        assert_eq!(c.xmpp.max_stanza_bytes, 1000);
+        assert_eq!(c.xmpp.plain_auth, PlainAuth::Never);
+        assert!(c.ws.tls);
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //! - `db`       — PostgreSQL: pool, embedded server, migrations, repositories (all SQL).
 //! - `identity` — applications, users, sessions: who is calling and every account rule.
 //! - `chat`     — dialogs, messages, roles, unread counts, search, domain events.
+//! - `hub`      — live state: the session registry (user → connections) and fan-out to them.
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
+//! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.
 
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod hub;
 pub mod identity;
 pub mod model;
 pub mod rest;
 pub mod server;
+pub mod xmpp;

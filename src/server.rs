@@ -15,15 +15,26 @@ use tokio::task::JoinHandle;
 use crate::chat::{Chat, Events};
 use crate::config::Config;
 use crate::db::{Database, DbPool, Ownership};
+use crate::hub::Hub;
 use crate::identity::{self, Identity};
 use crate::model::Clock;
 use crate::rest;
+use crate::xmpp::session::throttle::AuthThrottle;
+use crate::xmpp::{self, ListenerKind};
 
 /// A running server: its bound addresses and the means to stop it.
 pub struct Server {
     pub http_addr: SocketAddr,
     /// The chat service, whose events the real-time layer (and tests) subscribe to.
     pub chat: Chat,
+    /// XMPP client-to-server (STARTTLS).
+    pub xmpp_addr: SocketAddr,
+    /// XMPP direct TLS.
+    pub xmpp_tls_addr: SocketAddr,
+    /// XMPP over WebSocket.
+    pub ws_addr: SocketAddr,
+    /// The live session registry (REST → XMPP fan-out goes through `Hub::deliver_to_user`).
+    pub hub: Arc<Hub>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -39,13 +50,30 @@ impl Server {
         );
         let chat = Chat::new(
             pool.clone(),
-            clock,
+            clock.clone(),
             identity.clone(),
             Events::new(),
             config.chat.clone(),
         );
         let listener = rest::bind(config.http.addr).await?;
         let http_addr = listener.local_addr()?;
+        let xmpp_listeners = xmpp::bind(&config).await?;
+        let xmpp_addr = xmpp_listeners.xmpp.local_addr()?;
+        let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
+        let ws_addr = xmpp_listeners.ws.local_addr()?;
+        let tls = xmpp::tls_acceptor(&config).map_err(std::io::Error::other)?;
+        let hub = Arc::new(Hub::new());
+        let services = Arc::new(xmpp::Services {
+            config: config.clone(),
+            identity: identity.clone(),
+            pool: pool.clone(),
+            clock: clock.clone(),
+            hub: hub.clone(),
+            dispatch: xmpp::dispatch::table(),
+            tls,
+            throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),
+        });
+        let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {
             config,
             pool,
@@ -56,11 +84,33 @@ impl Server {
         let (tx, rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(rest::serve(listener, state, rx.clone())),
+            tokio::spawn(xmpp::serve(
+                xmpp_listeners.xmpp,
+                ListenerKind::Starttls,
+                services.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(xmpp::serve(
+                xmpp_listeners.xmpp_tls,
+                ListenerKind::DirectTls,
+                services.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(xmpp::serve(
+                xmpp_listeners.ws,
+                ws_kind,
+                services,
+                rx.clone(),
+            )),
             tokio::spawn(purge_loop(identity, rx)),
         ];
         Ok(Server {
             http_addr,
             chat,
+            xmpp_addr,
+            xmpp_tls_addr,
+            ws_addr,
+            hub,
             shutdown: tx,
             tasks,
         })
@@ -111,7 +161,20 @@ async fn serve_until_signal(
     let dev_app = identity::apps::ensure_dev_app(&db.pool, &clock, &config.data_dir).await?;
     let server = Server::start(config.clone(), db.pool.clone(), clock).await?;
     tracing::info!(addr = %server.http_addr, "REST API listening");
+    tracing::info!(
+        xmpp = %server.xmpp_addr,
+        xmpp_tls = %server.xmpp_tls_addr,
+        ws = %server.ws_addr,
+        "XMPP listening"
+    );
     announce(config, server.http_addr, dev_app.as_ref());
+    println!(
+        "XMPP: {} (STARTTLS)  {} (TLS)  {}://{} (WebSocket)",
+        server.xmpp_addr,
+        server.xmpp_tls_addr,
+        if config.ws.tls { "wss" } else { "ws" },
+        server.ws_addr
+    );
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests");
     server.shutdown().await;

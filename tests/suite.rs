@@ -10,3 +10,6 @@ mod rest_messages;
 mod rest_service;
 mod rest_session;
 mod rest_users;
+mod xmpp_core;
+mod xmpp_limits;
+mod xmpp_thirdparty;

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod migrate;
 pub mod sessions;
 pub mod users;
+pub mod xmpp;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod xmpp;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -191,6 +192,11 @@ pub async fn fresh_database() -> tokio_postgres::Config {
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.xmpp.addr = "127.0.0.1:0".parse().unwrap();
+    c.xmpp.tls_addr = "127.0.0.1:0".parse().unwrap();
+    c.ws.addr = "127.0.0.1:0".parse().unwrap();
+    // Generated development certificates land here (shared by every test server).
+    c.data_dir = test_data_dir().join("server");
     c.passwords = PasswordConfig {
         argon2_memory_kib: 256,
         argon2_iterations: 1,
@@ -205,6 +211,8 @@ pub const PASSWORD: &str = "s3cret-pass";
 /// A running server with its own database and one application.
 pub struct TestServer {
     pub http: Http,
+    /// The XMPP listeners (TCP, direct TLS, WebSocket).
+    pub xmpp: xmpp::Addrs,
     pub app: Application,
     pub clock: Clock,
     pub pool: db::DbPool,
@@ -236,6 +244,11 @@ impl TestServer {
             .expect("start server");
         TestServer {
             http: Http::new(server.http_addr),
+            xmpp: xmpp::Addrs {
+                tcp: server.xmpp_addr,
+                tls: server.xmpp_tls_addr,
+                ws: server.ws_addr,
+            },
             app,
             clock,
             pool,
@@ -277,6 +290,17 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+
+    /// The XMPP local part (`{user_id}-{app_id}`) of a user id.
+    pub fn local(&self, user_id: i64) -> String {
+        format!("{user_id}-{}", self.app.id)
+    }
+
+    /// Signs `login` up and returns its XMPP local part and its session token.
+    pub async fn chat_user(&self, login: &str) -> (String, String) {
+        let (token, id) = self.user_token(login).await;
+        (self.local(id), token)
     }
 
     /// `POST /session` as the official SDK sends it.

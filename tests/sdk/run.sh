@@ -12,9 +12,14 @@ data=$(mktemp -d "$root/target/sdk-data.XXXXXX")
 chmod 755 "$data"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http_port=$(port)
+xmpp_port=$(port)
+xmpp_tls_port=$(port)
+ws_port=$(port)
 log="$data/parley.log"
 
 PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$http_port" PARLEY_DATABASE_URL= \
+  PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$xmpp_tls_port" \
+  PARLEY_WS_ADDR="127.0.0.1:$ws_port" \
   PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn "$bin" serve >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"; }
@@ -29,6 +34,7 @@ curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null || { cat "$log"; echo "
 
 app="$data/dev-application.json"
 export PARLEY_API_URL="http://127.0.0.1:$http_port"
+export PARLEY_WS_URL="ws://127.0.0.1:$ws_port"
 export PARLEY_APP_ID=$(node -e "console.log(require('$app').application_id)")
 export PARLEY_AUTH_KEY=$(node -e "console.log(require('$app').auth_key)")
 

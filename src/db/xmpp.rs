@@ -1,0 +1,177 @@
+//! The `xmpp_offline` and `xmpp_last_activity` tables: stanzas kept for offline users (as
+//! serialised XML text, oldest first, bounded per user) and the time each user was last seen.
+
+use time::OffsetDateTime;
+
+use super::{DbError, DbPool};
+use crate::model::{AppId, UserId};
+
+/// Stores a stanza unless the user already has `max` waiting; returns whether it was stored.
+pub async fn offline_push(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    stanza: &str,
+    now: OffsetDateTime,
+    max: i64,
+) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    let n = c
+        .execute(
+            "INSERT INTO xmpp_offline (application_id, user_id, stanza, stored_at)
+             SELECT $1, $2, $3, $4
+             WHERE (SELECT count(*) FROM xmpp_offline WHERE application_id = $1 AND user_id = $2) < $5",
+            &[&app.0, &user.0, &stanza, &now, &max],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Removes and returns every stanza waiting for the user, oldest first.
+pub async fn offline_take(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+) -> Result<Vec<(String, OffsetDateTime)>, DbError> {
+    let c = pool.get().await?;
+    let mut rows = c
+        .query(
+            "DELETE FROM xmpp_offline WHERE application_id = $1 AND user_id = $2
+             RETURNING id, stanza, stored_at",
+            &[&app.0, &user.0],
+        )
+        .await?;
+    rows.sort_by_key(|r| r.get::<_, i64>(0));
+    Ok(rows.iter().map(|r| (r.get(1), r.get(2))).collect())
+}
+
+/// Records that the user was last seen at `at`.
+pub async fn last_seen_set(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    at: OffsetDateTime,
+) -> Result<(), DbError> {
+    let c = pool.get().await?;
+    c.execute(
+        "INSERT INTO xmpp_last_activity (application_id, user_id, seen_at) VALUES ($1, $2, $3)
+         ON CONFLICT (application_id, user_id) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+        &[&app.0, &user.0, &at],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn last_seen(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+) -> Result<Option<OffsetDateTime>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT seen_at FROM xmpp_last_activity WHERE application_id = $1 AND user_id = $2",
+            &[&app.0, &user.0],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// One roster row: a contact of a user, with RFC 6121 subscription state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    /// The contact's bare JID.
+    pub contact: String,
+    pub name: Option<String>,
+    /// `none`, `to`, `from` or `both`.
+    pub subscription: String,
+    /// An outbound subscription request is pending.
+    pub ask: bool,
+    pub groups: Vec<String>,
+}
+
+fn roster_row(r: &tokio_postgres::Row) -> RosterItem {
+    RosterItem {
+        contact: r.get(0),
+        name: r.get(1),
+        subscription: r.get(2),
+        ask: r.get(3),
+        groups: r.get(4),
+    }
+}
+
+pub async fn roster_list(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+) -> Result<Vec<RosterItem>, DbError> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT contact, name, subscription, ask, groups FROM xmpp_roster
+             WHERE application_id = $1 AND user_id = $2 ORDER BY contact",
+            &[&app.0, &user.0],
+        )
+        .await?;
+    Ok(rows.iter().map(roster_row).collect())
+}
+
+pub async fn roster_get(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    contact: &str,
+) -> Result<Option<RosterItem>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT contact, name, subscription, ask, groups FROM xmpp_roster
+             WHERE application_id = $1 AND user_id = $2 AND contact = $3",
+            &[&app.0, &user.0, &contact],
+        )
+        .await?;
+    Ok(row.as_ref().map(roster_row))
+}
+
+pub async fn roster_put(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    item: &RosterItem,
+) -> Result<(), DbError> {
+    let c = pool.get().await?;
+    c.execute(
+        "INSERT INTO xmpp_roster (application_id, user_id, contact, name, subscription, ask, groups)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (application_id, user_id, contact) DO UPDATE
+         SET name = EXCLUDED.name, subscription = EXCLUDED.subscription, ask = EXCLUDED.ask,
+             groups = EXCLUDED.groups",
+        &[
+            &app.0,
+            &user.0,
+            &item.contact,
+            &item.name,
+            &item.subscription,
+            &item.ask,
+            &item.groups,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn roster_remove(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    contact: &str,
+) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    let n = c
+        .execute(
+            "DELETE FROM xmpp_roster WHERE application_id = $1 AND user_id = $2 AND contact = $3",
+            &[&app.0, &user.0, &contact],
+        )
+        .await?;
+    Ok(n > 0)
+}

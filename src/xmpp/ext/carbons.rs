@@ -1,0 +1,51 @@
+//! XEP-0280 Message Carbons: `enable`/`disable` per connection, and the `sent` carbon built
+//! for the sender's other resources. Only `sent` carbons exist here: originals already go to
+//! every resource of the recipient, and the official SDK misreads `received` carbons. Must not
+//! copy messages marked `<private/>` or `<no-copy/>`, nor non-chat messages.
+
+use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::stream::Element;
+
+/// XEP-0334 hints namespace (`<no-copy/>`).
+const HINTS: &str = "urn:xmpp:hints";
+
+pub const HANDLERS: &[Registration] = &[Registration {
+    kind: Kind::IqSet,
+    ns: ns::CARBONS,
+    handler: Some(toggle),
+    features: &[ns::CARBONS],
+    for_users: false,
+}];
+
+fn toggle(req: Request<'_>) -> BoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let on = match req.payload.name.as_str() {
+            "enable" => true,
+            "disable" => false,
+            _ => return Err(StanzaError::bad_request()),
+        };
+        req.services.hub.set_carbons(req.user, req.conn, on);
+        Ok(None)
+    })
+}
+
+/// Whether `msg` (already stamped) is eligible for carbons.
+pub fn eligible(msg: &Element) -> bool {
+    msg.attr("type") == Some("chat")
+        && msg.child("private", ns::CARBONS).is_none()
+        && msg.child("no-copy", HINTS).is_none()
+}
+
+/// `<message from=bare to=full><sent><forwarded><message…/></forwarded></sent></message>`.
+pub fn sent_copy(msg: &Element, own_bare: &str, to_full: &str) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attr("from", own_bare)
+        .with_attr("to", to_full)
+        .with_attr("type", "chat")
+        .with_child(
+            Element::new("sent", ns::CARBONS)
+                .with_child(Element::new("forwarded", ns::FORWARD).with_child(msg.clone())),
+        )
+}

@@ -1,0 +1,11 @@
+//! One file per extension, each registered by one line in `dispatch::table()`.
+
+pub mod carbons;
+pub mod core;
+pub mod csi;
+pub mod disco;
+pub mod last_activity;
+pub mod offline;
+pub mod ping;
+pub mod roster;
+pub mod status_streaming;

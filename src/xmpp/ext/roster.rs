@@ -1,0 +1,262 @@
+//! RFC 6121 roster and subscriptions, kept small: roster get, set (add/update/remove) with
+//! pushes to every connection of the owner, and the four subscription presences updating both
+//! parties' items (`none`/`to`/`from`/`both`, `ask`). Presence broadcast to subscribers and
+//! probes of contacts are driven by the session through `presence_subscribers` /
+//! `presence_sources`. Requests to offline users wait in offline storage.
+//! Not done: roster versioning, pre-approval. Must not touch users of another application.
+
+use crate::db::{self, xmpp::RosterItem};
+use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
+use crate::xmpp::stream::Element;
+use crate::xmpp::Services;
+
+pub const HANDLERS: &[Registration] = &[
+    Registration {
+        kind: Kind::IqGet,
+        ns: ns::ROSTER,
+        handler: Some(get),
+        features: &[],
+        for_users: false,
+    },
+    Registration {
+        kind: Kind::IqSet,
+        ns: ns::ROSTER,
+        handler: Some(set),
+        features: &[],
+        for_users: false,
+    },
+];
+
+fn internal(e: db::DbError) -> StanzaError {
+    tracing::warn!(error = %e, "roster storage");
+    StanzaError::internal_server_error()
+}
+
+fn item_element(item: &RosterItem) -> Element {
+    let mut e = Element::new("item", ns::ROSTER)
+        .with_attr("jid", item.contact.clone())
+        .with_attr("subscription", item.subscription.clone());
+    if let Some(n) = &item.name {
+        e.set_attr("name", n.clone());
+    }
+    if item.ask {
+        e.set_attr("ask", "subscribe");
+    }
+    for g in &item.groups {
+        e.push(Element::new("group", ns::ROSTER).with_text(g.clone()));
+    }
+    e
+}
+
+/// A roster push (`iq type=set`) of one item to every connection of `user`.
+fn push(services: &Services, user: UserKey, item: Element) {
+    let bare = user.bare_jid(services.domain()).to_string();
+    for c in services.hub.connections(user) {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("push-{}", random_hex(6)))
+            .with_attr("to", format!("{bare}/{}", c.resource))
+            .with_child(Element::new("query", ns::ROSTER).with_child(item.clone()));
+        services.hub.deliver_to_conn(user, c.id, iq);
+    }
+}
+
+fn get(req: Request<'_>) -> BoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let items = db::xmpp::roster_list(&req.services.pool, req.user.app, req.user.user)
+            .await
+            .map_err(internal)?;
+        let mut q = Element::new("query", ns::ROSTER);
+        for i in &items {
+            q.push(item_element(i));
+        }
+        Ok(Some(q))
+    })
+}
+
+fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let mut items = req.payload.elements().filter(|e| e.is("item", ns::ROSTER));
+        let (Some(item), None) = (items.next(), items.next()) else {
+            return Err(StanzaError::bad_request());
+        };
+        let contact = item
+            .attr("jid")
+            .and_then(Jid::parse)
+            .filter(|j| j.resource.is_none())
+            .ok_or_else(StanzaError::bad_request)?
+            .to_string();
+        let s = req.services;
+        let (app, user) = (req.user.app, req.user.user);
+        if item.attr("subscription") == Some("remove") {
+            if !db::xmpp::roster_remove(&s.pool, app, user, &contact)
+                .await
+                .map_err(internal)?
+            {
+                return Err(StanzaError::item_not_found());
+            }
+            let removed = Element::new("item", ns::ROSTER)
+                .with_attr("jid", contact)
+                .with_attr("subscription", "remove");
+            push(s, req.user, removed);
+            return Ok(None);
+        }
+        let existing = db::xmpp::roster_get(&s.pool, app, user, &contact)
+            .await
+            .map_err(internal)?;
+        let mut next = existing.unwrap_or(RosterItem {
+            contact,
+            name: None,
+            subscription: "none".into(),
+            ask: false,
+            groups: Vec::new(),
+        });
+        next.name = item.attr("name").map(str::to_owned);
+        next.groups = item
+            .elements()
+            .filter(|g| g.is("group", ns::ROSTER))
+            .map(|g| g.text())
+            .collect();
+        db::xmpp::roster_put(&s.pool, app, user, &next)
+            .await
+            .map_err(internal)?;
+        push(s, req.user, item_element(&next));
+        Ok(None)
+    })
+}
+
+fn add(sub: &str, side: &str) -> String {
+    match (sub, side) {
+        ("none", s) => s.to_owned(),
+        ("to", "from") | ("from", "to") | ("both", _) => "both".into(),
+        (s, _) => s.to_owned(),
+    }
+}
+
+fn remove(sub: &str, side: &str) -> String {
+    match (sub, side) {
+        ("both", "to") => "from".into(),
+        ("both", "from") => "to".into(),
+        (s, side) if s == side => "none".into(),
+        (s, _) => s.to_owned(),
+    }
+}
+
+/// Applies `f` to `owner`'s item for `contact` (creating it when `create`), stores and pushes it.
+async fn update(
+    services: &Services,
+    owner: UserKey,
+    contact: UserKey,
+    create: bool,
+    f: impl FnOnce(&mut RosterItem),
+) -> Result<(), db::DbError> {
+    let contact_jid = contact.bare_jid(services.domain()).to_string();
+    let existing =
+        db::xmpp::roster_get(&services.pool, owner.app, owner.user, &contact_jid).await?;
+    let mut item = match existing {
+        Some(i) => i,
+        None if create => RosterItem {
+            contact: contact_jid,
+            name: None,
+            subscription: "none".into(),
+            ask: false,
+            groups: Vec::new(),
+        },
+        None => return Ok(()),
+    };
+    let before = item.clone();
+    f(&mut item);
+    if item != before || create {
+        db::xmpp::roster_put(&services.pool, owner.app, owner.user, &item).await?;
+        push(services, owner, item_element(&item));
+    }
+    Ok(())
+}
+
+/// `user` sent a subscription presence of `kind` to `contact`: update both rosters.
+pub async fn subscription(
+    services: &Services,
+    user: UserKey,
+    kind: &str,
+    contact: UserKey,
+) -> Result<(), db::DbError> {
+    match kind {
+        "subscribe" => update(services, user, contact, true, |i| i.ask = true).await,
+        "subscribed" => {
+            update(services, user, contact, true, |i| {
+                i.subscription = add(&i.subscription, "from")
+            })
+            .await?;
+            update(services, contact, user, false, |i| {
+                i.subscription = add(&i.subscription, "to");
+                i.ask = false;
+            })
+            .await
+        }
+        "unsubscribe" => {
+            update(services, user, contact, false, |i| {
+                i.subscription = remove(&i.subscription, "to");
+                i.ask = false;
+            })
+            .await?;
+            update(services, contact, user, false, |i| {
+                i.subscription = remove(&i.subscription, "from")
+            })
+            .await
+        }
+        "unsubscribed" => {
+            update(services, user, contact, false, |i| {
+                i.subscription = remove(&i.subscription, "from")
+            })
+            .await?;
+            update(services, contact, user, false, |i| {
+                i.subscription = remove(&i.subscription, "to");
+                i.ask = false;
+            })
+            .await
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn contacts_where(services: &Services, user: UserKey, sides: &[&str]) -> Vec<UserKey> {
+    match db::xmpp::roster_list(&services.pool, user.app, user.user).await {
+        Ok(items) => items
+            .iter()
+            .filter(|i| sides.contains(&i.subscription.as_str()))
+            .filter_map(|i| Jid::parse(&i.contact)?.user(services.domain()))
+            .filter(|k| k.app == user.app)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading roster");
+            Vec::new()
+        }
+    }
+}
+
+/// Contacts that receive `user`'s presence (subscription `from` or `both`).
+pub async fn presence_subscribers(services: &Services, user: UserKey) -> Vec<UserKey> {
+    contacts_where(services, user, &["from", "both"]).await
+}
+
+/// Contacts whose presence `user` receives (subscription `to` or `both`).
+pub async fn presence_sources(services: &Services, user: UserKey) -> Vec<UserKey> {
+    contacts_where(services, user, &["to", "both"]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_states_combine_per_rfc_6121() {
+        assert_eq!(add("none", "to"), "to");
+        assert_eq!(add("from", "to"), "both");
+        assert_eq!(add("both", "from"), "both");
+        assert_eq!(remove("both", "to"), "from");
+        assert_eq!(remove("to", "to"), "none");
+        assert_eq!(remove("from", "to"), "from");
+    }
+}

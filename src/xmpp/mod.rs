@@ -1,0 +1,183 @@
+//! The XMPP adapter: listeners (TCP+STARTTLS, direct TLS, WebSocket), the stream layer,
+//! negotiation and per-connection sessions, and one file per XEP. It routes live stanzas
+//! through the hub and holds no business rule about dialogs or history.
+//!
+//! - `stream/`   bytes and frames ↔ packets and elements, limits, TLS, WebSocket
+//! - `session/`  negotiation (features, SASL, bind), the connection task, stream management
+//! - `stanza`    JIDs, user keys, stanza errors
+//! - `dispatch`  (kind, namespace) → extension handler
+//! - `ext/`      one file per XEP
+
+pub mod dispatch;
+pub mod ext;
+pub mod ns;
+pub mod session;
+pub mod stanza;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::db::DbPool;
+use crate::hub::Hub;
+use crate::identity::Identity;
+use crate::model::Clock;
+use session::throttle::AuthThrottle;
+use stream::transport::{RawIo, TransportConfig};
+use stream::{Limits, Transport};
+
+/// Everything a connection task needs, shared by all of them.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub identity: Identity,
+    pub pool: DbPool,
+    pub clock: Clock,
+    pub hub: Arc<Hub>,
+    pub dispatch: dispatch::Dispatch,
+    pub tls: TlsAcceptor,
+    pub throttle: AuthThrottle,
+}
+
+impl Services {
+    pub fn domain(&self) -> &str {
+        &self.config.domain
+    }
+
+    pub fn transport_config(&self) -> TransportConfig {
+        let x = &self.config.xmpp;
+        TransportConfig {
+            limits: Limits {
+                max_stanza_bytes: x.max_stanza_bytes,
+                max_depth: x.max_depth,
+                max_attributes: x.max_attributes,
+            },
+            bytes_per_sec: x.max_bytes_per_sec,
+            write_timeout: Duration::from_secs(x.write_timeout_secs),
+        }
+    }
+}
+
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// RFC 6120 over TCP, STARTTLS offered.
+    Starttls,
+    /// XEP-0368 direct TLS.
+    DirectTls,
+    /// RFC 7395 WebSocket (`wss://` when `tls`).
+    WebSocket { tls: bool },
+}
+
+/// The three bound XMPP listeners.
+pub struct Listeners {
+    pub xmpp: TcpListener,
+    pub xmpp_tls: TcpListener,
+    pub ws: TcpListener,
+}
+
+pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+    Ok(Listeners {
+        xmpp: TcpListener::bind(config.xmpp.addr).await?,
+        xmpp_tls: TcpListener::bind(config.xmpp.tls_addr).await?,
+        ws: TcpListener::bind(config.ws.addr).await?,
+    })
+}
+
+/// Loads the configured certificate, or generates the development one.
+pub fn tls_acceptor(config: &Config) -> Result<TlsAcceptor, stream::tls::TlsError> {
+    let (cert, key) = stream::tls::cert_paths(
+        &config.xmpp.cert_file,
+        &config.xmpp.key_file,
+        &config.data_dir,
+        &config.domain,
+    )?;
+    tracing::info!(cert = %cert.display(), "XMPP TLS certificate");
+    stream::tls::acceptor(&cert, &key)
+}
+
+/// Accepts connections until shutdown, then waits (bounded) for their streams to close.
+pub async fn serve(
+    listener: TcpListener,
+    kind: ListenerKind,
+    services: Arc<Services>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    conns.spawn(connection(tcp, peer, kind, services.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drain = Duration::from_secs(services.config.http.drain_timeout_secs);
+    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    services: Arc<Services>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let cfg = services.transport_config();
+    let handshake = Duration::from_secs(services.config.xmpp.negotiation_timeout_secs);
+    let tls = |tcp: TcpStream| {
+        let acceptor = services.tls.clone();
+        async move {
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => Some(RawIo::Tls(Box::new(s))),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+    };
+    let transport = match kind {
+        ListenerKind::Starttls => Transport::xml(RawIo::Plain(tcp), peer, cfg),
+        ListenerKind::DirectTls => match tls(tcp).await {
+            Some(io) => Transport::xml(io, peer, cfg),
+            None => return,
+        },
+        ListenerKind::WebSocket { tls: secure } => {
+            let io = if secure {
+                match tls(tcp).await {
+                    Some(io) => io,
+                    None => return,
+                }
+            } else {
+                RawIo::Plain(tcp)
+            };
+            match tokio::time::timeout(handshake, Transport::websocket(io, peer, cfg)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "WebSocket handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    session::run(services, transport, shutdown).await;
+}

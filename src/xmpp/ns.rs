@@ -1,0 +1,47 @@
+//! Every XML namespace Parley speaks, one constant each, with the spec that defines it.
+//! Holds no logic.
+
+/// RFC 6120 client stanzas.
+pub const CLIENT: &str = "jabber:client";
+/// RFC 6120 stream elements (`stream:stream`, `stream:features`, `stream:error`).
+pub const STREAMS: &str = "http://etherx.jabber.org/streams";
+/// RFC 6120 stream error conditions.
+pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// RFC 6120 stanza error conditions.
+pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// RFC 6120 STARTTLS.
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// RFC 6120 SASL.
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// RFC 6120 resource binding.
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// RFC 3921 legacy session establishment (answered, does nothing).
+pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// RFC 7395 WebSocket framing (`<open/>`, `<close/>`).
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+/// RFC 6121 roster.
+pub const ROSTER: &str = "jabber:iq:roster";
+/// XEP-0199 XMPP Ping.
+pub const PING: &str = "urn:xmpp:ping";
+/// XEP-0030 Service Discovery (info).
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// XEP-0030 Service Discovery (items).
+pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// XEP-0280 Message Carbons.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0297 Stanza Forwarding (carbons wrap messages in it).
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0352 Client State Indication.
+pub const CSI: &str = "urn:xmpp:csi:0";
+/// Tigase mobile optimisations v2 (ConnectyCube `markInactive`/`markActive`).
+pub const TIGASE_MOBILE: &str = "http://tigase.org/protocol/mobile#v2";
+/// XEP-0012 Last Activity.
+pub const LAST: &str = "jabber:iq:last";
+/// ConnectyCube status streaming (subscribe to a user's last-activity changes).
+pub const CC_STATUS_STREAMING: &str = "https://connectycube.com/protocol/status_streaming";
+/// XEP-0203 Delayed Delivery.
+pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0160 / XEP-0013 offline message handling (advertised as `msgoffline`).
+pub const MSGOFFLINE: &str = "msgoffline";
+/// XEP-0198 Stream Management.
+pub const SM: &str = "urn:xmpp:sm:3";

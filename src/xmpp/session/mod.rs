@@ -1,0 +1,1021 @@
+//! One client connection from first byte to last: stream negotiation (features, STARTTLS, SASL
+//! PLAIN, bind, stream restarts), then the bound session loop (stanzas in, hub queue out,
+//! server pings, XEP-0198 acks and resumption), then clean-up (unavailable presence, last
+//! activity, un-acked stanzas to offline storage). Extension logic lives in `ext/`, reached
+//! through the dispatch table; this module must not grow XEP-specific branches beyond the
+//! stream-level ones (SM, bind) and message/presence routing.
+
+pub mod sasl;
+pub mod throttle;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::dispatch::{Kind, Request, Target};
+use super::ext::{carbons, offline, roster, status_streaming};
+use super::ns;
+use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
+use super::stream::transport::ReadError;
+use super::stream::{Element, Packet, Transport};
+use super::Services;
+use crate::config::PlainAuth;
+use crate::db;
+use crate::hub::{ConnId, Outbound, RegisterError};
+
+/// A new connection asking a parked stream-management session to continue on it.
+pub struct ResumeRequest {
+    pub transport: Transport,
+    /// The client's count of stanzas it received.
+    pub h: u32,
+}
+
+/// Runs a connection to its end.
+pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Receiver<bool>) {
+    let limit = Duration::from_secs(services.config.xmpp.negotiation_timeout_secs);
+    let negotiated = match tokio::time::timeout(limit, negotiate(&services, &mut t)).await {
+        Ok(n) => n,
+        Err(_) => {
+            t.fail("connection-timeout").await;
+            return;
+        }
+    };
+    let Negotiated::Bound(b) = negotiated else {
+        return;
+    };
+    let first = services.hub.connections(b.user).len() == 1;
+    let session = Session {
+        services: services.clone(),
+        user: b.user,
+        bare: b.user.bare_jid(services.domain()).to_string(),
+        full: b.jid.to_string(),
+        jid: b.jid,
+        conn: b.conn,
+        rx: b.rx,
+        available: false,
+        directed: HashSet::new(),
+        presence_subs: Vec::new(),
+        sm: None,
+        ping: None,
+        last_rx: Instant::now(),
+    };
+    if first {
+        session.push_status(0, false);
+    }
+    session.run(t, shutdown).await;
+}
+
+enum Negotiated {
+    Bound(Bound),
+    /// The transport was handed to a parked session, or the stream ended.
+    Done,
+}
+
+struct Bound {
+    user: UserKey,
+    jid: Jid,
+    conn: ConnId,
+    rx: mpsc::Receiver<Outbound>,
+}
+
+fn plain_allowed(s: &Services, t: &Transport) -> bool {
+    t.secure
+        || match s.config.xmpp.plain_auth {
+            PlainAuth::Always => true,
+            PlainAuth::Never => false,
+            PlainAuth::Loopback => t.peer.ip().is_loopback(),
+        }
+}
+
+fn features(s: &Services, t: &Transport, authed: bool) -> Element {
+    let mut f = Element::new("features", ns::STREAMS);
+    if !authed {
+        if t.can_starttls() {
+            let mut st = Element::new("starttls", ns::TLS);
+            if !plain_allowed(s, t) {
+                st.push(Element::new("required", ns::TLS));
+            }
+            f.push(st);
+        }
+        if plain_allowed(s, t) {
+            f.push(
+                Element::new("mechanisms", ns::SASL)
+                    .with_child(Element::new("mechanism", ns::SASL).with_text("PLAIN")),
+            );
+        }
+    } else {
+        f.push(Element::new("bind", ns::BIND));
+        f.push(
+            Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
+        );
+        f.push(Element::new("sm", ns::SM));
+        f.push(Element::new("csi", ns::CSI));
+    }
+    f
+}
+
+fn sasl_failure(condition: &str) -> Element {
+    Element::new("failure", ns::SASL).with_child(Element::new(condition, ns::SASL))
+}
+
+async fn read_fault(t: &mut Transport, e: ReadError) {
+    match e {
+        ReadError::Fault(f) => t.fail(f.condition()).await,
+        ReadError::Closed | ReadError::Io(_) => t.abandon(),
+    }
+}
+
+/// Stream negotiation up to a bound resource (or a resumed session).
+async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
+    let mut authed: Option<UserKey> = None;
+    loop {
+        match t.next_packet().await {
+            Ok(Packet::StreamStart(_)) => {}
+            Ok(Packet::StreamEnd) => {
+                t.close().await;
+                return Negotiated::Done;
+            }
+            Ok(Packet::Stanza(_)) => {
+                let _ = t.send_header(s.domain(), &random_hex(8)).await;
+                t.fail("not-well-formed").await;
+                return Negotiated::Done;
+            }
+            Err(e) => {
+                if matches!(e, ReadError::Fault(_)) {
+                    let _ = t.send_header(s.domain(), &random_hex(8)).await;
+                }
+                read_fault(t, e).await;
+                return Negotiated::Done;
+            }
+        }
+        if t.send_header(s.domain(), &random_hex(8)).await.is_err()
+            || t.send(&features(s, t, authed.is_some())).await.is_err()
+        {
+            return Negotiated::Done;
+        }
+        // Stanzas of this stream, until a restart.
+        loop {
+            let el = match t.next_packet().await {
+                Ok(Packet::Stanza(el)) => el,
+                Ok(Packet::StreamEnd) => {
+                    t.close().await;
+                    return Negotiated::Done;
+                }
+                Ok(Packet::StreamStart(_)) => {
+                    t.fail("not-well-formed").await;
+                    return Negotiated::Done;
+                }
+                Err(e) => {
+                    read_fault(t, e).await;
+                    return Negotiated::Done;
+                }
+            };
+            match (el.ns.as_str(), el.name.as_str(), authed) {
+                (ns::TLS, "starttls", None) if t.can_starttls() => {
+                    if t.send(&Element::new("proceed", ns::TLS)).await.is_err()
+                        || t.starttls(&s.tls).await.is_err()
+                    {
+                        t.abandon();
+                        return Negotiated::Done;
+                    }
+                    break; // restart
+                }
+                (ns::SASL, "auth", None) => match authenticate(s, t, &el).await {
+                    Ok(user) => {
+                        if t.send(&Element::new("success", ns::SASL)).await.is_err() {
+                            return Negotiated::Done;
+                        }
+                        authed = Some(user);
+                        t.restart();
+                        break;
+                    }
+                    Err(condition) => {
+                        if t.send(&sasl_failure(condition)).await.is_err() {
+                            return Negotiated::Done;
+                        }
+                    }
+                },
+                (ns::SASL, "abort", None) => {
+                    if t.send(&sasl_failure("aborted")).await.is_err() {
+                        return Negotiated::Done;
+                    }
+                }
+                (ns::CLIENT, "iq", Some(user)) => {
+                    if let Some(bound) = bind_or_answer(s, t, user, el).await {
+                        return bound;
+                    }
+                }
+                (ns::SM, "resume", Some(user)) => match resume(s, t, user, &el).await {
+                    Ok(()) => return Negotiated::Done,
+                    Err(failed) => {
+                        if t.send(&failed).await.is_err() {
+                            return Negotiated::Done;
+                        }
+                    }
+                },
+                (ns::SM, "enable", Some(_)) => {
+                    let failed = Element::new("failed", ns::SM)
+                        .with_child(Element::new("unexpected-request", ns::STANZAS));
+                    if t.send(&failed).await.is_err() {
+                        return Negotiated::Done;
+                    }
+                }
+                (ns::CLIENT | ns::TLS | ns::SASL | ns::SM, _, _) => {
+                    t.fail("not-authorized").await;
+                    return Negotiated::Done;
+                }
+                _ => {
+                    t.fail("invalid-namespace").await;
+                    return Negotiated::Done;
+                }
+            }
+        }
+    }
+}
+
+/// SASL PLAIN; returns the user or the SASL failure condition.
+async fn authenticate(
+    s: &Arc<Services>,
+    t: &Transport,
+    auth: &Element,
+) -> Result<UserKey, &'static str> {
+    if !plain_allowed(s, t) {
+        return Err("encryption-required");
+    }
+    if auth.attr("mechanism") != Some("PLAIN") {
+        return Err("invalid-mechanism");
+    }
+    let ip = t.peer.ip();
+    if !s.throttle.allowed(ip, None) {
+        return Err("not-authorized");
+    }
+    let creds = match sasl::parse_plain(&auth.text(), s.domain()) {
+        Ok(c) => c,
+        Err(e) => {
+            s.throttle.failed(ip, None);
+            return Err(match e {
+                sasl::PlainError::Malformed => "incorrect-encoding",
+                sasl::PlainError::NotAuthorized => "not-authorized",
+            });
+        }
+    };
+    if !s.throttle.allowed(ip, Some(creds.user)) {
+        tracing::info!(%ip, user = %creds.user.user, "SASL throttled");
+        return Err("not-authorized");
+    }
+    match s
+        .identity
+        .check_chat_secret(creds.user.app, creds.user.user, &creds.secret)
+        .await
+    {
+        Ok(true) => Ok(creds.user),
+        Ok(false) => {
+            s.throttle.failed(ip, Some(creds.user));
+            Err("not-authorized")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checking chat credentials");
+            Err("temporary-auth-failure")
+        }
+    }
+}
+
+/// Handles an iq between authentication and bind: bind, legacy session, or an error.
+async fn bind_or_answer(
+    s: &Arc<Services>,
+    t: &mut Transport,
+    user: UserKey,
+    iq: Element,
+) -> Option<Negotiated> {
+    let is_set = iq.attr("type") == Some("set");
+    let reply = if let (true, Some(bind)) = (is_set, iq.child("bind", ns::BIND)) {
+        let requested = bind
+            .child("resource", ns::BIND)
+            .map(|r| r.text().trim().to_owned())
+            .filter(|r| !r.is_empty());
+        match requested {
+            Some(r) if r.len() > 1023 || r.chars().any(char::is_control) => {
+                StanzaError::bad_request().reply_to(&iq, s.domain())
+            }
+            requested => {
+                let resource = requested.unwrap_or_else(|| random_hex(10));
+                let (tx, rx) = mpsc::channel(s.config.xmpp.outbound_queue.max(1));
+                match s
+                    .hub
+                    .register(user, &resource, tx, s.config.xmpp.max_connections_per_user)
+                {
+                    Ok(conn) => {
+                        let jid = Jid {
+                            resource: Some(resource),
+                            ..user.bare_jid(s.domain())
+                        };
+                        let payload = Element::new("bind", ns::BIND)
+                            .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
+                        let mut result = iq_result(&iq, s.domain(), Some(payload));
+                        result.remove_attr("from");
+                        if t.send(&result).await.is_err() {
+                            s.hub.unregister(user, conn);
+                            return Some(Negotiated::Done);
+                        }
+                        return Some(Negotiated::Bound(Bound {
+                            user,
+                            jid,
+                            conn,
+                            rx,
+                        }));
+                    }
+                    Err(RegisterError::TooManyConnections) => {
+                        StanzaError::resource_constraint().reply_to(&iq, s.domain())
+                    }
+                }
+            }
+        }
+    } else if is_set && iq.child("session", ns::SESSION).is_some() {
+        let mut r = iq_result(&iq, s.domain(), None);
+        r.remove_attr("from");
+        r
+    } else {
+        StanzaError::not_authorized().reply_to(&iq, s.domain())
+    };
+    if t.send(&reply).await.is_err() {
+        return Some(Negotiated::Done);
+    }
+    None
+}
+
+/// XEP-0198 resumption: hands the transport to the parked session. On failure returns the
+/// `<failed/>` to send.
+async fn resume(
+    s: &Arc<Services>,
+    t: &mut Transport,
+    user: UserKey,
+    el: &Element,
+) -> Result<(), Element> {
+    let failed =
+        || Element::new("failed", ns::SM).with_child(Element::new("item-not-found", ns::STANZAS));
+    let previd = el.attr("previd").ok_or_else(failed)?;
+    let h = el
+        .attr("h")
+        .and_then(|h| h.parse::<u32>().ok())
+        .ok_or_else(failed)?;
+    let tx = s.hub.take_resumable(previd, user).ok_or_else(failed)?;
+    // Move the transport out; put a dead one in its place for this (ending) task.
+    let peer = t.peer;
+    let cfg = s.transport_config();
+    let placeholder = Transport::detached(peer, cfg);
+    let transport = std::mem::replace(t, placeholder);
+    match tx.send(ResumeRequest { transport, h }).await {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::SendError(req)) => {
+            *t = req.transport;
+            Err(failed())
+        }
+    }
+}
+
+/// How a bound stream ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client closed the stream.
+    Clean,
+    /// The socket dropped or the client stopped answering: resumable.
+    Lost,
+    /// Closed by us (a stream error, replaced, shutdown): not resumable.
+    Closed,
+}
+
+struct Sm {
+    id: String,
+    resumable: bool,
+    h_in: u32,
+    h_out: u32,
+    unacked: VecDeque<Element>,
+}
+
+struct Session {
+    services: Arc<Services>,
+    user: UserKey,
+    jid: Jid,
+    full: String,
+    bare: String,
+    conn: ConnId,
+    rx: mpsc::Receiver<Outbound>,
+    available: bool,
+    directed: HashSet<String>,
+    /// Roster contacts that get this user's presence (read at initial presence).
+    presence_subs: Vec<UserKey>,
+    sm: Option<Sm>,
+    /// The server ping awaiting an answer: id and when it was sent.
+    ping: Option<(String, Instant)>,
+    last_rx: Instant,
+}
+
+fn is_stanza(el: &Element) -> bool {
+    el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence" | "iq")
+}
+
+impl Session {
+    fn domain(&self) -> &str {
+        &self.services.config.domain
+    }
+
+    async fn run(mut self, mut t: Transport, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let end = self.serve(&mut t, &mut shutdown).await;
+            if end == End::Lost {
+                if let Some(next) = self.park(&mut shutdown).await {
+                    t = next;
+                    continue;
+                }
+            }
+            break;
+        }
+        self.cleanup().await;
+    }
+
+    async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
+        let cap = self.services.config.xmpp.outbound_queue.max(1);
+        let mut ask_ack = false;
+        if let Some(sm) = &mut self.sm {
+            if is_stanza(&el) {
+                sm.h_out = sm.h_out.wrapping_add(1);
+                sm.unacked.push_back(el.clone());
+                if sm.unacked.len() > cap.saturating_mul(4) {
+                    // A client that never acks would make us hold everything forever; the
+                    // un-acked stanzas go to offline storage when the session ends.
+                    t.fail("policy-violation").await;
+                    return Err(End::Closed);
+                }
+                ask_ack = sm.unacked.len() % 64 == 0;
+            }
+        }
+        t.send(&el).await.map_err(|_| End::Lost)?;
+        if ask_ack {
+            t.send(&Element::new("r", ns::SM))
+                .await
+                .map_err(|_| End::Lost)?;
+        }
+        Ok(())
+    }
+
+    async fn serve(&mut self, t: &mut Transport, shutdown: &mut watch::Receiver<bool>) -> End {
+        let cfg = &self.services.config.xmpp;
+        let idle = Duration::from_secs(cfg.idle_ping_secs.max(1));
+        let ping_timeout = Duration::from_secs(cfg.ping_timeout_secs.max(1));
+        loop {
+            let deadline = match &self.ping {
+                Some((_, sent)) => *sent + ping_timeout,
+                None => self.last_rx + idle,
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    t.fail("system-shutdown").await;
+                    return End::Closed;
+                }
+                out = self.rx.recv() => match out {
+                    Some(Outbound::Stanza(el)) => {
+                        if let Err(end) = self.send(t, el).await {
+                            return end;
+                        }
+                    }
+                    Some(Outbound::Replaced) | None => {
+                        t.fail("conflict").await;
+                        return End::Closed;
+                    }
+                },
+                pkt = t.next_packet() => {
+                    self.last_rx = Instant::now();
+                    self.ping = None;
+                    match pkt {
+                        Ok(Packet::Stanza(el)) => {
+                            if let Err(end) = self.handle(t, el).await {
+                                return end;
+                            }
+                        }
+                        Ok(Packet::StreamEnd) => {
+                            t.close().await;
+                            return End::Clean;
+                        }
+                        Ok(Packet::StreamStart(_)) => {
+                            t.fail("not-well-formed").await;
+                            return End::Closed;
+                        }
+                        Err(ReadError::Fault(f)) => {
+                            t.fail(f.condition()).await;
+                            return End::Closed;
+                        }
+                        Err(ReadError::Closed | ReadError::Io(_)) => return End::Lost,
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.ping.is_some() {
+                        tracing::debug!(jid = %self.full, "no answer to ping: closing");
+                        t.fail("connection-timeout").await;
+                        return End::Lost;
+                    }
+                    let id = format!("ping-{}", random_hex(6));
+                    let ping = Element::new("iq", ns::CLIENT)
+                        .with_attr("type", "get")
+                        .with_attr("id", id.clone())
+                        .with_attr("from", self.domain())
+                        .with_attr("to", self.full.clone())
+                        .with_child(Element::new("ping", ns::PING));
+                    self.ping = Some((id, Instant::now()));
+                    if let Err(end) = self.send(t, ping).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
+        if is_stanza(&el) {
+            if let Some(sm) = &mut self.sm {
+                sm.h_in = sm.h_in.wrapping_add(1);
+            }
+        }
+        match (el.ns.as_str(), el.name.as_str()) {
+            (ns::CLIENT, "message") => self.on_message(t, el).await,
+            (ns::CLIENT, "presence") => self.on_presence(t, el).await,
+            (ns::CLIENT, "iq") => self.on_iq(t, el).await,
+            (ns::SM, name) => self.on_sm(t, name, &el).await,
+            (namespace, _) => {
+                let reg = self.services.dispatch.get(Kind::Nonza, namespace);
+                if let Some(handler) = reg.and_then(|r| r.handler) {
+                    let reply = handler(Request {
+                        services: &self.services,
+                        user: self.user,
+                        conn: self.conn,
+                        jid: &self.jid,
+                        target: Target::Server,
+                        stanza: &el,
+                        payload: &el,
+                    })
+                    .await;
+                    if let Ok(Some(r)) = reply {
+                        self.send(t, r).await?;
+                    }
+                    return Ok(());
+                }
+                let known = [ns::CLIENT, ns::SASL, ns::TLS, ns::BIND];
+                t.fail(if known.contains(&namespace) {
+                    "unsupported-stanza-type"
+                } else {
+                    "invalid-namespace"
+                })
+                .await;
+                Err(End::Closed)
+            }
+        }
+    }
+
+    async fn on_sm(&mut self, t: &mut Transport, name: &str, el: &Element) -> Result<(), End> {
+        match name {
+            "enable" if self.sm.is_none() => {
+                let resumable = matches!(el.attr("resume"), Some("true" | "1"));
+                let id = random_hex(16);
+                let mut enabled = Element::new("enabled", ns::SM).with_attr("id", id.clone());
+                if resumable {
+                    enabled.set_attr("resume", "true");
+                    enabled.set_attr("max", self.services.config.xmpp.sm_resume_secs.to_string());
+                }
+                self.sm = Some(Sm {
+                    id,
+                    resumable,
+                    h_in: 0,
+                    h_out: 0,
+                    unacked: VecDeque::new(),
+                });
+                t.send(&enabled).await.map_err(|_| End::Lost)
+            }
+            "enable" => {
+                let failed = Element::new("failed", ns::SM)
+                    .with_child(Element::new("unexpected-request", ns::STANZAS));
+                t.send(&failed).await.map_err(|_| End::Lost)
+            }
+            "r" => {
+                let h = self.sm.as_ref().map(|s| s.h_in).unwrap_or(0);
+                let a = Element::new("a", ns::SM).with_attr("h", h.to_string());
+                t.send(&a).await.map_err(|_| End::Lost)
+            }
+            "a" => {
+                if let Some(h) = el.attr("h").and_then(|h| h.parse::<u32>().ok()) {
+                    self.acked(h);
+                }
+                Ok(())
+            }
+            _ => {
+                t.fail("unsupported-stanza-type").await;
+                Err(End::Closed)
+            }
+        }
+    }
+
+    /// The client has received `h` stanzas: drop them from the un-acked queue.
+    fn acked(&mut self, h: u32) {
+        if let Some(sm) = &mut self.sm {
+            let base = sm.h_out.wrapping_sub(sm.unacked.len() as u32);
+            let n = (h.wrapping_sub(base) as usize).min(sm.unacked.len());
+            sm.unacked.drain(..n);
+        }
+    }
+
+    async fn reply_error(
+        &mut self,
+        t: &mut Transport,
+        el: &Element,
+        err: StanzaError,
+    ) -> Result<(), End> {
+        if el.attr("type") == Some("error") {
+            return Ok(());
+        }
+        let reply = err.reply_to(el, self.domain());
+        self.send(t, reply).await
+    }
+
+    /// Where a stanza's `to` points.
+    fn resolve(&self, to: Option<&str>) -> Result<Dest, StanzaError> {
+        let Some(to) = to else {
+            return Ok(Dest::Server);
+        };
+        let jid = Jid::parse(to).ok_or_else(StanzaError::bad_request)?;
+        if !jid.domain.eq_ignore_ascii_case(self.domain()) {
+            return Err(StanzaError::remote_server_not_found());
+        }
+        if jid.local.is_none() {
+            return Ok(Dest::Server);
+        }
+        let user = jid
+            .user(self.domain())
+            .ok_or_else(StanzaError::service_unavailable)?;
+        if user.app != self.user.app {
+            return Err(StanzaError::service_unavailable());
+        }
+        Ok(Dest::User(user, jid.resource))
+    }
+
+    async fn on_message(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
+        el.set_attr("from", self.full.clone());
+        let kind = el.attr("type").unwrap_or("normal").to_owned();
+        if el.attr("to").is_none() {
+            // RFC 6120 §10.3.1: a message without `to` is for the sender's own bare JID.
+            el.set_attr("to", self.bare.clone());
+        }
+        let (target, resource) = match self.resolve(el.attr("to")) {
+            Ok(Dest::User(u, r)) => (u, r),
+            Ok(Dest::Server) => return Ok(()),
+            Err(e) => return self.reply_error(t, &el, e).await,
+        };
+        if kind == "groupchat" {
+            let e = StanzaError::service_unavailable().with_text("group chat is not served here");
+            return self.reply_error(t, &el, e).await;
+        }
+        // History (`save_to_history`) belongs to the chat domain: it hooks in here, before
+        // delivery, through one `chat::` call.
+        let hub = &self.services.hub;
+        let delivered = match &resource {
+            Some(r) if hub.deliver_to_resource(target, r, el.clone()) => 1,
+            Some(_) if kind == "headline" || kind == "error" => 0,
+            _ => hub.deliver_to_user(target, &el),
+        };
+        if delivered == 0
+            && kind != "error"
+            && offline::worth_keeping(&el)
+            && !offline::store(&self.services, target, &el).await
+        {
+            {
+                let e = StanzaError::service_unavailable()
+                    .with_text("the recipient is unknown or cannot take more offline messages");
+                return self.reply_error(t, &el, e).await;
+            }
+        }
+        if carbons::eligible(&el) {
+            for c in hub.connections(self.user) {
+                if c.id != self.conn && c.carbons {
+                    let to = format!("{}/{}", self.bare, c.resource);
+                    let copy = carbons::sent_copy(&el, &self.bare, &to);
+                    hub.deliver_to_conn(self.user, c.id, copy);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_presence(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
+        el.set_attr("from", self.full.clone());
+        let kind = el.attr("type").map(str::to_owned);
+        if el.attr("to").is_none() {
+            match kind.as_deref() {
+                None => {
+                    let first = !self.available;
+                    self.available = true;
+                    self.services.hub.set_available(self.user, self.conn, true);
+                    el.set_attr("to", self.bare.clone());
+                    self.broadcast_own(&el);
+                    self.presence_subs =
+                        roster::presence_subscribers(&self.services, self.user).await;
+                    for contact in &self.presence_subs {
+                        let mut p = el.clone();
+                        p.set_attr("to", contact.bare_jid(self.domain()).to_string());
+                        self.services.hub.deliver_to_user(*contact, &p);
+                    }
+                    if first {
+                        // The user's other available resources, then every contact we are
+                        // subscribed to (RFC 6121 §4.2.2–4.2.3).
+                        let mut sources = vec![self.user];
+                        sources.extend(roster::presence_sources(&self.services, self.user).await);
+                        for src in sources {
+                            let bare = src.bare_jid(self.domain()).to_string();
+                            for c in self.services.hub.connections(src) {
+                                if c.available && c.id != self.conn {
+                                    let p = Element::new("presence", ns::CLIENT)
+                                        .with_attr("from", format!("{bare}/{}", c.resource))
+                                        .with_attr("to", self.full.clone());
+                                    self.send(t, p).await?;
+                                }
+                            }
+                        }
+                        for m in offline::take(&self.services, self.user).await {
+                            self.send(t, m).await?;
+                        }
+                    }
+                }
+                Some("unavailable") => self.go_unavailable(Some(el)),
+                _ => {}
+            }
+            return Ok(());
+        }
+        let (target, resource) = match self.resolve(el.attr("to")) {
+            Ok(Dest::User(u, r)) => (u, r),
+            Ok(Dest::Server) => return Ok(()),
+            Err(e) => return self.reply_error(t, &el, e).await,
+        };
+        if let Some(sub @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) =
+            kind.as_deref()
+        {
+            if let Err(e) = roster::subscription(&self.services, self.user, sub, target).await {
+                tracing::warn!(error = %e, "updating subscriptions");
+                return self
+                    .reply_error(t, &el, StanzaError::internal_server_error())
+                    .await;
+            }
+            // Subscription presences travel between bare JIDs.
+            el.set_attr("from", self.bare.clone());
+            el.set_attr("to", target.bare_jid(self.domain()).to_string());
+            let delivered = self.services.hub.deliver_to_user(target, &el);
+            if delivered == 0 && sub == "subscribe" {
+                // RFC 6121 §3.1.3: a request to an offline contact waits for its next login.
+                offline::store(&self.services, target, &el).await;
+            }
+            if sub == "subscribed" && self.available {
+                let p = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", self.full.clone())
+                    .with_attr("to", target.bare_jid(self.domain()).to_string());
+                self.services.hub.deliver_to_user(target, &p);
+            }
+            return Ok(());
+        }
+        let to = el.attr("to").unwrap_or_default().to_owned();
+        match kind.as_deref() {
+            None => {
+                self.directed.insert(to);
+            }
+            Some("unavailable") => {
+                self.directed.remove(&to);
+            }
+            _ => {}
+        }
+        let hub = &self.services.hub;
+        match resource {
+            Some(r) => {
+                hub.deliver_to_resource(target, &r, el);
+            }
+            None => {
+                hub.deliver_to_user(target, &el);
+            }
+        }
+        Ok(())
+    }
+
+    /// Presence to every available connection of the user itself (the initial-presence echo).
+    fn broadcast_own(&self, el: &Element) {
+        let hub = &self.services.hub;
+        for c in hub.connections(self.user) {
+            if c.available || c.id == self.conn {
+                hub.deliver_to_conn(self.user, c.id, el.clone());
+            }
+        }
+    }
+
+    fn go_unavailable(&mut self, el: Option<Element>) {
+        if !self.available {
+            return;
+        }
+        self.available = false;
+        self.services.hub.set_available(self.user, self.conn, false);
+        let mut p = el.unwrap_or_else(|| {
+            Element::new("presence", ns::CLIENT).with_attr("type", "unavailable")
+        });
+        p.set_attr("from", self.full.clone());
+        p.set_attr("to", self.bare.clone());
+        self.broadcast_own(&p);
+        for contact in std::mem::take(&mut self.presence_subs) {
+            p.set_attr("to", contact.bare_jid(self.domain()).to_string());
+            self.services.hub.deliver_to_user(contact, &p);
+        }
+        for to in std::mem::take(&mut self.directed) {
+            if let Ok(Dest::User(u, r)) = self.resolve(Some(&to)) {
+                p.set_attr("to", to.clone());
+                match r {
+                    Some(r) => {
+                        self.services.hub.deliver_to_resource(u, &r, p.clone());
+                    }
+                    None => {
+                        self.services.hub.deliver_to_user(u, &p);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_iq(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
+        el.set_attr("from", self.full.clone());
+        let kind = match el.attr("type") {
+            Some("get") => Kind::IqGet,
+            Some("set") => Kind::IqSet,
+            Some("result" | "error") => {
+                if let (Some((pid, _)), Some(id)) = (&self.ping, el.attr("id")) {
+                    if pid == id {
+                        self.ping = None;
+                        return Ok(());
+                    }
+                }
+                if let Ok(Dest::User(u, Some(r))) = self.resolve(el.attr("to")) {
+                    self.services.hub.deliver_to_resource(u, &r, el);
+                }
+                return Ok(());
+            }
+            _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
+        };
+        let payload = match (el.attr("id"), el.elements().next()) {
+            (Some(_), Some(p)) if el.elements().count() == 1 => p.clone(),
+            _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
+        };
+        let target = match self.resolve(el.attr("to")) {
+            Ok(Dest::Server) => Target::Server,
+            Ok(Dest::User(u, None)) if u == self.user => Target::Server,
+            Ok(Dest::User(u, None)) => Target::User(u),
+            Ok(Dest::User(u, Some(r))) => {
+                // An iq to another connection's full JID is routed as is.
+                if self.services.hub.deliver_to_resource(u, &r, el.clone()) {
+                    return Ok(());
+                }
+                return self
+                    .reply_error(t, &el, StanzaError::service_unavailable())
+                    .await;
+            }
+            Err(e) => return self.reply_error(t, &el, e).await,
+        };
+        if payload.is("bind", ns::BIND) {
+            return self.reply_error(t, &el, StanzaError::not_allowed()).await;
+        }
+        let reg = self.services.dispatch.get(kind, &payload.ns);
+        let handler = reg
+            .filter(|r| target == Target::Server || r.for_users)
+            .and_then(|r| r.handler);
+        let Some(handler) = handler else {
+            return self
+                .reply_error(t, &el, StanzaError::service_unavailable())
+                .await;
+        };
+        let reply = handler(Request {
+            services: &self.services,
+            user: self.user,
+            conn: self.conn,
+            jid: &self.jid,
+            target,
+            stanza: &el,
+            payload: &payload,
+        })
+        .await;
+        let out = match reply {
+            Ok(p) => iq_result(&el, self.domain(), p),
+            Err(e) => e.reply_to(&el, self.domain()),
+        };
+        self.send(t, out).await
+    }
+
+    /// Status streaming: tells subscribers this user came online (0) or left.
+    fn push_status(&self, seconds: i64, offline: bool) {
+        let hub = &self.services.hub;
+        for (sub, conn) in hub.status_subscribers(self.user) {
+            for c in hub.connections(sub) {
+                if c.id == conn {
+                    let to = format!("{}/{}", sub.bare_jid(self.domain()), c.resource);
+                    let mut push = status_streaming::push(&self.bare, &to, seconds);
+                    if offline {
+                        if let Some(crate::xmpp::stream::Node::Element(q)) =
+                            push.children.first_mut()
+                        {
+                            q.children
+                                .push(crate::xmpp::stream::Node::Text("offline".into()));
+                        }
+                    }
+                    hub.deliver_to_conn(sub, conn, push);
+                }
+            }
+        }
+    }
+
+    /// A dropped resumable stream waits for `<resume/>`; returns the new transport.
+    async fn park(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Transport> {
+        let sm = self.sm.as_ref().filter(|s| s.resumable)?;
+        let id = sm.id.clone();
+        let (tx, mut rq) = mpsc::channel(1);
+        let hub = self.services.hub.clone();
+        hub.park_resumable(&id, self.user, tx);
+        let deadline =
+            Instant::now() + Duration::from_secs(self.services.config.xmpp.sm_resume_secs);
+        loop {
+            tokio::select! {
+                req = rq.recv() => {
+                    let req = req?;
+                    let mut t = req.transport;
+                    self.acked(req.h);
+                    let sm = self.sm.as_mut()?;
+                    let resumed = Element::new("resumed", ns::SM)
+                        .with_attr("previd", id.clone())
+                        .with_attr("h", sm.h_in.to_string());
+                    if t.send(&resumed).await.is_err() {
+                        hub.forget_resumable(&id);
+                        return None;
+                    }
+                    for el in sm.unacked.iter() {
+                        if t.send(el).await.is_err() {
+                            return None;
+                        }
+                    }
+                    self.last_rx = Instant::now();
+                    self.ping = None;
+                    return Some(t);
+                }
+                out = self.rx.recv() => match out {
+                    Some(Outbound::Stanza(el)) => {
+                        if let Some(sm) = &mut self.sm {
+                            sm.h_out = sm.h_out.wrapping_add(1);
+                            sm.unacked.push_back(el);
+                        }
+                    }
+                    Some(Outbound::Replaced) | None => {
+                        hub.forget_resumable(&id);
+                        return None;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    hub.forget_resumable(&id);
+                    return None;
+                }
+                _ = shutdown.changed() => {
+                    hub.forget_resumable(&id);
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        self.go_unavailable(None);
+        if let Some(sm) = self.sm.take() {
+            self.services.hub.forget_resumable(&sm.id);
+            // Un-acked messages addressed to this user are not lost: they wait offline.
+            for el in sm.unacked {
+                if el.name == "message" && offline::worth_keeping(&el) {
+                    let mut el = el;
+                    el.remove_attr("to");
+                    el.set_attr("to", self.bare.clone());
+                    offline::store(&self.services, self.user, &el).await;
+                }
+            }
+        }
+        let last = self.services.hub.unregister(self.user, self.conn);
+        if last {
+            let now = self.services.clock.now();
+            if let Err(e) =
+                db::xmpp::last_seen_set(&self.services.pool, self.user.app, self.user.user, now)
+                    .await
+            {
+                tracing::warn!(error = %e, "recording last activity");
+            }
+            self.push_status(0, true);
+        }
+    }
+}
+
+enum Dest {
+    Server,
+    User(UserKey, Option<String>),
+}

@@ -1,0 +1,248 @@
+//! Stanza-level vocabulary: JIDs, the user a JID names, and RFC 6120 stanza errors (with the
+//! legacy `code` attribute the official SDK reads). Pure values, no I/O.
+
+use std::fmt;
+
+use super::ns;
+use super::stream::Element;
+use crate::model::{AppId, UserId};
+
+/// `local@domain/resource`, each part as written (no stringprep: local parts are numeric ids).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Jid {
+    pub local: Option<String>,
+    pub domain: String,
+    pub resource: Option<String>,
+}
+
+impl Jid {
+    pub fn parse(s: &str) -> Option<Jid> {
+        let (rest, resource) = match s.split_once('/') {
+            Some((a, r)) if !r.is_empty() => (a, Some(r.to_owned())),
+            Some(_) => return None,
+            None => (s, None),
+        };
+        let (local, domain) = match rest.split_once('@') {
+            Some((l, d)) if !l.is_empty() => (Some(l.to_owned()), d),
+            Some(_) => return None,
+            None => (None, rest),
+        };
+        if domain.is_empty() || domain.contains('@') {
+            return None;
+        }
+        Some(Jid {
+            local,
+            domain: domain.to_ascii_lowercase(),
+            resource,
+        })
+    }
+
+    pub fn bare(&self) -> Jid {
+        Jid {
+            resource: None,
+            ..self.clone()
+        }
+    }
+
+    /// The user this JID names on `domain`, if it is a `{user_id}-{app_id}` JID there.
+    pub fn user(&self, domain: &str) -> Option<UserKey> {
+        if !self.domain.eq_ignore_ascii_case(domain) {
+            return None;
+        }
+        UserKey::from_local(self.local.as_deref()?)
+    }
+}
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(l) = &self.local {
+            write!(f, "{l}@")?;
+        }
+        f.write_str(&self.domain)?;
+        if let Some(r) = &self.resource {
+            write!(f, "/{r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A user of one application: the key of everything live about a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserKey {
+    pub app: AppId,
+    pub user: UserId,
+}
+
+impl UserKey {
+    /// Parses `{user_id}-{app_id}`.
+    pub fn from_local(local: &str) -> Option<UserKey> {
+        let (u, a) = local.split_once('-')?;
+        if u.is_empty() || a.is_empty() || !u.bytes().chain(a.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(UserKey {
+            app: AppId(a.parse().ok()?),
+            user: UserId(u.parse().ok()?),
+        })
+    }
+
+    pub fn local(&self) -> String {
+        format!("{}-{}", self.user, self.app)
+    }
+
+    pub fn bare_jid(&self, domain: &str) -> Jid {
+        Jid {
+            local: Some(self.local()),
+            domain: domain.to_owned(),
+            resource: None,
+        }
+    }
+}
+
+/// An RFC 6120 stanza error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StanzaError {
+    pub kind: &'static str,
+    pub condition: &'static str,
+    pub code: u16,
+    pub text: Option<String>,
+}
+
+impl StanzaError {
+    const fn new(kind: &'static str, condition: &'static str, code: u16) -> Self {
+        StanzaError {
+            kind,
+            condition,
+            code,
+            text: None,
+        }
+    }
+    pub const fn service_unavailable() -> Self {
+        Self::new("cancel", "service-unavailable", 503)
+    }
+    pub const fn bad_request() -> Self {
+        Self::new("modify", "bad-request", 400)
+    }
+    pub const fn item_not_found() -> Self {
+        Self::new("cancel", "item-not-found", 404)
+    }
+    pub const fn not_allowed() -> Self {
+        Self::new("cancel", "not-allowed", 405)
+    }
+    pub const fn forbidden() -> Self {
+        Self::new("auth", "forbidden", 403)
+    }
+    pub const fn not_authorized() -> Self {
+        Self::new("auth", "not-authorized", 401)
+    }
+    pub const fn internal_server_error() -> Self {
+        Self::new("wait", "internal-server-error", 500)
+    }
+    pub const fn resource_constraint() -> Self {
+        Self::new("wait", "resource-constraint", 500)
+    }
+    pub const fn remote_server_not_found() -> Self {
+        Self::new("cancel", "remote-server-not-found", 404)
+    }
+    pub const fn recipient_unavailable() -> Self {
+        Self::new("wait", "recipient-unavailable", 404)
+    }
+    pub const fn conflict() -> Self {
+        Self::new("cancel", "conflict", 409)
+    }
+
+    pub fn with_text(mut self, t: impl Into<String>) -> Self {
+        self.text = Some(t.into());
+        self
+    }
+
+    pub fn to_element(&self) -> Element {
+        let mut e = Element::new("error", ns::CLIENT)
+            .with_attr("type", self.kind)
+            .with_attr("code", self.code.to_string())
+            .with_child(Element::new(self.condition, ns::STANZAS));
+        if let Some(t) = &self.text {
+            e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
+        }
+        e
+    }
+
+    /// The error reply to `stanza` (RFC 6120 §8.3): same name and id, from/to swapped, the
+    /// original payload kept.
+    pub fn reply_to(&self, stanza: &Element, server: &str) -> Element {
+        let mut e = Element::new(&stanza.name, ns::CLIENT).with_attr("type", "error");
+        if let Some(id) = stanza.attr("id") {
+            e.set_attr("id", id);
+        }
+        e.set_attr("from", stanza.attr("to").unwrap_or(server));
+        if let Some(from) = stanza.attr("from") {
+            e.set_attr("to", from);
+        }
+        e.children = stanza
+            .children
+            .iter()
+            .filter(|n| !matches!(n, super::stream::Node::Element(c) if c.name == "error"))
+            .cloned()
+            .collect();
+        e.push(self.to_element());
+        e
+    }
+}
+
+/// `<iq type='result'>` answering `req`, with an optional payload.
+pub fn iq_result(req: &Element, server: &str, payload: Option<Element>) -> Element {
+    let mut e = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+    if let Some(id) = req.attr("id") {
+        e.set_attr("id", id);
+    }
+    e.set_attr("from", req.attr("to").unwrap_or(server));
+    if let Some(from) = req.attr("from") {
+        e.set_attr("to", from);
+    }
+    if let Some(p) = payload {
+        e.push(p);
+    }
+    e
+}
+
+/// A long random hex string (resources, stream ids, server iq ids).
+pub fn random_hex(bytes: usize) -> String {
+    use rand_core::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand_core::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_jids_parse_into_app_and_user() {
+        let j = Jid::parse("1001-42@localhost/abc").unwrap();
+        assert_eq!(j.resource.as_deref(), Some("abc"));
+        let k = j.user("localhost").unwrap();
+        assert_eq!((k.user, k.app), (UserId(1001), AppId(42)));
+        assert_eq!(k.bare_jid("localhost").to_string(), "1001-42@localhost");
+        assert!(Jid::parse("x@").is_none());
+        assert!(Jid::parse("1001-42@other")
+            .unwrap()
+            .user("localhost")
+            .is_none());
+        assert!(UserKey::from_local("10a-42").is_none());
+    }
+
+    #[test]
+    fn stanza_error_swaps_addresses_and_carries_the_legacy_code() {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("id", "1")
+            .with_attr("from", "1-2@localhost/r")
+            .with_attr("type", "get");
+        let e = StanzaError::service_unavailable().reply_to(&iq, "localhost");
+        assert_eq!(e.attr("to"), Some("1-2@localhost/r"));
+        assert_eq!(e.attr("from"), Some("localhost"));
+        let err = e.child("error", ns::CLIENT).unwrap();
+        assert_eq!(err.attr("code"), Some("503"));
+        assert!(err.child("service-unavailable", ns::STANZAS).is_some());
+    }
+}

@@ -1,0 +1,606 @@
+//! Incremental, namespace-aware reader: bytes in, packets out (stream start, one stanza, stream
+//! end), under hard limits (stanza bytes, element depth, attributes per element). It refuses
+//! DTDs, comments and processing instructions after the XML declaration, and never expands an
+//! entity beyond the five predefined ones and character references. It must not interpret
+//! stanzas: that is the session's job.
+
+use quick_xml::events::{BytesStart, Event};
+
+use super::element::{Element, Node};
+use crate::xmpp::ns;
+
+/// Reader limits, taken from config.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_stanza_bytes: usize,
+    pub max_depth: usize,
+    pub max_attributes: usize,
+}
+
+/// What the reader yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packet {
+    /// `<stream:stream …>` or RFC 7395 `<open/>`: the attributes, no children.
+    StreamStart(Element),
+    /// One complete top-level element.
+    Stanza(Element),
+    /// `</stream:stream>` or RFC 7395 `<close/>`.
+    StreamEnd,
+}
+
+/// Why a stream must be closed; each maps to one RFC 6120 stream error condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Broken XML, undefined entity, unbound prefix, bad UTF-8.
+    NotWellFormed,
+    /// Over a size, depth or attribute limit, or a DTD (never read, never expanded).
+    PolicyViolation,
+    /// Comment or processing instruction (RFC 6120 §11.1 restricted XML).
+    RestrictedXml,
+    /// The stream header is not `jabber:client` / `http://etherx.jabber.org/streams`.
+    InvalidNamespace,
+}
+
+impl Fault {
+    pub fn condition(self) -> &'static str {
+        match self {
+            Fault::NotWellFormed => "not-well-formed",
+            Fault::PolicyViolation => "policy-violation",
+            Fault::RestrictedXml => "restricted-xml",
+            Fault::InvalidNamespace => "invalid-namespace",
+        }
+    }
+}
+
+/// Splits a TCP byte stream into packets. Holds at most one stanza (plus one read) in memory.
+pub struct Framer {
+    limits: Limits,
+    buf: Vec<u8>,
+    /// Where scanning resumes.
+    scan: usize,
+    /// Element depth at `scan`: 0 before the header, 1 between stanzas.
+    depth: usize,
+    /// Start of the stanza being collected.
+    start: Option<usize>,
+    /// Namespace declarations of the stream header, inherited by every stanza.
+    scope: Vec<(String, String)>,
+    /// Progress through the unfinished markup construct (tag, CDATA, declaration) at
+    /// `resume.at`, so a sender dribbling a large tag costs linear time, not quadratic.
+    resume: Resume,
+}
+
+#[derive(Clone, Copy)]
+struct Resume {
+    at: usize,
+    done: usize,
+    quote: Option<u8>,
+}
+
+const NO_RESUME: Resume = Resume {
+    at: usize::MAX,
+    done: 0,
+    quote: None,
+};
+
+impl Framer {
+    pub fn new(limits: Limits) -> Self {
+        Framer {
+            limits,
+            buf: Vec::new(),
+            scan: 0,
+            depth: 0,
+            start: None,
+            scope: Vec::new(),
+            resume: NO_RESUME,
+        }
+    }
+
+    /// Forgets everything: a stream restart (after STARTTLS or SASL success).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.scan = 0;
+        self.depth = 0;
+        self.start = None;
+        self.scope.clear();
+        self.resume = NO_RESUME;
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes buffered but not yet yielded.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete packet, `Ok(None)` when more bytes are needed.
+    pub fn next_packet(&mut self) -> Result<Option<Packet>, Fault> {
+        loop {
+            let from = self.start.unwrap_or(self.scan);
+            if self.buf.len() - from.min(self.buf.len()) > self.limits.max_stanza_bytes {
+                return Err(Fault::PolicyViolation);
+            }
+            let Some(rel) = self.buf[self.scan..].iter().position(|&b| b == b'<') else {
+                self.check_text(self.scan, self.buf.len())?;
+                self.consume_text();
+                return Ok(None);
+            };
+            let lt = self.scan + rel;
+            self.check_text(self.scan, lt)?;
+            if self.buf.len() - lt < 2 {
+                return Ok(None);
+            }
+            match self.buf[lt + 1] {
+                b'?' => {
+                    let Some(end) = self.find_resumable(lt, b"?>") else {
+                        return Ok(None);
+                    };
+                    // Only the XML declaration, only before the stream header.
+                    if self.depth != 0 || !self.buf[lt..].starts_with(b"<?xml ") {
+                        return Err(Fault::RestrictedXml);
+                    }
+                    self.scan = lt + end + 2;
+                }
+                b'!' => {
+                    let rest = &self.buf[lt..];
+                    const CDATA: &[u8] = b"<![CDATA[";
+                    let n = rest.len().min(CDATA.len());
+                    if rest[..n] != CDATA[..n] {
+                        // A DTD is refused before anything in it could be expanded; a comment
+                        // is restricted XML (RFC 6120 §11.1).
+                        return Err(if rest.starts_with(b"<!-") {
+                            Fault::RestrictedXml
+                        } else {
+                            Fault::PolicyViolation
+                        });
+                    }
+                    if n < CDATA.len() {
+                        return Ok(None);
+                    }
+                    if self.depth < 2 {
+                        return Err(Fault::NotWellFormed);
+                    }
+                    let Some(end) = self.find_resumable(lt, b"]]>") else {
+                        return Ok(None);
+                    };
+                    self.scan = lt + end + 3;
+                }
+                b'/' => {
+                    let Some(end) = self.find_resumable(lt, b">") else {
+                        return Ok(None);
+                    };
+                    self.scan = lt + end + 1;
+                    match self.depth {
+                        0 => return Err(Fault::NotWellFormed),
+                        1 => {
+                            self.buf.clear();
+                            self.scan = 0;
+                            self.depth = 0;
+                            return Ok(Some(Packet::StreamEnd));
+                        }
+                        2 => {
+                            self.depth = 1;
+                            return self.finish_stanza().map(Some);
+                        }
+                        _ => self.depth -= 1,
+                    }
+                }
+                _ => {
+                    let (from, quote) = match self.resume {
+                        r if r.at == lt => (r.done, r.quote),
+                        _ => (1, None),
+                    };
+                    let end = match tag_end(&self.buf[lt..], from, quote) {
+                        Ok(end) => end,
+                        Err((done, quote)) => {
+                            self.resume = Resume {
+                                at: lt,
+                                done,
+                                quote,
+                            };
+                            return Ok(None);
+                        }
+                    };
+                    self.resume = NO_RESUME;
+                    let rest = &self.buf[lt..];
+                    let empty = end > 0 && rest[end - 1] == b'/';
+                    let tag_to = lt + end + 1;
+                    match self.depth {
+                        0 => {
+                            let header = self.parse_header(lt, tag_to)?;
+                            self.buf.drain(..tag_to);
+                            self.scan = 0;
+                            self.depth = 1;
+                            return Ok(Some(Packet::StreamStart(header)));
+                        }
+                        1 => {
+                            self.start = Some(lt);
+                            self.scan = tag_to;
+                            if empty {
+                                return self.finish_stanza().map(Some);
+                            }
+                            self.depth = 2;
+                        }
+                        d => {
+                            self.scan = tag_to;
+                            if !empty {
+                                if d >= self.limits.max_depth {
+                                    return Err(Fault::PolicyViolation);
+                                }
+                                self.depth += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where `needle` ends the construct at `lt` (offset from `lt`), scanning only bytes not
+    /// already scanned on an earlier call.
+    fn find_resumable(&mut self, lt: usize, needle: &[u8]) -> Option<usize> {
+        let rest = &self.buf[lt..];
+        let from = match self.resume {
+            r if r.at == lt => r.done.saturating_sub(needle.len()),
+            _ => 0,
+        };
+        match find(&rest[from..], needle) {
+            Some(i) => {
+                self.resume = NO_RESUME;
+                Some(from + i)
+            }
+            None => {
+                self.resume = Resume {
+                    at: lt,
+                    done: rest.len(),
+                    quote: None,
+                };
+                None
+            }
+        }
+    }
+
+    /// Text outside stanzas may only be whitespace.
+    fn check_text(&self, from: usize, to: usize) -> Result<(), Fault> {
+        if self.depth <= 1 && self.buf[from..to].iter().any(|b| !b.is_ascii_whitespace()) {
+            return Err(Fault::NotWellFormed);
+        }
+        Ok(())
+    }
+
+    fn consume_text(&mut self) {
+        if self.depth <= 1 {
+            self.buf.clear();
+            self.scan = 0;
+        } else {
+            self.scan = self.buf.len();
+        }
+    }
+
+    fn finish_stanza(&mut self) -> Result<Packet, Fault> {
+        let start = self.start.take().unwrap_or(0);
+        let end = self.scan;
+        let el = parse_element(&self.buf[start..end], &self.scope, &self.limits)?;
+        self.buf.drain(..end);
+        self.scan = 0;
+        Ok(Packet::Stanza(el))
+    }
+
+    fn parse_header(&mut self, from: usize, to: usize) -> Result<Element, Fault> {
+        // Parse the open tag as an empty element so the tokenizer sees a complete document.
+        let mut tag = self.buf[from..to - 1].to_vec();
+        if tag.last() != Some(&b'/') {
+            tag.push(b'/');
+        }
+        tag.push(b'>');
+        let mut scope = Vec::new();
+        let el = parse_with_scope(&tag, &mut scope, &self.limits)?;
+        if el.name != "stream" || el.ns != ns::STREAMS {
+            return Err(Fault::InvalidNamespace);
+        }
+        let default = scope
+            .iter()
+            .rev()
+            .find(|(p, _)| p.is_empty())
+            .map(|(_, n)| n.as_str());
+        if default != Some(ns::CLIENT) {
+            return Err(Fault::InvalidNamespace);
+        }
+        self.scope = scope;
+        Ok(el)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Index of the `>` closing the tag at the start of `s`, skipping quoted attribute values;
+/// scanning starts at `from` with `quote` open. Unfinished: how far it got, and the open quote.
+fn tag_end(s: &[u8], from: usize, mut quote: Option<u8>) -> Result<usize, (usize, Option<u8>)> {
+    for (i, &b) in s.iter().enumerate().skip(from.max(1)) {
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if b == b'>' => return Ok(i),
+            None => {}
+        }
+    }
+    Err((s.len(), quote))
+}
+
+/// Parses one complete element (a stanza or a WebSocket frame) with the namespace declarations
+/// `scope` already in force (prefix, namespace; "" is the default namespace).
+pub fn parse_element(
+    xml: &[u8],
+    scope: &[(String, String)],
+    limits: &Limits,
+) -> Result<Element, Fault> {
+    if xml.len() > limits.max_stanza_bytes {
+        return Err(Fault::PolicyViolation);
+    }
+    let mut scope = scope.to_vec();
+    parse_with_scope(xml, &mut scope, limits)
+}
+
+/// Parses one element; on return `scope` holds the root's declarations (used for the header).
+fn parse_with_scope(
+    xml: &[u8],
+    scope: &mut Vec<(String, String)>,
+    limits: &Limits,
+) -> Result<Element, Fault> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut stack: Vec<(Element, usize)> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let ev = reader.read_event().map_err(|_| Fault::NotWellFormed)?;
+        match ev {
+            Event::Start(s) | Event::Empty(s) if root.is_some() => {
+                let _ = s;
+                return Err(Fault::NotWellFormed);
+            }
+            Event::Start(s) => {
+                if stack.len() >= limits.max_depth {
+                    return Err(Fault::PolicyViolation);
+                }
+                let mark = scope.len();
+                let el = open(&s, scope, limits)?;
+                stack.push((el, mark));
+            }
+            Event::Empty(s) => {
+                let mark = scope.len();
+                let el = open(&s, scope, limits)?;
+                if stack.is_empty() {
+                    root = Some(el);
+                } else {
+                    scope.truncate(mark);
+                    attach(&mut stack, el);
+                }
+            }
+            Event::End(_) => {
+                let (el, mark) = stack.pop().ok_or(Fault::NotWellFormed)?;
+                if stack.is_empty() {
+                    root = Some(el);
+                } else {
+                    scope.truncate(mark);
+                    attach(&mut stack, el);
+                }
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(|_| Fault::NotWellFormed)?;
+                match stack.last_mut() {
+                    Some((el, _)) => push_text(el, &text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err(Fault::NotWellFormed),
+                }
+            }
+            Event::CData(c) => {
+                let text = std::str::from_utf8(&c).map_err(|_| Fault::NotWellFormed)?;
+                match stack.last_mut() {
+                    Some((el, _)) => push_text(el, text),
+                    None => return Err(Fault::NotWellFormed),
+                }
+            }
+            Event::Decl(_) if root.is_none() && stack.is_empty() => {}
+            Event::DocType(_) => return Err(Fault::PolicyViolation),
+            Event::Comment(_) | Event::PI(_) | Event::Decl(_) => return Err(Fault::RestrictedXml),
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(Fault::NotWellFormed);
+    }
+    root.ok_or(Fault::NotWellFormed)
+}
+
+fn push_text(el: &mut Element, text: &str) {
+    if let Some(Node::Text(prev)) = el.children.last_mut() {
+        prev.push_str(text);
+    } else {
+        el.children.push(Node::Text(text.to_owned()));
+    }
+}
+
+fn attach(stack: &mut [(Element, usize)], el: Element) {
+    if let Some((parent, _)) = stack.last_mut() {
+        parent.children.push(Node::Element(el));
+    }
+}
+
+fn utf8(b: &[u8]) -> Result<&str, Fault> {
+    std::str::from_utf8(b).map_err(|_| Fault::NotWellFormed)
+}
+
+/// Builds an element from its start tag, pushing its namespace declarations onto `scope`.
+fn open(
+    s: &BytesStart<'_>,
+    scope: &mut Vec<(String, String)>,
+    limits: &Limits,
+) -> Result<Element, Fault> {
+    let mut attrs = Vec::new();
+    for (n, a) in s.attributes().with_checks(true).enumerate() {
+        if n >= limits.max_attributes {
+            return Err(Fault::PolicyViolation);
+        }
+        let a = a.map_err(|_| Fault::NotWellFormed)?;
+        let key = utf8(a.key.as_ref())?.to_owned();
+        let value = a
+            .unescape_value()
+            .map_err(|_| Fault::NotWellFormed)?
+            .into_owned();
+        if key == "xmlns" {
+            scope.push((String::new(), value));
+        } else if let Some(p) = key.strip_prefix("xmlns:") {
+            scope.push((p.to_owned(), value));
+        } else {
+            attrs.push((key, value));
+        }
+    }
+    let name = s.name();
+    let qname = utf8(name.as_ref())?;
+    let (prefix, local) = match qname.split_once(':') {
+        Some((p, l)) => (p, l),
+        None => ("", qname),
+    };
+    let ns = scope
+        .iter()
+        .rev()
+        .find(|(p, _)| p == prefix)
+        .map(|(_, n)| n.clone());
+    let ns = match ns {
+        Some(n) => n,
+        None if prefix.is_empty() => String::new(),
+        None => return Err(Fault::NotWellFormed),
+    };
+    Ok(Element {
+        name: local.to_owned(),
+        ns,
+        attrs,
+        children: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_stanza_bytes: 1024,
+        max_depth: 8,
+        max_attributes: 4,
+    };
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+    fn all(input: &[&str]) -> Vec<Result<Packet, Fault>> {
+        let mut f = Framer::new(LIMITS);
+        let mut out = Vec::new();
+        for chunk in input {
+            f.push(chunk.as_bytes());
+            loop {
+                match f.next_packet() {
+                    Ok(Some(p)) => out.push(Ok(p)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn stanzas_split_across_reads_come_out_whole_with_inherited_namespace() {
+        let out = all(&[
+            &HEADER[..20],
+            &HEADER[20..],
+            "<message to='a@b'><bo",
+            "dy>x &amp; y</body></message> <presence/>",
+            "</stream:stream>",
+        ]);
+        assert!(matches!(&out[0], Ok(Packet::StreamStart(h)) if h.attr("to") == Some("localhost")));
+        let Ok(Packet::Stanza(m)) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(m.ns, ns::CLIENT);
+        assert_eq!(
+            m.child("body", ns::CLIENT).map(|b| b.text()).as_deref(),
+            Some("x & y")
+        );
+        assert!(matches!(&out[2], Ok(Packet::Stanza(p)) if p.name == "presence"));
+        assert_eq!(out[3], Ok(Packet::StreamEnd));
+    }
+
+    #[test]
+    fn a_tag_dribbled_byte_by_byte_is_framed_the_same() {
+        let text = format!("{HEADER}<iq id='a>b' type=\"g'et\"><![CDATA[x]]>y</iq>");
+        let chunks: Vec<String> = text.chars().map(String::from).collect();
+        let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let out = all(&refs);
+        let Ok(Packet::Stanza(iq)) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(iq.attr("id"), Some("a>b"));
+        assert_eq!(iq.attr("type"), Some("g'et"));
+        assert_eq!(iq.text(), "xy");
+    }
+
+    #[test]
+    fn gt_inside_attribute_values_does_not_end_the_tag() {
+        let out = all(&[HEADER, "<iq id='a>b' type='get'/>"]);
+        assert!(matches!(&out[1], Ok(Packet::Stanza(i)) if i.attr("id") == Some("a>b")));
+    }
+
+    #[test]
+    fn doctype_is_refused_before_any_expansion() {
+        let out = all(&["<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>]>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::PolicyViolation)));
+        let out = all(&[HEADER, "<!-- hi -->"]);
+        assert_eq!(out.last(), Some(&Err(Fault::RestrictedXml)));
+    }
+
+    #[test]
+    fn undefined_entity_is_not_well_formed() {
+        let out = all(&[HEADER, "<message><body>&lol9;</body></message>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)));
+    }
+
+    #[test]
+    fn oversized_stanza_is_a_policy_violation_before_it_completes() {
+        let big = "a".repeat(2000);
+        let out = all(&[HEADER, "<message><body>", &big]);
+        assert_eq!(out.last(), Some(&Err(Fault::PolicyViolation)));
+    }
+
+    #[test]
+    fn too_deep_or_too_many_attributes_is_a_policy_violation() {
+        let deep = "<a>".repeat(10);
+        let out = all(&[HEADER, "<message>", &deep]);
+        assert_eq!(out.last(), Some(&Err(Fault::PolicyViolation)));
+        let out = all(&[HEADER, "<message a='1' b='2' c='3' d='4' e='5'/>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::PolicyViolation)));
+    }
+
+    #[test]
+    fn wrong_stream_namespace_is_invalid_namespace() {
+        let out = all(&[
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>",
+        ]);
+        assert_eq!(out.last(), Some(&Err(Fault::InvalidNamespace)));
+    }
+
+    #[test]
+    fn mismatched_end_tag_is_not_well_formed() {
+        let out = all(&[HEADER, "<message><body></message></body>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)));
+    }
+
+    #[test]
+    fn unbound_prefix_is_not_well_formed() {
+        let out = all(&[HEADER, "<x:message/>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)));
+    }
+}
