@@ -154,6 +154,8 @@ pub struct ChatConfig {
     pub search_min_chars: usize,
     /// `GET /chat/search`: widest `start_date`..`end_date` window, in days (about 3 months).
     pub search_window_days: i64,
+    /// Most XMPP `save_to_history` messages committed in one transaction (group commit).
+    pub history_batch_max: usize,
 }
 
 impl Default for ChatConfig {
@@ -164,6 +166,7 @@ impl Default for ChatConfig {
             max_reaction_chars: 32,
             search_min_chars: 5,
             search_window_days: 92,
+            history_batch_max: 256,
         }
     }
 }

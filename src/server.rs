@@ -69,6 +69,7 @@ impl Server {
             pool: pool.clone(),
             clock: clock.clone(),
             hub: hub.clone(),
+            chat: chat.clone(),
             dispatch: xmpp::dispatch::table(),
             tls,
             throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),

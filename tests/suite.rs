@@ -11,5 +11,6 @@ mod rest_service;
 mod rest_session;
 mod rest_users;
 mod xmpp_core;
+mod xmpp_history;
 mod xmpp_limits;
 mod xmpp_thirdparty;

@@ -16,6 +16,9 @@ pub enum ChatError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The store could not take the write now (a failed batch, a stopped writer); retry later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ChatError {

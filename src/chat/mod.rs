@@ -5,6 +5,7 @@
 pub mod dialogs;
 mod error;
 pub mod events;
+mod history;
 pub mod messages;
 pub mod query;
 pub mod rules;
@@ -31,6 +32,7 @@ struct Inner {
     identity: Identity,
     events: Events,
     config: ChatConfig,
+    writer: history::Writer,
 }
 
 impl Chat {
@@ -48,6 +50,7 @@ impl Chat {
                 identity,
                 events,
                 config,
+                writer: Default::default(),
             }),
         }
     }

@@ -57,6 +57,7 @@ impl From<ChatError> for ApiError {
             ChatError::Invalid { field, message } => Self::invalid(&field, &message),
             ChatError::Identity(e) => e.into(),
             ChatError::Db(e) => IdentityError::Db(e).into(),
+            ChatError::Unavailable(m) => Self::base(StatusCode::SERVICE_UNAVAILABLE, &m),
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Services {
     pub pool: DbPool,
     pub clock: Clock,
     pub hub: Arc<Hub>,
+    /// The chat domain: history, dialogs, roles (the same functions REST calls).
+    pub chat: crate::chat::Chat,
     pub dispatch: dispatch::Dispatch,
     pub tls: TlsAcceptor,
     pub throttle: AuthThrottle,

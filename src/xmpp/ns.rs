@@ -41,6 +41,8 @@ pub const LAST: &str = "jabber:iq:last";
 pub const CC_STATUS_STREAMING: &str = "https://connectycube.com/protocol/status_streaming";
 /// XEP-0203 Delayed Delivery.
 pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0333 Chat Markers.
+pub const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
 /// XEP-0160 / XEP-0013 offline message handling (advertised as `msgoffline`).
 pub const MSGOFFLINE: &str = "msgoffline";
 /// XEP-0198 Stream Management.

@@ -99,6 +99,24 @@ impl UserKey {
     }
 }
 
+impl From<&crate::chat::ChatError> for StanzaError {
+    /// The one mapping from chat-domain refusals to RFC 6120 conditions.
+    fn from(e: &crate::chat::ChatError) -> Self {
+        use crate::chat::ChatError as E;
+        let base = match e {
+            E::Forbidden(_) => Self::forbidden(),
+            E::NotFound(_) => Self::item_not_found(),
+            E::Invalid { .. } => Self::bad_request(),
+            E::Identity(_) => Self::not_authorized(),
+            E::Db(_) | E::Unavailable(_) => Self::internal_server_error(),
+        };
+        match e {
+            E::Db(_) => base,
+            other => base.with_text(other.to_string()),
+        }
+    }
+}
+
 /// An RFC 6120 stanza error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StanzaError {

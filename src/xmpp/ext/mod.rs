@@ -4,6 +4,7 @@ pub mod carbons;
 pub mod core;
 pub mod csi;
 pub mod disco;
+pub mod history;
 pub mod last_activity;
 pub mod offline;
 pub mod ping;

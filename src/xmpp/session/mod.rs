@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{Kind, Request, Target};
-use super::ext::{carbons, offline, roster, status_streaming};
+use super::ext::{carbons, history, offline, roster, status_streaming};
 use super::ns;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
 use super::stream::transport::ReadError;
@@ -61,6 +61,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         sm: None,
         ping: None,
         last_rx: Instant::now(),
+        app: None,
     };
     if first {
         session.push_status(0, false);
@@ -411,6 +412,8 @@ struct Session {
     /// The server ping awaiting an answer: id and when it was sent.
     ping: Option<(String, Instant)>,
     last_rx: Instant,
+    /// The user's application, loaded when a chat operation first needs it.
+    app: Option<crate::model::Application>,
 }
 
 fn is_stanza(el: &Element) -> bool {
@@ -420,6 +423,24 @@ fn is_stanza(el: &Element) -> bool {
 impl Session {
     fn domain(&self) -> &str {
         &self.services.config.domain
+    }
+
+    /// The user as the chat domain sees them (application loaded once per stream).
+    async fn actor(&mut self) -> Result<crate::chat::Actor, StanzaError> {
+        if self.app.is_none() {
+            self.app = crate::db::apps::get(&self.services.pool, self.user.app)
+                .await
+                .ok()
+                .flatten();
+        }
+        let app = self
+            .app
+            .clone()
+            .ok_or_else(StanzaError::internal_server_error)?;
+        Ok(crate::chat::Actor {
+            app,
+            user: self.user.user,
+        })
     }
 
     async fn run(mut self, mut t: Transport, mut shutdown: watch::Receiver<bool>) {
@@ -674,8 +695,19 @@ impl Session {
             let e = StanzaError::service_unavailable().with_text("group chat is not served here");
             return self.reply_error(t, &el, e).await;
         }
-        // History (`save_to_history`) belongs to the chat domain: it hooks in here, before
-        // delivery, through one `chat::` call.
+        // History: stored (durably, before this stanza counts as handled for stream
+        // management) through the chat service, then stamped with dialog_id/date_sent.
+        if kind == "chat" && history::wanted(&el) {
+            let stored = match self.actor().await {
+                Ok(actor) => {
+                    history::store_private(&self.services, &actor, target.user.0, &mut el).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                return self.reply_error(t, &el, e).await;
+            }
+        }
         let hub = &self.services.hub;
         let delivered = match &resource {
             Some(r) if hub.deliver_to_resource(target, r, el.clone()) => 1,

@@ -1,0 +1,166 @@
+//! ConnectyCube chat history over XMPP: a message whose `extraParams` carry
+//! `save_to_history=1` is stored through the same chat service as REST `POST /chat/Message`,
+//! then stamped with `dialog_id`, `date_sent` and `message_id` before delivery. It decides
+//! nothing about who may send (the chat rules do) and routes nothing.
+
+use serde_json::{Map, Value};
+
+use crate::chat::messages::{NewMessage, Stored};
+use crate::chat::Actor;
+use crate::model::ObjectId;
+use crate::xmpp::ns;
+use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::stream::Element;
+use crate::xmpp::Services;
+
+/// `extraParams` children that are protocol, not the sender's custom parameters.
+const RESERVED: [&str; 5] = [
+    "save_to_history",
+    "dialog_id",
+    "date_sent",
+    "message_id",
+    "attachment",
+];
+
+fn extra(el: &Element) -> Option<&Element> {
+    el.child("extraParams", ns::CLIENT)
+}
+
+/// Does the sender ask for this message to be stored?
+pub fn wanted(el: &Element) -> bool {
+    extra(el)
+        .and_then(|x| x.child("save_to_history", ns::CLIENT))
+        .is_some_and(|s| s.text().trim() == "1")
+}
+
+/// A custom parameter's value: its text, or an object of its children.
+fn value_of(e: &Element) -> Value {
+    let kids: Vec<&Element> = e.elements().collect();
+    if kids.is_empty() {
+        return Value::String(e.text());
+    }
+    Value::Object(kids.iter().map(|k| (k.name.clone(), value_of(k))).collect())
+}
+
+/// The chat-domain message a stanza describes (to a dialog, or to a user's private dialog).
+pub fn new_message(el: &Element, dialog_id: Option<String>, recipient: Option<i64>) -> NewMessage {
+    let x = extra(el);
+    let mut custom = Map::new();
+    let mut attachments = Vec::new();
+    for c in x.into_iter().flat_map(|x| x.elements()) {
+        if c.name == "attachment" {
+            attachments.push(Value::Object(
+                c.attrs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            ));
+        } else if !RESERVED.contains(&c.name.as_str()) {
+            custom.insert(c.name.clone(), value_of(c));
+        }
+    }
+    let date_sent = x
+        .and_then(|x| x.child("date_sent", ns::CLIENT))
+        .and_then(|d| d.text().trim().parse::<i64>().ok());
+    NewMessage {
+        dialog_id,
+        recipient_id: recipient,
+        id: el
+            .attr("id")
+            .filter(|i| ObjectId::is_valid(i))
+            .map(str::to_owned),
+        body: el.child("body", ns::CLIENT).map(Element::text),
+        attachments,
+        custom,
+        markable: el.child("markable", ns::CHAT_MARKERS).is_some(),
+        send_to_chat: false,
+        date_sent,
+    }
+}
+
+/// Writes `dialog_id`, `date_sent` and `message_id` into the stanza's `extraParams`, replacing
+/// what the sender wrote, so every recipient sees the stored values.
+pub fn stamp(el: &mut Element, stored: &Stored) {
+    let m = &stored.view.message;
+    let values = [
+        ("dialog_id", m.dialog_id.to_string()),
+        ("date_sent", m.date_sent.to_string()),
+        ("message_id", m.id.to_string()),
+    ];
+    if extra(el).is_none() {
+        el.push(Element::new("extraParams", ns::CLIENT));
+    }
+    for n in el.children.iter_mut() {
+        if let crate::xmpp::stream::element::Node::Element(x) = n {
+            if x.name == "extraParams" && x.ns == ns::CLIENT {
+                for (name, value) in &values {
+                    x.children.retain(|c| !matches!(c, crate::xmpp::stream::element::Node::Element(e) if e.name == *name));
+                    x.push(Element::new(name, ns::CLIENT).with_text(value.clone()));
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Stores a 1:1 message in the private dialog of sender and recipient (created on first
+/// message) through the group-commit writer, and stamps the stanza. Returns once durable.
+pub async fn store_private(
+    services: &Services,
+    actor: &Actor,
+    recipient: i64,
+    el: &mut Element,
+) -> Result<Stored, StanzaError> {
+    let new = new_message(el, None, Some(recipient));
+    let stored = services
+        .chat
+        .store_message(actor, new)
+        .await
+        .map_err(|e| StanzaError::from(&e))?;
+    stamp(el, &stored);
+    Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stanza() -> Element {
+        Element::new("message", ns::CLIENT)
+            .with_attr("id", "5c094c0ce588ce6856f87422")
+            .with_child(Element::new("body", ns::CLIENT).with_text("hi"))
+            .with_child(
+                Element::new("extraParams", ns::CLIENT)
+                    .with_child(Element::new("save_to_history", ns::CLIENT).with_text("1"))
+                    .with_child(Element::new("date_sent", ns::CLIENT).with_text("1643634366"))
+                    .with_child(Element::new("country", ns::CLIENT).with_text("USA"))
+                    .with_child(
+                        Element::new("attachment", ns::CLIENT)
+                            .with_attr("type", "image")
+                            .with_attr("id", "9"),
+                    ),
+            )
+            .with_child(Element::new("markable", ns::CHAT_MARKERS))
+    }
+
+    #[test]
+    fn extra_params_become_the_stored_message() {
+        let el = stanza();
+        assert!(wanted(&el));
+        let m = new_message(&el, None, Some(7));
+        assert_eq!(m.id.as_deref(), Some("5c094c0ce588ce6856f87422"));
+        assert_eq!(m.body.as_deref(), Some("hi"));
+        assert_eq!(m.date_sent, Some(1_643_634_366));
+        assert!(m.markable);
+        assert_eq!(m.custom.get("country"), Some(&Value::String("USA".into())));
+        assert!(!m.custom.contains_key("save_to_history"));
+        assert_eq!(m.attachments.len(), 1);
+    }
+
+    #[test]
+    fn messages_without_the_flag_are_not_stored() {
+        let el = Element::new("message", ns::CLIENT)
+            .with_child(Element::new("body", ns::CLIENT).with_text("x"));
+        assert!(!wanted(&el));
+    }
+}
