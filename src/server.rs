@@ -97,6 +97,11 @@ impl Server {
                 services.clone(),
                 rx.clone(),
             )),
+            tokio::spawn(xmpp::fanout::run(
+                services.clone(),
+                chat.events().subscribe(),
+                rx.clone(),
+            )),
             tokio::spawn(xmpp::serve(
                 xmpp_listeners.ws,
                 ws_kind,

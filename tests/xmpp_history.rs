@@ -186,6 +186,7 @@ async fn a_refused_message_does_not_sink_the_rest_of_its_batch() {
     let (_, alice_id) = srv.user_token("alice_batch").await;
     let (bob_token, bob_id) = srv.user_token("bob_batch").await;
     let actor = Actor {
+        from_stream: false,
         app: srv.app.clone(),
         user: UserId(alice_id),
     };

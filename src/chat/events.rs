@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::model::{AppId, ObjectId};
+use crate::model::{AppId, DialogType, ObjectId};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChatEvent {
@@ -25,6 +25,7 @@ pub enum ChatEvent {
     MessageSent {
         app: AppId,
         dialog: ObjectId,
+        kind: DialogType,
         recipients: Vec<i64>,
         message: Value,
     },
@@ -32,6 +33,9 @@ pub enum ChatEvent {
     MessageEdited {
         app: AppId,
         dialog: ObjectId,
+        kind: DialogType,
+        /// Done by an XMPP stream, which relays its own stanza (no second delivery).
+        from_stream: bool,
         message: ObjectId,
         sender: i64,
         body: String,
@@ -41,6 +45,9 @@ pub enum ChatEvent {
     MessagesDeleted {
         app: AppId,
         dialog: ObjectId,
+        kind: DialogType,
+        /// Done by an XMPP stream, which relays its own stanza (no second delivery).
+        from_stream: bool,
         messages: Vec<ObjectId>,
         by: i64,
         recipients: Vec<i64>,
@@ -52,11 +59,14 @@ pub enum ChatEvent {
         messages: Vec<(ObjectId, i64)>,
         by: i64,
         read: bool,
+        /// Done by an XMPP stream, which relays its own marker (no second delivery).
+        from_stream: bool,
     },
     /// A reaction added and/or removed.
     ReactionChanged {
         app: AppId,
         dialog: ObjectId,
+        kind: DialogType,
         message: ObjectId,
         by: i64,
         add: Option<String>,

@@ -211,6 +211,7 @@ impl Chat {
             self.events().publish(ChatEvent::MessageSent {
                 app: actor.app.id,
                 dialog: stored.dialog.id.clone(),
+                kind: stored.dialog.kind,
                 recipients: stored.recipients.clone(),
                 message: to_event_json(&stored.view.message),
             });
@@ -447,6 +448,7 @@ impl Chat {
                 messages: marked,
                 by: actor.user.0,
                 read: true,
+                from_stream: actor.from_stream,
             });
         }
         Ok(items)
@@ -539,6 +541,8 @@ impl Chat {
             events.push(ChatEvent::MessageEdited {
                 app: actor.app.id,
                 dialog: d.id.clone(),
+                kind: d.kind,
+                from_stream: actor.from_stream,
                 message: oid,
                 sender: actor.user.0,
                 body: body.clone(),
@@ -557,6 +561,7 @@ impl Chat {
                     messages: marked,
                     by: actor.user.0,
                     read: true,
+                    from_stream: actor.from_stream,
                 });
             }
         } else if u.delivered {
@@ -568,6 +573,7 @@ impl Chat {
                     messages: marked,
                     by: actor.user.0,
                     read: false,
+                    from_stream: actor.from_stream,
                 });
             }
         }
@@ -625,6 +631,8 @@ impl Chat {
             self.events().publish(ChatEvent::MessagesDeleted {
                 app: actor.app.id,
                 dialog: d.id,
+                kind: d.kind,
+                from_stream: actor.from_stream,
                 messages: vec![oid],
                 by: actor.user.0,
                 recipients,
@@ -715,6 +723,7 @@ impl Chat {
         self.events().publish(ChatEvent::ReactionChanged {
             app: actor.app.id,
             dialog: d.id,
+            kind: d.kind,
             message: oid,
             by: actor.user.0,
             add,

@@ -74,6 +74,9 @@ impl Chat {
 pub struct Actor {
     pub app: Application,
     pub user: UserId,
+    /// Acting through an XMPP stream, which relays its own stanzas: events it causes are not
+    /// delivered a second time by the REST → XMPP fan-out.
+    pub from_stream: bool,
 }
 
 impl TryFrom<&Caller> for Actor {
@@ -82,6 +85,7 @@ impl TryFrom<&Caller> for Actor {
     /// `Forbidden. Need user.` for an application session.
     fn try_from(c: &Caller) -> Result<Self, ChatError> {
         Ok(Actor {
+            from_stream: false,
             app: c.app.clone(),
             user: c.user()?.id,
         })

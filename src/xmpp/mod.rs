@@ -7,9 +7,11 @@
 //! - `stanza`    JIDs, user keys, stanza errors
 //! - `dispatch`  (kind, namespace) → extension handler
 //! - `ext/`      one file per XEP
+//! - `fanout`    REST → XMPP: committed chat events become stanzas for connected users
 
 pub mod dispatch;
 pub mod ext;
+pub mod fanout;
 pub mod ns;
 pub mod session;
 pub mod stanza;

@@ -43,6 +43,10 @@ pub const CC_STATUS_STREAMING: &str = "https://connectycube.com/protocol/status_
 pub const DELAY: &str = "urn:xmpp:delay";
 /// XEP-0333 Chat Markers.
 pub const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// XEP-0308 Last Message Correction.
+pub const CORRECTION: &str = "urn:xmpp:message-correct:0";
+/// ConnectyCube message deletion (`<remove id=…/>`).
+pub const MESSAGE_DELETE: &str = "urn:xmpp:message-delete:0";
 /// XEP-0160 / XEP-0013 offline message handling (advertised as `msgoffline`).
 pub const MSGOFFLINE: &str = "msgoffline";
 /// XEP-0198 Stream Management.

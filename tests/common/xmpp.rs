@@ -247,6 +247,14 @@ impl Client {
             .unwrap_or_else(|_| panic!("no element from the server within {patience:?}"))
     }
 
+    /// The next element if one arrives within `patience`; `None` when nothing does.
+    pub async fn try_next(&mut self) -> Option<Element> {
+        tokio::time::timeout(self.patience, self.next_inner())
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn next_inner(&mut self) -> Option<Element> {
         loop {
             if let Io::Ws(ws) = &mut self.io {

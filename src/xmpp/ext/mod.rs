@@ -2,10 +2,13 @@
 
 pub mod carbons;
 pub mod core;
+pub mod correction;
 pub mod csi;
 pub mod disco;
 pub mod history;
 pub mod last_activity;
+pub mod markers;
+pub mod message_delete;
 pub mod offline;
 pub mod ping;
 pub mod roster;

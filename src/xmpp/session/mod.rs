@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{Kind, Request, Target};
-use super::ext::{carbons, history, offline, roster, status_streaming};
+use super::ext::{
+    carbons, correction, history, markers, message_delete, offline, roster, status_streaming,
+};
 use super::ns;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
 use super::stream::transport::ReadError;
@@ -425,6 +427,32 @@ impl Session {
         &self.services.config.domain
     }
 
+    /// What a 1:1 chat stanza changes in history, before it is relayed: a stored new message
+    /// (`save_to_history`), a marker, a correction, a deletion. `Err`: refused, not relayed.
+    async fn apply_to_history(
+        &mut self,
+        target: UserKey,
+        el: &mut Element,
+    ) -> Result<(), StanzaError> {
+        let wants_history = history::wanted(el);
+        let edits = el.child("replace", ns::CORRECTION).is_some()
+            || el.child("remove", ns::MESSAGE_DELETE).is_some();
+        let marks = el.child("received", ns::CHAT_MARKERS).is_some()
+            || el.child("displayed", ns::CHAT_MARKERS).is_some();
+        if !(wants_history || edits || marks) {
+            return Ok(());
+        }
+        let actor = self.actor().await?;
+        let services = self.services.clone();
+        markers::apply(&services, &actor, el).await;
+        correction::apply(&services, &actor, el).await?;
+        message_delete::apply(&services, &actor, el).await?;
+        if wants_history && !edits {
+            history::store_private(&services, &actor, target.user.0, el).await?;
+        }
+        Ok(())
+    }
+
     /// The user as the chat domain sees them (application loaded once per stream).
     async fn actor(&mut self) -> Result<crate::chat::Actor, StanzaError> {
         if self.app.is_none() {
@@ -438,6 +466,7 @@ impl Session {
             .clone()
             .ok_or_else(StanzaError::internal_server_error)?;
         Ok(crate::chat::Actor {
+            from_stream: true,
             app,
             user: self.user.user,
         })
@@ -697,14 +726,8 @@ impl Session {
         }
         // History: stored (durably, before this stanza counts as handled for stream
         // management) through the chat service, then stamped with dialog_id/date_sent.
-        if kind == "chat" && history::wanted(&el) {
-            let stored = match self.actor().await {
-                Ok(actor) => {
-                    history::store_private(&self.services, &actor, target.user.0, &mut el).await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = stored {
+        if kind == "chat" {
+            if let Err(e) = self.apply_to_history(target, &mut el).await {
                 return self.reply_error(t, &el, e).await;
             }
         }

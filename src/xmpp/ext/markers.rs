@@ -1,0 +1,44 @@
+//! XEP-0333 Chat Markers as ConnectyCube uses them: `received` / `displayed` (always 1:1 `chat`
+//! stanzas carrying `dialog_id`, for group messages too) mark the stored message delivered /
+//! read for the marker's sender, then the marker is relayed. Must not decide who may read.
+
+use crate::chat::messages::MessageUpdate;
+use crate::chat::Actor;
+use crate::model::ObjectId;
+use crate::xmpp::ns;
+use crate::xmpp::stream::Element;
+use crate::xmpp::Services;
+
+/// Records a marker in history (unread counts, `read_ids`/`delivered_ids`, last-message
+/// status). Markers for messages that were never stored are simply relayed.
+pub async fn apply(services: &Services, actor: &Actor, el: &Element) {
+    let (read, marker) = match (
+        el.child("displayed", ns::CHAT_MARKERS),
+        el.child("received", ns::CHAT_MARKERS),
+    ) {
+        (Some(m), _) => (true, m),
+        (None, Some(m)) => (false, m),
+        (None, None) => return,
+    };
+    let Some(id) = marker.attr("id").filter(|i| ObjectId::is_valid(i)) else {
+        return;
+    };
+    let dialog = el
+        .child("extraParams", ns::CLIENT)
+        .and_then(|x| x.child("dialog_id", ns::CLIENT))
+        .map(|d| d.text().trim().to_owned())
+        .filter(|d| ObjectId::is_valid(d));
+    let update = MessageUpdate {
+        dialog_id: dialog,
+        read,
+        delivered: !read,
+        body: None,
+    };
+    if let Err(e) = services
+        .chat
+        .update_messages(actor, vec![id.to_owned()], update)
+        .await
+    {
+        tracing::debug!(error = %e, "marker not recorded (message not stored or not visible)");
+    }
+}

@@ -1,0 +1,293 @@
+//! REST → XMPP: turns committed chat events into the stanzas the hosted service sends (messages
+//! with `send_to_chat`, forced deletes, edits, reactions, read/delivered markers, system
+//! messages). It decides nothing: recipients come with the event, delivery goes through the hub.
+//! Events caused by an XMPP stream are skipped: that stream relays its own stanza.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+use super::ext::offline;
+use super::ns;
+use super::stanza::{random_hex, UserKey};
+use super::stream::Element;
+use super::Services;
+use crate::chat::ChatEvent;
+use crate::model::{AppId, DialogType, ObjectId, UserId};
+
+/// Delivers chat events until shutdown.
+pub async fn run(
+    services: Arc<Services>,
+    mut events: broadcast::Receiver<ChatEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => deliver(&services, e).await,
+                Err(RecvError::Lagged(n)) => tracing::warn!(n, "real-time fan-out fell behind; events were dropped"),
+                Err(RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn user_jid(app: AppId, user: i64, domain: &str) -> String {
+    format!("{user}-{app}@{domain}")
+}
+
+fn key(app: AppId, user: i64) -> UserKey {
+    UserKey {
+        app,
+        user: UserId(user),
+    }
+}
+
+/// `type` and `from` of a stanza about `dialog` by `by`: 1:1 from the user, groups from the room.
+fn origin(
+    kind: DialogType,
+    app: AppId,
+    dialog: &ObjectId,
+    by: i64,
+    domain: &str,
+) -> (&'static str, String) {
+    if kind == DialogType::Private {
+        ("chat", user_jid(app, by, domain))
+    } else {
+        ("groupchat", format!("{app}_{dialog}@muc.{domain}/{by}"))
+    }
+}
+
+fn extra(dialog: &ObjectId) -> Element {
+    Element::new("extraParams", ns::CLIENT)
+        .with_child(Element::new("dialog_id", ns::CLIENT).with_text(dialog.to_string()))
+}
+
+/// A custom parameter as an element: scalars as text, objects as child elements.
+fn param(name: &str, v: &Value) -> Element {
+    let e = Element::new(name, ns::CLIENT);
+    match v {
+        Value::Object(m) => m.iter().fold(e, |e, (k, v)| e.with_child(param(k, v))),
+        Value::String(s) => e.with_text(s.clone()),
+        Value::Null => e,
+        other => e.with_text(other.to_string()),
+    }
+}
+
+/// The stanza for a message created over REST with `send_to_chat=1`.
+fn message_stanza(v: &Value, typ: &str, from: &str, dialog: &ObjectId) -> Element {
+    const KNOWN: [&str; 8] = [
+        "_id",
+        "chat_dialog_id",
+        "sender_id",
+        "recipient_id",
+        "message",
+        "attachments",
+        "date_sent",
+        "markable",
+    ];
+    let id = v["_id"].as_str().unwrap_or_default().to_string();
+    let mut x = extra(dialog)
+        .with_child(Element::new("save_to_history", ns::CLIENT).with_text("1"))
+        .with_child(Element::new("date_sent", ns::CLIENT).with_text(v["date_sent"].to_string()))
+        .with_child(Element::new("message_id", ns::CLIENT).with_text(id.clone()));
+    for a in v["attachments"].as_array().into_iter().flatten() {
+        let mut att = Element::new("attachment", ns::CLIENT);
+        for (k, val) in a.as_object().into_iter().flatten() {
+            let text = val
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| val.to_string());
+            att.set_attr(k, text);
+        }
+        x.push(att);
+    }
+    for (k, val) in v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+    {
+        x.push(param(k, val));
+    }
+    let mut m = Element::new("message", ns::CLIENT)
+        .with_attr("type", typ)
+        .with_attr("id", id)
+        .with_attr("from", from);
+    if let Some(body) = v["message"].as_str() {
+        m.push(Element::new("body", ns::CLIENT).with_text(body));
+    }
+    m.push(x);
+    if v["markable"].as_bool() == Some(true) {
+        m.push(Element::new("markable", ns::CHAT_MARKERS));
+    }
+    m
+}
+
+/// Sends `stanza` to each user (`to` set per user); 1:1 chat to an offline user is kept offline.
+async fn send_each(services: &Services, app: AppId, users: &[i64], stanza: &Element) {
+    let domain = services.domain();
+    for &u in users {
+        let mut s = stanza.clone();
+        s.set_attr("to", user_jid(app, u, domain));
+        let delivered = services.hub.deliver_to_user(key(app, u), &s);
+        if delivered == 0 && s.attr("type") == Some("chat") && offline::worth_keeping(&s) {
+            offline::store(services, key(app, u), &s).await;
+        }
+    }
+}
+
+async fn deliver(services: &Services, e: ChatEvent) {
+    let domain = services.domain().to_owned();
+    match e {
+        ChatEvent::MessageSent {
+            app,
+            dialog,
+            kind,
+            recipients,
+            message,
+        } => {
+            let sender = message["sender_id"].as_i64().unwrap_or_default();
+            let (typ, from) = origin(kind, app, &dialog, sender, &domain);
+            let stanza = message_stanza(&message, typ, &from, &dialog);
+            let mut to = recipients;
+            if kind != DialogType::Private {
+                // Group messages are reflected to the sender's own connections.
+                to.push(sender);
+            }
+            send_each(services, app, &to, &stanza).await;
+        }
+        ChatEvent::MessagesDeleted {
+            app,
+            dialog,
+            kind,
+            from_stream: false,
+            messages,
+            by,
+            recipients,
+        } => {
+            let (typ, from) = origin(kind, app, &dialog, by, &domain);
+            for m in messages {
+                let stanza = Element::new("message", ns::CLIENT)
+                    .with_attr("type", typ)
+                    .with_attr("id", random_hex(12))
+                    .with_attr("from", from.clone())
+                    .with_child(
+                        Element::new("remove", ns::MESSAGE_DELETE).with_attr("id", m.to_string()),
+                    )
+                    .with_child(extra(&dialog));
+                send_each(services, app, &recipients, &stanza).await;
+            }
+        }
+        ChatEvent::MessageEdited {
+            app,
+            dialog,
+            kind,
+            from_stream: false,
+            message,
+            sender,
+            body,
+            recipients,
+        } => {
+            let (typ, from) = origin(kind, app, &dialog, sender, &domain);
+            let stanza = Element::new("message", ns::CLIENT)
+                .with_attr("type", typ)
+                .with_attr("id", random_hex(12))
+                .with_attr("from", from)
+                .with_child(Element::new("body", ns::CLIENT).with_text(body))
+                .with_child(
+                    Element::new("replace", ns::CORRECTION)
+                        .with_attr("id", message.to_string())
+                        .with_attr("last", "true"),
+                )
+                .with_child(extra(&dialog));
+            send_each(services, app, &recipients, &stanza).await;
+        }
+        ChatEvent::MessagesMarked {
+            app,
+            dialog,
+            messages,
+            by,
+            read,
+            from_stream: false,
+        } => {
+            // Markers are always 1:1 chat stanzas to the message's sender.
+            let marker = if read { "displayed" } else { "received" };
+            for (m, sender) in messages {
+                let stanza = Element::new("message", ns::CLIENT)
+                    .with_attr("type", "chat")
+                    .with_attr("id", random_hex(12))
+                    .with_attr("from", user_jid(app, by, &domain))
+                    .with_child(
+                        Element::new(marker, ns::CHAT_MARKERS).with_attr("id", m.to_string()),
+                    )
+                    .with_child(extra(&dialog));
+                send_each(services, app, &[sender], &stanza).await;
+            }
+        }
+        ChatEvent::ReactionChanged {
+            app,
+            dialog,
+            kind,
+            message,
+            by,
+            add,
+            remove,
+            recipients,
+        } => {
+            let (typ, from) = origin(kind, app, &dialog, by, &domain);
+            let mut reactions = Element::new("reactions", ns::CLIENT)
+                .with_attr("user_id", by.to_string())
+                .with_attr("message_id", message.to_string());
+            if let Some(a) = add {
+                reactions.push(
+                    Element::new("reaction", ns::CLIENT)
+                        .with_attr("add", "true")
+                        .with_attr("type", a),
+                );
+            }
+            if let Some(r) = remove {
+                reactions.push(
+                    Element::new("reaction", ns::CLIENT)
+                        .with_attr("remove", "true")
+                        .with_attr("type", r),
+                );
+            }
+            let stanza = Element::new("message", ns::CLIENT)
+                .with_attr("type", typ)
+                .with_attr("id", random_hex(12))
+                .with_attr("from", from)
+                .with_child(extra(&dialog))
+                .with_child(reactions);
+            send_each(services, app, &recipients, &stanza).await;
+        }
+        ChatEvent::SystemMessage {
+            app,
+            id,
+            from,
+            to,
+            params,
+        } => {
+            let mut x = Element::new("extraParams", ns::CLIENT).with_child(
+                Element::new("moduleIdentifier", ns::CLIENT).with_text("SystemNotifications"),
+            );
+            for (k, v) in &params {
+                x.push(param(k, v));
+            }
+            let stanza = Element::new("message", ns::CLIENT)
+                .with_attr("type", "headline")
+                .with_attr("id", id.to_string())
+                .with_attr("from", user_jid(app, from, &domain))
+                .with_child(x);
+            // Signals are real-time only: never kept for later.
+            let mut s = stanza;
+            s.set_attr("to", user_jid(app, to, &domain));
+            services.hub.deliver_to_user(key(app, to), &s);
+        }
+        // Occupancy changes belong to the rooms; stream-caused events were relayed already.
+        _ => {}
+    }
+}
