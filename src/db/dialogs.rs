@@ -1,16 +1,14 @@
 //! The `dialogs` and `dialog_members` tables (the inbox). Every function runs inside the caller's
 //! transaction, so a chat operation commits or rolls back as one.
 
-use time::OffsetDateTime;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::model::dialog::{DialogField, DialogQuery, DialogView, FilterValue, MessageStatus};
+use crate::model::dialog::{DialogField, DialogQuery, DialogView, MessageStatus};
 use crate::model::filter::FilterOp;
 use crate::model::{AppId, Dialog, DialogType, ObjectId, UserId};
 
+use super::filter::{bind, refs, scalar, Param};
 use super::{Cached, Tx};
-type Param = Box<dyn ToSql + Sync + Send>;
 
 const COLUMNS: &str = "d.id, d.application_id, d.type, d.user_id, d.name, d.photo, d.description, d.occupants_ids, \
      d.admins_ids, d.pinned_messages_ids, d.occupants_count, d.extensions, d.data, d.allow_preview, d.last_message_id, \
@@ -41,13 +39,6 @@ fn from_row(r: &Row) -> Dialog {
         created_at: r.get(18),
         updated_at: r.get(19),
     }
-}
-
-fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
 }
 
 /// A user's inbox entry for one dialog.
@@ -342,67 +333,18 @@ fn column(f: &DialogField) -> String {
     }
 }
 
-fn like_contains(s: &str) -> String {
-    format!(
-        "%{}%",
-        s.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    )
-}
-
-fn push_value(params: &mut Vec<Param>, v: &FilterValue, list: bool) {
-    match (v, list) {
-        (FilterValue::Ints(x), true) => params.push(Box::new(x.clone())),
-        (FilterValue::Texts(x), true) => params.push(Box::new(x.clone())),
-        (FilterValue::Dates(x), true) => params.push(Box::new(x.clone())),
-        (FilterValue::Ints(x), false) => {
-            params.push(Box::new(x.first().copied().unwrap_or_default()))
-        }
-        (FilterValue::Texts(x), false) => {
-            params.push(Box::new(x.first().cloned().unwrap_or_default()))
-        }
-        (FilterValue::Dates(x), false) => params.push(Box::new(
-            x.first().copied().unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        )),
-    }
-}
-
 /// SQL condition for one typed filter; operators were validated per field by `chat/query.rs`.
 fn condition(f: &crate::model::dialog::DialogFilter, params: &mut Vec<Param>) -> String {
     let col = column(&f.field);
     if f.field == DialogField::OccupantsIds {
-        push_value(params, &f.value, true);
-        let n = params.len();
+        let n = bind(params, &f.value, true);
         return match f.op {
             FilterOp::All => format!("{col} @> ${n}"),
             FilterOp::Nin | FilterOp::Ne => format!("NOT ({col} && ${n})"),
             _ => format!("{col} && ${n}"),
         };
     }
-    let list = f.op.takes_list();
-    if f.op == FilterOp::Ctn {
-        let needle = match &f.value {
-            FilterValue::Texts(t) => t.first().cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
-        params.push(Box::new(like_contains(&needle)));
-        return format!("{col} ILIKE ${}", params.len());
-    }
-    push_value(params, &f.value, list);
-    let n = params.len();
-    match f.op {
-        FilterOp::Eq => format!("{col} = ${n}"),
-        FilterOp::Ne => format!("{col} IS DISTINCT FROM ${n}"),
-        FilterOp::Lt => format!("{col} < ${n}"),
-        FilterOp::Lte => format!("{col} <= ${n}"),
-        FilterOp::Gt => format!("{col} > ${n}"),
-        FilterOp::Gte => format!("{col} >= ${n}"),
-        FilterOp::In => format!("{col} = ANY(${n})"),
-        FilterOp::Nin => format!("({col} IS NULL OR {col} <> ALL(${n}))"),
-        // Validated away for scalar fields.
-        FilterOp::All | FilterOp::Ctn | FilterOp::StartWith => "FALSE".into(),
-    }
+    scalar(&col, f.op, &f.value, "ILIKE", params)
 }
 
 /// The caller's last-message status: 3 read, 2 delivered, 1 sent, NULL when someone else sent it.

@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::model::dialog::FilterValue;
@@ -11,8 +10,8 @@ use crate::model::filter::FilterOp;
 use crate::model::message::{Message, MessageField, MessageFilter, MessageQuery, MessageView};
 use crate::model::{ObjectId, UserId};
 
+use super::filter::{like_escape, refs, scalar, Param};
 use super::{Cached, Tx};
-type Param = Box<dyn ToSql + Sync + Send>;
 
 const COLUMNS: &str = "m.id, m.dialog_id, m.seq, m.sender_id, m.recipient_id, m.body, m.attachments, m.custom, \
      m.markable, m.date_sent, m.read_ids, m.delivered_ids, m.views_count, m.edited_at, m.created_at, m.updated_at";
@@ -45,13 +44,6 @@ fn from_row(r: &Row) -> Message {
         created_at: r.get(14),
         updated_at: r.get(15),
     }
-}
-
-fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
 }
 
 /// Which of `ids` are messages of the dialog.
@@ -324,47 +316,7 @@ fn condition(f: &MessageFilter, params: &mut Vec<Param>) -> String {
             _ => any,
         };
     }
-    if f.op == FilterOp::Ctn {
-        let needle = match &f.value {
-            FilterValue::Texts(t) => t.first().cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
-        params.push(Box::new(format!(
-            "%{}%",
-            needle
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )));
-        return format!("{col} LIKE ${}", params.len());
-    }
-    let list = f.op.takes_list();
-    match (&f.value, list) {
-        (FilterValue::Ints(x), true) => params.push(Box::new(x.clone())),
-        (FilterValue::Texts(x), true) => params.push(Box::new(x.clone())),
-        (FilterValue::Dates(x), true) => params.push(Box::new(x.clone())),
-        (FilterValue::Ints(x), false) => {
-            params.push(Box::new(x.first().copied().unwrap_or_default()))
-        }
-        (FilterValue::Texts(x), false) => {
-            params.push(Box::new(x.first().cloned().unwrap_or_default()))
-        }
-        (FilterValue::Dates(x), false) => params.push(Box::new(
-            x.first().copied().unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        )),
-    }
-    let n = params.len();
-    match f.op {
-        FilterOp::Eq => format!("{col} = ${n}"),
-        FilterOp::Ne => format!("{col} IS DISTINCT FROM ${n}"),
-        FilterOp::Lt => format!("{col} < ${n}"),
-        FilterOp::Lte => format!("{col} <= ${n}"),
-        FilterOp::Gt => format!("{col} > ${n}"),
-        FilterOp::Gte => format!("{col} >= ${n}"),
-        FilterOp::In => format!("{col} = ANY(${n})"),
-        FilterOp::Nin => format!("({col} IS NULL OR {col} <> ALL(${n}))"),
-        FilterOp::All | FilterOp::Ctn | FilterOp::StartWith => "FALSE".into(),
-    }
+    scalar(col, f.op, &f.value, "LIKE", params)
 }
 
 const REACTIONS: &str = "(SELECT COALESCE(array_agg(r.reaction ORDER BY r.reaction), '{}') FROM message_reactions r
@@ -501,12 +453,7 @@ pub async fn search(
     window: Option<(i64, i64)>,
     limit: i64,
 ) -> Result<Vec<MessageView>, tokio_postgres::Error> {
-    let pattern = format!(
-        "%{}%",
-        text.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
+    let pattern = format!("%{}%", like_escape(text));
     let (from, to) = window.unwrap_or((i64::MIN, i64::MAX));
     let sql = format!(
         "SELECT {COLUMNS}, {REACTIONS} FROM messages m

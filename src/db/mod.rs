@@ -5,6 +5,7 @@ pub mod apps;
 pub mod cached;
 pub mod dialogs;
 pub mod embedded;
+mod filter;
 pub mod messages;
 pub mod migrate;
 pub mod sessions;

@@ -1,7 +1,6 @@
 //! The `users` table: insert, look-ups, patches and the typed `GET /users/v2` query.
 
 use time::OffsetDateTime;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{Cached, DbError, DbPool};
@@ -63,7 +62,7 @@ pub fn conflicting_field(err: &DbError) -> Option<&'static str> {
     })
 }
 
-type Param = Box<dyn ToSql + Sync + Send>;
+use super::filter::{like_escape, refs, Param};
 
 /// The SQL column and the boxed value for each given field, in one place for insert and update.
 fn field_values(f: &UserFields) -> Vec<(&'static str, Param)> {
@@ -78,13 +77,6 @@ fn field_values(f: &UserFields) -> Vec<(&'static str, Param)> {
          external_id => "external_id", facebook_id => "facebook_id", twitter_id => "twitter_id",
          tags => "tags", avatar => "avatar", blob_id => "blob_id", timezone => "timezone");
     out
-}
-
-fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
 }
 
 pub async fn insert(
@@ -265,12 +257,7 @@ fn folds_case(f: UserField) -> bool {
 }
 
 fn like_prefix(s: &str) -> String {
-    let escaped = s
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}%")
+    format!("{}%", like_escape(&s.to_lowercase()))
 }
 
 /// Runs a typed users query; returns the page and the total number of matches.

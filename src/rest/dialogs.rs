@@ -3,12 +3,11 @@
 
 use serde_json::{json, Value};
 
-use super::extract::{scalar_text, value_list};
+use super::extract::{raw_filters, sort};
 use super::users::user_json;
 use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::dialogs::{DeleteReport, DialogUpdate, NewDialog};
 use crate::model::dialog::{room_jid, DialogView};
-use crate::model::filter::{RawFilter, SortDir};
 use crate::model::time::iso;
 use crate::model::DialogType;
 
@@ -60,70 +59,7 @@ fn ids(p: &Params, path: &[&str]) -> Result<Vec<i64>, ApiError> {
         .collect()
 }
 
-fn sort(p: &Params) -> Result<Option<(String, SortDir)>, ApiError> {
-    Ok(match (p.str(&["sort_asc"])?, p.str(&["sort_desc"])?) {
-        (Some(f), _) => Some((f, SortDir::Asc)),
-        (None, Some(f)) => Some((f, SortDir::Desc)),
-        (None, None) => None,
-    })
-}
-
 const NOT_FILTERS: [&str; 5] = ["limit", "skip", "count", "sort_asc", "sort_desc"];
-
-/// `field=v`, `field[op]=v`, `extensions[k]=v`, `extensions[k][op]=v` → raw filters.
-fn raw_filters(p: &Params) -> Result<Vec<RawFilter>, ApiError> {
-    fn push(out: &mut Vec<RawFilter>, field: String, value: &Value) -> Result<(), ApiError> {
-        match value {
-            Value::Object(ops) => {
-                for (op, v) in ops {
-                    let values = value_list(v)
-                        .ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))?;
-                    out.push(RawFilter {
-                        field: field.clone(),
-                        op: Some(op.clone()),
-                        values,
-                    });
-                }
-            }
-            Value::Array(_) => {
-                let values = value_list(value)
-                    .ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))?;
-                out.push(RawFilter {
-                    field,
-                    op: Some("in".into()),
-                    values,
-                });
-            }
-            v => out.push(RawFilter {
-                field,
-                op: None,
-                values: vec![scalar_text(v).unwrap_or_default()],
-            }),
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for (key, value) in p
-        .root()
-        .iter()
-        .filter(|(k, _)| !NOT_FILTERS.contains(&k.as_str()))
-    {
-        if key == "extensions" {
-            let Value::Object(m) = value else {
-                return Err(ApiError::invalid(
-                    "extensions",
-                    "filters look like extensions[field]=value",
-                ));
-            };
-            for (k, v) in m {
-                push(&mut out, format!("extensions.{k}"), v)?;
-            }
-        } else {
-            push(&mut out, key.clone(), value)?;
-        }
-    }
-    Ok(out)
-}
 
 /// `GET /chat/Dialog`: the caller's dialogs with unread counts; `count=1` answers only the count.
 pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
@@ -135,7 +71,7 @@ pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
         .chat
         .list_dialogs(
             &c,
-            raw_filters(p)?,
+            raw_filters(p, &NOT_FILTERS, &["extensions"])?,
             sort(p)?,
             p.i64(&["limit"])?,
             p.i64(&["skip"])?,

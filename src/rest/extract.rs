@@ -5,6 +5,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::model::filter::{RawFilter, SortDir};
 
 #[derive(Clone, Debug, Default)]
 pub struct Params {
@@ -185,6 +186,60 @@ impl Params {
         }
         out
     }
+}
+
+/// `sort_asc=field` or `sort_desc=field`.
+pub fn sort(p: &Params) -> Result<Option<(String, SortDir)>, ApiError> {
+    Ok(match (p.str(&["sort_asc"])?, p.str(&["sort_desc"])?) {
+        (Some(f), _) => Some((f, SortDir::Asc)),
+        (None, Some(f)) => Some((f, SortDir::Desc)),
+        (None, None) => None,
+    })
+}
+
+/// Every parameter but `skip` as a filter: `f=v` (no operator), `f[op]=v` (lists as `a,b` or
+/// `f[op][]=a`), `f[]=a&f[]=b` (`in`). Keys in `nested` hold sub-fields written `key.sub`
+/// (`extensions[k][in]=…` → field `extensions.k`). Operators and fields are typed by the domain.
+pub fn raw_filters(p: &Params, skip: &[&str], nested: &[&str]) -> Result<Vec<RawFilter>, ApiError> {
+    fn push(out: &mut Vec<RawFilter>, field: String, value: &Value) -> Result<(), ApiError> {
+        let list = |v: &Value| {
+            value_list(v).ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))
+        };
+        match value {
+            Value::Object(ops) => {
+                for (op, v) in ops {
+                    out.push(RawFilter {
+                        field: field.clone(),
+                        op: Some(op.clone()),
+                        values: list(v)?,
+                    });
+                }
+            }
+            Value::Array(_) => out.push(RawFilter {
+                field: field.clone(),
+                op: Some("in".into()),
+                values: list(value)?,
+            }),
+            v => out.push(RawFilter {
+                field,
+                op: None,
+                values: vec![scalar_text(v).unwrap_or_default()],
+            }),
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for (key, value) in p.root().iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
+        match value {
+            Value::Object(subs) if nested.contains(&key.as_str()) => {
+                for (k, v) in subs {
+                    push(&mut out, format!("{key}.{k}"), v)?;
+                }
+            }
+            _ => push(&mut out, key.clone(), value)?,
+        }
+    }
+    Ok(out)
 }
 
 /// The items of a list value: an array, or a comma-separated string (items trimmed).

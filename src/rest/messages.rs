@@ -4,11 +4,10 @@
 use serde_json::{json, Map, Value};
 
 use super::dialogs::{dialog_json, path_ids};
-use super::extract::{scalar_text, value_list};
+use super::extract::{raw_filters, sort};
 use super::users::user_json;
 use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::messages::{message_query, MessageUpdate, NewMessage};
-use crate::model::filter::{RawFilter, SortDir};
 use crate::model::message::MessageView;
 use crate::model::time::iso;
 
@@ -76,14 +75,6 @@ pub fn message_json(v: &MessageView, me: i64) -> Value {
     j
 }
 
-fn sort(p: &Params) -> Result<Option<(String, SortDir)>, ApiError> {
-    Ok(match (p.str(&["sort_asc"])?, p.str(&["sort_desc"])?) {
-        (Some(f), _) => Some((f, SortDir::Asc)),
-        (None, Some(f)) => Some((f, SortDir::Desc)),
-        (None, None) => None,
-    })
-}
-
 const NOT_FILTERS: [&str; 8] = [
     "limit",
     "skip",
@@ -95,58 +86,13 @@ const NOT_FILTERS: [&str; 8] = [
     "count",
 ];
 
-fn raw_filters(p: &Params) -> Result<Vec<RawFilter>, ApiError> {
-    let mut out = Vec::new();
-    for (key, value) in p
-        .root()
-        .iter()
-        .filter(|(k, _)| !NOT_FILTERS.contains(&k.as_str()))
-    {
-        // `attachments.type` arrives as written, or as attachments[type].
-        let (field, value) = match (key.as_str(), value) {
-            ("attachments", Value::Object(m)) if m.contains_key("type") => {
-                ("attachments.type".to_string(), &m["type"])
-            }
-            _ => (key.clone(), value),
-        };
-        match value {
-            Value::Object(ops) => {
-                for (op, v) in ops {
-                    let values = value_list(v)
-                        .ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))?;
-                    out.push(RawFilter {
-                        field: field.clone(),
-                        op: Some(op.clone()),
-                        values,
-                    });
-                }
-            }
-            Value::Array(_) => {
-                let values = value_list(value)
-                    .ok_or_else(|| ApiError::invalid(&field, "has a malformed value"))?;
-                out.push(RawFilter {
-                    field,
-                    op: Some("in".into()),
-                    values,
-                });
-            }
-            v => out.push(RawFilter {
-                field,
-                op: None,
-                values: vec![scalar_text(v).unwrap_or_default()],
-            }),
-        }
-    }
-    Ok(out)
-}
-
 /// `GET /chat/Message?chat_dialog_id=…`: one page of history (ascending by `date_sent` unless
 /// sorted otherwise); marks what it returns as read unless `mark_as_read=0`.
 pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
     let a = ctx.actor().await?;
     let p = &ctx.params;
     let q = message_query(
-        raw_filters(p)?,
+        raw_filters(p, &NOT_FILTERS, &["attachments"])?,
         sort(p)?,
         p.i64(&["limit"])?,
         p.i64(&["skip"])?,

@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::extract::value_list;
+use super::extract::{raw_filters, sort, value_list};
 use super::{ApiError, Ctx, Params, Reply};
-use crate::identity::users::{users_query, RawFilter};
+use crate::identity::users::users_query;
 use crate::model::account::{UserField, UserFields, UserFilter, UserFilterValue};
-use crate::model::filter::{FilterOp, SortDir};
+use crate::model::filter::FilterOp;
 use crate::model::time::iso;
 use crate::model::{User, UserId};
 
@@ -141,50 +141,10 @@ const PAGING: [&str; 6] = ["limit", "offset", "skip", "sort_asc", "sort_desc", "
 pub async fn list_v2(ctx: Ctx) -> Result<Reply, ApiError> {
     let c = ctx.caller().await?;
     let p = &ctx.params;
-    let mut raw = Vec::new();
-    for (key, value) in p
-        .root()
-        .iter()
-        .filter(|(k, _)| !PAGING.contains(&k.as_str()) && *k != "per_page")
-    {
-        match value {
-            Value::Object(ops) => {
-                for (op, v) in ops {
-                    let values = value_list(v)
-                        .ok_or_else(|| ApiError::invalid(key, "has a malformed value"))?;
-                    raw.push(RawFilter {
-                        field: key.clone(),
-                        op: Some(op.clone()),
-                        values,
-                    });
-                }
-            }
-            Value::Array(_) => {
-                let values = value_list(value)
-                    .ok_or_else(|| ApiError::invalid(key, "has a malformed value"))?;
-                raw.push(RawFilter {
-                    field: key.clone(),
-                    op: Some("in".into()),
-                    values,
-                });
-            }
-            v => {
-                let one = super::extract::scalar_text(v).unwrap_or_default();
-                raw.push(RawFilter {
-                    field: key.clone(),
-                    op: None,
-                    values: vec![one],
-                });
-            }
-        }
-    }
-    let sort = match (p.str(&["sort_asc"])?, p.str(&["sort_desc"])?) {
-        (Some(f), _) => Some((f, SortDir::Asc)),
-        (None, Some(f)) => Some((f, SortDir::Desc)),
-        (None, None) => None,
-    };
+    let skip: Vec<&str> = PAGING.iter().copied().chain(["per_page"]).collect();
+    let raw = raw_filters(p, &skip, &[])?;
     let offset = p.i64(&["offset"])?.or(p.i64(&["skip"])?);
-    let q = users_query(raw, sort, p.i64(&["limit"])?, offset)?;
+    let q = users_query(raw, sort(p)?, p.i64(&["limit"])?, offset)?;
     let (users, total) = ctx.state.identity.search_users(c.app.id, &q).await?;
     Ok(Reply::ok(json!({
         "limit": q.limit,
