@@ -212,6 +212,8 @@ http_interfaces = { "127.0.0.1" }
 https_ports = { }
 consider_websocket_secure = true
 certificates = "$d/certs"
+ssl = { certificate = "$WORK/cert.pem"; key = "$WORK/key.pem" }
+c2s_direct_tls_ssl = { certificate = "$WORK/cert.pem"; key = "$WORK/key.pem" }
 VirtualHost "localhost"
   ssl = { certificate = "$WORK/cert.pem"; key = "$WORK/key.pem" }
 Component "muc.localhost" "muc"

@@ -301,6 +301,21 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// RFC 7395 §3.3.3: over WebSocket every stanza stands alone and must carry its own
+/// `jabber:client` namespace; add it to `message`, `presence` and `iq` elements that lack one.
+pub fn qualify_for_ws(el: String) -> String {
+    let n = name(el.as_bytes());
+    if !matches!(n, b"message" | b"presence" | b"iq") || attr(el.as_bytes(), "xmlns").is_some() {
+        return el;
+    }
+    let at = 1 + n.len();
+    let mut out = String::with_capacity(el.len() + 22);
+    out.push_str(&el[..at]);
+    out.push_str(" xmlns='jabber:client'");
+    out.push_str(&el[at..]);
+    out
+}
+
 /// Stream header for TCP/TLS.
 pub fn stream_open(domain: &str) -> String {
     format!(
@@ -487,6 +502,22 @@ mod tests {
         assert_eq!(parse_probe(child_text(m, "body").unwrap()), Some((7, 123)));
         assert_eq!(parse_probe(b"hello"), None);
         assert_eq!(parse_probe(b"lg 1 2 xxxx"), Some((1, 2)));
+    }
+
+    #[test]
+    fn websocket_stanzas_carry_the_client_namespace() {
+        assert_eq!(
+            qualify_for_ws("<presence/>".into()),
+            "<presence xmlns='jabber:client'/>"
+        );
+        assert_eq!(
+            qualify_for_ws("<iq type='set' id='1'><bind/></iq>".into()),
+            "<iq xmlns='jabber:client' type='set' id='1'><bind/></iq>"
+        );
+        let open = ws_open("localhost");
+        assert_eq!(qualify_for_ws(open.clone()), open);
+        let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".to_string();
+        assert_eq!(qualify_for_ws(auth.clone()), auth);
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl Writer {
                 Ok(())
             }
             WriterKind::Ws(ws) => ws
-                .feed(Message::text(element))
+                .feed(Message::text(xml::qualify_for_ws(element)))
                 .await
                 .map_err(|e| XmppError::Ws(e.to_string())),
         }
