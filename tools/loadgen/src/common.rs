@@ -455,7 +455,9 @@ pub struct Report {
     pub transport: Transport,
     pub params: Metrics,
     pub metrics: Metrics,
-    /// End-to-end (or request) latency over the whole run.
+    /// What `latency` measures: end-to-end message, login, or request.
+    pub latency_of: &'static str,
+    /// Latency over the whole run.
     pub latency: Option<Summary>,
     /// Per-endpoint latency (REST).
     pub latency_by: BTreeMap<String, Summary>,
@@ -476,6 +478,7 @@ impl Report {
             transport: ctx.common.transport,
             params: Metrics::default(),
             metrics: Metrics::default(),
+            latency_of: "end-to-end message",
             latency: None,
             latency_by: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -487,9 +490,13 @@ impl Report {
     }
 
     /// Fill errors and the verdict from the counters; `lost` must be set first.
-    pub fn finish(mut self, ctx: &Ctx) -> Report {
-        self.errors = ctx.counters.errors();
-        self.error_samples = ctx.counters.samples();
+    pub fn finish(self, ctx: &Ctx) -> Report {
+        self.finish_with(&ctx.counters)
+    }
+
+    fn finish_with(mut self, counters: &Counters) -> Report {
+        self.errors = counters.errors();
+        self.error_samples = counters.samples();
         let errs: u64 = self.errors.values().sum();
         self.ok = self.lost == 0 && errs == 0;
         self.verdict = match (self.lost, errs) {
@@ -530,7 +537,11 @@ impl Report {
             )
         };
         if let Some(s) = &self.latency {
-            println!("  {:<28} {}", "latency", lat(s));
+            println!(
+                "  {:<28} {}",
+                format!("latency ({})", self.latency_of),
+                lat(s)
+            );
         }
         for (k, s) in &self.latency_by {
             println!("  {:<28} {}", format!("latency {k}"), lat(s));
@@ -576,6 +587,41 @@ mod tests {
         assert_eq!(c.errors().get("auth"), Some(&7));
         assert_eq!(c.errors().get("timeout"), Some(&1));
         assert_eq!(c.samples().len(), 5);
+    }
+
+    fn bare_report() -> Report {
+        Report {
+            scenario: "pairs",
+            label: String::new(),
+            target: "127.0.0.1:5222".into(),
+            transport: Transport::Tcp,
+            params: Metrics::default(),
+            metrics: Metrics::default(),
+            latency_of: "end-to-end message",
+            latency: None,
+            latency_by: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            error_samples: vec![],
+            lost: 0,
+            ok: true,
+            verdict: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_with_lost_messages_is_not_ok_and_says_so() {
+        let c = Counters::default();
+        let clean = bare_report().finish_with(&c);
+        assert!(clean.ok);
+        let mut r = bare_report();
+        r.lost = 3;
+        let r = r.finish_with(&c);
+        assert!(!r.ok);
+        assert!(r.verdict.starts_with("LOST 3 messages"), "{}", r.verdict);
+        c.error("auth", "not-authorized");
+        let r = bare_report().finish_with(&c);
+        assert!(!r.ok);
+        assert_eq!(r.errors.get("auth"), Some(&1));
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub async fn run(args: &ConnsArgs) -> Result<Report, String> {
         ctx.counters
             .error("rss", format!("cannot read /proc/{pid}/status"));
     }
+    rep.latency_of = "login";
     rep.latency = Some(login_hist.summary());
     Ok(rep.finish(&ctx))
 }

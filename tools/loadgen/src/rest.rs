@@ -168,6 +168,7 @@ pub async fn run(args: &RestArgs) -> Result<Report, String> {
         all.merge(h);
         rep.latency_by.insert(k.to_string(), h.summary());
     }
+    rep.latency_of = "request, all endpoints";
     rep.latency = Some(all.summary());
     Ok(rep.finish(&ctx))
 }
