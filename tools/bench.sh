@@ -410,7 +410,9 @@ for title, name, metrics in rows:
         l = lost(s, name)
         if l:
             cells[s].append(f"**{l} lost**")
-    print(f"| {title} | " + " | ".join(", ".join(cells[s]) for s in servers) + f" | {', '.join(ratio)} |")
+    def cell(parts):
+        return "n/a" if all(p == "n/a" for p in parts) else ", ".join(parts)
+    print(f"| {title} | " + " | ".join(cell(cells[s]) for s in servers) + f" | {cell(ratio)} |")
 PY
 }
 
