@@ -169,7 +169,10 @@ ejabberdctl_() {
 start_ejabberd() {
     ejabberd_config
     : >"$WORK/ejabberd/logs/error.log"
-    PIN="taskset -c $SERVER_CPU" ejabberdctl_ start
+    # Run ejabberdctl as the ejabberd user ourselves: its own "su ejabberd" would reset the
+    # open-file soft limit to 1024 (ejabberd then fails accept() at ~1,000 connections).
+    su -s /bin/bash ejabberd -c "ulimit -n \$(ulimit -Hn); cd $WORK/ejabberd/spool; WORK=$WORK; \
+        $(declare -f ejabberdctl_); PIN='taskset -c $SERVER_CPU' ejabberdctl_ start"
     for _ in $(seq 600); do
         wait_port $EJ_C2S 0.1 && return 0
         if grep -q critical "$WORK/ejabberd/logs/error.log" 2>/dev/null; then break; fi
@@ -228,8 +231,11 @@ EOF
 start_prosody() {
     prosody_config
     local d=$WORK/prosody
-    (cd "$d" && nohup taskset -c $SERVER_CPU prosody --config "$d/prosody.cfg.lua" -F \
-        >>"$d/stdout.log" 2>&1 &)
+    (
+        cd "$d" || exit 1
+        nohup taskset -c $SERVER_CPU prosody --config "$d/prosody.cfg.lua" -F \
+            >>"$d/stdout.log" 2>&1 &
+    )
     wait_port $PR_C2S 30 || { log "prosody did not start; see $d/prosody.log"; return 1; }
 }
 
@@ -248,11 +254,14 @@ start_parley() {
     mkdir -p "$d"
     chmod 755 "$d"
     [[ -x $PARLEY ]] || { log "no $PARLEY (cargo build --release)"; return 1; }
-    (cd "$d" && PARLEY_DATA_DIR=$d/data PARLEY_HTTP_ADDR=127.0.0.1:$PA_HTTP \
-        PARLEY_XMPP_ADDR=127.0.0.1:$PA_C2S PARLEY_XMPP_TLS_ADDR=127.0.0.1:$PA_TLS \
-        PARLEY_WS_ADDR=127.0.0.1:$PA_WS PARLEY_LOG=warn \
-        nohup taskset -c $SERVER_CPU "$PARLEY" >>"$d/parley.log" 2>&1 &
-        echo $! >"$d/parley.pid")
+    (
+        cd "$d" || exit 1
+        PARLEY_DATA_DIR=$d/data PARLEY_HTTP_ADDR=127.0.0.1:$PA_HTTP \
+            PARLEY_XMPP_ADDR=127.0.0.1:$PA_C2S PARLEY_XMPP_TLS_ADDR=127.0.0.1:$PA_TLS \
+            PARLEY_WS_ADDR=127.0.0.1:$PA_WS PARLEY_LOG=warn \
+            nohup taskset -c $SERVER_CPU "$PARLEY" >>"$d/parley.log" 2>&1 &
+        echo $! >"$d/parley.pid"
+    )
     wait_port $PA_HTTP 120 || { log "parley did not start; see $d/parley.log"; return 1; }
 }
 

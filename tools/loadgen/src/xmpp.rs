@@ -459,7 +459,7 @@ pub async fn connect(ep: &Endpoint, src: Option<IpAddr>) -> Result<(Reader, Writ
             kind: ReaderKind::Stream {
                 rd,
                 framer: Framer::new(MAX_ELEMENT),
-                chunk: vec![0u8; 16 * 1024].into_boxed_slice(),
+                chunk: vec![0u8; 8 * 1024].into_boxed_slice(),
             },
         },
         Writer {
