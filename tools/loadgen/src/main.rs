@@ -7,6 +7,7 @@
 //! - `pairs`   — 1:1 message pairs (and `history` with save_to_history): throughput, latency
 //! - `muc`     — XEP-0045 rooms: deliveries/s and latency
 //! - `rest`    — Parley REST mix: requests/s and latency per endpoint
+//! - `relay`   — a minimal byte-scanning XMPP relay to calibrate the generator against
 //! - `xmpp`    — client connections over TCP, STARTTLS, TLS, WebSocket; SASL PLAIN; bind
 //! - `xml`     — byte-scanning framer, look-ups and stanza builders
 //! - `parley`  — provisioning through Parley's REST API
@@ -22,6 +23,7 @@ mod muc;
 mod net;
 mod pairs;
 mod parley;
+mod relay;
 mod rest;
 mod xml;
 mod xmpp;
@@ -60,6 +62,8 @@ enum Scenario {
     Rest(rest::RestArgs),
     /// Create users user{i} by in-band registration (XEP-0077), for ejabberd/Prosody set-up.
     Register(RegisterArgs),
+    /// A minimal XMPP relay (any login, 1:1 only) to measure the generator's own ceiling.
+    Relay(relay::RelayArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,19 +75,20 @@ struct RegisterArgs {
 }
 
 impl Scenario {
-    fn common(&self) -> &Common {
+    /// The client options (the relay has none).
+    fn common(&self) -> Option<&Common> {
         match self {
-            Scenario::Conns(a) => &a.common,
-            Scenario::Pairs(a) | Scenario::History(a) => &a.common,
-            Scenario::Muc(a) => &a.common,
-            Scenario::Rest(a) => &a.common,
-            Scenario::Register(a) => &a.common,
+            Scenario::Conns(a) => Some(&a.common),
+            Scenario::Pairs(a) | Scenario::History(a) => Some(&a.common),
+            Scenario::Muc(a) => Some(&a.common),
+            Scenario::Rest(a) => Some(&a.common),
+            Scenario::Register(a) => Some(&a.common),
+            Scenario::Relay(_) => None,
         }
     }
 
     /// Longest time the whole run may take, after which the process exits regardless.
-    fn hard_limit(&self) -> Duration {
-        let c = self.common();
+    fn hard_limit(&self, c: &Common) -> Duration {
         let extra = match self {
             Scenario::Pairs(a) | Scenario::History(a) => a.drain,
             Scenario::Muc(a) => a.drain,
@@ -143,9 +148,32 @@ async fn register(args: &RegisterArgs) -> Result<Report, String> {
     Ok(rep.finish(&ctx))
 }
 
+fn relay_main(args: &relay::RelayArgs) -> ExitCode {
+    net::raise_nofile();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(relay::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let common = cli.scenario.common().clone();
+    let Some(common) = cli.scenario.common().cloned() else {
+        return match &cli.scenario {
+            Scenario::Relay(a) => relay_main(a),
+            _ => ExitCode::from(2),
+        };
+    };
     net::raise_nofile();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -160,7 +188,7 @@ fn main() -> ExitCode {
         }
     };
     // Watchdog: a run never outlives its bounds, whatever a server does.
-    let limit = cli.scenario.hard_limit();
+    let limit = cli.scenario.hard_limit(&common);
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("loadgen: hard time limit of {limit:?} reached, exiting");
@@ -175,6 +203,7 @@ fn main() -> ExitCode {
             Scenario::Muc(a) => muc::run(a).await,
             Scenario::Rest(a) => rest::run(a).await,
             Scenario::Register(a) => register(a).await,
+            Scenario::Relay(_) => Err("relay runs on its own".into()),
         }
     });
     rt.shutdown_timeout(Duration::from_secs(1));

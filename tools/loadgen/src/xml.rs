@@ -105,12 +105,12 @@ impl Framer {
         self.buf.len() - self.pos
     }
 
+    /// Copy a frame out; the consumed bytes are dropped by the next `extend` (not here, so a
+    /// read holding many stanzas is not shifted once per stanza).
     fn take(&mut self, from: usize, to: usize) -> Vec<u8> {
-        let v = self.buf[from..to].to_vec();
-        self.buf.drain(..to);
-        self.pos = 0;
-        self.start = 0;
-        v
+        self.pos = to;
+        self.start = to;
+        self.buf[from..to].to_vec()
     }
 
     fn wait(&mut self, at: usize) -> Result<Option<Frame>, FrameError> {
@@ -172,8 +172,7 @@ impl Framer {
                         return Ok(Some(Frame::Element(self.take(start, end))));
                     }
                     if self.depth == 0 {
-                        let end = self.pos;
-                        self.take(end, end);
+                        self.start = self.pos;
                         return Ok(Some(Frame::StreamEnd));
                     }
                 }
