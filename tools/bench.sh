@@ -7,7 +7,8 @@
 #   tools/bench.sh table DIR      # print the markdown table for a results directory
 #
 # Environment: BENCH_REPS (3), BENCH_DURATION (10 s per measured phase), BENCH_CONNS (10000),
-# BENCH_WORK (/tmp/parley-bench: configs, data, logs), BENCH_SERVERS ("parley ejabberd prosody").
+# BENCH_WORK (/tmp/parley-bench: configs, data, logs), BENCH_SERVERS ("relay parley ejabberd
+# prosody"; "relay" is loadgen's minimal byte-scanning relay: the generator's own ceiling).
 # Every server listens on 127.0.0.1 only, on ports of its own; servers are pinned to CPU 0 and
 # the generator to CPU 1. Raw JSON lands in tools/bench-results/<UTC time>/ (gitignored).
 set -euo pipefail
@@ -17,17 +18,18 @@ WORK=${BENCH_WORK:-/tmp/parley-bench}
 REPS=${BENCH_REPS:-3}
 DUR=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNS:-10000}
-SERVERS=${BENCH_SERVERS:-"parley ejabberd prosody"}
+SERVERS=${BENCH_SERVERS:-"relay parley ejabberd prosody"}
 PASS=loadgen-pass
 SERVER_CPU=0
 GEN_CPU=1
 LOADGEN=$ROOT/target/release/loadgen
 PARLEY=$ROOT/target/release/parley
 
-# Ports: ejabberd 152xx, Prosody 252xx, Parley 352xx (+ REST 38080).
+# Ports: ejabberd 152xx, Prosody 252xx, Parley 352xx (+ REST 38080), relay 45222.
 EJ_C2S=15222 EJ_TLS=15223 EJ_WS=15280
 PR_C2S=25222 PR_TLS=25223 PR_WS=25280 PR_S2S=25269
 PA_C2S=35222 PA_TLS=35223 PA_WS=35291 PA_HTTP=38080
+RELAY=45222
 
 log() { echo "bench: $*" >&2; }
 
@@ -274,6 +276,23 @@ stop_parley() {
     fi
 }
 
+# ---------------------------------------------------------------- calibration relay
+start_relay() {
+    mkdir -p "$WORK/relay"
+    (
+        nohup taskset -c $SERVER_CPU "$LOADGEN" relay --addr 127.0.0.1:$RELAY --duration 7200 \
+            >>"$WORK/relay/relay.log" 2>&1 &
+        echo $! >"$WORK/relay/relay.pid"
+    )
+    wait_port $RELAY 10
+}
+
+stop_relay() {
+    local pid
+    pid=$(cat "$WORK/relay/relay.pid" 2>/dev/null || true)
+    [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+}
+
 parley_app() { # prints "ID KEY"
     jq -r '"\(.application_id) \(.auth_key)"' "$WORK/parley/data/dev-application.json"
 }
@@ -283,6 +302,7 @@ server_pid() {
         ejabberd) port_pid $EJ_C2S ;;
         prosody) port_pid $PR_C2S ;;
         parley) cat "$WORK/parley/parley.pid" ;;
+        relay) cat "$WORK/relay/relay.pid" ;;
     esac
 }
 
@@ -291,6 +311,7 @@ target_args() {
     case $1 in
         ejabberd) echo "--port $EJ_C2S --domain localhost --label ejabberd --password $PASS" ;;
         prosody) echo "--port $PR_C2S --domain localhost --label prosody --password $PASS" ;;
+        relay) echo "--port $RELAY --domain localhost --label relay --password $PASS" ;;
         parley)
             read -r id key < <(parley_app)
             echo "--port $PA_C2S --domain localhost --label parley --parley" \
@@ -303,8 +324,8 @@ target_args() {
 # name | scenario arguments | servers it applies to
 define_scenarios() {
 SCENARIOS=(
-    "pairs50|pairs --pairs 50 --window 16|parley ejabberd prosody"
-    "rate4000|pairs --pairs 50 --rate 4000|parley ejabberd prosody"
+    "pairs50|pairs --pairs 50 --window 16|relay parley ejabberd prosody"
+    "rate4000|pairs --pairs 50 --rate 4000|relay parley ejabberd prosody"
     "muc100|muc --rooms 1 --occupants 100 --senders 5 --window 4|parley ejabberd prosody"
     "conns|conns --count $CONNS --concurrency 64 --setup-timeout 1800|parley ejabberd prosody"
     "tls|pairs --pairs 50 --window 16 --transport starttls|parley ejabberd prosody"
@@ -336,7 +357,7 @@ bench_server() { # server dir users
     local server=$1 dir=$2 users=$3
     log "== $server"
     "start_$server" || { log "$server failed to start: marked n/a"; return 0; }
-    [[ $server != parley ]] && register_users "$server" "$users"
+    [[ $server == ejabberd || $server == prosody ]] && register_users "$server" "$users"
     for entry in "${SCENARIOS[@]}"; do
         IFS='|' read -r name args applies <<<"$entry"
         [[ " $applies " == *" $server "* ]] || continue
@@ -422,6 +443,14 @@ for title, name, metrics in rows:
     def cell(parts):
         return "n/a" if all(p == "n/a" for p in parts) else ", ".join(parts)
     print(f"| {title} | " + " | ".join(cell(cells[s]) for s in servers) + f" | {cell(ratio)} |")
+relay = []
+for title, name, get, fmt in [("max delivered msgs/s (50 pairs, window 16)", "pairs50", M("delivered_per_s"), "{:,.0f}"),
+                              ("p99 ms at 4,000 msgs/s offered", "rate4000", L("p99_us"), "{:.2f}")]:
+    v, _ = med("relay", name, get)
+    if v is not None:
+        relay.append(f"{title}: {fmt.format(v)}")
+if relay:
+    print("\nGenerator ceiling (loadgen's minimal relay on the server core): " + "; ".join(relay))
 PY
 }
 
@@ -443,7 +472,7 @@ main() {
             mkdir -p "$dir"
             if [[ $cmd == smoke ]]; then
                 REPS=1 DUR=${BENCH_DURATION:-3} CONNS=${BENCH_CONNS:-300}
-                SERVERS=${BENCH_SERVERS:-"ejabberd prosody"}
+                SERVERS=${BENCH_SERVERS:-"relay ejabberd prosody"}
             fi
             define_scenarios
             {
