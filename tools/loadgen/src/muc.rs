@@ -40,6 +40,10 @@ pub struct MucArgs {
     pub drain: f64,
     #[arg(long, default_value_t = 0)]
     pub pad: usize,
+    /// Do not join by presence: rely on the server's own occupancy (Parley's group dialogs
+    /// deliver to their occupants without a MUC join).
+    #[arg(long)]
+    pub no_join: bool,
 }
 
 /// Join `room` as `nick`; the creator also accepts the default configuration.
@@ -113,6 +117,9 @@ pub async fn run(args: &MucArgs) -> Result<Report, String> {
     // Creators first, then everyone else concurrently.
     let mut slots: Vec<Option<Session>> = sessions;
     for (r, room) in room_jids.iter().enumerate() {
+        if args.no_join {
+            break;
+        }
         let i = r * k;
         if let Some(s) = slots[i].as_mut() {
             match tokio::time::timeout(timeout, join(s, room, &users[i].nick, true)).await {
@@ -128,6 +135,7 @@ pub async fn run(args: &MucArgs) -> Result<Report, String> {
             }
         }
     }
+    let no_join = args.no_join;
     let joined: Vec<Option<Session>> = futures_util::stream::iter(slots.into_iter().enumerate())
         .map(|(i, s)| {
             let room = room_jids[i / k].clone();
@@ -135,7 +143,7 @@ pub async fn run(args: &MucArgs) -> Result<Report, String> {
             let counters = ctx.counters.clone();
             async move {
                 let mut s = s?;
-                if i % k == 0 {
+                if i % k == 0 || no_join {
                     return Some(s);
                 }
                 match tokio::time::timeout(timeout, join(&mut s, &room, &nick, false)).await {

@@ -84,7 +84,9 @@ impl Api {
         }
     }
 
-    /// Sign `login` up with `POST /users` (an existing login is fine), then open a user session.
+    /// A user session for `login`: `POST /session` with the user's credentials first (it signs
+    /// a missing user up when the application allows it, one password hash), else `POST /users`
+    /// (an existing login is fine) and the session again.
     pub async fn provision_user(
         &self,
         c: &mut Client,
@@ -92,6 +94,13 @@ impl Api {
         login: &str,
         password: &str,
     ) -> Result<ParleyUser, String> {
+        if let Ok((id, token)) = self.user_session(c, login, password).await {
+            return Ok(ParleyUser {
+                id,
+                password: password.to_string(),
+                token,
+            });
+        }
         let body = json!({"user": {"login": login, "password": password}});
         let r = c
             .request(
