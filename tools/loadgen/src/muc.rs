@@ -274,7 +274,7 @@ pub async fn run(args: &MucArgs) -> Result<Report, String> {
     }
     rep.params.put("duration_s", args.common.duration);
     rep.metrics
-        .put("occupants_joined", present.iter().sum::<u64>());
+        .put("occupants_ready", present.iter().sum::<u64>());
     rep.metrics.put("sent", sent);
     rep.metrics.put("deliveries_expected", exp);
     rep.metrics.put("deliveries", got);
