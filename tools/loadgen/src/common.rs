@@ -62,13 +62,13 @@ pub struct Common {
     #[arg(long)]
     pub allow_remote: bool,
     /// Measured phase in seconds (sending, or holding connections).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 10.0)]
     pub duration: f64,
     /// Time allowed for provisioning, logins and joins, in seconds.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 300.0)]
     pub setup_timeout: f64,
     /// Per-login timeout, in seconds.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 15.0)]
     pub login_timeout: f64,
     /// Logins (and REST provisioning calls ×1/8) in flight at once.
     #[arg(long, default_value_t = 64)]
@@ -104,6 +104,28 @@ pub struct Common {
     /// What Parley users present as their XMPP password.
     #[arg(long, value_enum, default_value_t = XmppAuth::Token)]
     pub xmpp_auth: XmppAuth,
+}
+
+/// A number of seconds: finite, not negative, at most a day (every run is bounded).
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("{s}: seconds must be between 0 and 86400"));
+    }
+    Ok(v)
+}
+
+/// A message rate: finite and above zero.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a rate"))?;
+    if !v.is_finite() || v <= 0.0 || v > 1e9 {
+        return Err(format!(
+            "{s}: the rate must be above 0 and at most 1e9 msgs/s"
+        ));
+    }
+    Ok(v)
 }
 
 /// Nanoseconds on the process's monotonic clock (what messages carry).
@@ -622,6 +644,19 @@ mod tests {
         let r = bare_report().finish_with(&c);
         assert!(!r.ok);
         assert_eq!(r.errors.get("auth"), Some(&1));
+    }
+
+    #[test]
+    fn durations_and_rates_are_bounded() {
+        assert_eq!(parse_secs("2.5"), Ok(2.5));
+        assert_eq!(parse_secs("0"), Ok(0.0));
+        for bad in ["-1", "NaN", "inf", "1e12", "x"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_rate("4000"), Ok(4000.0));
+        for bad in ["0", "-5", "NaN", "inf"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct ConnsArgs {
     #[arg(long)]
     pub no_presence: bool,
     /// Seconds to wait after the last login before reading RSS.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 2.0)]
     pub settle: f64,
 }
 

@@ -31,12 +31,12 @@ pub struct MucArgs {
     #[arg(long, default_value_t = 5)]
     pub senders: usize,
     /// Closed loop: messages in flight per sender (until its own copy comes back).
-    #[arg(long, default_value_t = 4)]
-    pub window: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub window: u32,
     /// Open loop: total messages per second offered (instead of the window).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::parse_rate)]
     pub rate: Option<f64>,
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 5.0)]
     pub drain: f64,
     #[arg(long, default_value_t = 0)]
     pub pad: usize,
@@ -180,7 +180,7 @@ pub async fn run(args: &MucArgs) -> Result<Report, String> {
         .sum();
     let pace = match args.rate {
         Some(rate) => Pace::Rate(rate / senders_total.max(1) as f64),
-        None => Pace::Window(args.window.max(1)),
+        None => Pace::Window(args.window as usize),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
@@ -192,7 +192,7 @@ pub async fn run(args: &MucArgs) -> Result<Report, String> {
         let (r, room) = (i / k, &room_jids[i / k]);
         let is_sender = i % k < args.senders;
         let own = if is_sender {
-            let f = Flow::new(args.window.max(1));
+            let f = Flow::new(args.window as usize);
             room_flows[r].push(f.clone());
             writers.push(tokio::spawn(sender(
                 s.writer,

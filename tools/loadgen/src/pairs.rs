@@ -23,13 +23,13 @@ pub struct PairsArgs {
     #[arg(long, default_value_t = 50)]
     pub pairs: usize,
     /// Closed loop: messages in flight per direction.
-    #[arg(long, default_value_t = 16)]
-    pub window: usize,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub window: u32,
     /// Open loop: total messages per second offered (instead of the window).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::parse_rate)]
     pub rate: Option<f64>,
     /// Seconds to wait for in-flight messages after the send phase.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 5.0)]
     pub drain: f64,
     /// Extra body bytes per message.
     #[arg(long, default_value_t = 0)]
@@ -276,15 +276,15 @@ pub async fn run(args: &PairsArgs, save_to_history: bool) -> Result<Report, Stri
     };
     let pace = match args.rate {
         Some(r) => Pace::Rate(r / directions as f64),
-        None => Pace::Window(args.window.max(1)),
+        None => Pace::Window(args.window as usize),
     };
     let mut it = sessions.into_iter().zip(users.iter());
     let mut live_pairs = 0;
     while let (Some((a, ua)), Some((b, ub))) = (it.next(), it.next()) {
         let (Some(a), Some(b)) = (a, b) else { continue };
         live_pairs += 1;
-        let ab = Flow::new(args.window.max(1));
-        let ba = Flow::new(args.window.max(1));
+        let ab = Flow::new(args.window as usize);
+        let ba = Flow::new(args.window as usize);
         let closed = matches!(pace, Pace::Window(_));
         for (s, to, out, inn) in [(a, &ub.acct.jid, &ab, &ba), (b, &ua.acct.jid, &ba, &ab)] {
             readers.push(tokio::spawn(receiver(

@@ -26,7 +26,7 @@ pub struct RelayArgs {
     #[arg(long, default_value = "localhost")]
     pub domain: String,
     /// Exit after this many seconds.
-    #[arg(long, default_value_t = 600.0)]
+    #[arg(long, value_parser = crate::common::parse_secs, default_value_t = 600.0)]
     pub duration: f64,
 }
 
