@@ -328,6 +328,8 @@ SCENARIOS=(
     "rate4000|pairs --pairs 50 --rate 4000|relay parley ejabberd prosody"
     "muc100|muc --rooms 1 --occupants 100 --senders 5 --window 4|parley ejabberd prosody"
     "conns|conns --count $CONNS --concurrency 64 --setup-timeout 1800|parley ejabberd prosody"
+    "conns_tls|conns --count $CONNS --concurrency 64 --setup-timeout 1800 --transport starttls|parley ejabberd prosody"
+    "logins_password|conns --count $((CONNS < 2000 ? CONNS : 2000)) --concurrency 64 --xmpp-auth password|parley"
     "tls|pairs --pairs 50 --window 16 --transport starttls|parley ejabberd prosody"
     "history|history --pairs 50 --window 16|parley"
     "rest|rest --workers 8|parley"
@@ -336,7 +338,7 @@ SCENARIOS=(
 
 run_one() { # server name args out
     local server=$1 name=$2 args=$3 out=$4 extra=""
-    [[ $name == conns ]] && extra="--server-pid $(server_pid "$server")"
+    [[ $name == conns* ]] && extra="--server-pid $(server_pid "$server")"
     # shellcheck disable=SC2046,SC2086
     taskset -c $GEN_CPU "$LOADGEN" $args $(target_args "$server") --duration "$DUR" \
         --quiet --json $extra >"$out" 2>"$out.stderr" || true
@@ -366,6 +368,13 @@ bench_server() { # server dir users
             continue
         fi
         for rep in $(seq "$REPS"); do
+            if [[ $name == conns* ]]; then
+                # RSS per connection needs a fresh process: memory freed by earlier scenarios
+                # stays resident and would be reused by the new connections.
+                "stop_$server"
+                sleep 1
+                "start_$server" || { log "$server failed to restart"; break; }
+            fi
             log "$server $name rep $rep"
             run_one "$server" "$name" "$args" "$dir/${server}_${name}_${rep}.json"
         done
@@ -414,6 +423,8 @@ rows = [
   ("pairs: 4,000 msgs/s offered, p50/p99 latency", "rate4000", [("p50 ms", L("p50_us"), "{:.2f}", False), ("p99 ms", L("p99_us"), "{:.2f}", False)]),
   ("muc: 100 occupants, max deliveries/s, p99", "muc100", [("deliv/s", M("deliveries_per_s"), "{:,.0f}", True), ("p99 ms", L("p99_us"), "{:.2f}", False)]),
   ("conns: idle, RSS per connection, login rate", "conns", [("KiB/conn", M("rss_per_conn_kib"), "{:.1f}", False), ("logins/s", M("logins_per_s"), "{:,.0f}", True)]),
+  ("conns over STARTTLS: RSS per connection, login rate", "conns_tls", [("KiB/conn", M("rss_per_conn_kib"), "{:.1f}", False), ("logins/s", M("logins_per_s"), "{:,.0f}", True)]),
+  ("logins/s with password auth (Parley: argon2; token auth is the conns row)", "logins_password", [("logins/s", M("logins_per_s"), "{:,.0f}", True)]),
   ("pairs over TLS (STARTTLS), msgs/s, p99", "tls", [("msgs/s", M("delivered_per_s"), "{:,.0f}", True), ("p99 ms", L("p99_us"), "{:.2f}", False)]),
   ("history (save_to_history=1) msgs/s", "history", [("msgs/s", M("delivered_per_s"), "{:,.0f}", True)]),
   ("REST mix requests/s, p99", "rest", [("req/s", M("requests_per_s"), "{:,.0f}", True), ("p99 ms", L("p99_us"), "{:.2f}", False)]),

@@ -530,13 +530,17 @@ impl Report {
         self
     }
 
-    pub fn print_table(&self) {
+    /// The human-readable report.
+    pub fn render_table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
         let label = if self.label.is_empty() {
             String::new()
         } else {
             format!(" ({})", self.label)
         };
-        println!(
+        let _ = writeln!(
+            out,
             "\n== {} against {}{} over {:?} ==",
             self.scenario, self.target, label, self.transport
         );
@@ -546,7 +550,7 @@ impl Report {
             v => v.to_string(),
         };
         for (k, v) in self.params.0.iter().chain(self.metrics.0.iter()) {
-            println!("  {k:<28} {}", show(v));
+            let _ = writeln!(out, "  {k:<28} {}", show(v));
         }
         let lat = |s: &Summary| {
             format!(
@@ -559,30 +563,32 @@ impl Report {
             )
         };
         if let Some(s) = &self.latency {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<28} {}",
                 format!("latency ({})", self.latency_of),
                 lat(s)
             );
         }
         for (k, s) in &self.latency_by {
-            println!("  {:<28} {}", format!("latency {k}"), lat(s));
+            let _ = writeln!(out, "  {:<28} {}", format!("latency {k}"), lat(s));
         }
         if self.errors.is_empty() {
-            println!("  {:<28} none", "errors");
+            let _ = writeln!(out, "  {:<28} none", "errors");
         } else {
             let list: Vec<String> = self
                 .errors
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
-            println!("  {:<28} {}", "errors", list.join(", "));
+            let _ = writeln!(out, "  {:<28} {}", "errors", list.join(", "));
             for s in &self.error_samples {
-                println!("    e.g. {s}");
+                let _ = writeln!(out, "    e.g. {s}");
             }
         }
-        println!("  {:<28} {}", "lost", self.lost);
-        println!("RESULT: {}", self.verdict);
+        let _ = writeln!(out, "  {:<28} {}", "lost", self.lost);
+        let _ = writeln!(out, "RESULT: {}", self.verdict);
+        out
     }
 }
 

@@ -209,15 +209,15 @@ fn main() -> ExitCode {
     rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(rep) => {
-            if common.json {
-                match serde_json::to_string(&rep) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("loadgen: cannot encode the report: {e}"),
-                }
+            // A closed stdout (e.g. `| head`) must not turn a finished run into a panic.
+            let text = if common.json {
                 eprintln!("RESULT: {}", rep.verdict);
+                serde_json::to_string(&rep).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                    + "\n"
             } else {
-                rep.print_table();
-            }
+                rep.render_table()
+            };
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
             if rep.ok {
                 ExitCode::SUCCESS
             } else {
