@@ -256,6 +256,8 @@ start_parley() {
     mkdir -p "$d"
     chmod 755 "$d"
     [[ -x $PARLEY ]] || { log "no $PARLEY (cargo build --release)"; return 1; }
+    # Provisioned users (id, token) are cached across runs; a new data directory voids them.
+    [[ -d $d/data ]] || rm -f "$d/users.cache"
     (
         cd "$d" || exit 1
         PARLEY_DATA_DIR=$d/data PARLEY_HTTP_ADDR=127.0.0.1:$PA_HTTP \
@@ -316,7 +318,7 @@ target_args() {
             read -r id key < <(parley_app)
             echo "--port $PA_C2S --domain localhost --label parley --parley" \
                 "--api http://127.0.0.1:$PA_HTTP --app-id $id --auth-key $key" \
-                "--user lg{i} --password $PASS"
+                "--user lg{i} --password $PASS --parley-cache $WORK/parley/users.cache"
             ;;
     esac
 }

@@ -104,6 +104,11 @@ pub struct Common {
     /// What Parley users present as their XMPP password.
     #[arg(long, value_enum, default_value_t = XmppAuth::Token)]
     pub xmpp_auth: XmppAuth,
+    /// File of provisioned Parley users (`login id token` lines): users found there are not
+    /// provisioned again (each costs Parley a password hash); new ones are appended.
+    /// Tokens expire 2 h after their last use.
+    #[arg(long)]
+    pub parley_cache: Option<PathBuf>,
 }
 
 /// A number of seconds: finite, not negative, at most a day (every run is bounded).
@@ -302,29 +307,60 @@ impl Ctx {
         let app_token = api.app_session(&mut c).await?;
         let started = Instant::now();
         let conc = (self.common.concurrency / 8).max(1);
-        let logins: Vec<(usize, String)> = (0..n)
+        let cache: BTreeMap<String, (u64, String)> = match &self.common.parley_cache {
+            Some(path) => std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    let login = it.next()?.to_string();
+                    let id = it.next()?.parse().ok()?;
+                    Some((login, (id, it.next()?.to_string())))
+                })
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let logins: Vec<String> = (0..n)
             .map(|k| {
                 let i = (self.common.first_user + k).to_string();
-                (k, self.common.user.replace("{i}", &i))
+                self.common.user.replace("{i}", &i)
             })
             .collect();
-        let results: Vec<Result<ParleyUser, String>> = futures_util::stream::iter(logins)
-            .map(|(_, login)| {
-                let app_token = app_token.clone();
-                let api = api.clone();
-                let password = self.common.password.clone();
-                async move {
-                    let mut c = api.client();
-                    api.provision_user(&mut c, &app_token, &login, &password)
-                        .await
-                }
-            })
-            .buffered(conc)
-            .collect()
-            .await;
+        let results: Vec<Result<(ParleyUser, bool), String>> =
+            futures_util::stream::iter(logins.iter())
+                .map(|login| {
+                    let app_token = app_token.clone();
+                    let api = api.clone();
+                    let password = self.common.password.clone();
+                    let cached = cache.get(login).cloned();
+                    async move {
+                        if let Some((id, token)) = cached {
+                            return Ok((
+                                ParleyUser {
+                                    id,
+                                    password,
+                                    token,
+                                },
+                                false,
+                            ));
+                        }
+                        let mut c = api.client();
+                        let p = api
+                            .provision_user(&mut c, &app_token, login, &password)
+                            .await?;
+                        Ok((p, true))
+                    }
+                })
+                .buffered(conc)
+                .collect()
+                .await;
         let mut users = Vec::with_capacity(n);
-        for r in results {
-            let p = r?;
+        let mut fresh = String::new();
+        for (login, r) in logins.iter().zip(results) {
+            let (p, new) = r?;
+            if new {
+                fresh.push_str(&format!("{login} {} {}\n", p.id, p.token));
+            }
             let local = format!("{}-{}", p.id, api.app_id);
             let password = match self.common.xmpp_auth {
                 XmppAuth::Token => p.token.clone(),
@@ -340,9 +376,21 @@ impl Ctx {
                 parley: Some(p),
             });
         }
+        if let (Some(path), false) = (&self.common.parley_cache, fresh.is_empty()) {
+            use std::io::Write as _;
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(fresh.as_bytes()));
+            if let Err(e) = appended {
+                eprintln!("loadgen: cannot append to {}: {e}", path.display());
+            }
+        }
         if !self.common.quiet {
             eprintln!(
-                "provisioned {n} Parley users in {:.1}s",
+                "{n} Parley users ready ({} provisioned) in {:.1}s",
+                fresh.lines().count(),
                 started.elapsed().as_secs_f64()
             );
         }
