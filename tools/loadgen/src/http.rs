@@ -209,4 +209,73 @@ mod tests {
         assert_eq!(parse_base("http://[::1]:9").unwrap(), ("[::1]".into(), 9));
         assert!(parse_base("https://x").is_err());
     }
+
+    /// A fake server answering canned responses, one per request, counting its accepts.
+    async fn fake(
+        answers: Vec<&'static str>,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepts = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepts.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut s = BufReader::new(s);
+                loop {
+                    // Read one request head (these requests have no body).
+                    let mut line = String::new();
+                    let mut closed = false;
+                    loop {
+                        line.clear();
+                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            closed = true;
+                            break;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let Some(a) = answers.next().filter(|_| !closed) else {
+                        break;
+                    };
+                    s.get_mut().write_all(a.as_bytes()).await.unwrap();
+                    if a.contains("Connection: close") {
+                        break;
+                    }
+                }
+            }
+        });
+        (addr, accepts)
+    }
+
+    #[tokio::test]
+    async fn keeps_alive_and_reads_length_and_chunked_bodies() {
+        let (addr, accepts) = fake(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"a\": true}",
+            "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"b\"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ])
+        .await;
+        let mut c = Client::new(addr, "x");
+        let r = c.request("GET", "/a", &[], None).await.unwrap();
+        assert!(r.ok());
+        assert_eq!(r.json().unwrap()["a"], true);
+        let r = c
+            .request("GET", "/b", &[("CB-Token", "t")], None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201);
+        assert_eq!(r.json().unwrap()["b"], 1);
+        let r = c.request("GET", "/c", &[], None).await.unwrap();
+        assert_eq!((r.status, r.ok()), (404, false));
+        assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The server closed after the 404: the next request opens a new connection.
+        let r = c.request("GET", "/d", &[], None).await.unwrap();
+        assert!(r.ok() && r.body.is_empty());
+        assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 }
