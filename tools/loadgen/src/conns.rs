@@ -4,13 +4,15 @@
 //! and RSS per connection. One process holds at most its open-file limit (20,000 here): run
 //! several processes with distinct `--first-user` and `--src-first` for more.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::common::{Common, Ctx, Report};
+use crate::common::{Common, Counters, Ctx, Report};
 use crate::net;
 use crate::xml::Frame;
+use crate::xmpp::Session;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ConnsArgs {
@@ -30,15 +32,44 @@ pub struct ConnsArgs {
     pub settle: f64,
 }
 
-pub async fn run(args: &ConnsArgs) -> Result<Report, String> {
+/// Keep an idle session open until `done`, reading (and dropping) whatever arrives; true when
+/// the server dropped it first (counted as an error).
+pub async fn hold(s: Session, counters: Arc<Counters>, mut done: watch::Receiver<bool>) -> bool {
+    let mut r = s.reader;
+    let dropped = loop {
+        tokio::select! {
+            f = r.next() => match f {
+                Ok(Frame::StreamEnd) => {
+                    counters.error("closed", "server ended an idle stream");
+                    break true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    counters.xmpp_error(&e);
+                    break true;
+                }
+            },
+            _ = done.changed() => break false,
+        }
+    };
+    s.writer.close().await;
+    dropped
+}
+
+/// Refuse a run that needs more descriptors than this process may open.
+pub fn check_fd_budget(conns: usize) -> Result<(), String> {
     let limit = net::raise_nofile() as usize;
-    if args.count + 64 > limit {
+    if conns + 64 > limit {
         return Err(format!(
-            "{} connections need more than this process's open-file limit ({limit}); \
-             run several processes (see tools/loadgen/README.md)",
-            args.count
+            "{conns} connections need more than this process's open-file limit ({limit}); \
+             run several processes (see tools/loadgen/README.md)"
         ));
     }
+    Ok(())
+}
+
+pub async fn run(args: &ConnsArgs) -> Result<Report, String> {
+    check_fd_budget(args.count)?;
     let ctx = Ctx::new(&args.common, args.count)?;
     let users = ctx.users(args.count).await?;
     let rss0 = args.server_pid.and_then(net::rss_kib);
@@ -48,29 +79,7 @@ pub async fn run(args: &ConnsArgs) -> Result<Report, String> {
     let (done_tx, done_rx) = watch::channel(false);
     let mut holders = Vec::with_capacity(ok);
     for s in sessions.into_iter().flatten() {
-        let counters = ctx.counters.clone();
-        let mut done = done_rx.clone();
-        holders.push(tokio::spawn(async move {
-            let mut r = s.reader;
-            let dropped = loop {
-                tokio::select! {
-                    f = r.next() => match f {
-                        Ok(Frame::StreamEnd) => {
-                            counters.error("closed", "server ended an idle stream");
-                            break true;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            counters.xmpp_error(&e);
-                            break true;
-                        }
-                    },
-                    _ = done.changed() => break false,
-                }
-            };
-            s.writer.close().await;
-            dropped
-        }));
+        holders.push(tokio::spawn(hold(s, ctx.counters.clone(), done_rx.clone())));
     }
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let rss1 = args.server_pid.and_then(net::rss_kib);

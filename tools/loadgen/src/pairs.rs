@@ -34,6 +34,10 @@ pub struct PairsArgs {
     /// Extra body bytes per message.
     #[arg(long, default_value_t = 0)]
     pub pad: usize,
+    /// First log in this many extra users (a login burst) and keep them connected and idle
+    /// while the pairs run: throughput with many connected users.
+    #[arg(long, default_value_t = 0)]
+    pub idle: usize,
 }
 
 /// One direction of a pair: the flow-control window and its counts.
@@ -258,9 +262,26 @@ pub async fn run(args: &PairsArgs, save_to_history: bool) -> Result<Report, Stri
     if save_to_history && !args.common.parley {
         return Err("history is a Parley scenario: add --parley".into());
     }
-    let ctx = Ctx::new(&args.common, args.pairs * 2)?;
-    let users = ctx.users(args.pairs * 2).await?;
+    let total = args.pairs * 2 + args.idle;
+    crate::conns::check_fd_budget(total)?;
+    let ctx = Ctx::new(&args.common, total)?;
+    let mut users = ctx.users(total).await?;
+    let idle_users = users.split_off(args.pairs * 2);
     let progress = ctx.progress(scenario);
+    let (idle_done_tx, idle_done_rx) = watch::channel(false);
+    let (idle_sessions, _, _) = ctx.login_all(&idle_users, true).await;
+    let idle_holders: Vec<_> = idle_sessions
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            tokio::spawn(crate::conns::hold(
+                s,
+                ctx.counters.clone(),
+                idle_done_rx.clone(),
+            ))
+        })
+        .collect();
+    let idle_connected = idle_holders.len() as u64;
     let (sessions, _login_hist, _) = ctx.login_all(&users, true).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
@@ -332,6 +353,10 @@ pub async fn run(args: &PairsArgs, save_to_history: bool) -> Result<Report, Stri
     for w in writers {
         let _ = w.await;
     }
+    idle_done_tx.send_replace(true);
+    for h in idle_holders {
+        let _ = h.await;
+    }
     drop(progress);
     let (sent, recv) = (sent(), recv());
     let mut rep = Report::new(scenario, &ctx);
@@ -345,6 +370,10 @@ pub async fn run(args: &PairsArgs, save_to_history: bool) -> Result<Report, Stri
             .put("mode", format!("closed loop, window {}", args.window)),
     }
     rep.params.put("duration_s", args.common.duration);
+    if args.idle > 0 {
+        rep.params.put("idle", args.idle as u64);
+        rep.metrics.put("idle_connected", idle_connected);
+    }
     rep.metrics.put("pairs_logged_in", live_pairs as u64);
     rep.metrics.put("sent", sent);
     rep.metrics.put("delivered", recv);
