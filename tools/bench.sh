@@ -333,6 +333,7 @@ SCENARIOS=(
     "conns_tls|conns --count $CONNS --concurrency 64 --setup-timeout 1800 --transport starttls|parley ejabberd prosody"
     "logins_password|conns --count $((CONNS < 2000 ? CONNS : 2000)) --concurrency 64 --xmpp-auth password|parley"
     "tls|pairs --pairs 50 --window 16 --transport starttls|parley ejabberd prosody"
+    "pairs_idle|pairs --pairs 50 --window 16 --idle $CONNS --setup-timeout 1800|parley ejabberd prosody"
     "history|history --pairs 50 --window 16|parley"
     "rest|rest --workers 8|parley"
 )
@@ -428,6 +429,7 @@ rows = [
   ("conns over STARTTLS: RSS per connection, login rate", "conns_tls", [("KiB/conn", M("rss_per_conn_kib"), "{:.1f}", False), ("logins/s", M("logins_per_s"), "{:,.0f}", True)]),
   ("logins/s with password auth (Parley: argon2; token auth is the conns row)", "logins_password", [("logins/s", M("logins_per_s"), "{:,.0f}", True)]),
   ("pairs over TLS (STARTTLS), msgs/s, p99", "tls", [("msgs/s", M("delivered_per_s"), "{:,.0f}", True), ("p99 ms", L("p99_us"), "{:.2f}", False)]),
+  ("pairs after a login burst (idle conns held), msgs/s, p99", "pairs_idle", [("msgs/s", M("delivered_per_s"), "{:,.0f}", True), ("p99 ms", L("p99_us"), "{:.2f}", False)]),
   ("history (save_to_history=1) msgs/s", "history", [("msgs/s", M("delivered_per_s"), "{:,.0f}", True)]),
   ("REST mix requests/s, p99", "rest", [("req/s", M("requests_per_s"), "{:,.0f}", True), ("p99 ms", L("p99_us"), "{:.2f}", False)]),
 ]
@@ -496,7 +498,7 @@ main() {
                 lscpu | head -20
             } >"$dir/machine.txt"
             for s in $SERVERS; do
-                bench_server "$s" "$dir" "$CONNS"
+                bench_server "$s" "$dir" $((CONNS + 100))
             done
             log "results in $dir"
             table "$dir"
