@@ -69,7 +69,7 @@ run unread "$api/chat/Message/unread.json"
 rare=$(python3 -c "import hashlib; print(hashlib.md5(b'500').hexdigest()[:8])")
 run search-rare "$api/chat/search.json?search_text=$rare&limit=20"
 run search-common "$api/chat/search.json?search_text=topic421&limit=20"
-TOKEN=$token DIALOG=$small_dialog run message-create -s "$root/tools/chat-bench/post-message.lua" "$api/chat/Message.json"
+TOKEN=$token DIALOGS=$mine run message-create -s "$root/tools/chat-bench/post-message.lua" "$api/chat/Message.json"
 
 # The plans PostgreSQL chose for one request of each kind.
 psql_ -c "LOAD 'auto_explain'" -c "ALTER SYSTEM SET session_preload_libraries = 'auto_explain'" \
