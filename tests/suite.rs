@@ -12,4 +12,5 @@ mod rest_session;
 mod rest_users;
 mod xmpp_core;
 mod xmpp_limits;
+mod xmpp_privacy;
 mod xmpp_thirdparty;

@@ -7,6 +7,7 @@ pub mod dialogs;
 pub mod embedded;
 pub mod messages;
 pub mod migrate;
+pub mod privacy;
 pub mod sessions;
 pub mod users;
 pub mod xmpp;

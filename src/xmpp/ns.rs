@@ -43,5 +43,11 @@ pub const CC_STATUS_STREAMING: &str = "https://connectycube.com/protocol/status_
 pub const DELAY: &str = "urn:xmpp:delay";
 /// XEP-0160 / XEP-0013 offline message handling (advertised as `msgoffline`).
 pub const MSGOFFLINE: &str = "msgoffline";
+/// XEP-0016 Privacy Lists.
+pub const PRIVACY: &str = "jabber:iq:privacy";
+/// XEP-0191 Blocking Command.
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0191 application error condition (`<blocked/>`).
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// XEP-0198 Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";

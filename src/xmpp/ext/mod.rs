@@ -1,5 +1,6 @@
 //! One file per extension, each registered by one line in `dispatch::table()`.
 
+pub mod blocking;
 pub mod carbons;
 pub mod core;
 pub mod csi;
@@ -7,5 +8,6 @@ pub mod disco;
 pub mod last_activity;
 pub mod offline;
 pub mod ping;
+pub mod privacy;
 pub mod roster;
 pub mod status_streaming;

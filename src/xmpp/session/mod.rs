@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{Kind, Request, Target};
+use super::ext::privacy::{self, Stanza};
 use super::ext::{carbons, offline, roster, status_streaming};
 use super::ns;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
@@ -674,6 +675,14 @@ impl Session {
             let e = StanzaError::service_unavailable().with_text("group chat is not served here");
             return self.reply_error(t, &el, e).await;
         }
+        if let Err(bounce) =
+            privacy::screen(&self.services, self.user, target, Stanza::Message, &el).await
+        {
+            return match bounce {
+                Some(b) => self.send(t, b).await,
+                None => Ok(()),
+            };
+        }
         // History (`save_to_history`) belongs to the chat domain: it hooks in here, before
         // delivery, through one `chat::` call.
         let hub = &self.services.hub;
@@ -778,6 +787,12 @@ impl Session {
                 self.services.hub.deliver_to_user(target, &p);
             }
             return Ok(());
+        }
+        if privacy::screen(&self.services, self.user, target, Stanza::Presence, &el)
+            .await
+            .is_err()
+        {
+            return Ok(()); // presence refused by privacy is dropped silently
         }
         let to = el.attr("to").unwrap_or_default().to_owned();
         match kind.as_deref() {
