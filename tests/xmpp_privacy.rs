@@ -554,3 +554,53 @@ async fn disco_advertises_privacy_lists_and_blocking() {
     assert!(features.contains(&BLOCKING), "{features:?}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_blocked_subscriber_gets_no_presence_and_its_presence_is_not_delivered() {
+    let srv = TestServer::start().await;
+    let (mut a, mut b, _c, [alice, bob, _carol]) = three(&srv, "rpres").await;
+    // Alice subscribes to Bob and Bob approves: Bob's presence flows to Alice.
+    a.send_raw(&format!(
+        "<presence to='{bob}@localhost' type='subscribe'/>"
+    ))
+    .await;
+    b.expect("subscribe request", |e| e.attr("type") == Some("subscribe"))
+        .await;
+    b.send_raw(&format!(
+        "<presence to='{alice}@localhost' type='subscribed'/>"
+    ))
+    .await;
+    a.expect("subscribed", |e| e.attr("type") == Some("subscribed"))
+        .await;
+    // Alice blocks Bob (XEP-0191): his broadcast presence no longer reaches her.
+    let r = set(
+        &mut a,
+        "b1",
+        &format!("<block xmlns='{BLOCKING}'><item jid='{bob}@localhost'/></block>"),
+    )
+    .await;
+    assert_result(&r);
+    b.available().await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.send_raw("<iq type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    loop {
+        let e = a.next().await.expect("open");
+        assert!(
+            !(e.name == "presence" && e.attr("from") == Some(b.jid.as_str())),
+            "presence from a blocked contact: {e:?}"
+        );
+        if e.attr("id") == Some("q1") {
+            break;
+        }
+    }
+    // Unblocked, a fresh presence of Bob reaches Alice again.
+    assert_result(&set(&mut a, "u1", &format!("<unblock xmlns='{BLOCKING}'/>")).await);
+    b.send_raw("<presence><status>back</status></presence>")
+        .await;
+    a.expect("bob's presence", |e| {
+        e.name == "presence" && e.attr("from") == Some(b.jid.as_str())
+    })
+    .await;
+    srv.stop().await;
+}

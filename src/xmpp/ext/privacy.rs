@@ -7,8 +7,8 @@
 //! ConnectyCube, the current default list can be neither edited nor deleted (`conflict`): a
 //! client first declines the default (`<default/>`), edits, then sets the default again.
 //!
-//! Enforcement: `screen` (1:1 messages, directed presence) and `blocks_group_message` (group
-//! chat) read a per-user in-memory cache (`PrivacyCache`), loaded from the database on first use
+//! Enforcement: `screen` (1:1 messages, directed presence), `presence_allowed` (roster presence
+//! broadcast and probes) and `blocks_group_message` (group chat) read a per-user in-memory cache (`PrivacyCache`), loaded from the database on first use
 //! and dropped on every change, so routing does not query the database per stanza. A user's
 //! effective list is the list most recently made active by one of the user's live connections,
 //! else the default list. An item without child elements (the SDK's `mutualBlock`) that denies
@@ -16,8 +16,8 @@
 //!
 //! Must not: reveal a block to the blocked user (inbound refusals are a plain
 //! `service-unavailable`), apply one user's lists to another user's traffic, or touch users of
-//! another application. Not done: iq filtering, the XEP-0016 "default in use by another
-//! resource" conflict, and presence broadcast (only directed presence is filtered).
+//! another application. Not done: iq filtering, subscription presences, and the XEP-0016
+//! "default in use by another resource" conflict.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -466,6 +466,36 @@ pub fn bounce(d: Decision, stanza: &Element, domain: &str) -> Element {
     }
 }
 
+/// Of `contacts`, those that may exchange presence with `user` in the direction given:
+/// `outbound` — `user`'s presence to them; else theirs to `user`. For roster presence broadcast
+/// and the probes at initial presence.
+pub async fn presence_allowed(
+    services: &Services,
+    user: UserKey,
+    contacts: Vec<UserKey>,
+    outbound: bool,
+) -> Vec<UserKey> {
+    let mut out = Vec::with_capacity(contacts.len());
+    for c in contacts {
+        let (from, to) = if outbound { (user, c) } else { (c, user) };
+        if decision(services, from, to, Stanza::Presence).await == Decision::Allow {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The JIDs a group message's sender is known by: the user JID and the occupant pseudo-JID
+/// `muc.{domain}/{uid}` (which also matches an occupant JID `room@muc.{domain}/{uid}`).
+fn group_sender(sender: UserKey, domain: &str) -> Subject {
+    let occupant = Jid {
+        local: None,
+        domain: format!("muc.{domain}"),
+        resource: Some(sender.user.to_string()),
+    };
+    Subject::of_user(sender, domain).also(&occupant)
+}
+
 /// For group-chat routing: true when `recipient` must not get a group message from `sender`.
 /// That is when the recipient's block list or effective privacy list denies messages from the
 /// sender's group pseudo-JID `muc.{domain}/{sender_uid}` (what the ConnectyCube SDK writes) or
@@ -483,12 +513,7 @@ pub async fn blocks_group_message(
     }
     let domain = services.domain();
     let cache = &services.privacy;
-    let occupant = Jid {
-        local: None,
-        domain: format!("muc.{domain}"),
-        resource: Some(sender.user.to_string()),
-    };
-    let who = Subject::of_user(sender, domain).also(&occupant);
+    let who = group_sender(sender, domain);
     let theirs = cache.rules_or_none(services, recipient).await;
     let active = active_if_any(services, recipient, &theirs);
     if theirs.denies(active.as_deref(), &who, Traffic::Inbound(Kinds::MESSAGE)) {
@@ -879,6 +904,39 @@ mod tests {
             .with_child(ok.clone())
             .with_child(ok);
         assert!(parse_items(&dup).is_none(), "repeated order");
+    }
+
+    #[test]
+    fn the_sdks_list_denies_a_group_sender_by_pseudo_jid_or_user_jid() {
+        use crate::model::{AppId, UserId};
+        let sender = UserKey {
+            app: AppId(7),
+            user: UserId(2),
+        };
+        let other = UserKey {
+            app: AppId(7),
+            user: UserId(3),
+        };
+        let r = RosterView::new();
+        let all4 = Kinds::MESSAGE | Kinds::PRESENCE_IN | Kinds::PRESENCE_OUT | Kinds::IQ;
+        let sdk = [
+            item(1, jid("2-7@localhost"), Action::Deny, all4),
+            item(2, jid("muc.localhost/2"), Action::Deny, all4),
+        ];
+        let who = group_sender(sender, "localhost");
+        assert_eq!(evaluate(&sdk, &who, MSG, &r), Action::Deny);
+        assert_eq!(
+            evaluate(&sdk[1..], &who, MSG, &r),
+            Action::Deny,
+            "pseudo-JID alone"
+        );
+        assert_eq!(
+            evaluate(&sdk[..1], &who, MSG, &r),
+            Action::Deny,
+            "user JID alone"
+        );
+        let who = group_sender(other, "localhost");
+        assert_eq!(evaluate(&sdk, &who, MSG, &r), Action::Allow);
     }
 
     #[test]

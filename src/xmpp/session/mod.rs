@@ -725,8 +725,9 @@ impl Session {
                     self.services.hub.set_available(self.user, self.conn, true);
                     el.set_attr("to", self.bare.clone());
                     self.broadcast_own(&el);
+                    let subs = roster::presence_subscribers(&self.services, self.user).await;
                     self.presence_subs =
-                        roster::presence_subscribers(&self.services, self.user).await;
+                        privacy::presence_allowed(&self.services, self.user, subs, true).await;
                     for contact in &self.presence_subs {
                         let mut p = el.clone();
                         p.set_attr("to", contact.bare_jid(self.domain()).to_string());
@@ -736,7 +737,10 @@ impl Session {
                         // The user's other available resources, then every contact we are
                         // subscribed to (RFC 6121 §4.2.2–4.2.3).
                         let mut sources = vec![self.user];
-                        sources.extend(roster::presence_sources(&self.services, self.user).await);
+                        let contacts = roster::presence_sources(&self.services, self.user).await;
+                        let s = &self.services;
+                        sources
+                            .extend(privacy::presence_allowed(s, self.user, contacts, false).await);
                         for src in sources {
                             let bare = src.bare_jid(self.domain()).to_string();
                             for c in self.services.hub.connections(src) {
