@@ -52,8 +52,9 @@ pub const HANDLERS: &[Registration] = &[
 pub const MAX_LISTS: usize = 50;
 /// Most items in one list (the SDK writes two per user).
 pub const MAX_ITEMS: usize = 1000;
-/// Users whose rules the cache holds before it starts over.
-const CACHE_USERS: usize = 100_000;
+/// Users whose rules the cache holds before it starts over (users without any privacy data
+/// share one empty entry, so this is mostly keys).
+const CACHE_USERS: usize = 1_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // Rules and their evaluation (pure).
@@ -215,6 +216,8 @@ struct CacheState {
 #[derive(Default)]
 pub struct PrivacyCache {
     state: Mutex<CacheState>,
+    /// Shared by every user without lists or blocked JIDs.
+    empty: Arc<Rules>,
 }
 
 impl PrivacyCache {
@@ -251,7 +254,11 @@ impl PrivacyCache {
                 roster.insert(key, (i.subscription, i.groups));
             }
         }
-        let rules = Arc::new(Rules::from_stored(stored, roster));
+        let rules = if stored.lists.is_empty() && stored.blocked.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::new(Rules::from_stored(stored, roster))
+        };
         let mut st = self.lock();
         if st.generation == generation {
             if st.users.len() >= CACHE_USERS {
@@ -260,6 +267,14 @@ impl PrivacyCache {
             st.users.insert(user, rules.clone());
         }
         Ok(rules)
+    }
+
+    /// Loads the user's rules ahead of need (at bind), so that routing to and from an online
+    /// user, group fan-out above all, finds them in memory.
+    pub async fn warm(services: Arc<Services>, user: UserKey) {
+        if let Err(e) = services.privacy.rules(&services, user).await {
+            tracing::warn!(error = %e, "loading privacy rules");
+        }
     }
 
     /// Rules for enforcement: on a storage failure, nothing is denied (and it is logged).

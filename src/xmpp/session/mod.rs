@@ -48,6 +48,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         return;
     };
     let first = services.hub.connections(b.user).len() == 1;
+    tokio::spawn(privacy::PrivacyCache::warm(services.clone(), b.user));
     let session = Session {
         services: services.clone(),
         user: b.user,
