@@ -604,3 +604,33 @@ async fn a_blocked_subscriber_gets_no_presence_and_its_presence_is_not_delivered
     .await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn iqs_from_a_denied_user_are_refused_on_the_owners_behalf_and_when_routed() {
+    let srv = TestServer::start().await;
+    let (mut a, mut b, mut c, [alice, bob, _carol]) = three(&srv, "iq").await;
+    assert_result(&set(&mut a, "l1", &sdk_list("bl", &bob, "deny", false)).await);
+    assert_result(
+        &set(
+            &mut a,
+            "d1",
+            &format!("<query xmlns='{PRIVACY}'><default name='bl'/></query>"),
+        )
+        .await,
+    );
+    let last = format!(
+        "<iq type='get' id='x1' to='{alice}@localhost'><query xmlns='jabber:iq:last'/></iq>"
+    );
+    let r = b.iq("x1", &last).await;
+    assert_eq!(condition(&r).as_deref(), Some("service-unavailable"));
+    let r = c.iq("x1", &last).await;
+    assert_result(&r);
+    let ping = format!(
+        "<iq type='get' id='x2' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        a.jid
+    );
+    let r = b.iq("x2", &ping).await;
+    assert_eq!(condition(&r).as_deref(), Some("service-unavailable"));
+    nothing_arrives(&mut a, "q1").await;
+    srv.stop().await;
+}

@@ -7,7 +7,7 @@
 //! ConnectyCube, the current default list can be neither edited nor deleted (`conflict`): a
 //! client first declines the default (`<default/>`), edits, then sets the default again.
 //!
-//! Enforcement: `screen` (1:1 messages, directed presence), `presence_allowed` (roster presence
+//! Enforcement: `screen` (1:1 messages, directed presence, iqs to a user), `presence_allowed` (roster presence
 //! broadcast and probes) and `blocks_group_message` (group chat) read a per-user in-memory cache (`PrivacyCache`), loaded from the database on first use
 //! and dropped on every change, so routing does not query the database per stanza. A user's
 //! effective list is the list most recently made active by one of the user's live connections,
@@ -16,7 +16,7 @@
 //!
 //! Must not: reveal a block to the blocked user (inbound refusals are a plain
 //! `service-unavailable`), apply one user's lists to another user's traffic, or touch users of
-//! another application. Not done: iq filtering, subscription presences, and the XEP-0016
+//! another application. Not done: subscription presences, and the XEP-0016
 //! "default in use by another resource" conflict.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -138,8 +138,8 @@ pub enum Traffic {
     Inbound(u8),
     /// Presence the owner sends (`presence-out` items and items without children).
     PresenceOut,
-    /// Messages the owner sends: only items without children (mutual block) apply.
-    MessageOut,
+    /// Messages and iqs the owner sends: only items without children (mutual block) apply.
+    StanzaOut,
 }
 
 fn applies(kinds: Kinds, traffic: Traffic) -> bool {
@@ -147,7 +147,7 @@ fn applies(kinds: Kinds, traffic: Traffic) -> bool {
         || match traffic {
             Traffic::Inbound(bit) => kinds.0 & bit != 0,
             Traffic::PresenceOut => kinds.0 & Kinds::PRESENCE_OUT != 0,
-            Traffic::MessageOut => false,
+            Traffic::StanzaOut => false,
         }
 }
 
@@ -376,6 +376,7 @@ impl PrivacyCache {
 pub enum Stanza {
     Message,
     Presence,
+    Iq,
 }
 
 /// What privacy says about one stanza between two users.
@@ -403,6 +404,7 @@ pub async fn decision(
     let inbound = match kind {
         Stanza::Message => Traffic::Inbound(Kinds::MESSAGE),
         Stanza::Presence => Traffic::Inbound(Kinds::PRESENCE_IN),
+        Stanza::Iq => Traffic::Inbound(Kinds::IQ),
     };
     let theirs = cache.rules_or_none(services, recipient).await;
     let active = active_if_any(services, recipient, &theirs);
@@ -414,7 +416,7 @@ pub async fn decision(
         return Decision::Refused;
     }
     let outbound = match kind {
-        Stanza::Message => Traffic::MessageOut,
+        Stanza::Message | Stanza::Iq => Traffic::StanzaOut,
         Stanza::Presence => Traffic::PresenceOut,
     };
     let mine = cache.rules_or_none(services, sender).await;
@@ -438,9 +440,10 @@ fn active_if_any(services: &Services, user: UserKey, rules: &Rules) -> Option<St
     }
 }
 
-/// Routing's entry point for a 1:1 message or a directed presence from `sender` (whose full JID
+/// Routing's entry point for a 1:1 message, a directed presence or an iq to a user from `sender` (whose full JID
 /// is already the stanza's `from`) to `recipient`. `Ok(())`: deliver. `Err(Some(bounce))`: drop
-/// it and send `bounce` back to the sender. `Err(None)`: drop it silently (presence, errors).
+/// it and send `bounce` back to the sender. `Err(None)`: drop it silently (presence, errors,
+/// iq results).
 pub async fn screen(
     services: &Services,
     sender: UserKey,
@@ -452,7 +455,8 @@ pub async fn screen(
     if d == Decision::Allow {
         return Ok(());
     }
-    if kind == Stanza::Presence || stanza.attr("type") == Some("error") {
+    let answer = matches!(stanza.attr("type"), Some("error" | "result")) && kind == Stanza::Iq;
+    if kind == Stanza::Presence || stanza.attr("type") == Some("error") || answer {
         return Err(None);
     }
     Err(Some(bounce(d, stanza, services.domain())))
@@ -539,7 +543,7 @@ pub async fn blocks_group_message(
     mine.denies(
         active.as_deref(),
         &Subject::of_user(recipient, domain),
-        Traffic::MessageOut,
+        Traffic::StanzaOut,
     )
 }
 
@@ -842,12 +846,12 @@ mod tests {
         let deny = [item(1, jid("2-7@localhost"), Action::Deny, ALL4)];
         assert_eq!(evaluate(&deny, &bob(), MSG, &r), Action::Deny);
         assert_eq!(
-            evaluate(&deny, &bob(), Traffic::MessageOut, &r),
+            evaluate(&deny, &bob(), Traffic::StanzaOut, &r),
             Action::Allow
         );
         let mutual = [item(1, jid("2-7@localhost"), Action::Deny, 0)];
         assert_eq!(
-            evaluate(&mutual, &bob(), Traffic::MessageOut, &r),
+            evaluate(&mutual, &bob(), Traffic::StanzaOut, &r),
             Action::Deny
         );
         assert_eq!(
@@ -964,6 +968,6 @@ mod tests {
         assert!(!rules.denies(None, &bob(), MSG));
         rules.blocked.insert("2-7@localhost".into());
         assert!(rules.denies(None, &bob(), MSG));
-        assert!(rules.denies(None, &bob(), Traffic::MessageOut));
+        assert!(rules.denies(None, &bob(), Traffic::StanzaOut));
     }
 }

@@ -885,6 +885,16 @@ impl Session {
             (Some(_), Some(p)) if el.elements().count() == 1 => p.clone(),
             _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
         };
+        if let Ok(Dest::User(peer, _)) = self.resolve(el.attr("to")) {
+            if let Err(bounce) =
+                privacy::screen(&self.services, self.user, peer, Stanza::Iq, &el).await
+            {
+                return match bounce {
+                    Some(b) => self.send(t, b).await,
+                    None => Ok(()),
+                };
+            }
+        }
         let target = match self.resolve(el.attr("to")) {
             Ok(Dest::Server) => Target::Server,
             Ok(Dest::User(u, None)) if u == self.user => Target::Server,
