@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::xmpp::{Client, Via};
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{test_config, TestServer, PASSWORD};
 use parley::xmpp::stream::Element;
 
 const PRIVACY: &str = "jabber:iq:privacy";
@@ -632,5 +632,48 @@ async fn iqs_from_a_denied_user_are_refused_on_the_owners_behalf_and_when_routed
     let r = b.iq("x2", &ping).await;
     assert_eq!(condition(&r).as_deref(), Some("service-unavailable"));
     nothing_arrives(&mut a, "q1").await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn list_and_block_list_sizes_are_capped_by_config() {
+    let mut cfg = test_config();
+    cfg.xmpp.privacy_max_items = 2;
+    cfg.xmpp.privacy_max_lists = 1;
+    cfg.xmpp.blocklist_max = 1;
+    let srv = TestServer::start_with(cfg).await;
+    let (mut a, _b, _c, [_alice, bob, carol]) = three(&srv, "caps").await;
+    assert_result(&set(&mut a, "l1", &sdk_list("bl", &bob, "deny", false)).await);
+    let r = set(&mut a, "l2", &sdk_list("second", &carol, "deny", false)).await;
+    assert_eq!(
+        condition(&r).as_deref(),
+        Some("not-allowed"),
+        "one list only"
+    );
+    let three_items = format!(
+        "<query xmlns='{PRIVACY}'><list name='bl'>\
+         <item action='deny' order='1'/><item action='deny' order='2'/><item action='deny' order='3'/>\
+         </list></query>"
+    );
+    let r = set(&mut a, "l3", &three_items).await;
+    assert_eq!(
+        condition(&r).as_deref(),
+        Some("not-allowed"),
+        "two items only"
+    );
+    let r = set(&mut a, "b1", &format!("<block xmlns='{BLOCKING}'><item jid='{bob}@localhost'/><item jid='{carol}@localhost'/></block>")).await;
+    assert_eq!(
+        condition(&r).as_deref(),
+        Some("not-allowed"),
+        "one blocked JID only"
+    );
+    assert_result(
+        &set(
+            &mut a,
+            "b2",
+            &format!("<block xmlns='{BLOCKING}'><item jid='{bob}@localhost'/></block>"),
+        )
+        .await,
+    );
     srv.stop().await;
 }

@@ -34,9 +34,6 @@ pub const HANDLERS: &[Registration] = &[
     },
 ];
 
-/// Most JIDs one user may block.
-pub const MAX_BLOCKED: usize = 10_000;
-
 fn items(name: &str, jids: &[String]) -> Element {
     let mut e = Element::new(name, ns::BLOCKING);
     for j in jids {
@@ -86,7 +83,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                     return Err(StanzaError::bad_request().with_text("nothing to block"));
                 }
                 let rules = s.privacy.rules(s, user).await.map_err(internal)?;
-                if rules.blocked.len() + jids.len() > MAX_BLOCKED {
+                if rules.blocked.len() + jids.len() > s.config.xmpp.blocklist_max {
                     return Err(StanzaError::not_allowed().with_text("too many blocked JIDs"));
                 }
                 let added = db::privacy::block(&s.pool, user.app, user.user, &jids)

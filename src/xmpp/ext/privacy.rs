@@ -48,10 +48,6 @@ pub const HANDLERS: &[Registration] = &[
     },
 ];
 
-/// Most lists one user may keep.
-pub const MAX_LISTS: usize = 50;
-/// Most items in one list (the SDK writes two per user).
-pub const MAX_ITEMS: usize = 1000;
 /// Users whose rules the cache holds before it starts over (users without any privacy data
 /// share one empty entry, so this is mostly keys).
 const CACHE_USERS: usize = 1_000_000;
@@ -739,10 +735,13 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                     let items = parse_items(op).ok_or_else(|| {
                         StanzaError::bad_request().with_text("malformed privacy list item")
                     })?;
-                    if items.len() > MAX_ITEMS {
+                    let limits = &s.config.xmpp;
+                    if items.len() > limits.privacy_max_items {
                         return Err(StanzaError::not_allowed().with_text("too many items"));
                     }
-                    if !rules.lists.contains_key(name) && rules.lists.len() >= MAX_LISTS {
+                    if !rules.lists.contains_key(name)
+                        && rules.lists.len() >= limits.privacy_max_lists
+                    {
                         return Err(StanzaError::not_allowed().with_text("too many lists"));
                     }
                     if is_default {
