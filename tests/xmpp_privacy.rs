@@ -556,7 +556,7 @@ async fn disco_advertises_privacy_lists_and_blocking() {
 }
 
 #[tokio::test]
-async fn a_blocked_subscriber_gets_no_presence_and_its_presence_is_not_delivered() {
+async fn a_blocked_subscriber_sees_the_user_go_unavailable_and_its_presence_is_not_delivered() {
     let srv = TestServer::start().await;
     let (mut a, mut b, _c, [alice, bob, _carol]) = three(&srv, "rpres").await;
     // Alice subscribes to Bob and Bob approves: Bob's presence flows to Alice.
@@ -572,7 +572,27 @@ async fn a_blocked_subscriber_gets_no_presence_and_its_presence_is_not_delivered
     .await;
     a.expect("subscribed", |e| e.attr("type") == Some("subscribed"))
         .await;
-    // Alice blocks Bob (XEP-0191): his broadcast presence no longer reaches her.
+    // Bob subscribes to Alice too, and sees her online.
+    b.send_raw(&format!(
+        "<presence to='{alice}@localhost' type='subscribe'/>"
+    ))
+    .await;
+    a.expect("subscribe request", |e| e.attr("type") == Some("subscribe"))
+        .await;
+    a.send_raw(&format!(
+        "<presence to='{bob}@localhost' type='subscribed'/>"
+    ))
+    .await;
+    b.expect("subscribed", |e| e.attr("type") == Some("subscribed"))
+        .await;
+    a.available().await;
+    let a_jid = a.jid.clone();
+    b.expect("alice online", |e| {
+        e.name == "presence" && e.attr("from") == Some(a_jid.as_str()) && e.attr("type").is_none()
+    })
+    .await;
+    // Alice blocks Bob (XEP-0191): he sees her go unavailable, and his broadcast presence no
+    // longer reaches her.
     let r = set(
         &mut a,
         "b1",
@@ -580,6 +600,12 @@ async fn a_blocked_subscriber_gets_no_presence_and_its_presence_is_not_delivered
     )
     .await;
     assert_result(&r);
+    b.expect("alice unavailable", |e| {
+        e.name == "presence"
+            && e.attr("from") == Some(a_jid.as_str())
+            && e.attr("type") == Some("unavailable")
+    })
+    .await;
     b.available().await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     a.send_raw("<iq type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>")

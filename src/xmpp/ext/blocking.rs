@@ -7,11 +7,13 @@
 //! `service-unavailable`, as if the user were not there) nor be sent to (the user gets
 //! `not-acceptable` with `<blocked xmlns='urn:xmpp:blocking:errors'/>`). Must not enforce
 //! anything itself, nor reveal the block list to anyone but its owner.
-//! Not done: the unavailable presence XEP-0191 suggests sending to a newly blocked contact.
+//! A newly blocked contact subscribed to the user's presence sees the user go unavailable.
+//! Not done: current presence sent again to an unblocked contact.
 
 use crate::db;
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
 use crate::xmpp::ext::privacy::internal;
+use crate::xmpp::ext::roster;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
@@ -92,6 +94,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                 s.privacy.forget(user);
                 if !added.is_empty() {
                     push(s, user, items("block", &added));
+                    appear_offline(s, user, &added).await;
                 }
                 Ok(None)
             }
@@ -112,6 +115,32 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
             _ => Err(StanzaError::bad_request()),
         }
     })
+}
+
+/// XEP-0191 §3.3: newly blocked contacts that receive the user's presence (subscribers) see
+/// every available resource of the user go unavailable.
+async fn appear_offline(services: &Services, user: UserKey, blocked: &[String]) {
+    let domain = services.domain();
+    let subscribers = roster::presence_subscribers(services, user).await;
+    let bare = user.bare_jid(domain).to_string();
+    for contact in blocked
+        .iter()
+        .filter_map(|j| Jid::parse(j)?.user(domain))
+        .filter(|k| subscribers.contains(k))
+    {
+        for c in services
+            .hub
+            .connections(user)
+            .iter()
+            .filter(|c| c.available)
+        {
+            let p = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "unavailable")
+                .with_attr("from", format!("{bare}/{}", c.resource))
+                .with_attr("to", contact.bare_jid(domain).to_string());
+            services.hub.deliver_to_user(contact, &p);
+        }
+    }
 }
 
 /// XEP-0191 push to the user's connections that asked for the block list.
