@@ -97,6 +97,12 @@ pub struct XmppConfig {
     pub auth_failures_per_minute: u32,
     /// Most messages kept for one offline user; beyond it new ones are bounced.
     pub offline_max_per_user: i64,
+    /// Most privacy lists (XEP-0016) one user may keep.
+    pub privacy_max_lists: usize,
+    /// Most items in one privacy list (the official SDK writes two per blocked user).
+    pub privacy_max_items: usize,
+    /// Most JIDs on one user's block list (XEP-0191).
+    pub blocklist_max: usize,
     /// Seconds a dropped stream-management session stays resumable (XEP-0198).
     pub sm_resume_secs: u64,
     /// Stanzas queued towards one connection before new ones are dropped (slow reader).
@@ -257,6 +263,9 @@ impl Default for XmppConfig {
             max_connections_per_user: 10,
             auth_failures_per_minute: 10,
             offline_max_per_user: 1000,
+            privacy_max_lists: 50,
+            privacy_max_items: 1000,
+            blocklist_max: 10_000,
             sm_resume_secs: 300,
             outbound_queue: 1024,
         }

@@ -73,6 +73,7 @@ impl Server {
             dispatch: xmpp::dispatch::table(),
             tls,
             throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),
+            privacy: xmpp::ext::privacy::PrivacyCache::new(),
         });
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {

@@ -13,5 +13,6 @@ mod rest_users;
 mod xmpp_core;
 mod xmpp_history;
 mod xmpp_limits;
+mod xmpp_privacy;
 mod xmpp_realtime;
 mod xmpp_thirdparty;

@@ -383,3 +383,21 @@ async fn xmpp_remove_deletes_the_stored_message_for_everyone() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_blocked_users_rest_message_does_not_reach_the_blocker() {
+    let mut t = two("blk").await;
+    let b_local = t.srv.local(t.b_id);
+    let r = t
+        .a
+        .iq("blk1", &format!("<iq type='set' id='blk1'><block xmlns='urn:xmpp:blocking'><item jid='{b_local}@localhost'/></block></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    rest_message(
+        &t,
+        &t.b_token.clone(),
+        json!({"chat_dialog_id": t.dialog, "message": "let me in", "send_to_chat": 1}),
+    )
+    .await;
+    quiet(&mut t.a).await;
+}

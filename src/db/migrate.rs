@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_xmpp",
         sql: include_str!("../../migrations/0003_xmpp.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_privacy",
+        sql: include_str!("../../migrations/0004_privacy.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

@@ -8,6 +8,7 @@ pub mod embedded;
 mod filter;
 pub mod messages;
 pub mod migrate;
+pub mod privacy;
 pub mod sessions;
 pub mod users;
 pub mod xmpp;

@@ -106,5 +106,7 @@ pub fn table() -> Dispatch {
         ext::status_streaming::HANDLERS,
         ext::roster::HANDLERS,
         ext::offline::HANDLERS,
+        ext::privacy::HANDLERS,
+        ext::blocking::HANDLERS,
     ])
 }

@@ -10,6 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::ext::offline;
+use super::ext::privacy::{self, Decision, Stanza};
 use super::ns;
 use super::stanza::{random_hex, UserKey};
 use super::stream::Element;
@@ -127,6 +128,31 @@ fn message_stanza(v: &Value, typ: &str, from: &str, dialog: &ObjectId) -> Elemen
     m
 }
 
+/// The recipients a message from `sender` may reach: privacy lists and blocks are honoured
+/// for REST-originated messages exactly as for XMPP ones (1:1: the pair's decision; groups:
+/// the recipient's list for that sender's group messages).
+async fn permitted(
+    services: &Services,
+    app: AppId,
+    kind: DialogType,
+    sender: i64,
+    to: Vec<i64>,
+) -> Vec<i64> {
+    let mut out = Vec::with_capacity(to.len());
+    for u in to {
+        let allowed = if kind == DialogType::Private {
+            privacy::decision(services, key(app, sender), key(app, u), Stanza::Message).await
+                == Decision::Allow
+        } else {
+            !privacy::blocks_group_message(services, key(app, u), key(app, sender)).await
+        };
+        if allowed {
+            out.push(u);
+        }
+    }
+    out
+}
+
 /// Sends `stanza` to each user (`to` set per user); 1:1 chat to an offline user is kept offline.
 async fn send_each(services: &Services, app: AppId, users: &[i64], stanza: &Element) {
     let domain = services.domain();
@@ -153,7 +179,7 @@ async fn deliver(services: &Services, e: ChatEvent) {
             let sender = message["sender_id"].as_i64().unwrap_or_default();
             let (typ, from) = origin(kind, app, &dialog, sender, &domain);
             let stanza = message_stanza(&message, typ, &from, &dialog);
-            let mut to = recipients;
+            let mut to = permitted(services, app, kind, sender, recipients).await;
             if kind != DialogType::Private {
                 // Group messages are reflected to the sender's own connections.
                 to.push(sender);

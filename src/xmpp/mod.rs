@@ -47,6 +47,8 @@ pub struct Services {
     pub dispatch: dispatch::Dispatch,
     pub tls: TlsAcceptor,
     pub throttle: AuthThrottle,
+    /// Per-user privacy rules (XEP-0016 lists, XEP-0191 block list), cached for routing.
+    pub privacy: ext::privacy::PrivacyCache,
 }
 
 impl Services {

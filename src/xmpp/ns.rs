@@ -49,5 +49,11 @@ pub const CORRECTION: &str = "urn:xmpp:message-correct:0";
 pub const MESSAGE_DELETE: &str = "urn:xmpp:message-delete:0";
 /// XEP-0160 / XEP-0013 offline message handling (advertised as `msgoffline`).
 pub const MSGOFFLINE: &str = "msgoffline";
+/// XEP-0016 Privacy Lists.
+pub const PRIVACY: &str = "jabber:iq:privacy";
+/// XEP-0191 Blocking Command.
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0191 application error condition (`<blocked/>`).
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// XEP-0198 Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";

@@ -1,5 +1,6 @@
 //! One file per extension, each registered by one line in `dispatch::table()`.
 
+pub mod blocking;
 pub mod carbons;
 pub mod core;
 pub mod correction;
@@ -11,5 +12,6 @@ pub mod markers;
 pub mod message_delete;
 pub mod offline;
 pub mod ping;
+pub mod privacy;
 pub mod roster;
 pub mod status_streaming;

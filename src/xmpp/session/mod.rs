@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{Kind, Request, Target};
+use super::ext::privacy::{self, Stanza};
 use super::ext::{
     carbons, correction, history, markers, message_delete, offline, roster, status_streaming,
 };
@@ -49,6 +50,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         return;
     };
     let first = services.hub.connections(b.user).len() == 1;
+    tokio::spawn(privacy::PrivacyCache::warm(services.clone(), b.user));
     let session = Session {
         services: services.clone(),
         user: b.user,
@@ -724,6 +726,15 @@ impl Session {
             let e = StanzaError::service_unavailable().with_text("group chat is not served here");
             return self.reply_error(t, &el, e).await;
         }
+        // Privacy first: a blocked message is neither stored nor delivered.
+        if let Err(bounce) =
+            privacy::screen(&self.services, self.user, target, Stanza::Message, &el).await
+        {
+            return match bounce {
+                Some(b) => self.send(t, b).await,
+                None => Ok(()),
+            };
+        }
         // History: stored (durably, before this stanza counts as handled for stream
         // management) through the chat service, then stamped with dialog_id/date_sent.
         if kind == "chat" {
@@ -771,8 +782,9 @@ impl Session {
                     self.services.hub.set_available(self.user, self.conn, true);
                     el.set_attr("to", self.bare.clone());
                     self.broadcast_own(&el);
+                    let subs = roster::presence_subscribers(&self.services, self.user).await;
                     self.presence_subs =
-                        roster::presence_subscribers(&self.services, self.user).await;
+                        privacy::presence_allowed(&self.services, self.user, subs, true).await;
                     for contact in &self.presence_subs {
                         let mut p = el.clone();
                         p.set_attr("to", contact.bare_jid(self.domain()).to_string());
@@ -782,7 +794,10 @@ impl Session {
                         // The user's other available resources, then every contact we are
                         // subscribed to (RFC 6121 §4.2.2–4.2.3).
                         let mut sources = vec![self.user];
-                        sources.extend(roster::presence_sources(&self.services, self.user).await);
+                        let contacts = roster::presence_sources(&self.services, self.user).await;
+                        let s = &self.services;
+                        sources
+                            .extend(privacy::presence_allowed(s, self.user, contacts, false).await);
                         for src in sources {
                             let bare = src.bare_jid(self.domain()).to_string();
                             for c in self.services.hub.connections(src) {
@@ -833,6 +848,12 @@ impl Session {
                 self.services.hub.deliver_to_user(target, &p);
             }
             return Ok(());
+        }
+        if privacy::screen(&self.services, self.user, target, Stanza::Presence, &el)
+            .await
+            .is_err()
+        {
+            return Ok(()); // presence refused by privacy is dropped silently
         }
         let to = el.attr("to").unwrap_or_default().to_owned();
         match kind.as_deref() {
@@ -920,6 +941,16 @@ impl Session {
             (Some(_), Some(p)) if el.elements().count() == 1 => p.clone(),
             _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
         };
+        if let Ok(Dest::User(peer, _)) = self.resolve(el.attr("to")) {
+            if let Err(bounce) =
+                privacy::screen(&self.services, self.user, peer, Stanza::Iq, &el).await
+            {
+                return match bounce {
+                    Some(b) => self.send(t, b).await,
+                    None => Ok(()),
+                };
+            }
+        }
         let target = match self.resolve(el.attr("to")) {
             Ok(Dest::Server) => Target::Server,
             Ok(Dest::User(u, None)) if u == self.user => Target::Server,
