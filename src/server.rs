@@ -74,6 +74,7 @@ impl Server {
             tls,
             throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),
         });
+        let room_events = chat.events().subscribe();
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {
             config,
@@ -100,7 +101,12 @@ impl Server {
             tokio::spawn(xmpp::serve(
                 xmpp_listeners.ws,
                 ws_kind,
-                services,
+                services.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(xmpp::ext::muc::watch_events(
+                services.clone(),
+                room_events,
                 rx.clone(),
             )),
             tokio::spawn(purge_loop(identity, rx)),

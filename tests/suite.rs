@@ -13,4 +13,5 @@ mod rest_users;
 mod xmpp_core;
 mod xmpp_history;
 mod xmpp_limits;
+mod xmpp_muc;
 mod xmpp_thirdparty;

@@ -47,3 +47,13 @@ pub const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
 pub const MSGOFFLINE: &str = "msgoffline";
 /// XEP-0198 Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";
+/// XEP-0045 Multi-User Chat (join requests, service and room features).
+pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// XEP-0045 Multi-User Chat, user namespace (occupant presence, status codes).
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0308 Last Message Correction (`<replace id/>`).
+pub const MESSAGE_CORRECT: &str = "urn:xmpp:message-correct:0";
+/// ConnectyCube message deletion (`<remove id/>`).
+pub const MESSAGE_DELETE: &str = "urn:xmpp:message-delete:0";
+/// XEP-0085 Chat State Notifications.
+pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";

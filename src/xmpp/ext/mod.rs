@@ -6,6 +6,7 @@ pub mod csi;
 pub mod disco;
 pub mod history;
 pub mod last_activity;
+pub mod muc;
 pub mod offline;
 pub mod ping;
 pub mod roster;
