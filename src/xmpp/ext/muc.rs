@@ -281,6 +281,9 @@ fn unavailable(presence: &Element) -> Element {
     p
 }
 
+/// Adds status codes. A self-presence gets 110 first and the SDK shim after each code (the
+/// SDK reads the first shim); others get plain codes, since a shim there hides the occupant
+/// change from the SDK's join/leave listeners.
 fn with_status(mut p: Element, codes: &[&str], self_presence: bool) -> Element {
     for n in p.children.iter_mut() {
         if let crate::xmpp::stream::Node::Element(x) = n {
@@ -289,7 +292,11 @@ fn with_status(mut p: Element, codes: &[&str], self_presence: bool) -> Element {
                     status_with_shim(x, "110");
                 }
                 for c in codes {
-                    status_with_shim(x, c);
+                    if self_presence {
+                        status_with_shim(x, c);
+                    } else {
+                        x.push(Element::new("status", ns::MUC_USER).with_attr("code", *c));
+                    }
                 }
             }
         }
@@ -365,7 +372,7 @@ pub async fn on_presence(
     let (limit, since) = history_request(s, el.child("x", ns::MUC));
     if limit > 0 {
         for v in join_history(s, actor, &room.dialog, limit, since).await? {
-            out.push(history_message(s, app, &rjid, full, &v));
+            out.push(history_message(&rjid, full, &v));
         }
     }
     Ok(out)
@@ -434,7 +441,7 @@ fn text_of(v: &serde_json::Value) -> String {
 }
 
 /// A stored message as a room replays it on join, with its XEP-0203 delay.
-fn history_message(s: &Services, _app: AppId, rjid: &str, to: &str, v: &MessageView) -> Element {
+fn history_message(rjid: &str, to: &str, v: &MessageView) -> Element {
     let m = &v.message;
     let mut el = Element::new("message", ns::CLIENT)
         .with_attr("type", "groupchat")
@@ -475,7 +482,6 @@ fn history_message(s: &Services, _app: AppId, rjid: &str, to: &str, v: &MessageV
             .with_attr("from", rjid)
             .with_attr("stamp", stamp),
     );
-    let _ = s;
     el
 }
 
