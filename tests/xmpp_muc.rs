@@ -568,3 +568,36 @@ async fn group_typing_is_relayed_and_never_stored() {
         .is_some());
     assert!(history(&srv, &u[1].0, &d).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_presence_from_a_joined_occupant_is_an_update_not_a_new_join() {
+    let srv = TestServer::start().await;
+    let (u, d) = group(&srv, "upd", 2).await;
+    let r = room(&srv, &d);
+    let mut a = online(&srv, u[0].1).await;
+    let mut b = online(&srv, u[1].1).await;
+    a.send_raw(&groupchat(&r, "6b0809bbf5504c5e5300e001", "old", true))
+        .await;
+    a.expect_named("message").await;
+    b.expect_named("message").await;
+    b.send_raw(&join(&r, u[1].1, "b", "<history maxstanzas='0'/>"))
+        .await;
+    b.expect("self", |e| e.attr("id") == Some("b")).await;
+    // No <history/>: the default brings the stored message.
+    a.send_raw(&join(&r, u[0].1, "a", "")).await;
+    a.expect("self", |e| e.attr("id") == Some("a")).await;
+    let h = a.expect_named("message").await;
+    assert_eq!(h.attr("id"), Some("6b0809bbf5504c5e5300e001"));
+    assert!(h.child("delay", "urn:xmpp:delay").is_some());
+    b.expect("a joined", |e| e.name == "presence").await;
+    a.send_raw(&format!(
+        "<presence id='a2' to='{r}/{}'><show>away</show></presence>",
+        u[0].1
+    ))
+    .await;
+    let me = a.expect("self", |e| e.attr("id") == Some("a2")).await;
+    assert!(has_shim(&me, "110"));
+    let seen = b.expect_named("presence").await;
+    assert_eq!(seen.child("show", "jabber:client").unwrap().text(), "away");
+    nothing_but_sentinel(&srv, &mut b, &mut a, u[0].1).await;
+}

@@ -57,6 +57,8 @@ struct State {
 pub struct Joined {
     /// The user had no joined connection in the room before.
     pub first: bool,
+    /// The connection had already joined: this is a presence update, not a join.
+    pub again: bool,
     /// The other occupants, to present to the joiner.
     pub others: Vec<Occupant>,
 }
@@ -159,10 +161,15 @@ impl Rooms {
         });
         let first = occ.conns.is_empty();
         occ.presence = presence;
-        if !occ.conns.iter().any(|(c, _)| *c == conn) {
+        let again = occ.conns.iter().any(|(c, _)| *c == conn);
+        if !again {
             occ.conns.push((conn, resource.to_owned()));
         }
-        Joined { first, others }
+        Joined {
+            first,
+            again,
+            others,
+        }
     }
 
     /// Removes a connection from a room. `None`: it had not joined; `Some(occupant)` when it

@@ -359,6 +359,11 @@ pub async fn on_presence(
     }
     let me = occupant_presence(&rjid, uid, &el, item(&dialog, &members, uid));
     let joined = s.hub.rooms.join(&k, uid, conn, resource, me.clone());
+    if joined.again {
+        // A presence update from an occupant: shown to the others, confirmed to itself.
+        to_occupants(s, app, &joined.others, &me);
+        return Ok(vec![self_addr(with_status(me, &[], true))]);
+    }
     let mut out = Vec::new();
     for o in &joined.others {
         let mut p = o.presence.clone();
