@@ -105,16 +105,18 @@ impl Rooms {
         if st.epoch != epoch {
             return m;
         }
-        let fresh = st.cache.get(&key).is_some_and(|c| {
-            c.loaded.elapsed() < MEMBERSHIP_TTL
-                && c.m.members == m.members
-                && c.m.dialog == m.dialog
-        });
-        if fresh {
-            if let Some(c) = st.cache.get_mut(&key) {
-                c.senders.insert(sender);
-                return c.m.clone();
+        // No invalidation since this load began, so an unexpired entry describes the same room
+        // (its last-message fields aside): the sender joins it.
+        if let Some(c) = st
+            .cache
+            .get_mut(&key)
+            .filter(|c| c.loaded.elapsed() < MEMBERSHIP_TTL)
+        {
+            c.senders.insert(sender);
+            if !c.m.members.contains(&sender) {
+                Arc::make_mut(&mut c.m.members).push(sender);
             }
+            return c.m.clone();
         }
         st.cache.insert(
             key,
@@ -325,5 +327,10 @@ mod tests {
         r.remember(key(), epoch, d, vec![1, 2], 1);
         assert!(r.cached_sender(&key(), 1).is_some());
         assert!(r.cached_sender(&key(), 2).is_none());
+        // A second checked sender joins the entry, even one outside the member list.
+        let m = r.remember(key(), r.epoch(), d, vec![1, 2], 9);
+        assert_eq!(*m.members, vec![1, 2, 9]);
+        assert!(r.cached_sender(&key(), 9).is_some());
+        assert!(r.cached_sender(&key(), 1).is_some());
     }
 }

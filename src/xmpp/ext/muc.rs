@@ -118,8 +118,16 @@ fn deliver_one(s: &Services, _sender: i64, to: UserKey, stanza: &Element) -> usi
     s.hub.deliver_addressed(to, &bare, stanza)
 }
 
-/// Sends a room stanza from `sender` to every member and every joined occupant.
-fn fan_out(s: &Services, app: AppId, dialog: &str, members: &[i64], sender: i64, stanza: &Element) {
+/// Sends a room stanza (`from` already `room/{sender}`) to every member and every joined
+/// occupant, each copy addressed to its connection. REST → XMPP group pushes can use it too.
+pub fn fan_out(
+    s: &Services,
+    app: AppId,
+    dialog: &str,
+    members: &[i64],
+    sender: i64,
+    stanza: &Element,
+) {
     for uid in members {
         deliver_one(s, sender, user_key(app, *uid), stanza);
     }
