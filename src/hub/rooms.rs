@@ -324,7 +324,7 @@ mod tests {
         r.remember(key(), epoch, d.clone(), vec![1, 2], 1);
         assert!(r.cached_sender(&key(), 1).is_none());
         let epoch = r.epoch();
-        r.remember(key(), epoch, d, vec![1, 2], 1);
+        r.remember(key(), epoch, d.clone(), vec![1, 2], 1);
         assert!(r.cached_sender(&key(), 1).is_some());
         assert!(r.cached_sender(&key(), 2).is_none());
         // A second checked sender joins the entry, even one outside the member list.
