@@ -601,3 +601,54 @@ async fn a_presence_from_a_joined_occupant_is_an_update_not_a_new_join() {
     assert_eq!(seen.child("show", "jabber:client").unwrap().text(), "away");
     nothing_but_sentinel(&srv, &mut b, &mut a, u[0].1).await;
 }
+
+#[tokio::test]
+async fn leaving_a_group_or_unsubscribing_from_a_public_dialog_over_rest_ends_room_membership() {
+    let srv = TestServer::start().await;
+    let (u, d) = group(&srv, "lv", 3).await;
+    let r = room(&srv, &d);
+    let mut a = online(&srv, u[0].1).await;
+    let mut b = online(&srv, u[1].1).await;
+    let resp = srv
+        .http
+        .delete(&format!("/chat/Dialog/{d}"), Some(&u[1].0))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let p = b.expect_named("presence").await;
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert!(status_codes(&p).contains(&"321".to_string()));
+    a.send_raw(&groupchat(&r, "after-leave", "x", false)).await;
+    assert_eq!(
+        a.expect_named("message").await.attr("id"),
+        Some("after-leave")
+    );
+    nothing_but_sentinel(&srv, &mut a, &mut b, u[1].1).await;
+
+    // Public: a subscriber receives; after unsubscribing, no longer.
+    let p = id(&srv
+        .dialog(&u[0].0, json!({"type": 4, "name": "Open"}))
+        .await);
+    let pr = room(&srv, &p);
+    let sub = srv
+        .http
+        .post_json(
+            &format!("/chat/Dialog/{p}/subscribe"),
+            Some(&u[2].0),
+            json!({}),
+        )
+        .await;
+    assert!(sub.status == 200 || sub.status == 201, "{}", sub.body);
+    let mut c = online(&srv, u[2].1).await;
+    a.send_raw(&groupchat(&pr, "pub1", "to subscribers", false))
+        .await;
+    assert_eq!(c.expect_named("message").await.attr("id"), Some("pub1"));
+    let un = srv
+        .http
+        .delete(&format!("/chat/Dialog/{p}/subscribe"), Some(&u[2].0))
+        .await;
+    assert_eq!(un.status, 200, "{}", un.body);
+    let gone = c.expect_named("presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    a.send_raw(&groupchat(&pr, "pub2", "x", false)).await;
+    nothing_but_sentinel(&srv, &mut a, &mut c, u[2].1).await;
+}
