@@ -195,6 +195,12 @@ async fn a_regular_user_may_not_post_in_a_broadcast_dialog() {
         .is_some());
     assert_eq!(err.attr("code"), Some("403"));
     nothing_but_sentinel(&srv, &mut b, &mut a, u[0].1).await;
+    // Every user of the application is in a broadcast dialog: the owner's post reaches b, who
+    // has never listed their dialogs.
+    a.send_raw(&groupchat(&r, "news1", "news", false)).await;
+    let m = b.expect_named("message").await;
+    assert_eq!(m.attr("id"), Some("news1"));
+    assert_eq!(a.expect_named("message").await.attr("id"), Some("news1"));
 }
 
 #[tokio::test]

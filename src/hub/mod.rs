@@ -195,6 +195,16 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Every user of `app` with a live connection (a broadcast dialog reaches them all).
+    pub fn online_users(&self, app: crate::model::AppId) -> Vec<i64> {
+        self.lock()
+            .users
+            .iter()
+            .filter(|(k, conns)| k.app == app && !conns.is_empty())
+            .map(|(k, _)| k.user.0)
+            .collect()
+    }
+
     pub fn is_online(&self, user: UserKey) -> bool {
         self.lock().users.get(&user).is_some_and(|c| !c.is_empty())
     }

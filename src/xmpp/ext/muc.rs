@@ -23,7 +23,7 @@ use crate::hub::rooms::{Membership, Occupant, RoomKey};
 use crate::hub::ConnId;
 use crate::model::filter::{RawFilter, SortDir};
 use crate::model::message::MessageView;
-use crate::model::{AppId, Dialog, ObjectId, UserId};
+use crate::model::{AppId, Dialog, DialogType, ObjectId, UserId};
 use crate::xmpp::dispatch::Reply;
 use crate::xmpp::ext::history;
 use crate::xmpp::ns;
@@ -205,6 +205,14 @@ pub async fn on_message(
         let mut fresh = stored.recipients.clone();
         fresh.push(uid);
         members = Arc::new(fresh);
+    }
+    if m.dialog.kind == DialogType::Broadcast {
+        // Every user of the application is in a broadcast dialog, inbox entry or not.
+        let mut all = s.hub.online_users(actor.app.id);
+        if !all.contains(&uid) {
+            all.push(uid);
+        }
+        members = Arc::new(all);
     }
     el.set_attr(
         "from",
@@ -555,7 +563,7 @@ pub async fn on_iq(
             .with_attr("type", "text")
             .with_attr("name", dialog.name.clone().unwrap_or_default()),
     );
-    let access = if dialog.kind == crate::model::DialogType::Group {
+    let access = if dialog.kind == DialogType::Group {
         "muc_membersonly"
     } else {
         "muc_open"
