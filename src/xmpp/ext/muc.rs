@@ -637,21 +637,14 @@ pub fn on_event(s: &Services, e: &ChatEvent) {
                 remove_user(s, &k, *uid, false);
             }
         }
-        ChatEvent::DialogDeleted {
-            app,
-            dialog,
-            occupants,
-        } => {
+        ChatEvent::DialogDeleted { app, dialog, .. } => {
+            // Only joined occupants hear of it: the event does not say whether the dialog was
+            // a room at all (a private dialog is not), and members who never joined simply
+            // stop receiving.
             let k = (*app, dialog.to_string());
             s.hub.rooms.invalidate(&k);
-            let mut everyone: Vec<i64> = occupants.clone();
             for o in s.hub.rooms.occupants(&k) {
-                if !everyone.contains(&o.user) {
-                    everyone.push(o.user);
-                }
-            }
-            for uid in everyone {
-                remove_user(s, &k, uid, true);
+                remove_user(s, &k, o.user, true);
             }
         }
         _ => {}
