@@ -658,3 +658,42 @@ async fn leaving_a_group_or_unsubscribing_from_a_public_dialog_over_rest_ends_ro
     a.send_raw(&groupchat(&pr, "pub2", "x", false)).await;
     nothing_but_sentinel(&srv, &mut a, &mut c, u[2].1).await;
 }
+
+/// Not a timed test: `cargo test --release --test suite fan_out_measured -- --ignored --nocapture`
+/// prints group fan-out throughput for one sender and a 100-occupant room (all online, none
+/// joined), messages not stored (the membership cache path).
+#[tokio::test]
+#[ignore]
+async fn fan_out_measured() {
+    const N: usize = 100;
+    const MESSAGES: usize = 200;
+    let srv = TestServer::start().await;
+    let (u, d) = group(&srv, "perf", N).await;
+    let r = room(&srv, &d);
+    let mut sender = online(&srv, u[0].1).await;
+    let mut readers = Vec::new();
+    for x in &u[1..] {
+        let mut c = online(&srv, x.1).await;
+        readers.push(tokio::spawn(async move {
+            for _ in 0..MESSAGES {
+                c.expect_named("message").await;
+            }
+        }));
+    }
+    let start = std::time::Instant::now();
+    for i in 0..MESSAGES {
+        sender
+            .send_raw(&groupchat(&r, &format!("p{i}"), "x", false))
+            .await;
+    }
+    for rd in readers {
+        rd.await.unwrap();
+    }
+    let took = start.elapsed();
+    let deliveries = MESSAGES * (N - 1);
+    println!(
+        "fan-out: {MESSAGES} messages to {} online occupants, {deliveries} deliveries in {took:?} = {:.0} deliveries/s",
+        N - 1,
+        deliveries as f64 / took.as_secs_f64()
+    );
+}
