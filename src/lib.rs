@@ -6,7 +6,8 @@
 //! - `db`       — PostgreSQL: pool, embedded server, migrations, repositories (all SQL).
 //! - `identity` — applications, users, sessions: who is calling and every account rule.
 //! - `chat`     — dialogs, messages, roles, unread counts, search, domain events.
-//! - `hub`      — live state: the session registry (user → connections) and fan-out to them.
+//! - `hub`      — live state: the session registry (user → connections), room occupancy and
+//!   membership cache, and fan-out to them.
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
 //! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.

@@ -75,6 +75,7 @@ impl Server {
             throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),
             privacy: xmpp::ext::privacy::PrivacyCache::new(),
         });
+        let room_events = chat.events().subscribe();
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {
             config,
@@ -106,7 +107,12 @@ impl Server {
             tokio::spawn(xmpp::serve(
                 xmpp_listeners.ws,
                 ws_kind,
-                services,
+                services.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(xmpp::ext::muc::watch_events(
+                services.clone(),
+                room_events,
                 rx.clone(),
             )),
             tokio::spawn(purge_loop(identity, rx)),

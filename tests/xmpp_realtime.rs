@@ -401,3 +401,40 @@ async fn a_blocked_users_rest_message_does_not_reach_the_blocker() {
     .await;
     quiet(&mut t.a).await;
 }
+
+#[tokio::test]
+async fn a_blocked_users_group_message_does_not_reach_the_blocker() {
+    let srv = TestServer::start().await;
+    let u = srv.users("gblk", 3).await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &srv.local(u[0].1), PASSWORD).await;
+    let mut b = Client::login(srv.xmpp, Via::Tcp, &srv.local(u[1].1), PASSWORD).await;
+    let mut c = Client::login(srv.xmpp, Via::Tcp, &srv.local(u[2].1), PASSWORD).await;
+    let d = srv
+        .dialog(
+            &u[0].0,
+            json!({"type": 2, "name": "G", "occupants_ids": [u[1].1, u[2].1]}),
+        )
+        .await;
+    let room = format!(
+        "{}_{}@muc.localhost",
+        srv.app.id.0,
+        d["_id"].as_str().unwrap()
+    );
+    let block = format!(
+        "<iq type='set' id='gb1'><block xmlns='urn:xmpp:blocking'><item jid='{}@localhost'/></block></iq>",
+        srv.local(u[1].1)
+    );
+    assert_eq!(a.iq("gb1", &block).await.attr("type"), Some("result"));
+    b.send_raw(&format!(
+        "<message to='{room}' type='groupchat' id='g1'><body>from bob</body></message>"
+    ))
+    .await;
+    let got = c.expect_named("message").await;
+    assert_eq!(
+        got.child("body", "jabber:client").unwrap().text(),
+        "from bob",
+        "others still receive it"
+    );
+    b.expect_named("message").await; // bob's own reflection
+    quiet(&mut a).await;
+}

@@ -423,6 +423,8 @@ impl Chat {
         );
         self.check_users_exist(&tx, &app, "occupants_ids", &push_occupants)
             .await?;
+        // Roles in a room follow admins: the real-time layer re-reads the room when they change.
+        let admins_changed = !u.push_admins.is_empty() || !u.pull_admins.is_empty();
         let push_admins = dedup(
             u.push_admins
                 .into_iter()
@@ -529,7 +531,7 @@ impl Chat {
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
         tx.commit().await?;
-        if !added.is_empty() || !removed.is_empty() {
+        if !added.is_empty() || !removed.is_empty() || admins_changed {
             self.events().publish(ChatEvent::OccupantsChanged {
                 app: app.id,
                 dialog: d.id,

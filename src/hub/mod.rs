@@ -2,7 +2,9 @@
 //! connection's resource, flags (available, carbons, client state) and a sender handle; plus
 //! status-streaming subscriptions and resumable stream-management sessions. Routing and REST →
 //! XMPP fan-out go through it. It holds no socket, no SQL and no XML parsing: it moves owned
-//! `Element`s into per-connection queues.
+//! `Element`s into per-connection queues. Room occupancy lives in `rooms`.
+
+pub mod rooms;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -65,6 +67,8 @@ pub enum RegisterError {
 #[derive(Default)]
 pub struct Hub {
     state: Mutex<State>,
+    /// Group-dialog rooms: joined occupants and the membership cache.
+    pub rooms: rooms::Rooms,
 }
 
 impl Hub {
@@ -136,6 +140,23 @@ impl Hub {
         conns.iter().filter(|c| queue(c, stanza.clone())).count()
     }
 
+    /// Like [`Hub::deliver_to_user`], but each copy is addressed to its connection's full JID
+    /// (`{bare}/{resource}`), as room traffic is.
+    pub fn deliver_addressed(&self, user: UserKey, bare: &str, stanza: &Element) -> usize {
+        let st = self.lock();
+        let Some(conns) = st.users.get(&user) else {
+            return 0;
+        };
+        conns
+            .iter()
+            .filter(|c| {
+                let mut el = stanza.clone();
+                el.set_attr("to", format!("{bare}/{}", c.resource));
+                queue(c, el)
+            })
+            .count()
+    }
+
     /// Queues `stanza` to the connection bound to `resource`; false when there is none.
     pub fn deliver_to_resource(&self, user: UserKey, resource: &str, stanza: Element) -> bool {
         let st = self.lock();
@@ -172,6 +193,16 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every user of `app` with a live connection (a broadcast dialog reaches them all).
+    pub fn online_users(&self, app: crate::model::AppId) -> Vec<i64> {
+        self.lock()
+            .users
+            .iter()
+            .filter(|(k, conns)| k.app == app && !conns.is_empty())
+            .map(|(k, _)| k.user.0)
+            .collect()
     }
 
     pub fn is_online(&self, user: UserKey) -> bool {

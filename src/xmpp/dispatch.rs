@@ -94,7 +94,8 @@ impl Dispatch {
     }
 }
 
-/// The server's extensions, one line per XEP.
+/// The server's extensions, one line per XEP. XEP-0045 rooms (`ext::muc`) are not here: they
+/// are reached by address (`muc.{domain}`, resolved by the session), not by payload namespace.
 pub fn table() -> Dispatch {
     Dispatch::new(&[
         ext::core::HANDLERS,

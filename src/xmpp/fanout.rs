@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use super::ext::offline;
 use super::ext::privacy::{self, Decision, Stanza};
+use super::ext::{muc, offline};
 use super::ns;
 use super::stanza::{random_hex, UserKey};
 use super::stream::Element;
@@ -128,25 +128,14 @@ fn message_stanza(v: &Value, typ: &str, from: &str, dialog: &ObjectId) -> Elemen
     m
 }
 
-/// The recipients a message from `sender` may reach: privacy lists and blocks are honoured
-/// for REST-originated messages exactly as for XMPP ones (1:1: the pair's decision; groups:
-/// the recipient's list for that sender's group messages).
-async fn permitted(
-    services: &Services,
-    app: AppId,
-    kind: DialogType,
-    sender: i64,
-    to: Vec<i64>,
-) -> Vec<i64> {
+/// The 1:1 recipients a message from `sender` may reach: privacy lists and blocks are
+/// honoured for REST-originated messages exactly as for XMPP ones (rooms check in `muc`).
+async fn permitted(services: &Services, app: AppId, sender: i64, to: Vec<i64>) -> Vec<i64> {
     let mut out = Vec::with_capacity(to.len());
     for u in to {
-        let allowed = if kind == DialogType::Private {
-            privacy::decision(services, key(app, sender), key(app, u), Stanza::Message).await
-                == Decision::Allow
-        } else {
-            !privacy::blocks_group_message(services, key(app, u), key(app, sender)).await
-        };
-        if allowed {
+        if privacy::decision(services, key(app, sender), key(app, u), Stanza::Message).await
+            == Decision::Allow
+        {
             out.push(u);
         }
     }
@@ -179,12 +168,21 @@ async fn deliver(services: &Services, e: ChatEvent) {
             let sender = message["sender_id"].as_i64().unwrap_or_default();
             let (typ, from) = origin(kind, app, &dialog, sender, &domain);
             let stanza = message_stanza(&message, typ, &from, &dialog);
-            let mut to = permitted(services, app, kind, sender, recipients).await;
-            if kind != DialogType::Private {
-                // Group messages are reflected to the sender's own connections.
-                to.push(sender);
+            if kind == DialogType::Private {
+                let to = permitted(services, app, sender, recipients).await;
+                send_each(services, app, &to, &stanza).await;
+            } else {
+                // Rooms deliver as a groupchat from the client does: every online member (every
+                // online user for broadcast), joined previewers, the sender reflected, privacy
+                // honoured per recipient.
+                let mut members = if kind == DialogType::Broadcast {
+                    services.hub.online_users(app)
+                } else {
+                    recipients
+                };
+                members.push(sender);
+                muc::fan_out(services, app, dialog.as_str(), &members, sender, &stanza).await;
             }
-            send_each(services, app, &to, &stanza).await;
         }
         ChatEvent::MessagesDeleted {
             app,

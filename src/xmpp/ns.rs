@@ -57,3 +57,9 @@ pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// XEP-0198 Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";
+/// XEP-0045 Multi-User Chat (join requests, service and room features).
+pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// XEP-0045 Multi-User Chat, user namespace (occupant presence, status codes).
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0085 Chat State Notifications.
+pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";

@@ -1,6 +1,7 @@
 //! XEP-0030 Service Discovery: info and items for the server and for user accounts. Features
-//! come from the dispatch table, so only what is registered is advertised. Must not invent
-//! features or items (no MUC service is listed here: group chat is not served by this layer).
+//! come from the dispatch table, so only what is registered is advertised; the server's items
+//! list the MUC service (`ext::muc` answers disco on the service and its rooms). Must not invent
+//! features or items.
 
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request, Target};
 use crate::xmpp::ns;
@@ -54,6 +55,16 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
     })
 }
 
-fn items(_req: Request<'_>) -> BoxFuture<'_, Reply> {
-    Box::pin(async { Ok(Some(Element::new("query", ns::DISCO_ITEMS))) })
+fn items(req: Request<'_>) -> BoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let mut q = Element::new("query", ns::DISCO_ITEMS);
+        if req.target == Target::Server && req.payload.attr("node").is_none() {
+            q.push(
+                Element::new("item", ns::DISCO_ITEMS)
+                    .with_attr("jid", crate::xmpp::ext::muc::service(req.services.domain()))
+                    .with_attr("name", "Group dialogs"),
+            );
+        }
+        Ok(Some(q))
+    })
 }

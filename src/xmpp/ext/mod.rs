@@ -10,6 +10,7 @@ pub mod history;
 pub mod last_activity;
 pub mod markers;
 pub mod message_delete;
+pub mod muc;
 pub mod offline;
 pub mod ping;
 pub mod privacy;

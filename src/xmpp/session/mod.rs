@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::dispatch::{Kind, Request, Target};
 use super::ext::privacy::{self, Stanza};
 use super::ext::{
-    carbons, correction, history, markers, message_delete, offline, roster, status_streaming,
+    carbons, correction, history, markers, message_delete, muc, offline, roster, status_streaming,
 };
 use super::ns;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
@@ -695,6 +695,12 @@ impl Session {
             return Ok(Dest::Server);
         };
         let jid = Jid::parse(to).ok_or_else(StanzaError::bad_request)?;
+        if jid.domain == muc::service(self.domain()) {
+            return match &jid.local {
+                None => Ok(Dest::MucService),
+                Some(local) => muc::parse_room(local, self.user.app, jid.resource).map(Dest::Room),
+            };
+        }
         if !jid.domain.eq_ignore_ascii_case(self.domain()) {
             return Err(StanzaError::remote_server_not_found());
         }
@@ -719,11 +725,12 @@ impl Session {
         }
         let (target, resource) = match self.resolve(el.attr("to")) {
             Ok(Dest::User(u, r)) => (u, r),
-            Ok(Dest::Server) => return Ok(()),
+            Ok(Dest::Room(room)) => return self.room_message(t, el, room).await,
+            Ok(Dest::Server | Dest::MucService) => return Ok(()),
             Err(e) => return self.reply_error(t, &el, e).await,
         };
         if kind == "groupchat" {
-            let e = StanzaError::service_unavailable().with_text("group chat is not served here");
+            let e = StanzaError::bad_request().with_text("groupchat messages go to a room");
             return self.reply_error(t, &el, e).await;
         }
         // Privacy first: a blocked message is neither stored nor delivered.
@@ -814,14 +821,18 @@ impl Session {
                         }
                     }
                 }
-                Some("unavailable") => self.go_unavailable(Some(el)),
+                Some("unavailable") => {
+                    self.go_unavailable(Some(el));
+                    muc::leave_all(&self.services, self.user, self.conn);
+                }
                 _ => {}
             }
             return Ok(());
         }
         let (target, resource) = match self.resolve(el.attr("to")) {
             Ok(Dest::User(u, r)) => (u, r),
-            Ok(Dest::Server) => return Ok(()),
+            Ok(Dest::Room(room)) => return self.room_presence(t, el, room).await,
+            Ok(Dest::Server | Dest::MucService) => return Ok(()),
             Err(e) => return self.reply_error(t, &el, e).await,
         };
         if let Some(sub @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) =
@@ -875,6 +886,68 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// A message to a room (XEP-0045 `groupchat`): `ext::muc` checks, stores and fans out.
+    async fn room_message(
+        &mut self,
+        t: &mut Transport,
+        el: Element,
+        room: muc::RoomAddr,
+    ) -> Result<(), End> {
+        let res = match self.actor().await {
+            Ok(actor) => muc::on_message(&self.services, &actor, el.clone(), room).await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) => self.reply_error(t, &el, e).await,
+        }
+    }
+
+    /// A presence to a room: join or leave; what comes back goes to this connection in order.
+    async fn room_presence(
+        &mut self,
+        t: &mut Transport,
+        el: Element,
+        room: muc::RoomAddr,
+    ) -> Result<(), End> {
+        let res = match self.actor().await {
+            Ok(actor) => {
+                let full = self.full.clone();
+                muc::on_presence(&self.services, &actor, self.conn, &full, el.clone(), room).await
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(out) => {
+                for p in out {
+                    self.send(t, p).await?;
+                }
+                Ok(())
+            }
+            Err(e) => self.reply_error(t, &el, e).await,
+        }
+    }
+
+    /// An iq to the MUC service or a room: exactly one answer.
+    async fn room_iq(
+        &mut self,
+        t: &mut Transport,
+        el: Element,
+        payload: Element,
+        room: Option<muc::RoomAddr>,
+    ) -> Result<(), End> {
+        let get = el.attr("type") == Some("get");
+        let reply = match self.actor().await {
+            Ok(actor) => muc::on_iq(&self.services, &actor, get, &payload, room).await,
+            Err(e) => Err(e),
+        };
+        let out = match reply {
+            Ok(p) => iq_result(&el, self.domain(), p),
+            Err(e) => e.reply_to(&el, self.domain()),
+        };
+        self.send(t, out).await
     }
 
     /// Presence to every available connection of the user itself (the initial-presence echo).
@@ -952,6 +1025,8 @@ impl Session {
             }
         }
         let target = match self.resolve(el.attr("to")) {
+            Ok(Dest::Room(room)) => return self.room_iq(t, el, payload, Some(room)).await,
+            Ok(Dest::MucService) => return self.room_iq(t, el, payload, None).await,
             Ok(Dest::Server) => Target::Server,
             Ok(Dest::User(u, None)) if u == self.user => Target::Server,
             Ok(Dest::User(u, None)) => Target::User(u),
@@ -1075,6 +1150,7 @@ impl Session {
 
     async fn cleanup(&mut self) {
         self.go_unavailable(None);
+        muc::leave_all(&self.services, self.user, self.conn);
         if let Some(sm) = self.sm.take() {
             self.services.hub.forget_resumable(&sm.id);
             // Un-acked messages addressed to this user are not lost: they wait offline.
@@ -1104,4 +1180,8 @@ impl Session {
 enum Dest {
     Server,
     User(UserKey, Option<String>),
+    /// The MUC service itself (`muc.{domain}`).
+    MucService,
+    /// A room of the sender's application, or an occupant of it.
+    Room(muc::RoomAddr),
 }
