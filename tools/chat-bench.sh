@@ -8,11 +8,13 @@
 # and logs each endpoint's query plans (auto_explain) into the results folder.
 # Usage: tools/chat-bench.sh            (full size; ~2 min seeding)
 #        SMALL=1 tools/chat-bench.sh    (1k users, 10k dialogs, 110k messages: a smoke run)
-# Env: DURATION (s per endpoint, default 10), CONNS (wrk connections, default 16).
+# Env: DURATION (s per endpoint, default 10), CONNS (wrk connections, default 16),
+#      CREATE_CONNS (connections for the create throughput run, default CONNS).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
 conns=${CONNS:-16}
+create_conns=${CREATE_CONNS:-$conns}
 if [ -n "${SMALL:-}" ]; then users=1000 dialogs=10000 big=10000 busy=1000 per=100; else users=10000 dialogs=100000 big=100000 busy=9000 per=100; fi
 mine=200
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -47,9 +49,9 @@ echo "seeded in $(( $(date +%s) - t0 )) s"
 big_dialog="d$(printf '%023x' 1)"
 small_dialog="d$(printf '%023x' 2)"
 
-run() { # name, then wrk arguments
+run() { # name, then wrk arguments (C: connections, default $conns)
   local name=$1; shift
-  taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency -H "CB-Token: $token" "$@" >"$out/$name.txt" 2>&1
+  taskset -c 1 wrk -t1 -c"${C:-$conns}" -d"${duration}s" --latency -H "CB-Token: $token" "$@" >"$out/$name.txt" 2>&1
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$out/$name.txt")
   p50=$(awk '$1=="50%" {print $2}' "$out/$name.txt")
@@ -69,7 +71,7 @@ run unread "$api/chat/Message/unread.json"
 rare=$(python3 -c "import hashlib; print(hashlib.md5(b'500').hexdigest()[:8])")
 run search-rare "$api/chat/search.json?search_text=$rare&limit=20"
 run search-common "$api/chat/search.json?search_text=topic421&limit=20"
-TOKEN=$token DIALOGS=$mine run message-create -s "$root/tools/chat-bench/post-message.lua" "$api/chat/Message.json"
+C=$create_conns TOKEN=$token DIALOGS=$mine run message-create -s "$root/tools/chat-bench/post-message.lua" "$api/chat/Message.json"
 
 # The plans PostgreSQL chose for one request of each kind.
 psql_ -c "LOAD 'auto_explain'" -c "ALTER SYSTEM SET session_preload_libraries = 'auto_explain'" \

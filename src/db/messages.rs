@@ -454,6 +454,10 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<MessageView>, tokio_postgres::Error> {
     let pattern = format!("%{}%", like_escape(text));
+    // A cached statement would drift to a generic plan that cannot see the pattern and so
+    // cannot cost the trigram index; plan this query for its actual pattern every time.
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await?;
     let (from, to) = window.unwrap_or((i64::MIN, i64::MAX));
     let sql = format!(
         "SELECT {COLUMNS}, {REACTIONS} FROM messages m
