@@ -3,6 +3,7 @@
 #
 #   tools/bench.sh run            # everything: install, configure, 3 repetitions, medians, table
 #   tools/bench.sh smoke          # short runs against ejabberd and Prosody only (validation)
+#   tools/bench.sh fanout        one sender into rooms of 10, 100, 1,000 (parley, ejabberd)
 #   tools/bench.sh start|stop|pid ejabberd|prosody|parley
 #   tools/bench.sh table DIR      # print the markdown table for a results directory
 #
@@ -469,6 +470,28 @@ if relay:
 PY
 }
 
+fanout_table() { python3 - "$1" "$SERVERS" <<'PY'
+import glob, json, os, statistics, sys
+d, servers = sys.argv[1], sys.argv[2].split()
+print("| room size | " + " | ".join(f"{s}: deliveries/s, p50/p99 ms" for s in servers) + " |")
+print("|---|" + "---|" * len(servers))
+for size in ("10", "100", "1000"):
+    cells = []
+    for s in servers:
+        runs = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(d, f"{s}_room{size}_*.json")))]
+        runs = [r for r in runs if "na" not in r and "metrics" in r]
+        if not runs:
+            cells.append("n/a")
+            continue
+        med = lambda f: statistics.median(f(r) for r in runs)
+        lost = sum(r.get("lost", 0) for r in runs)
+        cells.append(f"{med(lambda r: r['metrics']['deliveries_per_s']):,.0f}, "
+                     f"{med(lambda r: r['latency']['p50_us']) / 1000:.2f}/{med(lambda r: r['latency']['p99_us']) / 1000:.2f}"
+                     + (f" (LOST {lost})" if lost else ""))
+    print(f"| {size} | " + " | ".join(cells) + " |")
+PY
+}
+
 main() {
     local cmd=${1:-run}
     case $cmd in
@@ -502,6 +525,27 @@ main() {
             done
             log "results in $dir"
             table "$dir"
+            ;;
+        fanout)
+            # Group fan-out (the real-time issue): one sender into one room of 10, 100 and
+            # 1,000 occupants; deliveries/s and latency, medians of BENCH_REPS.
+            install_servers
+            build
+            cert
+            local dir
+            dir=$ROOT/tools/bench-results/fanout-$(date -u +%Y%m%dT%H%M%SZ)
+            mkdir -p "$dir"
+            SERVERS=${BENCH_SERVERS:-"parley ejabberd"}
+            SCENARIOS=(
+                "room10|muc --rooms 1 --occupants 10 --senders 1 --window 8|parley ejabberd prosody"
+                "room100|muc --rooms 1 --occupants 100 --senders 1 --window 8|parley ejabberd prosody"
+                "room1000|muc --rooms 1 --occupants 1000 --senders 1 --window 8 --setup-timeout 600|parley ejabberd prosody"
+            )
+            for s in $SERVERS; do
+                bench_server "$s" "$dir" 1100
+            done
+            log "results in $dir"
+            fanout_table "$dir"
             ;;
         *)
             sed -n '2,12p' "$0"
