@@ -438,3 +438,59 @@ async fn a_blocked_users_group_message_does_not_reach_the_blocker() {
     b.expect_named("message").await; // bob's own reflection
     quiet(&mut a).await;
 }
+
+#[tokio::test]
+async fn a_room_remove_cannot_delete_a_message_of_another_dialog() {
+    let srv = TestServer::start().await;
+    let u = srv.users("scope", 2).await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &srv.local(u[0].1), PASSWORD).await;
+    let x = srv
+        .dialog(
+            &u[0].0,
+            json!({"type": 2, "name": "X", "occupants_ids": [u[1].1]}),
+        )
+        .await;
+    let y = srv
+        .dialog(
+            &u[0].0,
+            json!({"type": 2, "name": "Y", "occupants_ids": [u[1].1]}),
+        )
+        .await;
+    let (x, y) = (
+        x["_id"].as_str().unwrap().to_string(),
+        y["_id"].as_str().unwrap().to_string(),
+    );
+    let r = srv
+        .http
+        .post_json(
+            "/chat/Message",
+            Some(&u[0].0),
+            json!({"chat_dialog_id": y, "message": "keep me"}),
+        )
+        .await;
+    let id = r.json()["_id"].as_str().unwrap().to_string();
+    let room_x = format!("{}_{x}@muc.localhost", srv.app.id.0);
+    a.send_raw(&format!(
+        "<message to='{room_x}' type='groupchat' id='rx1'><remove id='{id}' xmlns='urn:xmpp:message-delete:0'/></message>"
+    ))
+    .await;
+    // The stream handled it once its own ping is answered.
+    a.iq(
+        "scope-ping",
+        "<iq type='get' id='scope-ping'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    let items = srv
+        .http
+        .get(
+            &format!("/chat/Message?chat_dialog_id={y}&mark_as_read=0"),
+            Some(&u[0].0),
+        )
+        .await
+        .json();
+    assert_eq!(
+        items["items"][0]["_id"],
+        id.as_str(),
+        "the message in dialog Y survives"
+    );
+}

@@ -586,15 +586,18 @@ impl Chat {
 
     /// `DELETE /chat/Message/{ids}`: for the caller only, or with `force` for everyone, each
     /// message by the seed's rules for its dialog type and the caller's role.
+    /// With `within`, only messages of that dialog count (a room's `remove` cannot reach
+    /// another dialog's message); others are "not found".
     pub async fn delete_messages(
         &self,
         actor: &Actor,
         ids: &[String],
         force: bool,
+        within: Option<&str>,
     ) -> Result<super::dialogs::DeleteReport, ChatError> {
         let mut report = super::dialogs::DeleteReport::default();
         for id in ids {
-            match self.delete_message(actor, id, force).await {
+            match self.delete_message(actor, id, force, within).await {
                 Ok(()) => report.deleted.push(id.clone()),
                 Err(ChatError::NotFound(_)) => report.not_found.push(id.clone()),
                 Err(ChatError::Forbidden(_)) => report.wrong_permissions.push(id.clone()),
@@ -604,11 +607,20 @@ impl Chat {
         Ok(report)
     }
 
-    async fn delete_message(&self, actor: &Actor, id: &str, force: bool) -> Result<(), ChatError> {
+    async fn delete_message(
+        &self,
+        actor: &Actor,
+        id: &str,
+        force: bool,
+        within: Option<&str>,
+    ) -> Result<(), ChatError> {
         let oid: ObjectId = id.parse().map_err(|_| not_found(id))?;
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let m = repo::get(&tx, &oid).await?.ok_or_else(|| not_found(id))?;
+        if within.is_some_and(|d| d != m.dialog_id.as_str()) {
+            return Err(not_found(id));
+        }
         let d = dialog_repo::get(&tx, actor.app.id, &m.dialog_id, true)
             .await?
             .ok_or_else(|| not_found(id))?;

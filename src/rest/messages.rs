@@ -208,7 +208,7 @@ pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
     let r = ctx
         .state
         .chat
-        .delete_messages(&a, &path_ids(ctx.arg(0)), force)
+        .delete_messages(&a, &path_ids(ctx.arg(0)), force, None)
         .await?;
     Ok(Reply::ok(json!({
         "SuccessfullyDeleted": { "ids": r.deleted },

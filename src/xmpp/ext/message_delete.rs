@@ -19,7 +19,7 @@ pub async fn apply(services: &Services, actor: &Actor, el: &Element) -> Result<(
     };
     let report = services
         .chat
-        .delete_messages(actor, &[id.to_owned()], true)
+        .delete_messages(actor, &[id.to_owned()], true, None)
         .await
         .map_err(|e| StanzaError::from(&e))?;
     if !report.wrong_permissions.is_empty() {

@@ -181,7 +181,7 @@ pub async fn on_message(
     if let Some(id) = remove {
         let report = s
             .chat
-            .delete_messages(actor, std::slice::from_ref(&id), true)
+            .delete_messages(actor, std::slice::from_ref(&id), true, Some(&room.dialog))
             .await
             .map_err(chat_err)?;
         if !report.wrong_permissions.is_empty() {
