@@ -898,11 +898,7 @@ pub fn message_query(
                 ))
             }
         };
-        let op = match r.op.as_deref() {
-            None => FilterOp::Eq,
-            Some(o) => FilterOp::parse(o)
-                .ok_or_else(|| ChatError::invalid(&r.field, format!("unknown operator `{o}`")))?,
-        };
+        let op = r.op().map_err(|m| ChatError::invalid(&r.field, m))?;
         let allowed = match field {
             MessageField::AttachmentsType => matches!(
                 op,
@@ -919,15 +915,9 @@ pub fn message_query(
                 format!("does not take the operator `{op}`"),
             ));
         }
-        let values: Vec<String> = r
-            .values
-            .iter()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect();
-        if values.is_empty() {
-            return Err(ChatError::invalid(&r.field, "needs a value"));
-        }
+        let values = r
+            .clean_values()
+            .map_err(|m| ChatError::invalid(&r.field, m))?;
         if !op.takes_list() && values.len() > 1 {
             return Err(ChatError::invalid(
                 &r.field,

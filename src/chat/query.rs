@@ -68,11 +68,7 @@ pub fn dialog_query(
     let mut filters = Vec::new();
     for r in raw {
         let f = field(app, &r.field)?;
-        let op = match r.op.as_deref() {
-            None => FilterOp::Eq,
-            Some(o) => FilterOp::parse(o)
-                .ok_or_else(|| ChatError::invalid(&r.field, format!("unknown operator `{o}`")))?,
-        };
+        let op = r.op().map_err(|m| ChatError::invalid(&r.field, m))?;
         let allowed = match f {
             DialogField::OccupantsIds => matches!(
                 op,
@@ -94,15 +90,9 @@ pub fn dialog_query(
                 format!("does not take the operator `{op}`"),
             ));
         }
-        let values: Vec<String> = r
-            .values
-            .iter()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect();
-        if values.is_empty() {
-            return Err(ChatError::invalid(&r.field, "needs a value"));
-        }
+        let values = r
+            .clean_values()
+            .map_err(|m| ChatError::invalid(&r.field, m))?;
         if !op.takes_list() && values.len() > 1 && f != DialogField::OccupantsIds {
             return Err(ChatError::invalid(
                 &r.field,

@@ -300,12 +300,7 @@ pub fn users_query(
         let field = UserField::parse(&r.field).ok_or_else(|| {
             IdentityError::invalid(&r.field, "is not a field users can be filtered by")
         })?;
-        let op = match r.op.as_deref() {
-            None => FilterOp::Eq,
-            Some(o) => FilterOp::parse(o).ok_or_else(|| {
-                IdentityError::invalid(&r.field, format!("unknown operator `{o}`"))
-            })?,
-        };
+        let op = r.op().map_err(|m| IdentityError::invalid(&r.field, m))?;
         let allowed = if field.stand_alone() {
             matches!(
                 op,
@@ -325,15 +320,9 @@ pub fn users_query(
                 format!("does not take the operator `{op}`"),
             ));
         }
-        let values: Vec<String> = r
-            .values
-            .iter()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .collect();
-        if values.is_empty() {
-            return Err(IdentityError::invalid(&r.field, "needs a value"));
-        }
+        let values = r
+            .clean_values()
+            .map_err(|m| IdentityError::invalid(&r.field, m))?;
         if !op.takes_list() && values.len() > 1 && op != FilterOp::Eq {
             return Err(IdentityError::invalid(
                 &r.field,

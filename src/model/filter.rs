@@ -72,6 +72,31 @@ pub struct RawFilter {
     pub values: Vec<String>,
 }
 
+impl RawFilter {
+    /// The operator written (`eq` when none); `Err` carries the message naming an unknown one.
+    pub fn op(&self) -> Result<FilterOp, String> {
+        match self.op.as_deref() {
+            None => Ok(FilterOp::Eq),
+            Some(o) => FilterOp::parse(o).ok_or_else(|| format!("unknown operator `{o}`")),
+        }
+    }
+
+    /// The values trimmed, empty ones dropped; `Err` when none is left.
+    pub fn clean_values(&self) -> Result<Vec<String>, &'static str> {
+        let v: Vec<String> = self
+            .values
+            .iter()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if v.is_empty() {
+            Err("needs a value")
+        } else {
+            Ok(v)
+        }
+    }
+}
+
 /// Sort direction of `sort_asc=field` / `sort_desc=field`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortDir {
