@@ -7,38 +7,9 @@
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const CB = require('connectycube');
-const Cube = CB.default || CB;
-
-const API = process.env.PARLEY_API_URL;
-const APP_ID = Number(process.env.PARLEY_APP_ID);
-const AUTH_KEY = process.env.PARLEY_AUTH_KEY;
-const WS_URL = process.env.PARLEY_WS_URL || 'ws://127.0.0.1:5291';
-const PASSWORD = 'sdk-password-1';
+const { Cube, APP_ID, PASSWORD, client, within, next } = require('./support');
 const run = Date.now().toString(36);
 
-const config = {
-  endpoints: { api_url: API, chat: 'localhost', chat_url: WS_URL },
-  chat: { reconnect: { enable: false, timeInterval: 5 }, ping: { enable: false } },
-  debug: { mode: 0 },
-};
-
-function client() {
-  const c = new Cube.ConnectyCube();
-  c.init({ appId: APP_ID, authKey: AUTH_KEY }, config);
-  return c;
-}
-
-function within(promise, ms = 5000) {
-  return Promise.race([promise, new Promise((_, no) => setTimeout(() => no(new Error(`timed out after ${ms} ms`)), ms))]);
-}
-
-/** A promise for the next call of listener `name` on `c.chat`. */
-function next(c, name) {
-  return new Promise((resolve) => {
-    c.chat[name] = (...args) => resolve(args);
-  });
-}
 
 const A = client();
 const B = client();

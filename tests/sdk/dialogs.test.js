@@ -5,27 +5,12 @@
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const CB = require('connectycube');
-const Cube = CB.default || CB;
+const { APP_ID, PASSWORD, client, within } = require('./support');
 
-const API = process.env.PARLEY_API_URL;
-const APP_ID = Number(process.env.PARLEY_APP_ID);
-const AUTH_KEY = process.env.PARLEY_AUTH_KEY;
-const PASSWORD = 'sdk-password-1';
 const run = `d${Date.now().toString(36)}`;
-const config = {
-  endpoints: { api_url: API, chat: 'localhost', chat_url: process.env.PARLEY_WS_URL || 'ws://127.0.0.1:5291' },
-  chat: { reconnect: { enable: false, timeInterval: 5 } },
-  debug: { mode: 0 },
-};
-
-function within(promise, ms = 5000) {
-  return Promise.race([promise, new Promise((_, no) => setTimeout(() => no(new Error(`timed out after ${ms} ms`)), ms))]);
-}
 
 async function userClient(login) {
-  const c = new Cube.ConnectyCube();
-  c.init({ appId: APP_ID, authKey: AUTH_KEY }, config);
+  const c = client();
   await within(c.createSession());
   const { user } = await within(c.users.signup({ login, password: PASSWORD }));
   await within(c.login({ login, password: PASSWORD }));

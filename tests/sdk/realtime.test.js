@@ -6,31 +6,17 @@
 
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
-const CB = require('connectycube');
-const Cube = CB.default || CB;
+const { PASSWORD, client, within, next: nextCall } = require('./support');
 
-const config = {
-  endpoints: { api_url: process.env.PARLEY_API_URL, chat: 'localhost', chat_url: process.env.PARLEY_WS_URL || 'ws://127.0.0.1:5291' },
-  chat: { reconnect: { enable: false, timeInterval: 5 }, ping: { enable: false } },
-  debug: { mode: 0 },
-};
-const PASSWORD = 'sdk-password-1';
 const run = `rt${Date.now().toString(36)}`;
 
-function within(promise, ms = 5000) {
-  return Promise.race([promise, new Promise((_, no) => setTimeout(() => no(new Error(`timed out after ${ms} ms`)), ms))]);
-}
-
-/** The next call of listener `name` on `c.chat`. */
+/** The next call of listener `name` on `c.chat`, within 5 s. */
 function next(c, name) {
-  return within(new Promise((resolve) => {
-    c.chat[name] = (...args) => resolve(args);
-  }));
+  return within(nextCall(c, name));
 }
 
 async function online(who) {
-  const c = new Cube.ConnectyCube();
-  c.init({ appId: Number(process.env.PARLEY_APP_ID), authKey: process.env.PARLEY_AUTH_KEY }, config);
+  const c = client();
   await within(c.createSession());
   const login = `${run}_${who}`;
   const { user } = await within(c.users.signup({ login, password: PASSWORD }));

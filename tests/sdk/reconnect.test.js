@@ -6,31 +6,19 @@
 
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
-const CB = require('connectycube');
-const Cube = CB.default || CB;
+const { PASSWORD, sdkConfig, client, within, next: nextCall } = require('./support');
 
 // This file runs in its own process, so its reconnect settings do not touch the other files.
-const config = {
-  endpoints: { api_url: process.env.PARLEY_API_URL, chat: 'localhost', chat_url: process.env.PARLEY_WS_URL || 'ws://127.0.0.1:5291' },
-  chat: { reconnect: { enable: true, timeInterval: 1 }, ping: { enable: false } },
-  debug: { mode: 0 },
-};
-const PASSWORD = 'sdk-password-1';
+const config = sdkConfig({ reconnect: { enable: true, timeInterval: 1 } });
+
 const run = `rc${Date.now().toString(36)}`;
 
-function within(promise, ms = 5000) {
-  return Promise.race([promise, new Promise((_, no) => setTimeout(() => no(new Error(`timed out after ${ms} ms`)), ms))]);
-}
-
 function next(c, name, ms) {
-  return within(new Promise((resolve) => {
-    c.chat[name] = (...args) => resolve(args);
-  }), ms);
+  return within(nextCall(c, name), ms);
 }
 
 async function online(who) {
-  const c = new Cube.ConnectyCube();
-  c.init({ appId: Number(process.env.PARLEY_APP_ID), authKey: process.env.PARLEY_AUTH_KEY }, config);
+  const c = client(config);
   await within(c.createSession());
   const login = `${run}_${who}`;
   const { user } = await within(c.users.signup({ login, password: PASSWORD }));
