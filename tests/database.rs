@@ -91,7 +91,31 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_parley(data: &Path, port: u16) -> Child {
+/// A spawned server that is killed if the test ends early (a panic must not leave it running).
+struct Spawned(Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // Already reaped children refuse the kill; nothing else is touched.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_parley(data: &Path, port: u16) -> Spawned {
     Command::new(env!("CARGO_BIN_EXE_parley"))
         .arg("serve")
         .env("PARLEY_DATA_DIR", data)
@@ -103,10 +127,11 @@ fn spawn_parley(data: &Path, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Spawned)
         .expect("spawn parley")
 }
 
-async fn wait_ready(http: &Http, child: &mut Child) {
+async fn wait_ready(http: &Http, child: &mut Spawned) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
