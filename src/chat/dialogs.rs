@@ -61,6 +61,23 @@ pub struct DeleteReport {
     pub wrong_permissions: Vec<String>,
 }
 
+impl DeleteReport {
+    /// Files one id's outcome: refusals and unknown ids are reported, other errors abort.
+    pub(crate) fn record(
+        &mut self,
+        id: &str,
+        outcome: Result<(), ChatError>,
+    ) -> Result<(), ChatError> {
+        match outcome {
+            Ok(()) => self.deleted.push(id.to_owned()),
+            Err(ChatError::NotFound(_)) => self.not_found.push(id.to_owned()),
+            Err(ChatError::Forbidden(_)) => self.wrong_permissions.push(id.to_owned()),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
 const MAX_TEXT: usize = 1000;
 
 fn check_text(field: &str, v: &Option<String>) -> Result<(), ChatError> {
@@ -554,12 +571,7 @@ impl Chat {
         let me = actor.user;
         let mut report = DeleteReport::default();
         for id in ids {
-            match self.delete_one(actor, me, id, force).await {
-                Ok(()) => report.deleted.push(id.clone()),
-                Err(ChatError::NotFound(_)) => report.not_found.push(id.clone()),
-                Err(ChatError::Forbidden(_)) => report.wrong_permissions.push(id.clone()),
-                Err(e) => return Err(e),
-            }
+            report.record(id, self.delete_one(actor, me, id, force).await)?;
         }
         Ok(report)
     }

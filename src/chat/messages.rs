@@ -597,12 +597,7 @@ impl Chat {
     ) -> Result<super::dialogs::DeleteReport, ChatError> {
         let mut report = super::dialogs::DeleteReport::default();
         for id in ids {
-            match self.delete_message(actor, id, force, within).await {
-                Ok(()) => report.deleted.push(id.clone()),
-                Err(ChatError::NotFound(_)) => report.not_found.push(id.clone()),
-                Err(ChatError::Forbidden(_)) => report.wrong_permissions.push(id.clone()),
-                Err(e) => return Err(e),
-            }
+            report.record(id, self.delete_message(actor, id, force, within).await)?;
         }
         Ok(report)
     }
