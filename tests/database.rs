@@ -120,6 +120,10 @@ fn spawn_parley(data: &Path, port: u16) -> Spawned {
         .arg("serve")
         .env("PARLEY_DATA_DIR", data)
         .env("PARLEY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        // Any free port: the defaults may be taken by a Parley running on this machine.
+        .env("PARLEY_XMPP_ADDR", "127.0.0.1:0")
+        .env("PARLEY_XMPP_TLS_ADDR", "127.0.0.1:0")
+        .env("PARLEY_WS_ADDR", "127.0.0.1:0")
         .env("PARLEY_DATABASE_URL", "")
         .env("PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST", "true")
         .env("PARLEY_PASSWORDS_ARGON2_MEMORY_KIB", "256")

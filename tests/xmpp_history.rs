@@ -211,3 +211,91 @@ async fn a_refused_message_does_not_sink_the_rest_of_its_batch() {
     let dialog = a.unwrap().dialog.id;
     assert_eq!(history(&srv, &bob_token, dialog.as_str()).await.len(), 2);
 }
+
+#[tokio::test]
+async fn the_same_message_twice_in_one_batch_is_stored_once() {
+    let srv = TestServer::start().await;
+    let (_, alice_id) = srv.user_token("alice_twice").await;
+    let (bob_token, bob_id) = srv.user_token("bob_twice").await;
+    let actor = Actor {
+        from_stream: false,
+        app: srv.app.clone(),
+        user: UserId(alice_id),
+    };
+    let msg = |body: &str| NewMessage {
+        recipient_id: Some(bob_id),
+        id: Some("6b0900000000000000000001".into()),
+        body: Some(body.into()),
+        ..Default::default()
+    };
+    let chat = srv.chat();
+    // Both reach the writer together: the batch conflicts with itself and is retried one by one.
+    let (a, b) = tokio::join!(
+        chat.store_message(&actor, msg("once")),
+        chat.store_message(&actor, msg("once"))
+    );
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_ne!(a.duplicate, b.duplicate, "exactly one is the resend");
+    assert_eq!(
+        history(&srv, &bob_token, a.dialog.id.as_str()).await.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_batch_into_one_dialog_numbers_messages_in_order_and_counts_unread_per_member() {
+    let srv = TestServer::start().await;
+    let (alice_token, alice_id) = srv.user_token("alice_order").await;
+    let (bob_token, bob_id) = srv.user_token("bob_order").await;
+    let actor = |user| Actor {
+        from_stream: false,
+        app: srv.app.clone(),
+        user: UserId(user),
+    };
+    let (alice, bob) = (actor(alice_id), actor(bob_id));
+    let msg = |to, n: usize| NewMessage {
+        recipient_id: Some(to),
+        body: Some(format!("m{n}")),
+        date_sent: Some(1_700_000_000 + n as i64),
+        ..Default::default()
+    };
+    let chat = srv.chat();
+    let first = chat
+        .store_message(&alice, msg(bob_id, 0))
+        .await
+        .expect("first");
+    // Six messages from both sides at once: one batch, one statement.
+    let results = futures_util::future::join_all((1..7).map(|n| {
+        let (who, to) = if n % 3 == 0 {
+            (&bob, alice_id)
+        } else {
+            (&alice, bob_id)
+        };
+        chat.store_message(who, msg(to, n))
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let dialog = first.dialog.id.as_str();
+    let page = history(&srv, &alice_token, dialog).await;
+    let bodies: Vec<&str> = page.iter().filter_map(|m| m["message"].as_str()).collect();
+    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4", "m5", "m6"]);
+    let unread = |token: &str| {
+        let srv = &srv;
+        let token = token.to_owned();
+        async move {
+            srv.http
+                .get(
+                    &format!("/chat/Message/unread?chat_dialog_ids={dialog}"),
+                    Some(&token),
+                )
+                .await
+                .json()["total"]
+                .clone()
+        }
+    };
+    // Bob sent m3 and m6, Alice the other five: each counts only the other's messages.
+    assert_eq!(unread(&bob_token).await, 5);
+    assert_eq!(unread(&alice_token).await, 2);
+    let dialogs = srv.http.get("/chat/Dialog", Some(&bob_token)).await.json();
+    assert_eq!(dialogs["items"][0]["last_message"], "m6");
+}

@@ -22,6 +22,17 @@ pub enum ChatError {
 }
 
 impl ChatError {
+    /// This failure as told to each sender of a batch it voided.
+    pub fn clone_as_unavailable(&self) -> Self {
+        Self::Unavailable(self.to_string())
+    }
+
+    /// The store failed (not a refusal of the request): a transaction in progress is void.
+    pub fn is_store_failure(&self) -> bool {
+        matches!(self, Self::Db(_) | Self::Unavailable(_))
+            || matches!(self, Self::Identity(IdentityError::Db(_)))
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),

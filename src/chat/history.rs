@@ -1,6 +1,9 @@
-//! Group commit for messages stored from XMPP (`save_to_history`): every message waiting when
-//! the writer is free goes into one transaction, each inside its own savepoint so one refusal
-//! cannot undo the others; each sender hears back only once its message is durable.
+//! Group commit for every stored message (REST creates and XMPP `save_to_history`): every
+//! message waiting when the writer is free goes into one transaction, checked one by one so a
+//! refusal touches only its sender, written with one set-based statement, and committed once;
+//! each sender hears back only once its message is durable. A batch the database refuses as a
+//! whole (a conflict between two of its messages, a deadlock) is retried one message per
+//! transaction, so one bad message never sinks the others.
 
 use std::sync::OnceLock;
 
@@ -45,41 +48,46 @@ impl Chat {
     }
 
     async fn commit_batch(&self, batch: Vec<Job>) {
-        let mut results = Vec::with_capacity(batch.len());
-        let outcome = async {
-            let mut client = self.pool().get().await?;
-            let mut tx = client.transaction().await?;
-            for job in batch {
-                let sp = tx.transaction().await?;
-                let r = self.store_in(&sp, &job.actor, &job.new).await;
-                match r {
-                    Ok(_) => sp.commit().await?,
-                    Err(_) => sp.rollback().await?,
+        match self.try_batch(&batch).await {
+            Ok(results) => {
+                for (job, r) in batch.into_iter().zip(results) {
+                    self.finish(job, r);
                 }
-                results.push((job, r));
             }
-            tx.commit().await?;
-            Ok::<_, ChatError>(())
-        }
-        .await;
-        match outcome {
-            Ok(()) => {
-                for (job, r) in results {
-                    if let Ok(stored) = &r {
-                        self.after_store(&job.actor, &job.new, stored);
-                    }
-                    let _ = job.done.send(r);
+            Err(e) if batch.len() > 1 => {
+                tracing::debug!(error = %e, size = batch.len(), "history batch retried one by one");
+                for job in batch {
+                    let r = match self.try_batch(std::slice::from_ref(&job)).await {
+                        Ok(mut r) => r.pop().unwrap_or_else(|| Err(e.clone_as_unavailable())),
+                        Err(e) => Err(e),
+                    };
+                    self.finish(job, r);
                 }
             }
             Err(e) => {
-                // Nothing of the batch was committed: every sender hears so.
-                let why = e.to_string();
-                tracing::error!(error = %why, "history batch failed");
-                for (job, _) in results {
-                    let _ = job.done.send(Err(ChatError::Unavailable(why.clone())));
+                tracing::error!(error = %e, "history write failed");
+                for job in batch {
+                    self.finish(job, Err(e.clone_as_unavailable()));
                 }
             }
         }
+    }
+
+    /// One transaction for `batch`: per-message outcomes if it committed.
+    async fn try_batch(&self, batch: &[Job]) -> Result<Vec<Result<Stored, ChatError>>, ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let jobs: Vec<(&Actor, &NewMessage)> = batch.iter().map(|j| (&j.actor, &j.new)).collect();
+        let results = self.store_many(&tx, &jobs).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    fn finish(&self, job: Job, r: Result<Stored, ChatError>) {
+        if let Ok(stored) = &r {
+            self.after_store(&job.actor, &job.new, stored);
+        }
+        let _ = job.done.send(r);
     }
 }
 

@@ -39,6 +39,20 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// One message checked and ready to be written, or a resend of one already stored.
+enum Plan {
+    Fresh(Box<Fresh>),
+    Duplicate(Box<Stored>),
+}
+
+struct Fresh {
+    id: ObjectId,
+    dialog: Dialog,
+    recipient_id: i64,
+    attachments: Value,
+    custom: Value,
+}
+
 /// `PUT /chat/Message/{ids}`, typed.
 #[derive(Clone, Debug, Default)]
 pub struct MessageUpdate {
@@ -192,17 +206,13 @@ impl Chat {
 
     /// `POST /chat/Message`: stores a message; the dialog's last message and every other
     /// member's unread count change in the same transaction. `send_to_chat` publishes it.
+    /// Goes through the group-commit writer, so concurrent creates share one commit.
     pub async fn create_message(
         &self,
         actor: &Actor,
         new: NewMessage,
     ) -> Result<MessageView, ChatError> {
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        let stored = self.store_in(&tx, actor, &new).await?;
-        tx.commit().await?;
-        self.after_store(actor, &new, &stored);
-        Ok(stored.view)
+        Ok(self.store_message(actor, new).await?.view)
     }
 
     /// What a committed message needs published: `send_to_chat` delivers it in real time.
@@ -218,15 +228,85 @@ impl Chat {
         }
     }
 
-    /// Stores a message inside `tx`: checks the sender's role, numbers the message, and updates
-    /// the dialog's last message and every member's inbox row. A resend of a message already
-    /// stored (same id, sender and dialog) returns it, marked `duplicate`, without storing twice.
-    pub(crate) async fn store_in(
+    /// Stores messages inside `tx`. Each is checked (size, attachments, the sender's role, a
+    /// resend of a message already stored — same id, sender and dialog — is returned marked
+    /// `duplicate` without storing twice); the accepted ones are then written with one
+    /// set-based statement. The checks of all messages run pipelined on the connection.
+    /// The outer error is a database failure (the transaction must be rolled back); the inner
+    /// ones are refusals of single messages, which leave the others untouched.
+    pub(crate) async fn store_many(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        jobs: &[(&Actor, &NewMessage)],
+    ) -> Result<Vec<Result<Stored, ChatError>>, ChatError> {
+        let plans = futures_util::future::join_all(
+            jobs.iter().map(|(actor, new)| self.plan(tx, actor, new)),
+        )
+        .await;
+        if let Some(e) = plans
+            .iter()
+            .zip(jobs)
+            .find_map(|(p, _)| p.as_ref().err().filter(|e| e.is_store_failure()))
+        {
+            return Err(ChatError::Unavailable(e.to_string()));
+        }
+        let now = self.clock().now();
+        let rows: Vec<Row> = plans
+            .iter()
+            .zip(jobs)
+            .filter_map(|(p, (actor, new))| match p {
+                Ok(Plan::Fresh(f)) => Some(Row {
+                    id: &f.id,
+                    app: actor.app.id.0,
+                    dialog: &f.dialog.id,
+                    sender: actor.user,
+                    recipient_id: f.recipient_id,
+                    body: new.body.as_deref(),
+                    attachments: &f.attachments,
+                    custom: &f.custom,
+                    markable: new.markable,
+                    date_sent: new.date_sent.unwrap_or_else(|| now.unix_timestamp()),
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut inserted = repo::insert_many(tx, &rows, now).await?.into_iter();
+        drop(rows);
+        let mut out = Vec::with_capacity(jobs.len());
+        for (plan, (actor, _)) in plans.into_iter().zip(jobs) {
+            out.push(match plan {
+                Err(e) => Err(e),
+                Ok(Plan::Duplicate(stored)) => Ok(*stored),
+                Ok(Plan::Fresh(f)) => {
+                    let message = inserted.next().flatten().ok_or_else(|| {
+                        ChatError::Unavailable(format!("dialog {} vanished", f.dialog.id))
+                    })?;
+                    // A new message has no reactions yet: its view is the inserted row.
+                    let view = MessageView {
+                        message,
+                        own_reactions: Vec::new(),
+                        reaction_totals: Map::new(),
+                    };
+                    let recipients = self.recipients(tx, &f.dialog, actor.user).await?;
+                    Ok(Stored {
+                        view,
+                        dialog: f.dialog,
+                        recipients,
+                        duplicate: false,
+                    })
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Everything about one new message decided before anything is written.
+    async fn plan(
         &self,
         tx: &crate::db::Tx<'_>,
         actor: &Actor,
         new: &NewMessage,
-    ) -> Result<Stored, ChatError> {
+    ) -> Result<Plan, ChatError> {
         let cfg = &self.inner.config;
         if new
             .body
@@ -268,12 +348,12 @@ impl Chat {
                     .await?
                     .ok_or_else(|| not_found(id.as_str()))?;
                 let recipients = self.recipients(tx, &dialog, actor.user).await?;
-                return Ok(Stored {
+                return Ok(Plan::Duplicate(Box::new(Stored {
                     view,
                     dialog,
                     recipients,
                     duplicate: true,
-                });
+                })));
             }
             return Err(ChatError::invalid(
                 "_id",
@@ -289,34 +369,13 @@ impl Chat {
                 .unwrap_or(0),
             _ => 0,
         };
-        let now = self.clock().now();
-        let row = Row {
-            id: &id,
-            app: actor.app.id.0,
-            dialog: &dialog.id,
-            sender: actor.user,
-            recipient_id,
-            body: new.body.as_deref(),
-            attachments: &attachments,
-            custom: &custom,
-            markable: new.markable,
-            date_sent: new.date_sent.unwrap_or_else(|| now.unix_timestamp()),
-            now,
-        };
-        // A new message has no reactions yet: its view is the inserted row.
-        let message = repo::insert(tx, &row).await?;
-        let view = MessageView {
-            message,
-            own_reactions: Vec::new(),
-            reaction_totals: Map::new(),
-        };
-        let recipients = self.recipients(tx, &dialog, actor.user).await?;
-        Ok(Stored {
-            view,
+        Ok(Plan::Fresh(Box::new(Fresh {
+            id,
             dialog,
-            recipients,
-            duplicate: false,
-        })
+            recipient_id,
+            attachments,
+            custom,
+        })))
     }
 
     /// Everyone in the dialog but `except`: occupants, or inbox members of public and broadcast

@@ -83,55 +83,88 @@ pub struct NewMessage<'a> {
     pub custom: &'a Value,
     pub markable: bool,
     pub date_sent: i64,
-    pub now: OffsetDateTime,
 }
 
-/// Stores a message and updates, in the same transaction, the dialog's last message and counters,
-/// every other member's unread count (bringing hidden dialogs back) and every member's sort key.
-pub async fn insert(tx: &Tx<'_>, m: &NewMessage<'_>) -> Result<Message, tokio_postgres::Error> {
-    let seq: i64 = tx
-        .q1(
-            "UPDATE dialogs SET message_seq = message_seq + 1, message_count = message_count + 1,
-                 last_message_id = $2, last_message = $3, last_message_user_id = $4, last_message_date_sent = $5,
-                 updated_at = $6
-             WHERE id = $1 RETURNING message_seq",
-            &[&m.dialog.as_str(), &m.id.as_str(), &m.body, &m.sender.0, &m.date_sent, &m.now],
-        )
-        .await?
-        .get(0);
-    let row = tx
-        .q1(
+/// Stores a batch of messages with one statement and updates, in the same statement, each
+/// dialog's last message and counters (numbering its messages in batch order), every other
+/// member's unread count (bringing hidden dialogs back) and every member's sort key. Set-based,
+/// so a batch costs one round trip however many messages and dialogs it holds; the caller holds
+/// the dialogs' row locks. Returns the stored messages in the order given.
+pub async fn insert_many(
+    tx: &Tx<'_>,
+    batch: &[NewMessage<'_>],
+    now: OffsetDateTime,
+) -> Result<Vec<Option<Message>>, tokio_postgres::Error> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = batch.iter().map(|m| m.id.as_str()).collect();
+    let apps: Vec<i64> = batch.iter().map(|m| m.app).collect();
+    let dialogs: Vec<&str> = batch.iter().map(|m| m.dialog.as_str()).collect();
+    let senders: Vec<i64> = batch.iter().map(|m| m.sender.0).collect();
+    let recipients: Vec<i64> = batch.iter().map(|m| m.recipient_id).collect();
+    let bodies: Vec<Option<&str>> = batch.iter().map(|m| m.body).collect();
+    let attachments: Vec<&Value> = batch.iter().map(|m| m.attachments).collect();
+    let customs: Vec<&Value> = batch.iter().map(|m| m.custom).collect();
+    let markable: Vec<bool> = batch.iter().map(|m| m.markable).collect();
+    let dates: Vec<i64> = batch.iter().map(|m| m.date_sent).collect();
+    let rows = tx
+        .q(
             &format!(
-                "INSERT INTO messages AS m (id, application_id, dialog_id, seq, sender_id, recipient_id, body, attachments,
-                     custom, markable, date_sent, read_ids, delivered_ids, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ARRAY[$5]::BIGINT[], ARRAY[$5]::BIGINT[], $12, $12)
+                "WITH b AS (
+                     SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
+                                          $6::TEXT[], $7::JSONB[], $8::JSONB[], $9::BOOLEAN[], $10::BIGINT[])
+                         WITH ORDINALITY AS b(id, app, dialog_id, sender_id, recipient_id, body, attachments,
+                                              custom, markable, date_sent, ord)
+                 ), last AS (
+                     SELECT DISTINCT ON (dialog_id) dialog_id, id, body, sender_id, date_sent,
+                            count(*) OVER (PARTITION BY dialog_id) AS n
+                     FROM b ORDER BY dialog_id, ord DESC
+                 ), d AS (
+                     UPDATE dialogs SET message_seq = dialogs.message_seq + l.n,
+                         message_count = dialogs.message_count + l.n,
+                         last_message_id = l.id, last_message = l.body, last_message_user_id = l.sender_id,
+                         last_message_date_sent = l.date_sent, updated_at = $11
+                     FROM last l WHERE dialogs.id = l.dialog_id
+                     RETURNING dialogs.id, dialogs.message_seq - l.n AS base
+                 ), inbox AS (
+                     UPDATE dialog_members dm SET
+                         unread_count = dm.unread_count + (l.n - (
+                             SELECT count(*) FROM b WHERE b.dialog_id = dm.dialog_id AND b.sender_id = dm.user_id
+                         ))::INTEGER,
+                         hidden = FALSE, sort_at = l.date_sent
+                     FROM last l WHERE dm.dialog_id = l.dialog_id
+                 )
+                 INSERT INTO messages AS m (id, application_id, dialog_id, seq, sender_id, recipient_id, body,
+                     attachments, custom, markable, date_sent, read_ids, delivered_ids, created_at, updated_at)
+                 SELECT b.id, b.app, b.dialog_id, d.base + row_number() OVER (PARTITION BY b.dialog_id ORDER BY b.ord),
+                        b.sender_id, b.recipient_id, b.body, b.attachments, b.custom, b.markable, b.date_sent,
+                        ARRAY[b.sender_id], ARRAY[b.sender_id], $11, $11
+                 FROM b JOIN d ON d.id = b.dialog_id
                  RETURNING {COLUMNS}"
             ),
             &[
-                &m.id.as_str(),
-                &m.app,
-                &m.dialog.as_str(),
-                &seq,
-                &m.sender.0,
-                &m.recipient_id,
-                &m.body,
-                m.attachments,
-                m.custom,
-                &m.markable,
-                &m.date_sent,
-                &m.now,
+                &ids,
+                &apps,
+                &dialogs,
+                &senders,
+                &recipients,
+                &bodies,
+                &attachments,
+                &customs,
+                &markable,
+                &dates,
+                &now,
             ],
         )
         .await?;
-    tx.x(
-        "UPDATE dialog_members SET
-             unread_count = unread_count + CASE WHEN user_id = $2 THEN 0 ELSE 1 END,
-             hidden = FALSE, sort_at = $3
-         WHERE dialog_id = $1",
-        &[&m.dialog.as_str(), &m.sender.0, &m.date_sent],
-    )
-    .await?;
-    Ok(from_row(&row))
+    let mut stored: std::collections::HashMap<String, Message> = rows
+        .iter()
+        .map(from_row)
+        .map(|m| (m.id.as_str().to_owned(), m))
+        .collect();
+    // `None` only if a dialog vanished although the caller held its lock.
+    Ok(batch.iter().map(|m| stored.remove(m.id.as_str())).collect())
 }
 
 /// The condition "this message counts as unread for member `u`" given the inbox row `dm`.
