@@ -26,6 +26,8 @@ data=$(mktemp -d "$root/target/chat-bench.XXXXXX")
 chmod 755 "$data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 api="http://127.0.0.1:$port"
+# XMPP listeners on free ports: the defaults may belong to another Parley on this machine.
+export PARLEY_XMPP_ADDR=127.0.0.1:0 PARLEY_XMPP_TLS_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=127.0.0.1:0
 PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$port" PARLEY_DATABASE_URL= PARLEY_LOG=warn \
   PARLEY_DATABASE_POOL_SIZE=16 taskset -c 0 "$root/target/release/parley" serve >"$data/parley.log" 2>&1 &
 pid=$!
