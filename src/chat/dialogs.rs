@@ -296,7 +296,7 @@ impl Chat {
             None => {
                 let key = private_key.as_deref().unwrap_or_default();
                 (
-                    repo::by_private_key(&tx, key)
+                    repo::by_private_key(&tx, key, false)
                         .await?
                         .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?,
                     false,

@@ -1,6 +1,8 @@
 //! Messages: create (a private dialog on first message), history with mark-as-read, unread
 //! counts, read/delivered, edits, deletes for self or everyone, system messages, reactions, search.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::rules::{self, Action, Role};
@@ -39,14 +41,74 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
-/// One message checked and ready to be written, or a resend of one already stored.
-enum Plan {
-    Fresh(Box<Fresh>),
-    Duplicate(Box<Stored>),
+/// The dialogs a batch of new messages goes to, fetched (and locked) with two statements for the
+/// whole batch instead of one per message.
+#[derive(Default)]
+struct Prefetched {
+    /// By (dialog, sender): the dialog and the sender's inbox entry.
+    by_id: HashMap<(ObjectId, i64), (Dialog, Option<dialog_repo::Member>)>,
+    /// Private dialogs by pair key.
+    by_key: HashMap<String, Dialog>,
+    /// Every dialog the batch names was asked for: a miss means it does not exist (yet).
+    complete: bool,
 }
 
+impl Prefetched {
+    async fn load(
+        tx: &crate::db::Tx<'_>,
+        jobs: &[(&Actor, &NewMessage)],
+    ) -> Result<Self, ChatError> {
+        let mut asks = Vec::new();
+        let mut keys = Vec::new();
+        for (actor, new) in jobs {
+            match (&new.dialog_id, new.recipient_id) {
+                (Some(id), _) => {
+                    if let Ok(oid) = id.parse::<ObjectId>() {
+                        asks.push((actor.app.id, oid, actor.user));
+                    }
+                }
+                (None, Some(other)) => keys.push(private_key(actor, other)),
+                (None, None) => {}
+            }
+        }
+        let asks: Vec<_> = asks.iter().map(|(a, id, u)| (*a, id, *u)).collect();
+        let (by_id, by_key) = futures_util::future::join(
+            async {
+                match asks.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => dialog_repo::get_many_with_member(tx, &asks).await,
+                }
+            },
+            async {
+                match keys.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => dialog_repo::by_private_keys(tx, &keys).await,
+                }
+            },
+        )
+        .await;
+        Ok(Self {
+            by_id: by_id?
+                .into_iter()
+                .map(|(d, user, m)| ((d.id.clone(), user), (d, m)))
+                .collect(),
+            by_key: by_key?.into_iter().collect(),
+            complete: true,
+        })
+    }
+}
+
+/// The unique key of the private dialog between the actor and `other`.
+fn private_key(actor: &Actor, other: i64) -> String {
+    let (a, b) = (actor.user.0.min(other), actor.user.0.max(other));
+    format!("{}:{a}:{b}", actor.app.id)
+}
+
+/// One message checked and ready to be written.
 struct Fresh {
     id: ObjectId,
+    /// The id came from the client, so it may be a resend of a message already stored.
+    client_id: bool,
     dialog: Dialog,
     recipient_id: i64,
     attachments: Value,
@@ -122,13 +184,17 @@ impl Chat {
         tx: &crate::db::Tx<'_>,
         actor: &Actor,
         new: &NewMessage,
+        known: &Prefetched,
     ) -> Result<(Dialog, Role), ChatError> {
         if let Some(id) = &new.dialog_id {
             let nf = || ChatError::NotFound(format!("Dialog {id} not found"));
             let oid: ObjectId = id.parse().map_err(|_| nf())?;
-            let (d, member) = dialog_repo::get_with_member(tx, actor.app.id, &oid, actor.user)
-                .await?
-                .ok_or_else(nf)?;
+            let found = match known.by_id.get(&(oid.clone(), actor.user.0)) {
+                Some(hit) => Some(hit.clone()),
+                None if known.complete => None,
+                None => dialog_repo::get_with_member(tx, actor.app.id, &oid, actor.user).await?,
+            };
+            let (d, member) = found.ok_or_else(nf)?;
             if d.kind == DialogType::Broadcast && member.is_none() {
                 let (role, _) = self.role(tx, actor, &d).await?;
                 return Ok((d, role));
@@ -142,6 +208,16 @@ impl Chat {
         if other == actor.user.0 {
             return Err(ChatError::invalid("recipient_id", "cannot be yourself"));
         }
+        let key = private_key(actor, other);
+        // Every message after the first finds its dialog among those fetched for the batch.
+        let found = match known.by_key.get(&key) {
+            Some(d) => Some(d.clone()),
+            None if known.complete => None,
+            None => dialog_repo::by_private_key(tx, &key, true).await?,
+        };
+        if let Some(d) = found {
+            return Ok((d, Role::Regular));
+        }
         if !crate::db::users::missing_ids(tx, actor.app.id, &[other])
             .await?
             .is_empty()
@@ -151,8 +227,6 @@ impl Chat {
                 format!("user {other} does not exist"),
             ));
         }
-        let (a, b) = (actor.user.0.min(other), actor.user.0.max(other));
-        let key = format!("{}:{a}:{b}", actor.app.id);
         let now = self.clock().now();
         let fresh = Dialog {
             id: ObjectId::generate(now.unix_timestamp()),
@@ -181,7 +255,7 @@ impl Chat {
                 dialog_repo::add_members(tx, &d, &d.occupants).await?;
                 d
             }
-            None => dialog_repo::by_private_key(tx, &key)
+            None => dialog_repo::by_private_key(tx, &key, false)
                 .await?
                 .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?,
         };
@@ -239,14 +313,15 @@ impl Chat {
         tx: &crate::db::Tx<'_>,
         jobs: &[(&Actor, &NewMessage)],
     ) -> Result<Vec<Result<Stored, ChatError>>, ChatError> {
+        let known = Prefetched::load(tx, jobs).await?;
         let plans = futures_util::future::join_all(
-            jobs.iter().map(|(actor, new)| self.plan(tx, actor, new)),
+            jobs.iter()
+                .map(|(actor, new)| self.plan(tx, actor, new, &known)),
         )
         .await;
         if let Some(e) = plans
             .iter()
-            .zip(jobs)
-            .find_map(|(p, _)| p.as_ref().err().filter(|e| e.is_store_failure()))
+            .find_map(|p| p.as_ref().err().filter(|e| e.is_store_failure()))
         {
             return Err(ChatError::Unavailable(e.to_string()));
         }
@@ -255,7 +330,7 @@ impl Chat {
             .iter()
             .zip(jobs)
             .filter_map(|(p, (actor, new))| match p {
-                Ok(Plan::Fresh(f)) => Some(Row {
+                Ok(f) => Some(Row {
                     id: &f.id,
                     app: actor.app.id.0,
                     dialog: &f.dialog.id,
@@ -276,11 +351,11 @@ impl Chat {
         for (plan, (actor, _)) in plans.into_iter().zip(jobs) {
             out.push(match plan {
                 Err(e) => Err(e),
-                Ok(Plan::Duplicate(stored)) => Ok(*stored),
-                Ok(Plan::Fresh(f)) => {
-                    let message = inserted.next().flatten().ok_or_else(|| {
-                        ChatError::Unavailable(format!("dialog {} vanished", f.dialog.id))
-                    })?;
+                Ok(f) => {
+                    let Some(message) = inserted.next().flatten() else {
+                        out.push(self.not_inserted(tx, actor, f).await?);
+                        continue;
+                    };
                     // A new message has no reactions yet: its view is the inserted row.
                     let view = MessageView {
                         message,
@@ -300,13 +375,50 @@ impl Chat {
         Ok(out)
     }
 
+    /// A message the batch statement skipped because its id is taken: a resend of the same
+    /// message (same id, sender and dialog) is returned as stored, marked `duplicate`; another
+    /// message's id is refused. The outer error means the store failed.
+    async fn not_inserted(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        actor: &Actor,
+        f: Fresh,
+    ) -> Result<Result<Stored, ChatError>, ChatError> {
+        let same = match repo::get(tx, &f.id).await? {
+            Some(m) => f.client_id && m.sender_id == actor.user.0 && m.dialog_id == f.dialog.id,
+            None => {
+                return Err(ChatError::Unavailable(format!(
+                    "message {} was not stored",
+                    f.id
+                )))
+            }
+        };
+        if !same {
+            return Ok(Err(ChatError::invalid(
+                "_id",
+                "is already used by another message",
+            )));
+        }
+        let view = repo::view(tx, &f.id, actor.user)
+            .await?
+            .ok_or_else(|| not_found(f.id.as_str()))?;
+        let recipients = self.recipients(tx, &f.dialog, actor.user).await?;
+        Ok(Ok(Stored {
+            view,
+            dialog: f.dialog,
+            recipients,
+            duplicate: true,
+        }))
+    }
+
     /// Everything about one new message decided before anything is written.
     async fn plan(
         &self,
         tx: &crate::db::Tx<'_>,
         actor: &Actor,
         new: &NewMessage,
-    ) -> Result<Plan, ChatError> {
+        known: &Prefetched,
+    ) -> Result<Fresh, ChatError> {
         let cfg = &self.inner.config;
         if new
             .body
@@ -329,7 +441,7 @@ impl Chat {
         };
         let attachments = self.clean_attachments(new.attachments.clone())?;
         let custom = Value::Object(new.custom.clone());
-        let (dialog, role) = self.target_dialog(tx, actor, new).await?;
+        let (dialog, role) = self.target_dialog(tx, actor, new, known).await?;
         if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
             return Err(ChatError::NotFound(format!(
                 "Dialog {} not found",
@@ -337,29 +449,6 @@ impl Chat {
             )));
         }
         rules::check(role, dialog.kind, Action::SendMessage)?;
-        let existing = match new.id {
-            Some(_) => repo::get(tx, &id).await?,
-            None => None,
-        };
-        if let Some(existing) = existing {
-            // A resend of the same message (same id, sender and dialog) is not stored twice.
-            if existing.sender_id == actor.user.0 && existing.dialog_id == dialog.id {
-                let view = repo::view(tx, &id, actor.user)
-                    .await?
-                    .ok_or_else(|| not_found(id.as_str()))?;
-                let recipients = self.recipients(tx, &dialog, actor.user).await?;
-                return Ok(Plan::Duplicate(Box::new(Stored {
-                    view,
-                    dialog,
-                    recipients,
-                    duplicate: true,
-                })));
-            }
-            return Err(ChatError::invalid(
-                "_id",
-                "is already used by another message",
-            ));
-        }
         let recipient_id = match dialog.kind {
             DialogType::Private => dialog
                 .occupants
@@ -369,13 +458,14 @@ impl Chat {
                 .unwrap_or(0),
             _ => 0,
         };
-        Ok(Plan::Fresh(Box::new(Fresh {
+        Ok(Fresh {
+            client_id: new.id.is_some(),
             id,
             dialog,
             recipient_id,
             attachments,
             custom,
-        })))
+        })
     }
 
     /// Everyone in the dialog but `except`: occupants, or inbox members of public and broadcast
@@ -408,7 +498,9 @@ impl Chat {
             dialog_id: Some(dialog_id.to_string()),
             ..Default::default()
         };
-        let (dialog, role) = self.target_dialog(&tx, actor, &probe).await?;
+        let (dialog, role) = self
+            .target_dialog(&tx, actor, &probe, &Prefetched::default())
+            .await?;
         if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
             return Err(ChatError::NotFound(format!("Dialog {dialog_id} not found")));
         }

@@ -87,16 +87,17 @@ pub async fn insert(
     Ok(row.as_ref().map(from_row))
 }
 
+/// The private dialog of a pair of users, locked for the rest of the transaction when `lock`.
 pub async fn by_private_key(
     tx: &Tx<'_>,
     key: &str,
+    lock: bool,
 ) -> Result<Option<Dialog>, tokio_postgres::Error> {
-    let row = tx
-        .q01(
-            &format!("SELECT {COLUMNS} FROM dialogs d WHERE private_key = $1"),
-            &[&key],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dialogs d WHERE private_key = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = tx.q01(&sql, &[&key]).await?;
     Ok(row.as_ref().map(from_row))
 }
 
@@ -465,4 +466,49 @@ pub async fn view(
     );
     let row = tx.q01(&sql, &[&user.0, &id.as_str(), &app.0]).await?;
     Ok(row.as_ref().map(view_from_row))
+}
+
+/// Batch form of [`get_with_member`] for the message writer: each (application, dialog, user)
+/// asked, with the dialogs locked for the transaction, in one round trip. Rows come back for
+/// the dialogs that exist in that application, keyed by (dialog id, user).
+pub async fn get_many_with_member(
+    tx: &Tx<'_>,
+    asks: &[(AppId, &ObjectId, UserId)],
+) -> Result<Vec<(Dialog, i64, Option<Member>)>, tokio_postgres::Error> {
+    let apps: Vec<i64> = asks.iter().map(|a| a.0 .0).collect();
+    let ids: Vec<&str> = asks.iter().map(|a| a.1.as_str()).collect();
+    let users: Vec<i64> = asks.iter().map(|a| a.2 .0).collect();
+    let sql = format!(
+        "SELECT {COLUMNS}, m.unread_count, m.hidden, m.joined_seq, m.cleared_seq, m.notifications, j.user_id
+         FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS j(app, id, user_id)
+         JOIN dialogs d ON d.id = j.id AND d.application_id = j.app
+         LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = j.user_id
+         FOR UPDATE OF d"
+    );
+    let rows = tx.q(&sql, &[&apps, &ids, &users]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let member = r.get::<_, Option<i32>>(NCOL).map(|unread| Member {
+                unread,
+                hidden: r.get(NCOL + 1),
+                joined_seq: r.get(NCOL + 2),
+                cleared_seq: r.get(NCOL + 3),
+                notifications: r.get(NCOL + 4),
+            });
+            (from_row(r), r.get(NCOL + 5), member)
+        })
+        .collect())
+}
+
+/// Batch form of [`by_private_key`] with the lock: the private dialogs of these pairs that exist.
+pub async fn by_private_keys(
+    tx: &Tx<'_>,
+    keys: &[String],
+) -> Result<Vec<(String, Dialog)>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, d.private_key FROM dialogs d WHERE d.private_key = ANY($1) FOR UPDATE"
+    );
+    let rows = tx.q(&sql, &[&keys]).await?;
+    Ok(rows.iter().map(|r| (r.get(NCOL), from_row(r))).collect())
 }

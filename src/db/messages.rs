@@ -89,7 +89,8 @@ pub struct NewMessage<'a> {
 /// dialog's last message and counters (numbering its messages in batch order), every other
 /// member's unread count (bringing hidden dialogs back) and every member's sort key. Set-based,
 /// so a batch costs one round trip however many messages and dialogs it holds; the caller holds
-/// the dialogs' row locks. Returns the stored messages in the order given.
+/// the dialogs' row locks. A message whose id is already taken is skipped (`None` in its place:
+/// the caller tells a resend from a clash); the others are returned in the order given.
 pub async fn insert_many(
     tx: &Tx<'_>,
     batch: &[NewMessage<'_>],
@@ -114,8 +115,9 @@ pub async fn insert_many(
                 "WITH b AS (
                      SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
                                           $6::TEXT[], $7::JSONB[], $8::JSONB[], $9::BOOLEAN[], $10::BIGINT[])
-                         WITH ORDINALITY AS b(id, app, dialog_id, sender_id, recipient_id, body, attachments,
+                         WITH ORDINALITY AS u(id, app, dialog_id, sender_id, recipient_id, body, attachments,
                                               custom, markable, date_sent, ord)
+                     WHERE NOT EXISTS (SELECT 1 FROM messages x WHERE x.id = u.id)
                  ), last AS (
                      SELECT DISTINCT ON (dialog_id) dialog_id, id, body, sender_id, date_sent,
                             count(*) OVER (PARTITION BY dialog_id) AS n
@@ -163,7 +165,6 @@ pub async fn insert_many(
         .map(from_row)
         .map(|m| (m.id.as_str().to_owned(), m))
         .collect();
-    // `None` only if a dialog vanished although the caller held its lock.
     Ok(batch.iter().map(|m| stored.remove(m.id.as_str())).collect())
 }
 
