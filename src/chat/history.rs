@@ -75,11 +75,13 @@ impl Chat {
 
     /// One transaction for `batch`: per-message outcomes if it committed.
     async fn try_batch(&self, batch: &[Job]) -> Result<Vec<Result<Stored, ChatError>>, ChatError> {
+        let started = std::time::Instant::now();
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let jobs: Vec<(&Actor, &NewMessage)> = batch.iter().map(|j| (&j.actor, &j.new)).collect();
         let results = self.store_many(&tx, &jobs).await?;
         tx.commit().await?;
+        tracing::debug!(size = batch.len(), elapsed = ?started.elapsed(), "message batch committed");
         Ok(results)
     }
 
@@ -95,10 +97,21 @@ async fn run(chat: Chat, mut rx: mpsc::Receiver<Job>) {
     let max = chat.inner.config.history_batch_max.max(1);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        // Senders woken by the last commit may not have run yet (on a busy or single-threaded
+        // runtime they queue behind this task): let them, while each pass still brings more.
+        loop {
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() >= max {
+                break;
+            }
+            tokio::task::yield_now().await;
+            if rx.is_empty() {
+                break;
             }
         }
         chat.commit_batch(batch).await;

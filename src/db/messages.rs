@@ -111,8 +111,7 @@ pub async fn insert_many(
     let dates: Vec<i64> = batch.iter().map(|m| m.date_sent).collect();
     let rows = tx
         .q(
-            &format!(
-                "WITH b AS (
+            "WITH b AS (
                      SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
                                           $6::TEXT[], $7::JSONB[], $8::JSONB[], $9::BOOLEAN[], $10::BIGINT[])
                          WITH ORDINALITY AS u(id, app, dialog_id, sender_id, recipient_id, body, attachments,
@@ -143,8 +142,7 @@ pub async fn insert_many(
                         b.sender_id, b.recipient_id, b.body, b.attachments, b.custom, b.markable, b.date_sent,
                         ARRAY[b.sender_id], ARRAY[b.sender_id], $11, $11
                  FROM b JOIN d ON d.id = b.dialog_id
-                 RETURNING {COLUMNS}"
-            ),
+                 RETURNING m.id, m.seq",
             &[
                 &ids,
                 &apps,
@@ -160,12 +158,35 @@ pub async fn insert_many(
             ],
         )
         .await?;
-    let mut stored: std::collections::HashMap<String, Message> = rows
+    // Only the numbers come back: the rest of each row is what was sent.
+    let seqs: std::collections::HashMap<String, i64> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(batch
         .iter()
-        .map(from_row)
-        .map(|m| (m.id.as_str().to_owned(), m))
-        .collect();
-    Ok(batch.iter().map(|m| stored.remove(m.id.as_str())).collect())
+        .map(|m| {
+            seqs.get(m.id.as_str()).map(|&seq| Message {
+                id: m.id.clone(),
+                dialog_id: m.dialog.clone(),
+                seq,
+                sender_id: m.sender.0,
+                recipient_id: m.recipient_id,
+                body: m.body.map(str::to_owned),
+                attachments: m.attachments.clone(),
+                custom: match m.custom {
+                    Value::Object(c) => c.clone(),
+                    _ => Map::new(),
+                },
+                markable: m.markable,
+                date_sent: m.date_sent,
+                read_ids: vec![m.sender.0],
+                delivered_ids: vec![m.sender.0],
+                views_count: 0,
+                edited_at: None,
+                created_at: now,
+                updated_at: now,
+            })
+        })
+        .collect())
 }
 
 /// The condition "this message counts as unread for member `u`" given the inbox row `dm`.
