@@ -470,7 +470,8 @@ pub async fn view(
 
 /// Batch form of [`get_with_member`] for the message writer: each (application, dialog, user)
 /// asked, with the dialogs locked for the transaction, in one round trip. Rows come back for
-/// the dialogs that exist in that application, keyed by (dialog id, user).
+/// the dialogs that exist in that application, keyed by (dialog id, user). Locks are taken in
+/// id order, so two batches never wait on each other in a cycle.
 pub async fn get_many_with_member(
     tx: &Tx<'_>,
     asks: &[(AppId, &ObjectId, UserId)],
@@ -483,7 +484,7 @@ pub async fn get_many_with_member(
          FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS j(app, id, user_id)
          JOIN dialogs d ON d.id = j.id AND d.application_id = j.app
          LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = j.user_id
-         FOR UPDATE OF d"
+         ORDER BY d.id FOR UPDATE OF d"
     );
     let rows = tx.q(&sql, &[&apps, &ids, &users]).await?;
     Ok(rows
@@ -507,7 +508,8 @@ pub async fn by_private_keys(
     keys: &[String],
 ) -> Result<Vec<(String, Dialog)>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT {COLUMNS}, d.private_key FROM dialogs d WHERE d.private_key = ANY($1) FOR UPDATE"
+        "SELECT {COLUMNS}, d.private_key FROM dialogs d WHERE d.private_key = ANY($1)
+         ORDER BY d.id FOR UPDATE"
     );
     let rows = tx.q(&sql, &[&keys]).await?;
     Ok(rows.iter().map(|r| (r.get(NCOL), from_row(r))).collect())
