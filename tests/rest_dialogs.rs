@@ -201,6 +201,126 @@ async fn broadcast_dialog_is_visible_to_every_user_of_the_application() {
     );
 }
 
+/// The list adds a user's broadcast inbox entries only when its own statement reports one
+/// missing; a user who listed before the broadcast existed must still see it, with the
+/// messages sent so far unread, in the page, in the total and in `count=1`.
+#[tokio::test]
+async fn broadcast_dialog_created_after_a_users_last_list_appears_in_their_next_one() {
+    let s = TestServer::start().await;
+    let u = s.users("bl", 2).await;
+    let g = s
+        .dialog(
+            &u[0].0,
+            json!({"type": 2, "name": "G", "occupants_ids": [u[1].1]}),
+        )
+        .await;
+    let before = s.http.get("/chat/Dialog", Some(&u[1].0)).await.json();
+    assert_eq!(ids_of(&before), vec![id(&g)]);
+    let b = s.dialog(&u[0].0, json!({"type": 1, "name": "News"})).await;
+    let r = s
+        .http
+        .post_json(
+            "/chat/Message",
+            Some(&u[0].0),
+            json!({"chat_dialog_id": id(&b), "message": "hello all", "send_to_chat": 1}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    // A count comes first here, a filtered list that leaves broadcasts out for the late user
+    // below: whichever read comes first must add the entry.
+    let count = s
+        .http
+        .get("/chat/Dialog?count=1", Some(&u[1].0))
+        .await
+        .json();
+    assert_eq!(count, json!({"items_count": 2}));
+    let after = s.http.get("/chat/Dialog", Some(&u[1].0)).await.json();
+    assert_eq!(after["total_entries"], 2);
+    let mut listed = ids_of(&after);
+    listed.sort();
+    let mut expected = vec![id(&g), id(&b)];
+    expected.sort();
+    assert_eq!(listed, expected);
+    let news = after["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| id(d) == id(&b))
+        .unwrap();
+    assert_eq!(news["unread_messages_count"], 1, "{news}");
+    let late = s.user_token("bl_late").await;
+    let only_groups = s
+        .http
+        .get("/chat/Dialog?type=2", Some(&late.0))
+        .await
+        .json();
+    assert_eq!(only_groups["total_entries"], 0);
+    let broadcasts = s
+        .http
+        .get("/chat/Dialog?type=1", Some(&late.0))
+        .await
+        .json();
+    assert_eq!(ids_of(&broadcasts), vec![id(&b)]);
+    assert_eq!(broadcasts["items"][0]["unread_messages_count"], 1);
+}
+
+/// A page past the end has no row to carry the total: it is read separately.
+#[tokio::test]
+async fn a_page_past_the_end_is_empty_and_still_reports_the_total() {
+    let s = TestServer::start().await;
+    let u = s.users("pe", 2).await;
+    for i in 0..3 {
+        s.dialog(
+            &u[0].0,
+            json!({"type": 2, "name": format!("d{i}"), "occupants_ids": [u[1].1]}),
+        )
+        .await;
+    }
+    let page = s
+        .http
+        .get("/chat/Dialog?limit=2&skip=5", Some(&u[0].0))
+        .await
+        .json();
+    assert_eq!(
+        page,
+        json!({"items": [], "limit": 2, "skip": 5, "total_entries": 3})
+    );
+    let nobody = s.user_token("pe_new").await;
+    let empty = s.http.get("/chat/Dialog", Some(&nobody.0)).await.json();
+    assert_eq!(
+        empty,
+        json!({"items": [], "limit": 100, "skip": 0, "total_entries": 0})
+    );
+}
+
+/// The caller's own last message carries its status; someone else's carries none.
+#[tokio::test]
+async fn last_message_status_is_shown_only_on_the_callers_own_last_message() {
+    let s = TestServer::start().await;
+    let u = s.users("ls", 2).await;
+    let g = id(&s
+        .dialog(
+            &u[0].0,
+            json!({"type": 2, "name": "G", "occupants_ids": [u[1].1]}),
+        )
+        .await);
+    let r = s
+        .http
+        .post_json(
+            "/chat/Message",
+            Some(&u[0].0),
+            json!({"chat_dialog_id": g, "message": "mine", "send_to_chat": 1}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    let mine = s.http.get("/chat/Dialog", Some(&u[0].0)).await.json();
+    assert_eq!(mine["items"][0]["last_message_status"], "sent");
+    assert_eq!(mine["items"][0]["last_message"], "mine");
+    let theirs = s.http.get("/chat/Dialog", Some(&u[1].0)).await.json();
+    assert!(theirs["items"][0]["last_message_status"].is_null());
+    assert_eq!(theirs["items"][0]["unread_messages_count"], 1);
+}
+
 #[tokio::test]
 async fn group_dialog_is_invisible_to_non_occupants() {
     let s = TestServer::start().await;

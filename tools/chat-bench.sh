@@ -9,7 +9,10 @@
 # Usage: tools/chat-bench.sh            (full size; ~2 min seeding)
 #        SMALL=1 tools/chat-bench.sh    (1k users, 10k dialogs, 110k messages: a smoke run)
 # Env: DURATION (s per endpoint, default 10), CONNS (wrk connections, default 16),
-#      CREATE_CONNS (connections for the create throughput run, default CONNS).
+#      CREATE_CONNS (connections for the create throughput run, default CONNS),
+#      ONLY (space-separated endpoint names to run, e.g. ONLY="dialog-list"; default: all),
+#      BIN (a prebuilt parley binary to measure instead of building this tree's, for
+#      before/after comparisons on the same seed size).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
@@ -18,7 +21,7 @@ create_conns=${CREATE_CONNS:-$conns}
 if [ -n "${SMALL:-}" ]; then users=1000 dialogs=10000 big=10000 busy=1000 per=100; else users=10000 dialogs=100000 big=100000 busy=9000 per=100; fi
 mine=200
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-(cd "$root" && cargo build --release --bin parley)
+if [ -n "${BIN:-}" ]; then bin=$(realpath "$BIN"); else (cd "$root" && cargo build --release --bin parley); bin="$root/target/release/parley"; fi
 
 out="$root/target/chat-bench-results"
 mkdir -p "$out"
@@ -29,7 +32,7 @@ api="http://127.0.0.1:$port"
 # XMPP listeners on free ports: the defaults may belong to another Parley on this machine.
 export PARLEY_XMPP_ADDR=127.0.0.1:0 PARLEY_XMPP_TLS_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=127.0.0.1:0
 PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$port" PARLEY_DATABASE_URL= PARLEY_LOG=warn \
-  PARLEY_DATABASE_POOL_SIZE=16 taskset -c 0 "$root/target/release/parley" serve >"$data/parley.log" 2>&1 &
+  PARLEY_DATABASE_POOL_SIZE=16 taskset -c 0 "$bin" serve >"$data/parley.log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"; }
 trap cleanup EXIT
@@ -53,6 +56,7 @@ small_dialog="d$(printf '%023x' 2)"
 
 run() { # name, then wrk arguments (C: connections, default $conns)
   local name=$1; shift
+  case " ${ONLY:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   taskset -c 1 wrk -t1 -c"${C:-$conns}" -d"${duration}s" --latency -H "CB-Token: $token" "$@" >"$out/$name.txt" 2>&1
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$out/$name.txt")
@@ -79,7 +83,7 @@ C=$create_conns TOKEN=$token DIALOGS=$mine run message-create -s "$root/tools/ch
 psql_ -c "LOAD 'auto_explain'" -c "ALTER SYSTEM SET session_preload_libraries = 'auto_explain'" \
   -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" -c "ALTER SYSTEM SET auto_explain.log_analyze = on" >/dev/null
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$port" PARLEY_DATABASE_URL= PARLEY_LOG=warn "$root/target/release/parley" serve >>"$data/parley.log" 2>&1 &
+PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$port" PARLEY_DATABASE_URL= PARLEY_LOG=warn "$bin" serve >>"$data/parley.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do curl -fs "$api/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 log="$data/postgres/log/postgresql.log"

@@ -342,12 +342,18 @@ impl Chat {
     ) -> Result<(Vec<DialogView>, i64, DialogQuery), ChatError> {
         let me = actor.user;
         let q = dialog_query(&actor.app, raw, sort, limit, skip)?;
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        repo::ensure_broadcast_members(&tx, actor.app.id, me).await?;
-        let (items, total) =
-            repo::list(&tx, actor.app.id, me, &q, asks_public_only(&q), count_only).await?;
-        tx.commit().await?;
+        // A read needs no transaction: the page and its total come from one statement, so
+        // they share a snapshot, and BEGIN/COMMIT would only add two round trips.
+        let client = self.pool().get().await?;
+        let public = asks_public_only(&q);
+        let mut page = repo::list_page(&client, actor.app.id, me, &q, public, count_only).await?;
+        if page.missing_broadcast {
+            // Rare: a broadcast dialog was created since this user last listed. Add the
+            // entries, then read again so the page and the total include them.
+            repo::ensure_broadcast_members(&client, actor.app.id, me).await?;
+            page = repo::list_page(&client, actor.app.id, me, &q, public, count_only).await?;
+        }
+        let (items, total) = (page.items, page.total);
         Ok((items, total, q))
     }
 

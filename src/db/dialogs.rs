@@ -220,11 +220,11 @@ pub async fn remove_members(
 /// Gives `user` an inbox entry for every broadcast dialog of the application they lack, with
 /// every present message unread (broadcast dialogs belong to every user of the application).
 pub async fn ensure_broadcast_members(
-    tx: &Tx<'_>,
+    c: &(impl Cached + Sync),
     app: AppId,
     user: UserId,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.x(
+    c.x(
         "INSERT INTO dialog_members (dialog_id, user_id, unread_count, sort_at)
          SELECT d.id, $2, LEAST(d.message_count, 2147483647)::INTEGER,
                 COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)
@@ -349,11 +349,32 @@ fn condition(f: &crate::model::dialog::DialogFilter, params: &mut Vec<Param>) ->
 }
 
 /// The caller's last-message status: 3 read, 2 delivered, 1 sent, NULL when someone else sent it.
-const STATUS: &str = "CASE WHEN p.last_message_user_id = $1 THEN
-        CASE WHEN cardinality(array_remove(lm.read_ids, $1)) > 0 THEN 3
-             WHEN cardinality(array_remove(lm.delivered_ids, $1)) > 0 THEN 2
-             ELSE 1 END
+/// The last message is read only when the caller sent it (`CASE` evaluates its branch only
+/// then), so other people's last messages, most of a busy inbox, cost no index probe.
+const STATUS: &str = "CASE WHEN p.last_message_user_id = $1 THEN COALESCE((
+        SELECT CASE WHEN cardinality(array_remove(lm.read_ids, $1)) > 0 THEN 3
+                    WHEN cardinality(array_remove(lm.delivered_ids, $1)) > 0 THEN 2
+                    ELSE 1 END
+        FROM messages lm WHERE lm.id = p.last_message_id), 1)
     END";
+
+/// Whether the application has a broadcast dialog the user has no inbox entry for (broadcast
+/// dialogs belong to every user; their entries are added lazily). `OFFSET 0` keeps the inner
+/// check a per-dialog primary-key probe: pulled up into an anti-join, a generic plan scanned
+/// the user's whole inbox once per broadcast dialog.
+const MISSING_BROADCAST: &str = "EXISTS (SELECT 1 FROM dialogs b WHERE b.application_id = $2 AND b.type = 1
+        AND NOT EXISTS (SELECT 1 FROM dialog_members bm WHERE bm.dialog_id = b.id AND bm.user_id = $1 OFFSET 0))";
+
+/// One page of a user's dialog list, with what the same statement learnt on the way.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListPage {
+    pub items: Vec<DialogView>,
+    /// Every dialog matching the filters, read in the same snapshot as the page.
+    pub total: i64,
+    /// The application has a broadcast dialog the user has no inbox entry for yet: the caller
+    /// should add the entries (`ensure_broadcast_members`) and read again.
+    pub missing_broadcast: bool,
+}
 
 /// A user's dialogs (their inbox, read in the inbox index's order), or with `discover_public`
 /// every public dialog of the application (with the user's entry where they have one).
@@ -366,9 +387,23 @@ pub async fn list(
     discover_public: bool,
     count_only: bool,
 ) -> Result<(Vec<DialogView>, i64), tokio_postgres::Error> {
-    let mut params: Vec<Param> = vec![Box::new(user.0)];
+    let page = list_page(tx, app, user, q, discover_public, count_only).await?;
+    Ok((page.items, page.total))
+}
+
+/// [`list`] without a transaction, in one round trip when the page is not empty: the total and
+/// the broadcast check ride along as init plans (computed once, in the page's snapshot). Only
+/// an empty page (past the end, a new user, `count_only`) asks for them separately.
+pub async fn list_page(
+    c: &(impl Cached + Sync),
+    app: AppId,
+    user: UserId,
+    q: &DialogQuery,
+    discover_public: bool,
+    count_only: bool,
+) -> Result<ListPage, tokio_postgres::Error> {
+    let mut params: Vec<Param> = vec![Box::new(user.0), Box::new(app.0)];
     let (from, mut conds) = if discover_public {
-        params.push(Box::new(app.0));
         (
             "dialogs d LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $1",
             vec![
@@ -387,52 +422,55 @@ pub async fn list(
         conds.push(condition(f, &mut params));
     }
     let filter = conds.join(" AND ");
-    let total: i64 = if !discover_public && q.filters.is_empty() {
-        tx.q1(
-            "SELECT count(*) FROM dialog_members m WHERE m.user_id = $1 AND NOT m.hidden",
-            &[&user.0],
-        )
-        .await?
-        .get(0)
+    let count = if !discover_public && q.filters.is_empty() {
+        // The inbox index alone answers this (PostgreSQL never drops an inner join).
+        "SELECT count(*) FROM dialog_members m WHERE m.user_id = $1 AND NOT m.hidden".to_string()
     } else {
-        tx.q1(
-            &format!("SELECT count(*) FROM {from} WHERE {filter}"),
-            &refs(&params),
-        )
-        .await?
-        .get(0)
+        format!("SELECT count(*) FROM {from} WHERE {filter}")
     };
-    if count_only {
-        return Ok((Vec::new(), total));
+    let meta = format!("SELECT ({count}), {MISSING_BROADCAST}");
+    let mut page = ListPage::default();
+    if !count_only {
+        let dir = q.sort.1.sql();
+        let (sort, tiebreak, nulls) = match (&q.sort.0, discover_public) {
+            // Exactly the inbox index's order, so a page is read from the index and stops early.
+            (DialogField::LastMessageDateSent, false) => {
+                ("m.sort_at".to_string(), "m.dialog_id", "")
+            }
+            (DialogField::LastMessageDateSent, true) => (
+                "COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)"
+                    .to_string(),
+                "d.id",
+                "",
+            ),
+            (f, _) => (column(f), "d.id", " NULLS LAST"),
+        };
+        let n = params.len();
+        let outer = COLUMNS.replace("d.", "p.");
+        let sql = format!(
+            "SELECT {outer}, p.unread_count, {STATUS}, ({count}), {MISSING_BROADCAST}
+             FROM (SELECT {COLUMNS}, m.unread_count, {sort} AS sort_key, {tiebreak} AS tie
+                   FROM {from} WHERE {filter}
+                   ORDER BY {sort} {dir}{nulls}, {tiebreak} {dir} LIMIT ${} OFFSET ${}) p
+             ORDER BY p.sort_key {dir}{nulls}, p.tie {dir}",
+            n + 1,
+            n + 2
+        );
+        let mut all = refs(&params);
+        all.push(&q.limit);
+        all.push(&q.skip);
+        let rows = c.q(&sql, &all).await?;
+        if let Some(first) = rows.first() {
+            page.total = first.get(NCOL + 2);
+            page.missing_broadcast = first.get(NCOL + 3);
+            page.items = rows.iter().map(view_from_row).collect();
+            return Ok(page);
+        }
     }
-    let dir = q.sort.1.sql();
-    let (sort, tiebreak, nulls) = match (&q.sort.0, discover_public) {
-        // Exactly the inbox index's order, so a page is read from the index and stops early.
-        (DialogField::LastMessageDateSent, false) => ("m.sort_at".to_string(), "m.dialog_id", ""),
-        (DialogField::LastMessageDateSent, true) => (
-            "COALESCE(d.last_message_date_sent, extract(epoch FROM d.created_at)::BIGINT)"
-                .to_string(),
-            "d.id",
-            "",
-        ),
-        (f, _) => (column(f), "d.id", " NULLS LAST"),
-    };
-    let n = params.len();
-    params.push(Box::new(q.limit));
-    params.push(Box::new(q.skip));
-    let outer = COLUMNS.replace("d.", "p.");
-    let sql = format!(
-        "SELECT {outer}, p.unread_count, {STATUS}
-         FROM (SELECT {COLUMNS}, m.unread_count, {sort} AS sort_key, {tiebreak} AS tie
-               FROM {from} WHERE {filter}
-               ORDER BY {sort} {dir}{nulls}, {tiebreak} {dir} LIMIT ${} OFFSET ${}) p
-         LEFT JOIN messages lm ON lm.id = p.last_message_id
-         ORDER BY p.sort_key {dir}{nulls}, p.tie {dir}",
-        n + 1,
-        n + 2
-    );
-    let rows = tx.q(&sql, &refs(&params)).await?;
-    Ok((rows.iter().map(view_from_row).collect(), total))
+    let row = c.q1(&meta, &refs(&params)).await?;
+    page.total = row.get(0);
+    page.missing_broadcast = row.get(1);
+    Ok(page)
 }
 
 fn view_from_row(r: &Row) -> DialogView {
@@ -461,8 +499,7 @@ pub async fn view(
         "SELECT {outer}, p.unread_count, {STATUS}
          FROM (SELECT {COLUMNS}, m.unread_count FROM dialogs d
                LEFT JOIN dialog_members m ON m.dialog_id = d.id AND m.user_id = $1
-               WHERE d.id = $2 AND d.application_id = $3) p
-         LEFT JOIN messages lm ON lm.id = p.last_message_id"
+               WHERE d.id = $2 AND d.application_id = $3) p"
     );
     let row = tx.q01(&sql, &[&user.0, &id.as_str(), &app.0]).await?;
     Ok(row.as_ref().map(view_from_row))

@@ -1,50 +1,140 @@
 //! `/chat/Dialog`: list, create, update, delete, clear history, subscribe, admins,
 //! notifications, occupants. Each handler parses, calls one `chat::` function, renders.
 
+use serde::Serialize;
 use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::extract::{raw_filters, sort};
 use super::users::user_json;
 use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::dialogs::{DeleteReport, DialogUpdate, NewDialog};
-use crate::model::dialog::{room_jid, DialogView};
+use crate::model::dialog::DialogView;
+#[cfg(test)]
 use crate::model::time::iso;
-use crate::model::DialogType;
+use crate::model::{Dialog, DialogType, ObjectId, UserId};
 
-/// A dialog as the API shows it to the caller.
-pub fn dialog_json(v: &DialogView, domain: &str) -> Value {
-    let d = &v.dialog;
-    let mut j = json!({
-        "_id": d.id,
-        "type": d.kind.code(),
-        "user_id": d.owner,
-        "name": d.name,
-        "photo": d.photo,
-        "description": d.description,
-        "xmpp_room_jid": room_jid(d, domain),
-        "occupants_ids": if d.kind.lists_occupants() { d.occupants.clone() } else { Vec::new() },
-        "admins_ids": d.admins,
-        "pinned_messages_ids": d.pinned,
-        "last_message": d.last_message,
-        "last_message_id": d.last_message_id,
-        "last_message_user_id": d.last_message_user_id,
-        "last_message_date_sent": d.last_message_date_sent,
-        "last_message_status": v.last_message_status.map(|s| s.as_str()),
-        "unread_messages_count": v.unread,
-        "extensions": d.extensions,
-        "permissions": { "allow_preview": d.allow_preview },
-        "created_at": iso(d.created_at),
-        "updated_at": iso(d.updated_at),
-    });
-    if let Value::Object(m) = &mut j {
-        if d.kind == DialogType::Public {
-            m.insert("occupants_count".into(), d.occupants_count.into());
-        }
-        if let Some(data) = &d.data {
-            m.insert("data".into(), data.clone());
+/// A dialog as the API shows it to the caller, serialized straight from the view. Fields are
+/// declared in alphabetical order: that is the order a `serde_json::Value` map (a `BTreeMap`)
+/// writes, so answers stay byte-for-byte what they were when this was built as a `Value`.
+#[derive(Serialize)]
+pub struct DialogJson<'a> {
+    #[serde(rename = "_id")]
+    id: &'a ObjectId,
+    admins_ids: &'a [i64],
+    created_at: Iso,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    description: &'a Option<String>,
+    extensions: &'a Option<Value>,
+    last_message: &'a Option<String>,
+    last_message_date_sent: Option<i64>,
+    last_message_id: &'a Option<String>,
+    last_message_status: Option<&'static str>,
+    last_message_user_id: Option<i64>,
+    name: &'a Option<String>,
+    /// Only public dialogs count their subscribers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occupants_count: Option<i32>,
+    occupants_ids: &'a [i64],
+    permissions: Permissions,
+    photo: &'a Option<String>,
+    pinned_messages_ids: &'a [String],
+    #[serde(rename = "type")]
+    kind: i16,
+    unread_messages_count: Option<i32>,
+    updated_at: Iso,
+    user_id: UserId,
+    xmpp_room_jid: Option<RoomJid<'a>>,
+}
+
+#[derive(Serialize)]
+struct Permissions {
+    allow_preview: bool,
+}
+
+/// `{application_id}_{dialog_id}@muc.{domain}`, written into the output without an
+/// intermediate `String`.
+struct RoomJid<'a> {
+    dialog: &'a Dialog,
+    domain: &'a str,
+}
+
+impl Serialize for RoomJid<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.dialog;
+        s.collect_str(&format_args!(
+            "{}_{}@muc.{}",
+            d.application_id, d.id, self.domain
+        ))
+    }
+}
+
+/// A timestamp written as [`iso`] writes it, formatted on the stack: a page of 100 dialogs
+/// would otherwise allocate 200 short-lived strings.
+struct Iso(OffsetDateTime);
+
+impl Serialize for Iso {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        let t = t.replace_nanosecond(0).unwrap_or(t);
+        let mut buf = [0u8; 40];
+        let mut out = &mut buf[..];
+        // Like `iso`: a time RFC 3339 cannot express (a year past 9999) is written as "".
+        let len = t.format_into(&mut out, &Rfc3339).unwrap_or(0);
+        s.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or(""))
+    }
+}
+
+impl<'a> DialogJson<'a> {
+    pub fn new(v: &'a DialogView, domain: &'a str) -> Self {
+        let d = &v.dialog;
+        DialogJson {
+            id: &d.id,
+            admins_ids: &d.admins,
+            created_at: Iso(d.created_at),
+            data: d.data.as_ref(),
+            description: &d.description,
+            extensions: &d.extensions,
+            last_message: &d.last_message,
+            last_message_date_sent: d.last_message_date_sent,
+            last_message_id: &d.last_message_id,
+            last_message_status: v.last_message_status.map(|s| s.as_str()),
+            last_message_user_id: d.last_message_user_id,
+            name: &d.name,
+            occupants_count: (d.kind == DialogType::Public).then_some(d.occupants_count),
+            occupants_ids: if d.kind.lists_occupants() {
+                &d.occupants
+            } else {
+                &[]
+            },
+            permissions: Permissions {
+                allow_preview: d.allow_preview,
+            },
+            photo: &d.photo,
+            pinned_messages_ids: &d.pinned,
+            kind: d.kind.code(),
+            unread_messages_count: v.unread,
+            updated_at: Iso(d.updated_at),
+            user_id: d.owner,
+            xmpp_room_jid: d.kind.is_room().then_some(RoomJid { dialog: d, domain }),
         }
     }
-    j
+}
+
+/// A dialog as a `Value`, for answers that embed it in a larger `json!` document.
+pub fn dialog_json(v: &DialogView, domain: &str) -> Value {
+    serde_json::to_value(DialogJson::new(v, domain)).unwrap_or(Value::Null)
+}
+
+/// The `GET /chat/Dialog` page, in `Value`-map key order like every other answer.
+#[derive(Serialize)]
+struct DialogPage<'a> {
+    items: Vec<DialogJson<'a>>,
+    limit: i64,
+    skip: i64,
+    total_entries: i64,
 }
 
 fn ids(p: &Params, path: &[&str]) -> Result<Vec<i64>, ApiError> {
@@ -82,12 +172,12 @@ pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
         return Ok(Reply::ok(json!({ "items_count": total })));
     }
     let domain = &ctx.state.config.domain;
-    Ok(Reply::ok(json!({
-        "total_entries": total,
-        "skip": q.skip,
-        "limit": q.limit,
-        "items": items.iter().map(|v| dialog_json(v, domain)).collect::<Vec<_>>(),
-    })))
+    Ok(Reply::ok_from(&DialogPage {
+        items: items.iter().map(|v| DialogJson::new(v, domain)).collect(),
+        limit: q.limit,
+        skip: q.skip,
+        total_entries: total,
+    }))
 }
 
 fn object(p: &Params, key: &str) -> Result<Option<Value>, ApiError> {
@@ -291,4 +381,22 @@ pub async fn occupants(ctx: Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(
         json!({ "items": users.iter().map(user_json).collect::<Vec<_>>() }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_timestamps_serialize_exactly_like_model_iso() {
+        for t in [
+            OffsetDateTime::UNIX_EPOCH,
+            time::macros::datetime!(2018-12-06 12:04:48.987654 UTC),
+            time::macros::datetime!(2026-11-26 23:59:59.5 +02:00),
+            time::macros::datetime!(9999-12-31 23:59:59 UTC),
+        ] {
+            let via_serde = serde_json::to_string(&Iso(t)).unwrap();
+            assert_eq!(via_serde, format!("\"{}\"", iso(t)), "{t}");
+        }
+    }
 }

@@ -85,30 +85,41 @@ impl Ctx {
     }
 }
 
-/// A successful answer: always a JSON body.
+/// A successful answer: always a JSON body, encoded when the handler returns, so a hot handler
+/// can serialize its own types straight to bytes instead of building a `serde_json::Value` tree
+/// first (for a page of 100 dialogs that tree cost more CPU than the database work).
 pub struct Reply {
     pub status: StatusCode,
-    pub body: Value,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Self {
-            status: StatusCode::OK,
-            body,
-        }
+        Self::encode(StatusCode::OK, &body)
     }
 
     pub fn created(body: Value) -> Self {
-        Self {
-            status: StatusCode::CREATED,
-            body,
-        }
+        Self::encode(StatusCode::CREATED, &body)
+    }
+
+    /// A 200 answer serialized directly from any `Serialize` type.
+    pub fn ok_from<T: serde::Serialize + ?Sized>(body: &T) -> Self {
+        Self::encode(StatusCode::OK, body)
     }
 
     /// The empty success of DELETE/PUT endpoints, still valid JSON for SDKs that parse it.
     pub fn empty() -> Self {
-        Self::ok(Value::Object(Default::default()))
+        Self {
+            status: StatusCode::OK,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    fn encode<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Self {
+        // Our own types and `Value`s always serialize (string keys only); the fallback keeps
+        // the answer valid JSON should that ever change.
+        let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        Self { status, body }
     }
 }
 
@@ -168,14 +179,17 @@ async fn handle(
     };
     let (status, body) = match result {
         Ok(r) => (r.status, r.body),
-        Err(e) => (e.status, e.body),
+        Err(e) => (
+            e.status,
+            serde_json::to_vec(&e.body).unwrap_or_else(|_| b"{}".to_vec()),
+        ),
     };
     if status.is_server_error() {
         tracing::warn!(%method, %path, %status, "request failed");
     } else {
         tracing::debug!(%method, %path, %status, "request");
     }
-    Ok(respond(status, &body, expires.get().copied()))
+    Ok(respond(status, body, expires.get().copied()))
 }
 
 async fn dispatch(
@@ -228,11 +242,10 @@ async fn dispatch(
 
 fn respond(
     status: StatusCode,
-    body: &Value,
+    body: Vec<u8>,
     expires: Option<OffsetDateTime>,
 ) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
