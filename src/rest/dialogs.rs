@@ -3,16 +3,13 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::extract::{raw_filters, sort};
+use super::json::Iso;
 use super::users::user_json;
 use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::dialogs::{DeleteReport, DialogUpdate, NewDialog};
 use crate::model::dialog::DialogView;
-#[cfg(test)]
-use crate::model::time::iso;
 use crate::model::{Dialog, DialogType, ObjectId, UserId};
 
 /// A dialog as the API shows it to the caller, serialized straight from the view. Fields are
@@ -68,22 +65,6 @@ impl Serialize for RoomJid<'_> {
             "{}_{}@muc.{}",
             d.application_id, d.id, self.domain
         ))
-    }
-}
-
-/// A timestamp written as [`iso`] writes it, formatted on the stack: a page of 100 dialogs
-/// would otherwise allocate 200 short-lived strings.
-struct Iso(OffsetDateTime);
-
-impl Serialize for Iso {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let t = self.0.to_offset(time::UtcOffset::UTC);
-        let t = t.replace_nanosecond(0).unwrap_or(t);
-        let mut buf = [0u8; 40];
-        let mut out = &mut buf[..];
-        // Like `iso`: a time RFC 3339 cannot express (a year past 9999) is written as "".
-        let len = t.format_into(&mut out, &Rfc3339).unwrap_or(0);
-        s.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or(""))
     }
 }
 
@@ -381,22 +362,4 @@ pub async fn occupants(ctx: Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(
         json!({ "items": users.iter().map(user_json).collect::<Vec<_>>() }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_timestamps_serialize_exactly_like_model_iso() {
-        for t in [
-            OffsetDateTime::UNIX_EPOCH,
-            time::macros::datetime!(2018-12-06 12:04:48.987654 UTC),
-            time::macros::datetime!(2026-11-26 23:59:59.5 +02:00),
-            time::macros::datetime!(9999-12-31 23:59:59 UTC),
-        ] {
-            let via_serde = serde_json::to_string(&Iso(t)).unwrap();
-            assert_eq!(via_serde, format!("\"{}\"", iso(t)), "{t}");
-        }
-    }
 }

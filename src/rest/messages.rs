@@ -1,15 +1,16 @@
 //! `/chat/Message` and `/chat/search`: history, unread, create, update, delete, system messages,
 //! reactions and search. Each handler parses, calls one `chat::` function, renders.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::dialogs::{dialog_json, path_ids};
 use super::extract::{raw_filters, sort};
+use super::json::MessageJson;
 use super::users::user_json;
 use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::messages::{message_query, MessageUpdate, NewMessage};
 use crate::model::message::MessageView;
-use crate::model::time::iso;
 
 /// Response fields a custom parameter may not shadow.
 const RESERVED: [&str; 19] = [
@@ -34,45 +35,17 @@ const RESERVED: [&str; 19] = [
     "dialog_id",
 ];
 
-/// A message as the API shows it to `me`.
+/// A message as the API shows it to `me`, as a `Value` for answers that embed it.
 pub fn message_json(v: &MessageView, me: i64) -> Value {
-    let m = &v.message;
-    let read = if m.sender_id == me {
-        m.read_ids.iter().any(|u| *u != me)
-    } else {
-        m.read_ids.contains(&me)
-    };
-    let reactions = if v.reaction_totals.is_empty() {
-        Value::Null
-    } else {
-        json!({ "own": v.own_reactions, "total": v.reaction_totals })
-    };
-    let mut j = json!({
-        "_id": m.id,
-        "chat_dialog_id": m.dialog_id,
-        "message": m.body,
-        "attachments": m.attachments,
-        "date_sent": m.date_sent,
-        "sender_id": m.sender_id,
-        "recipient_id": m.recipient_id,
-        "read_ids": m.read_ids,
-        "delivered_ids": m.delivered_ids,
-        "views_count": m.views_count,
-        "read": i32::from(read),
-        "reactions": reactions,
-        "edited_at": m.edited_at.map(|t| t.unix_timestamp()),
-        "created_at": iso(m.created_at),
-        "updated_at": iso(m.updated_at),
-    });
-    if let Value::Object(o) = &mut j {
-        if m.markable {
-            o.insert("markable".into(), 1.into());
-        }
-        for (k, val) in &m.custom {
-            o.entry(k.clone()).or_insert_with(|| val.clone());
-        }
-    }
-    j
+    serde_json::to_value(MessageJson { view: v, me }).unwrap_or(Value::Null)
+}
+
+/// The `GET /chat/Message` page, in key order like every other answer.
+#[derive(Serialize)]
+struct MessagePage<'a> {
+    items: Vec<MessageJson<'a>>,
+    limit: i64,
+    skip: i64,
 }
 
 const NOT_FILTERS: [&str; 8] = [
@@ -104,11 +77,17 @@ pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
         .chat
         .list_messages(&a, p.str(&["chat_dialog_id"])?, q, mark)
         .await?;
-    Ok(Reply::ok(json!({
-        "skip": skip,
-        "limit": limit,
-        "items": items.iter().map(|v| message_json(v, a.user.0)).collect::<Vec<_>>(),
-    })))
+    Ok(Reply::ok_from(&MessagePage {
+        items: items
+            .iter()
+            .map(|v| MessageJson {
+                view: v,
+                me: a.user.0,
+            })
+            .collect(),
+        limit,
+        skip,
+    }))
 }
 
 /// `GET /chat/Message/unread[?chat_dialog_ids=a,b]`: `{"total": n, "<dialog id>": n, …}`.

@@ -5,6 +5,7 @@ mod dialogs;
 pub mod error;
 pub mod extract;
 mod health;
+mod json;
 mod messages;
 pub mod router;
 mod session;
