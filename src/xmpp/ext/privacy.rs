@@ -265,6 +265,24 @@ impl PrivacyCache {
         Ok(rules)
     }
 
+    /// The change counter, read before probing storage for [`PrivacyCache::note_empty`].
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Storage said (under `generation`) that the user has no lists and no blocked JIDs: cache
+    /// the shared empty rules without loading them, unless something changed since.
+    pub fn note_empty(&self, user: UserKey, generation: u64) {
+        let mut st = self.lock();
+        if st.generation == generation && !st.users.contains_key(&user) {
+            if st.users.len() >= CACHE_USERS {
+                st.users.clear();
+            }
+            let empty = self.empty.clone();
+            st.users.insert(user, empty);
+        }
+    }
+
     /// Loads the user's rules ahead of need (at bind), so that routing to and from an online
     /// user, group fan-out above all, finds them in memory.
     pub async fn warm(services: Arc<Services>, user: UserKey) {

@@ -50,7 +50,6 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         return;
     };
     let first = services.hub.connections(b.user).len() == 1;
-    tokio::spawn(privacy::PrivacyCache::warm(services.clone(), b.user));
     let session = Session {
         services: services.clone(),
         user: b.user,
@@ -156,8 +155,10 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                 return Negotiated::Done;
             }
         }
-        if t.send_header(s.domain(), &random_hex(8)).await.is_err()
-            || t.send(&features(s, t, authed.is_some())).await.is_err()
+        let offer = features(s, t, authed.is_some());
+        if t.send_header_and(s.domain(), &random_hex(8), &offer)
+            .await
+            .is_err()
         {
             return Negotiated::Done;
         }
@@ -455,6 +456,35 @@ impl Session {
         Ok(())
     }
 
+    /// The first initial presence of a stream: one statement tells what else to read (roster,
+    /// offline stanzas, privacy rules), so a login with none of them costs one more query, not
+    /// seven. It runs after bind, so a stanza stored offline before this point is seen here and
+    /// one stored after it is delivered live. A failed probe reads everything, as before.
+    async fn initial_probe(&self) -> db::xmpp::PresenceProbe {
+        let s = &self.services;
+        let generation = s.privacy.generation();
+        match db::xmpp::presence_probe(&s.pool, self.user.app, self.user.user).await {
+            Ok(p) => {
+                if p.privacy {
+                    // Routing to and from an online user (group fan-out above all) should find
+                    // the rules in memory.
+                    tokio::spawn(privacy::PrivacyCache::warm(s.clone(), self.user));
+                } else {
+                    s.privacy.note_empty(self.user, generation);
+                }
+                p
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "probing presence state");
+                db::xmpp::PresenceProbe {
+                    subscriptions: true,
+                    offline: true,
+                    privacy: true,
+                }
+            }
+        }
+    }
+
     /// The user as the chat domain sees them (application loaded once per stream).
     async fn actor(&mut self) -> Result<crate::chat::Actor, StanzaError> {
         if self.app.is_none() {
@@ -529,7 +559,7 @@ impl Session {
                 }
                 out = self.rx.recv() => match out {
                     Some(Outbound::Stanza(el)) => {
-                        if let Err(end) = self.send(t, el).await {
+                        if let Err(end) = self.send(t, *el).await {
                             return end;
                         }
                     }
@@ -789,7 +819,20 @@ impl Session {
                     self.services.hub.set_available(self.user, self.conn, true);
                     el.set_attr("to", self.bare.clone());
                     self.broadcast_own(&el);
-                    let subs = roster::presence_subscribers(&self.services, self.user).await;
+                    let probe = if first {
+                        self.initial_probe().await
+                    } else {
+                        // A later presence re-reads the roster (subscriptions may have changed).
+                        db::xmpp::PresenceProbe {
+                            subscriptions: true,
+                            ..Default::default()
+                        }
+                    };
+                    let (subs, contacts) = if probe.subscriptions {
+                        roster::presence_both(&self.services, self.user).await
+                    } else {
+                        (Vec::new(), Vec::new())
+                    };
                     self.presence_subs =
                         privacy::presence_allowed(&self.services, self.user, subs, true).await;
                     for contact in &self.presence_subs {
@@ -801,7 +844,6 @@ impl Session {
                         // The user's other available resources, then every contact we are
                         // subscribed to (RFC 6121 §4.2.2–4.2.3).
                         let mut sources = vec![self.user];
-                        let contacts = roster::presence_sources(&self.services, self.user).await;
                         let s = &self.services;
                         sources
                             .extend(privacy::presence_allowed(s, self.user, contacts, false).await);
@@ -816,8 +858,10 @@ impl Session {
                                 }
                             }
                         }
-                        for m in offline::take(&self.services, self.user).await {
-                            self.send(t, m).await?;
+                        if probe.offline {
+                            for m in offline::take(&self.services, self.user).await {
+                                self.send(t, m).await?;
+                            }
                         }
                     }
                 }
@@ -1128,7 +1172,7 @@ impl Session {
                     Some(Outbound::Stanza(el)) => {
                         if let Some(sm) = &mut self.sm {
                             sm.h_out = sm.h_out.wrapping_add(1);
-                            sm.unacked.push_back(el);
+                            sm.unacked.push_back(*el);
                         }
                     }
                     Some(Outbound::Replaced) | None => {

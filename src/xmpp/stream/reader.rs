@@ -52,10 +52,21 @@ impl Fault {
     }
 }
 
+/// The first read buffer (and the room every read wants): a login's packets fit, and an idle
+/// connection holds no more than this.
+const READ_START: usize = 512;
+/// A buffer that grew past this (a large stanza, a burst) is freed once it drains, so a
+/// connection that goes idle does not keep its high-water mark.
+const READ_KEEP: usize = 8 * 1024;
+
 /// Splits a TCP byte stream into packets. Holds at most one stanza (plus one read) in memory.
+/// The transport reads straight into its buffer ([`Framer::read_buf`]): no separate read chunk
+/// lives in the connection's future.
 pub struct Framer {
     limits: Limits,
     buf: Vec<u8>,
+    /// The last read filled all the room it had: give the next one more.
+    grow: bool,
     /// Where scanning resumes.
     scan: usize,
     /// Element depth at `scan`: 0 before the header, 1 between stanzas.
@@ -87,6 +98,7 @@ impl Framer {
         Framer {
             limits,
             buf: Vec::new(),
+            grow: false,
             scan: 0,
             depth: 0,
             start: None,
@@ -107,6 +119,29 @@ impl Framer {
 
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// The buffer to read into, with room for a read at its end. Room doubles while reads fill
+    /// it (a busy connection converges on large reads); [`Framer::shed`] gives it back.
+    pub fn read_buf(&mut self) -> &mut Vec<u8> {
+        let room = self.buf.capacity() - self.buf.len();
+        if self.grow || room < READ_START / 4 {
+            self.buf.reserve(self.buf.capacity().max(READ_START));
+        }
+        self.grow = false;
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes into `room` bytes of room.
+    pub fn did_read(&mut self, n: usize, room: usize) {
+        self.grow = n == room;
+    }
+
+    /// Frees a drained buffer that grew large.
+    fn shed(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > READ_KEEP {
+            self.buf = Vec::new();
+        }
     }
 
     /// Bytes buffered but not yet yielded.
@@ -272,6 +307,7 @@ impl Framer {
     fn consume_text(&mut self) {
         if self.depth <= 1 {
             self.buf.clear();
+            self.shed();
             self.scan = 0;
         } else {
             self.scan = self.buf.len();
@@ -283,6 +319,7 @@ impl Framer {
         let end = self.scan;
         let el = parse_element(&self.buf[start..end], &self.scope, &self.limits)?;
         self.buf.drain(..end);
+        self.shed();
         self.scan = 0;
         Ok(Packet::Stanza(el))
     }

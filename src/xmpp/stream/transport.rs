@@ -214,12 +214,15 @@ impl Transport {
                 if let Some(p) = framer.next_packet().map_err(ReadError::Fault)? {
                     return Ok(p);
                 }
-                let mut chunk = [0u8; 4096];
-                let n = io.read(&mut chunk).await.map_err(ReadError::Io)?;
+                // Straight into the framer's buffer: a read chunk held here would sit in every
+                // idle connection's future for as long as it waits.
+                let buf = framer.read_buf();
+                let room = buf.capacity() - buf.len();
+                let n = io.read_buf(buf).await.map_err(ReadError::Io)?;
                 if n == 0 {
                     return Err(ReadError::Closed);
                 }
-                framer.push(&chunk[..n]);
+                framer.did_read(n, room);
                 let pause = self.bucket.take(n);
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
@@ -288,7 +291,33 @@ impl Transport {
 
     /// Our stream header (`<stream:stream>` or `<open/>`), answering the client's.
     pub async fn send_header(&mut self, domain: &str, id: &str) -> io::Result<()> {
-        let text = match self.inner {
+        let text = self.header_text(domain, id);
+        self.write_text(text).await
+    }
+
+    /// Our stream header and then `features`: one write (one segment) on a TCP stream, where
+    /// every login sends this pair twice; two frames on a WebSocket.
+    pub async fn send_header_and(
+        &mut self,
+        domain: &str,
+        id: &str,
+        features: &Element,
+    ) -> io::Result<()> {
+        let mut text = self.header_text(domain, id);
+        match self.inner {
+            Inner::Ws { .. } => {
+                self.write_text(text).await?;
+                self.send(features).await
+            }
+            _ => {
+                text.push_str(&features.to_stream_xml());
+                self.write_text(text).await
+            }
+        }
+    }
+
+    fn header_text(&self, domain: &str, id: &str) -> String {
+        match self.inner {
             Inner::Ws { .. } => Element::new("open", ns::FRAMING)
                 .with_attr("from", domain)
                 .with_attr("id", id)
@@ -307,8 +336,7 @@ impl Transport {
                 s.push_str("' version='1.0' xml:lang='en'>");
                 s
             }
-        };
-        self.write_text(text).await
+        }
     }
 
     /// Writes one top-level element.
