@@ -39,7 +39,11 @@ pub struct ResumeRequest {
 /// Runs a connection to its end.
 pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Receiver<bool>) {
     let limit = Duration::from_secs(services.config.xmpp.negotiation_timeout_secs);
-    let negotiated = match tokio::time::timeout(limit, negotiate(&services, &mut t)).await {
+    // Boxed, like every other rarely-suspended step: an async fn's future is as large as its
+    // largest await point, and the spawned connection future is held for the connection's
+    // whole life.
+    let negotiated = match tokio::time::timeout(limit, Box::pin(negotiate(&services, &mut t))).await
+    {
         Ok(n) => n,
         Err(_) => {
             t.fail("connection-timeout").await;
@@ -508,14 +512,14 @@ impl Session {
         loop {
             let end = self.serve(&mut t, &mut shutdown).await;
             if end == End::Lost {
-                if let Some(next) = self.park(&mut shutdown).await {
+                if let Some(next) = Box::pin(self.park(&mut shutdown)).await {
                     t = next;
                     continue;
                 }
             }
             break;
         }
-        self.cleanup().await;
+        Box::pin(self.cleanup()).await;
     }
 
     async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
@@ -573,7 +577,9 @@ impl Session {
                     self.ping = None;
                     match pkt {
                         Ok(Packet::Stanza(el)) => {
-                            if let Err(end) = self.handle(t, el).await {
+                            // Boxed: handling a stanza nests every extension's future
+                            // (6.5 KiB); inline, each idle connection would carry that space.
+                            if let Err(end) = Box::pin(self.handle(t, el)).await {
                                 return end;
                             }
                         }
