@@ -117,6 +117,30 @@ async fn connections_per_user_are_capped_at_bind() {
     srv.stop().await;
 }
 
+/// Issue #7 made token logins cheaper; a session that is gone must still not log in.
+#[tokio::test]
+async fn a_logged_out_or_deleted_session_token_cannot_log_in() {
+    let srv = TestServer::start().await;
+    let (alice, token) = srv.chat_user("alice_gone").await;
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&alice, &token).await, "success");
+    // Logged out: the session is an application session again, no longer Alice's.
+    let r = srv.http.delete("/login.json", Some(&token)).await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&alice, &token).await, "not-authorized");
+    // Deleted.
+    let (bob, token) = srv.chat_user("bob_gone").await;
+    let r = srv.http.delete("/session.json", Some(&token)).await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&bob, &token).await, "not-authorized");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn wrong_password_gets_not_authorized_and_the_client_may_retry() {
     let srv = TestServer::start().await;

@@ -800,6 +800,27 @@ fn push(services: &Services, user: UserKey, name: &str) {
 mod tests {
     use super::*;
 
+    fn key(u: i64) -> UserKey {
+        UserKey {
+            app: crate::model::AppId(1),
+            user: crate::model::UserId(u),
+        }
+    }
+
+    /// The login probe found no lists: the empty rules are cached without a read, but not when
+    /// any change happened between the probe and caching (the probe may be stale).
+    #[test]
+    fn an_empty_probe_is_cached_unless_a_change_raced_with_it() {
+        let cache = PrivacyCache::new();
+        let g = cache.generation();
+        cache.note_empty(key(1), g);
+        assert!(cache.lock().users.contains_key(&key(1)));
+        let g = cache.generation();
+        cache.forget(key(3)); // a list or roster change lands while the probe runs
+        cache.note_empty(key(2), g);
+        assert!(!cache.lock().users.contains_key(&key(2)));
+    }
+
     fn item(order: i64, m: Matcher, action: Action, kinds: u8) -> PrivacyItem {
         PrivacyItem {
             order,

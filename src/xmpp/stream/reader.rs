@@ -530,6 +530,48 @@ mod tests {
     };
     const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 
+    /// Simulates the transport's read: copies `data` into the room `read_buf` offers.
+    fn read_into(f: &mut Framer, data: &[u8]) -> usize {
+        let buf = f.read_buf();
+        let room = buf.capacity() - buf.len();
+        let n = data.len().min(room);
+        buf.extend_from_slice(&data[..n]);
+        f.did_read(n, room);
+        n
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_a_small_read_buffer_and_a_burst_is_given_back() {
+        let big = LIMITS_BIG;
+        let mut f = Framer::new(big);
+        read_into(&mut f, HEADER.as_bytes());
+        assert!(matches!(f.next_packet(), Ok(Some(Packet::StreamStart(_)))));
+        assert!(f.buf.capacity() <= READ_START * 2, "{}", f.buf.capacity());
+        // A 40 KiB stanza arrives over several reads: the room grows while reads fill it.
+        let body = "x".repeat(40 * 1024);
+        let stanza = format!("<message><body>{body}</body></message>");
+        let mut rest = stanza.as_bytes();
+        let mut reads = 0;
+        while !rest.is_empty() {
+            let n = read_into(&mut f, rest);
+            rest = &rest[n..];
+            reads += 1;
+        }
+        assert!(reads < 12, "{reads} reads for 40 KiB: room did not grow");
+        assert!(matches!(f.next_packet(), Ok(Some(Packet::Stanza(_)))));
+        // Drained: the large buffer is freed, not kept for the idle time that follows.
+        assert_eq!(f.buf.capacity(), 0);
+        read_into(&mut f, b"<presence/>");
+        assert!(matches!(f.next_packet(), Ok(Some(Packet::Stanza(_)))));
+        assert!(f.buf.capacity() <= READ_START * 2);
+    }
+
+    const LIMITS_BIG: Limits = Limits {
+        max_stanza_bytes: 64 * 1024,
+        max_depth: 8,
+        max_attributes: 4,
+    };
+
     fn all(input: &[&str]) -> Vec<Result<Packet, Fault>> {
         let mut f = Framer::new(LIMITS);
         let mut out = Vec::new();
