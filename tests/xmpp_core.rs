@@ -184,6 +184,33 @@ async fn without_loopback_plain_auth_starttls_is_required_first() {
     srv.stop().await;
 }
 
+/// Queued stanzas are written together (issue #7): a burst must still arrive whole and in
+/// order, on a TCP stream and in one-element WebSocket frames alike.
+#[tokio::test]
+async fn a_burst_of_messages_arrives_complete_and_in_order_over_tcp_and_websocket() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_burst").await;
+    let (bob, _) = srv.chat_user("bob_burst").await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let mut b_tcp = Client::login(srv.xmpp, Via::Tcp, &bob, PASSWORD).await;
+    let mut b_ws = Client::login(srv.xmpp, Via::Ws, &bob, PASSWORD).await;
+    let mut burst = String::new();
+    for i in 0..200 {
+        burst.push_str(&format!(
+            "<message to='{bob}@localhost' type='chat' id='m{i}' xmlns='jabber:client'>\
+             <body>n{i}</body></message>"
+        ));
+    }
+    a.send_raw(&burst).await;
+    for b in [&mut b_tcp, &mut b_ws] {
+        for i in 0..200 {
+            let m = b.expect_named("message").await;
+            assert_eq!(m.attr("id"), Some(format!("m{i}").as_str()));
+        }
+    }
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn chat_message_reaches_every_resource_with_the_senders_full_jid_and_children_unchanged() {
     let srv = TestServer::start().await;

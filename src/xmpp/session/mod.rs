@@ -425,6 +425,10 @@ struct Session {
     app: Option<crate::model::Application>,
 }
 
+/// At most this many queued stanzas are written together: bounds the write's size and the time
+/// before the connection reads again.
+const WRITE_BATCH: usize = 32;
+
 fn is_stanza(el: &Element) -> bool {
     el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence" | "iq")
 }
@@ -547,6 +551,36 @@ impl Session {
         Ok(())
     }
 
+    /// Like [`Session::send`] for queued stanzas, written together (see `WRITE_BATCH`).
+    async fn send_batch(&mut self, t: &mut Transport, batch: Vec<Element>) -> Result<(), End> {
+        if self.sm.is_none() {
+            return t.send_all(&batch).await.map_err(|_| End::Lost);
+        }
+        let cap = self.services.config.xmpp.outbound_queue.max(1);
+        let mut out = Vec::with_capacity(batch.len() + 1);
+        for el in batch {
+            if let Some(sm) = &mut self.sm {
+                if is_stanza(&el) {
+                    sm.h_out = sm.h_out.wrapping_add(1);
+                    sm.unacked.push_back(el.clone());
+                    if sm.unacked.len() > cap.saturating_mul(4) {
+                        // As in `send`: a client that never acks is not held forever.
+                        t.fail("policy-violation").await;
+                        return Err(End::Closed);
+                    }
+                    let ask_ack = sm.unacked.len() % 64 == 0;
+                    out.push(el);
+                    if ask_ack {
+                        out.push(Element::new("r", ns::SM));
+                    }
+                    continue;
+                }
+            }
+            out.push(el);
+        }
+        t.send_all(&out).await.map_err(|_| End::Lost)
+    }
+
     async fn serve(&mut self, t: &mut Transport, shutdown: &mut watch::Receiver<bool>) -> End {
         let cfg = &self.services.config.xmpp;
         let idle = Duration::from_secs(cfg.idle_ping_secs.max(1));
@@ -563,8 +597,25 @@ impl Session {
                 }
                 out = self.rx.recv() => match out {
                     Some(Outbound::Stanza(el)) => {
-                        if let Err(end) = self.send(t, *el).await {
+                        // Whatever else is already queued goes out in the same write.
+                        let mut batch = vec![*el];
+                        let mut replaced = false;
+                        while batch.len() < WRITE_BATCH {
+                            match self.rx.try_recv() {
+                                Ok(Outbound::Stanza(el)) => batch.push(*el),
+                                Ok(Outbound::Replaced) => {
+                                    replaced = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(end) = self.send_batch(t, batch).await {
                             return end;
+                        }
+                        if replaced {
+                            t.fail("conflict").await;
+                            return End::Closed;
                         }
                     }
                     Some(Outbound::Replaced) | None => {
