@@ -117,6 +117,30 @@ async fn connections_per_user_are_capped_at_bind() {
     srv.stop().await;
 }
 
+/// Issue #7 made token logins cheaper; a session that is gone must still not log in.
+#[tokio::test]
+async fn a_logged_out_or_deleted_session_token_cannot_log_in() {
+    let srv = TestServer::start().await;
+    let (alice, token) = srv.chat_user("alice_gone").await;
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&alice, &token).await, "success");
+    // Logged out: the session is an application session again, no longer Alice's.
+    let r = srv.http.delete("/login.json", Some(&token)).await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&alice, &token).await, "not-authorized");
+    // Deleted.
+    let (bob, token) = srv.chat_user("bob_gone").await;
+    let r = srv.http.delete("/session.json", Some(&token)).await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
+    c.open().await;
+    assert_eq!(c.auth(&bob, &token).await, "not-authorized");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn wrong_password_gets_not_authorized_and_the_client_may_retry() {
     let srv = TestServer::start().await;
@@ -157,6 +181,33 @@ async fn without_loopback_plain_auth_starttls_is_required_first() {
     assert_eq!(c.auth(&alice, PASSWORD).await, "encryption-required");
     // Over STARTTLS it works.
     Client::login(srv.xmpp, Via::StartTls, &alice, PASSWORD).await;
+    srv.stop().await;
+}
+
+/// Queued stanzas are written together (issue #7): a burst must still arrive whole and in
+/// order, on a TCP stream and in one-element WebSocket frames alike.
+#[tokio::test]
+async fn a_burst_of_messages_arrives_complete_and_in_order_over_tcp_and_websocket() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_burst").await;
+    let (bob, _) = srv.chat_user("bob_burst").await;
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let mut b_tcp = Client::login(srv.xmpp, Via::Tcp, &bob, PASSWORD).await;
+    let mut b_ws = Client::login(srv.xmpp, Via::Ws, &bob, PASSWORD).await;
+    let mut burst = String::new();
+    for i in 0..200 {
+        burst.push_str(&format!(
+            "<message to='{bob}@localhost' type='chat' id='m{i}' xmlns='jabber:client'>\
+             <body>n{i}</body></message>"
+        ));
+    }
+    a.send_raw(&burst).await;
+    for b in [&mut b_tcp, &mut b_ws] {
+        for i in 0..200 {
+            let m = b.expect_named("message").await;
+            assert_eq!(m.attr("id"), Some(format!("m{i}").as_str()));
+        }
+    }
     srv.stop().await;
 }
 

@@ -1,8 +1,12 @@
 //! The `xmpp_offline` and `xmpp_last_activity` tables: stanzas kept for offline users (as
-//! serialised XML text, oldest first, bounded per user) and the time each user was last seen.
+//! serialised XML text, oldest first, bounded per user) and the time each user was last seen;
+//! the roster; and the one-statement probe a login's initial presence starts with. Every
+//! statement goes through the per-connection statement cache: logins run these at thousands per
+//! second, and an unprepared statement costs PostgreSQL a parse and a plan each time.
 
 use time::OffsetDateTime;
 
+use super::cached::Cached;
 use super::{DbError, DbPool};
 use crate::model::{AppId, UserId};
 
@@ -17,7 +21,7 @@ pub async fn offline_push(
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
-        .execute(
+        .x(
             "INSERT INTO xmpp_offline (application_id, user_id, stanza, stored_at)
              SELECT $1, $2, $3, $4
              WHERE (SELECT count(*) FROM xmpp_offline WHERE application_id = $1 AND user_id = $2) < $5",
@@ -35,7 +39,7 @@ pub async fn offline_take(
 ) -> Result<Vec<(String, OffsetDateTime)>, DbError> {
     let c = pool.get().await?;
     let mut rows = c
-        .query(
+        .q(
             "DELETE FROM xmpp_offline WHERE application_id = $1 AND user_id = $2
              RETURNING id, stanza, stored_at",
             &[&app.0, &user.0],
@@ -43,6 +47,43 @@ pub async fn offline_take(
         .await?;
     rows.sort_by_key(|r| r.get::<_, i64>(0));
     Ok(rows.iter().map(|r| (r.get(1), r.get(2))).collect())
+}
+
+/// What a user's initial presence needs to look up, probed in one statement (four index
+/// probes, one round trip) so that the common login (no roster, no lists, nothing waiting)
+/// reads nothing more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PresenceProbe {
+    /// A roster item with a subscription in either direction.
+    pub subscriptions: bool,
+    /// A stanza waits in offline storage.
+    pub offline: bool,
+    /// A privacy list or a blocked JID exists.
+    pub privacy: bool,
+}
+
+pub async fn presence_probe(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+) -> Result<PresenceProbe, DbError> {
+    let c = pool.get().await?;
+    let r = c
+        .q1(
+            "SELECT
+               EXISTS (SELECT 1 FROM xmpp_roster WHERE application_id = $1 AND user_id = $2
+                       AND subscription <> 'none'),
+               EXISTS (SELECT 1 FROM xmpp_offline WHERE application_id = $1 AND user_id = $2),
+               EXISTS (SELECT 1 FROM xmpp_privacy_lists WHERE application_id = $1 AND user_id = $2)
+               OR EXISTS (SELECT 1 FROM xmpp_blocklist WHERE application_id = $1 AND user_id = $2)",
+            &[&app.0, &user.0],
+        )
+        .await?;
+    Ok(PresenceProbe {
+        subscriptions: r.get(0),
+        offline: r.get(1),
+        privacy: r.get(2),
+    })
 }
 
 /// Records that the user was last seen at `at`.
@@ -53,7 +94,7 @@ pub async fn last_seen_set(
     at: OffsetDateTime,
 ) -> Result<(), DbError> {
     let c = pool.get().await?;
-    c.execute(
+    c.x(
         "INSERT INTO xmpp_last_activity (application_id, user_id, seen_at) VALUES ($1, $2, $3)
          ON CONFLICT (application_id, user_id) DO UPDATE SET seen_at = EXCLUDED.seen_at",
         &[&app.0, &user.0, &at],
@@ -69,7 +110,7 @@ pub async fn last_seen(
 ) -> Result<Option<OffsetDateTime>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             "SELECT seen_at FROM xmpp_last_activity WHERE application_id = $1 AND user_id = $2",
             &[&app.0, &user.0],
         )
@@ -107,7 +148,7 @@ pub async fn roster_list(
 ) -> Result<Vec<RosterItem>, DbError> {
     let c = pool.get().await?;
     let rows = c
-        .query(
+        .q(
             "SELECT contact, name, subscription, ask, groups FROM xmpp_roster
              WHERE application_id = $1 AND user_id = $2 ORDER BY contact",
             &[&app.0, &user.0],
@@ -124,7 +165,7 @@ pub async fn roster_get(
 ) -> Result<Option<RosterItem>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .query_opt(
+        .q01(
             "SELECT contact, name, subscription, ask, groups FROM xmpp_roster
              WHERE application_id = $1 AND user_id = $2 AND contact = $3",
             &[&app.0, &user.0, &contact],
@@ -140,7 +181,7 @@ pub async fn roster_put(
     item: &RosterItem,
 ) -> Result<(), DbError> {
     let c = pool.get().await?;
-    c.execute(
+    c.x(
         "INSERT INTO xmpp_roster (application_id, user_id, contact, name, subscription, ask, groups)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (application_id, user_id, contact) DO UPDATE
@@ -168,7 +209,7 @@ pub async fn roster_remove(
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
-        .execute(
+        .x(
             "DELETE FROM xmpp_roster WHERE application_id = $1 AND user_id = $2 AND contact = $3",
             &[&app.0, &user.0, &contact],
         )

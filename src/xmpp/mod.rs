@@ -162,20 +162,25 @@ async fn connection(
     };
     let transport = match kind {
         ListenerKind::Starttls => Transport::xml(RawIo::Plain(tcp), peer, cfg),
-        ListenerKind::DirectTls => match tls(tcp).await {
+        ListenerKind::DirectTls => match Box::pin(tls(tcp)).await {
             Some(io) => Transport::xml(io, peer, cfg),
             None => return,
         },
         ListenerKind::WebSocket { tls: secure } => {
             let io = if secure {
-                match tls(tcp).await {
+                match Box::pin(tls(tcp)).await {
                     Some(io) => io,
                     None => return,
                 }
             } else {
                 RawIo::Plain(tcp)
             };
-            match tokio::time::timeout(handshake, Transport::websocket(io, peer, cfg)).await {
+            match Box::pin(tokio::time::timeout(
+                handshake,
+                Transport::websocket(io, peer, cfg),
+            ))
+            .await
+            {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "WebSocket handshake failed");
@@ -186,4 +191,23 @@ async fn connection(
         }
     };
     session::run(services, transport, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn of five arguments returns, without calling it.
+    fn future_size<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connection's task holds this future for the connection's whole life, idle or not;
+    /// with the TLS handshake, negotiation and stanza handling inline it was tens of KiB
+    /// (issue #7: RSS per idle connection). Boxing the rarely-suspended steps keeps it small.
+    #[test]
+    fn the_connection_future_stays_small() {
+        let size = future_size(connection);
+        assert!(size <= 6 * 1024, "connection future is {size} bytes");
+    }
 }

@@ -265,6 +265,24 @@ impl PrivacyCache {
         Ok(rules)
     }
 
+    /// The change counter, read before probing storage for [`PrivacyCache::note_empty`].
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Storage said (under `generation`) that the user has no lists and no blocked JIDs: cache
+    /// the shared empty rules without loading them, unless something changed since.
+    pub fn note_empty(&self, user: UserKey, generation: u64) {
+        let mut st = self.lock();
+        if st.generation == generation && !st.users.contains_key(&user) {
+            if st.users.len() >= CACHE_USERS {
+                st.users.clear();
+            }
+            let empty = self.empty.clone();
+            st.users.insert(user, empty);
+        }
+    }
+
     /// Loads the user's rules ahead of need (at bind), so that routing to and from an online
     /// user, group fan-out above all, finds them in memory.
     pub async fn warm(services: Arc<Services>, user: UserKey) {
@@ -781,6 +799,27 @@ fn push(services: &Services, user: UserKey, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(u: i64) -> UserKey {
+        UserKey {
+            app: crate::model::AppId(1),
+            user: crate::model::UserId(u),
+        }
+    }
+
+    /// The login probe found no lists: the empty rules are cached without a read, but not when
+    /// any change happened between the probe and caching (the probe may be stale).
+    #[test]
+    fn an_empty_probe_is_cached_unless_a_change_raced_with_it() {
+        let cache = PrivacyCache::new();
+        let g = cache.generation();
+        cache.note_empty(key(1), g);
+        assert!(cache.lock().users.contains_key(&key(1)));
+        let g = cache.generation();
+        cache.forget(key(3)); // a list or roster change lands while the probe runs
+        cache.note_empty(key(2), g);
+        assert!(!cache.lock().users.contains_key(&key(2)));
+    }
 
     fn item(order: i64, m: Matcher, action: Action, kinds: u8) -> PrivacyItem {
         PrivacyItem {

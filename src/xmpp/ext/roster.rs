@@ -224,15 +224,39 @@ pub async fn subscription(
 
 async fn contacts_where(services: &Services, user: UserKey, sides: &[&str]) -> Vec<UserKey> {
     match db::xmpp::roster_list(&services.pool, user.app, user.user).await {
-        Ok(items) => items
-            .iter()
-            .filter(|i| sides.contains(&i.subscription.as_str()))
-            .filter_map(|i| Jid::parse(&i.contact)?.user(services.domain()))
-            .filter(|k| k.app == user.app)
-            .collect(),
+        Ok(items) => pick(services, user, &items, sides),
         Err(e) => {
             tracing::warn!(error = %e, "reading roster");
             Vec::new()
+        }
+    }
+}
+
+fn pick(
+    services: &Services,
+    user: UserKey,
+    items: &[db::xmpp::RosterItem],
+    sides: &[&str],
+) -> Vec<UserKey> {
+    items
+        .iter()
+        .filter(|i| sides.contains(&i.subscription.as_str()))
+        .filter_map(|i| Jid::parse(&i.contact)?.user(services.domain()))
+        .filter(|k| k.app == user.app)
+        .collect()
+}
+
+/// Both directions from one roster read (initial presence needs both):
+/// `(presence_subscribers, presence_sources)`.
+pub async fn presence_both(services: &Services, user: UserKey) -> (Vec<UserKey>, Vec<UserKey>) {
+    match db::xmpp::roster_list(&services.pool, user.app, user.user).await {
+        Ok(items) => (
+            pick(services, user, &items, &["from", "both"]),
+            pick(services, user, &items, &["to", "both"]),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading roster");
+            (Vec::new(), Vec::new())
         }
     }
 }

@@ -39,7 +39,11 @@ pub struct ResumeRequest {
 /// Runs a connection to its end.
 pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Receiver<bool>) {
     let limit = Duration::from_secs(services.config.xmpp.negotiation_timeout_secs);
-    let negotiated = match tokio::time::timeout(limit, negotiate(&services, &mut t)).await {
+    // Boxed, like every other rarely-suspended step: an async fn's future is as large as its
+    // largest await point, and the spawned connection future is held for the connection's
+    // whole life.
+    let negotiated = match tokio::time::timeout(limit, Box::pin(negotiate(&services, &mut t))).await
+    {
         Ok(n) => n,
         Err(_) => {
             t.fail("connection-timeout").await;
@@ -50,7 +54,6 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         return;
     };
     let first = services.hub.connections(b.user).len() == 1;
-    tokio::spawn(privacy::PrivacyCache::warm(services.clone(), b.user));
     let session = Session {
         services: services.clone(),
         user: b.user,
@@ -156,8 +159,10 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                 return Negotiated::Done;
             }
         }
-        if t.send_header(s.domain(), &random_hex(8)).await.is_err()
-            || t.send(&features(s, t, authed.is_some())).await.is_err()
+        let offer = features(s, t, authed.is_some());
+        if t.send_header_and(s.domain(), &random_hex(8), &offer)
+            .await
+            .is_err()
         {
             return Negotiated::Done;
         }
@@ -420,6 +425,10 @@ struct Session {
     app: Option<crate::model::Application>,
 }
 
+/// At most this many queued stanzas are written together: bounds the write's size and the time
+/// before the connection reads again.
+const WRITE_BATCH: usize = 32;
+
 fn is_stanza(el: &Element) -> bool {
     el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence" | "iq")
 }
@@ -455,6 +464,35 @@ impl Session {
         Ok(())
     }
 
+    /// The first initial presence of a stream: one statement tells what else to read (roster,
+    /// offline stanzas, privacy rules), so a login with none of them costs one more query, not
+    /// seven. It runs after bind, so a stanza stored offline before this point is seen here and
+    /// one stored after it is delivered live. A failed probe reads everything, as before.
+    async fn initial_probe(&self) -> db::xmpp::PresenceProbe {
+        let s = &self.services;
+        let generation = s.privacy.generation();
+        match db::xmpp::presence_probe(&s.pool, self.user.app, self.user.user).await {
+            Ok(p) => {
+                if p.privacy {
+                    // Routing to and from an online user (group fan-out above all) should find
+                    // the rules in memory.
+                    tokio::spawn(privacy::PrivacyCache::warm(s.clone(), self.user));
+                } else {
+                    s.privacy.note_empty(self.user, generation);
+                }
+                p
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "probing presence state");
+                db::xmpp::PresenceProbe {
+                    subscriptions: true,
+                    offline: true,
+                    privacy: true,
+                }
+            }
+        }
+    }
+
     /// The user as the chat domain sees them (application loaded once per stream).
     async fn actor(&mut self) -> Result<crate::chat::Actor, StanzaError> {
         if self.app.is_none() {
@@ -478,14 +516,14 @@ impl Session {
         loop {
             let end = self.serve(&mut t, &mut shutdown).await;
             if end == End::Lost {
-                if let Some(next) = self.park(&mut shutdown).await {
+                if let Some(next) = Box::pin(self.park(&mut shutdown)).await {
                     t = next;
                     continue;
                 }
             }
             break;
         }
-        self.cleanup().await;
+        Box::pin(self.cleanup()).await;
     }
 
     async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
@@ -513,6 +551,36 @@ impl Session {
         Ok(())
     }
 
+    /// Like [`Session::send`] for queued stanzas, written together (see `WRITE_BATCH`).
+    async fn send_batch(&mut self, t: &mut Transport, batch: Vec<Element>) -> Result<(), End> {
+        if self.sm.is_none() {
+            return t.send_all(&batch).await.map_err(|_| End::Lost);
+        }
+        let cap = self.services.config.xmpp.outbound_queue.max(1);
+        let mut out = Vec::with_capacity(batch.len() + 1);
+        for el in batch {
+            if let Some(sm) = &mut self.sm {
+                if is_stanza(&el) {
+                    sm.h_out = sm.h_out.wrapping_add(1);
+                    sm.unacked.push_back(el.clone());
+                    if sm.unacked.len() > cap.saturating_mul(4) {
+                        // As in `send`: a client that never acks is not held forever.
+                        t.fail("policy-violation").await;
+                        return Err(End::Closed);
+                    }
+                    let ask_ack = sm.unacked.len() % 64 == 0;
+                    out.push(el);
+                    if ask_ack {
+                        out.push(Element::new("r", ns::SM));
+                    }
+                    continue;
+                }
+            }
+            out.push(el);
+        }
+        t.send_all(&out).await.map_err(|_| End::Lost)
+    }
+
     async fn serve(&mut self, t: &mut Transport, shutdown: &mut watch::Receiver<bool>) -> End {
         let cfg = &self.services.config.xmpp;
         let idle = Duration::from_secs(cfg.idle_ping_secs.max(1));
@@ -529,8 +597,25 @@ impl Session {
                 }
                 out = self.rx.recv() => match out {
                     Some(Outbound::Stanza(el)) => {
-                        if let Err(end) = self.send(t, el).await {
+                        // Whatever else is already queued goes out in the same write.
+                        let mut batch = vec![*el];
+                        let mut replaced = false;
+                        while batch.len() < WRITE_BATCH {
+                            match self.rx.try_recv() {
+                                Ok(Outbound::Stanza(el)) => batch.push(*el),
+                                Ok(Outbound::Replaced) => {
+                                    replaced = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(end) = self.send_batch(t, batch).await {
                             return end;
+                        }
+                        if replaced {
+                            t.fail("conflict").await;
+                            return End::Closed;
                         }
                     }
                     Some(Outbound::Replaced) | None => {
@@ -543,7 +628,9 @@ impl Session {
                     self.ping = None;
                     match pkt {
                         Ok(Packet::Stanza(el)) => {
-                            if let Err(end) = self.handle(t, el).await {
+                            // Boxed: handling a stanza nests every extension's future
+                            // (6.5 KiB); inline, each idle connection would carry that space.
+                            if let Err(end) = Box::pin(self.handle(t, el)).await {
                                 return end;
                             }
                         }
@@ -789,7 +876,20 @@ impl Session {
                     self.services.hub.set_available(self.user, self.conn, true);
                     el.set_attr("to", self.bare.clone());
                     self.broadcast_own(&el);
-                    let subs = roster::presence_subscribers(&self.services, self.user).await;
+                    let probe = if first {
+                        self.initial_probe().await
+                    } else {
+                        // A later presence re-reads the roster (subscriptions may have changed).
+                        db::xmpp::PresenceProbe {
+                            subscriptions: true,
+                            ..Default::default()
+                        }
+                    };
+                    let (subs, contacts) = if probe.subscriptions {
+                        roster::presence_both(&self.services, self.user).await
+                    } else {
+                        (Vec::new(), Vec::new())
+                    };
                     self.presence_subs =
                         privacy::presence_allowed(&self.services, self.user, subs, true).await;
                     for contact in &self.presence_subs {
@@ -801,7 +901,6 @@ impl Session {
                         // The user's other available resources, then every contact we are
                         // subscribed to (RFC 6121 §4.2.2–4.2.3).
                         let mut sources = vec![self.user];
-                        let contacts = roster::presence_sources(&self.services, self.user).await;
                         let s = &self.services;
                         sources
                             .extend(privacy::presence_allowed(s, self.user, contacts, false).await);
@@ -816,8 +915,10 @@ impl Session {
                                 }
                             }
                         }
-                        for m in offline::take(&self.services, self.user).await {
-                            self.send(t, m).await?;
+                        if probe.offline {
+                            for m in offline::take(&self.services, self.user).await {
+                                self.send(t, m).await?;
+                            }
                         }
                     }
                 }
@@ -1128,7 +1229,7 @@ impl Session {
                     Some(Outbound::Stanza(el)) => {
                         if let Some(sm) = &mut self.sm {
                             sm.h_out = sm.h_out.wrapping_add(1);
-                            sm.unacked.push_back(el);
+                            sm.unacked.push_back(*el);
                         }
                     }
                     Some(Outbound::Replaced) | None => {

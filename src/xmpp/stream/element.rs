@@ -113,6 +113,11 @@ impl Element {
         out
     }
 
+    /// Appends the stream serialisation to `out` (several stanzas, one write).
+    pub fn write_stream_xml(&self, out: &mut String) {
+        self.write(out, ns::CLIENT, false);
+    }
+
     /// Serialises as a self-contained document (WebSocket framing: every frame declares its
     /// namespaces, including the `stream` prefix on `stream:*` elements).
     pub fn to_standalone_xml(&self) -> String {

@@ -52,10 +52,21 @@ impl Fault {
     }
 }
 
+/// The first read buffer (and the room every read wants): a login's packets fit, and an idle
+/// connection holds no more than this.
+const READ_START: usize = 512;
+/// A buffer that grew past this (a large stanza, a burst) is freed once it drains, so a
+/// connection that goes idle does not keep its high-water mark.
+const READ_KEEP: usize = 8 * 1024;
+
 /// Splits a TCP byte stream into packets. Holds at most one stanza (plus one read) in memory.
+/// The transport reads straight into its buffer ([`Framer::read_buf`]): no separate read chunk
+/// lives in the connection's future.
 pub struct Framer {
     limits: Limits,
     buf: Vec<u8>,
+    /// The last read filled all the room it had: give the next one more.
+    grow: bool,
     /// Where scanning resumes.
     scan: usize,
     /// Element depth at `scan`: 0 before the header, 1 between stanzas.
@@ -87,6 +98,7 @@ impl Framer {
         Framer {
             limits,
             buf: Vec::new(),
+            grow: false,
             scan: 0,
             depth: 0,
             start: None,
@@ -107,6 +119,29 @@ impl Framer {
 
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// The buffer to read into, with room for a read at its end. Room doubles while reads fill
+    /// it (a busy connection converges on large reads); [`Framer::shed`] gives it back.
+    pub fn read_buf(&mut self) -> &mut Vec<u8> {
+        let room = self.buf.capacity() - self.buf.len();
+        if self.grow || room < READ_START / 4 {
+            self.buf.reserve(self.buf.capacity().max(READ_START));
+        }
+        self.grow = false;
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes into `room` bytes of room.
+    pub fn did_read(&mut self, n: usize, room: usize) {
+        self.grow = n == room;
+    }
+
+    /// Frees a drained buffer that grew large.
+    fn shed(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > READ_KEEP {
+            self.buf = Vec::new();
+        }
     }
 
     /// Bytes buffered but not yet yielded.
@@ -272,6 +307,7 @@ impl Framer {
     fn consume_text(&mut self) {
         if self.depth <= 1 {
             self.buf.clear();
+            self.shed();
             self.scan = 0;
         } else {
             self.scan = self.buf.len();
@@ -283,6 +319,7 @@ impl Framer {
         let end = self.scan;
         let el = parse_element(&self.buf[start..end], &self.scope, &self.limits)?;
         self.buf.drain(..end);
+        self.shed();
         self.scan = 0;
         Ok(Packet::Stanza(el))
     }
@@ -492,6 +529,48 @@ mod tests {
         max_attributes: 4,
     };
     const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+    /// Simulates the transport's read: copies `data` into the room `read_buf` offers.
+    fn read_into(f: &mut Framer, data: &[u8]) -> usize {
+        let buf = f.read_buf();
+        let room = buf.capacity() - buf.len();
+        let n = data.len().min(room);
+        buf.extend_from_slice(&data[..n]);
+        f.did_read(n, room);
+        n
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_a_small_read_buffer_and_a_burst_is_given_back() {
+        let big = LIMITS_BIG;
+        let mut f = Framer::new(big);
+        read_into(&mut f, HEADER.as_bytes());
+        assert!(matches!(f.next_packet(), Ok(Some(Packet::StreamStart(_)))));
+        assert!(f.buf.capacity() <= READ_START * 2, "{}", f.buf.capacity());
+        // A 40 KiB stanza arrives over several reads: the room grows while reads fill it.
+        let body = "x".repeat(40 * 1024);
+        let stanza = format!("<message><body>{body}</body></message>");
+        let mut rest = stanza.as_bytes();
+        let mut reads = 0;
+        while !rest.is_empty() {
+            let n = read_into(&mut f, rest);
+            rest = &rest[n..];
+            reads += 1;
+        }
+        assert!(reads < 12, "{reads} reads for 40 KiB: room did not grow");
+        assert!(matches!(f.next_packet(), Ok(Some(Packet::Stanza(_)))));
+        // Drained: the large buffer is freed, not kept for the idle time that follows.
+        assert_eq!(f.buf.capacity(), 0);
+        read_into(&mut f, b"<presence/>");
+        assert!(matches!(f.next_packet(), Ok(Some(Packet::Stanza(_)))));
+        assert!(f.buf.capacity() <= READ_START * 2);
+    }
+
+    const LIMITS_BIG: Limits = Limits {
+        max_stanza_bytes: 64 * 1024,
+        max_depth: 8,
+        max_attributes: 4,
+    };
 
     fn all(input: &[&str]) -> Vec<Result<Packet, Fault>> {
         let mut f = Framer::new(LIMITS);
