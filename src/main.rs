@@ -95,6 +95,7 @@ fn init_logging(config: &Config) {
 }
 
 fn main() -> ExitCode {
+    keep_large_allocations_returnable();
     let cli = Cli::parse();
     if let Some(Command::Config {
         command: ConfigCommand::Defaults,
@@ -185,4 +186,16 @@ async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxErro
         Ok(())
     })
     .await
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after which blocks that
+/// size (argon2's 19 MiB working memory, one per password check) come from per-thread arenas
+/// and stay resident after use: a burst of password logins left a gigabyte behind. A fixed
+/// threshold keeps every block of 1 MiB or more mapped on its own and returned when freed.
+fn keep_large_allocations_returnable() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

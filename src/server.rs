@@ -158,6 +158,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn Error>> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)?;
     let _lock = lock_data_dir(&config.data_dir)?;
+    raise_open_file_limit();
     let clock = Clock::new();
     let db = Database::open(&config, Ownership::Server).await?;
     let result = serve_until_signal(&config, &db, clock).await;
@@ -229,6 +230,38 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+/// Every connection holds a file descriptor, and many hosts start services with a soft limit of
+/// 1,024: take the whole hard limit (what the administrator allowed) and say what it is.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    tracing::info!(
+        open_files = lim.rlim_cur,
+        "open-file limit (bounds concurrent connections)"
+    );
+    if lim.rlim_cur < 65_536 {
+        tracing::warn!(
+            open_files = lim.rlim_cur,
+            "open-file limit below 65,536: raise LimitNOFILE (systemd) or `ulimit -Hn` to serve more connections"
+        );
     }
 }
 

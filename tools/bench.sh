@@ -275,7 +275,9 @@ stop_parley() {
     pid=$(cat "$WORK/parley/parley.pid" 2>/dev/null || true)
     if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
         kill -INT "$pid"
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        # A server still draining after 30 s would be measured again as the "fresh" process.
+        kill -0 "$pid" 2>/dev/null && { log "parley did not stop in 30 s: killed"; kill -KILL "$pid"; sleep 1; }
     fi
 }
 
@@ -397,7 +399,7 @@ import json, os, statistics, sys, glob
 d = sys.argv[1]
 def runs(server, name):
     out = []
-    for f in sorted(glob.glob(os.path.join(d, f"{server}_{name}_*.json"))):
+    for f in sorted(glob.glob(os.path.join(d, f"{server}_{name}_[0-9]*.json"))):
         try:
             j = json.load(open(f))
         except Exception:

@@ -10,6 +10,29 @@ use sha2::{Digest, Sha256};
 use super::IdentityError;
 use crate::config::PasswordConfig;
 
+/// Password hashes running at once: one per core. Each argon2 run holds `argon2_memory_kib`
+/// (19 MiB by default); a login burst on the unbounded blocking pool ran dozens side by side,
+/// no faster on two cores, and left the process holding over a gigabyte of freed memory.
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// Runs CPU- and memory-heavy password work on the blocking pool, one job per core.
+async fn run_hashing<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, IdentityError> {
+    let _slot = hash_slots()
+        .acquire()
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))
+}
+
 /// Hashes a password with argon2id on the blocking pool.
 pub async fn hash_password(
     password: String,
@@ -17,20 +40,19 @@ pub async fn hash_password(
 ) -> Result<String, IdentityError> {
     let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None)
         .map_err(|e| IdentityError::Internal(format!("argon2 parameters: {e}")))?;
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))
     })
-    .await
-    .map_err(|e| IdentityError::Internal(e.to_string()))?
+    .await?
 }
 
 /// Checks a password against a stored hash (its own parameters are encoded in it).
 pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         PasswordHash::new(&hash)
             .map(|h| {
                 Argon2::default()

@@ -334,17 +334,19 @@ impl Ctx {
                     let password = self.common.password.clone();
                     let cached = cache.get(login).cloned();
                     async move {
-                        if let Some((id, token)) = cached {
-                            return Ok((
-                                ParleyUser {
-                                    id,
-                                    password,
-                                    token,
-                                },
-                                false,
-                            ));
-                        }
                         let mut c = api.client();
+                        if let Some((id, token)) = cached {
+                            if api.session_live(&mut c, &token).await {
+                                return Ok((
+                                    ParleyUser {
+                                        id,
+                                        password,
+                                        token,
+                                    },
+                                    false,
+                                ));
+                            }
+                        }
                         let p = api
                             .provision_user(&mut c, &app_token, login, &password)
                             .await?;

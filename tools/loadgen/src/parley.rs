@@ -84,6 +84,15 @@ impl Api {
         }
     }
 
+    /// Whether a session token (from the provisioning cache) is still live: `GET /session`,
+    /// which also extends it. Sessions expire (2 h by default), so a cache outlives its tokens.
+    pub async fn session_live(&self, c: &mut Client, token: &str) -> bool {
+        matches!(
+            c.request("GET", "/session", &[("CB-Token", token)], None).await,
+            Ok(r) if r.ok()
+        )
+    }
+
     /// A user session for `login`: `POST /session` with the user's credentials first (it signs
     /// a missing user up when the application allows it, one password hash), else `POST /users`
     /// (an existing login is fine) and the session again.
