@@ -132,16 +132,7 @@ pub async fn get_with_member(
          WHERE d.id = $1 AND d.application_id = $2 FOR UPDATE OF d"
     );
     let row = tx.q01(&sql, &[&id.as_str(), &app.0, &user.0]).await?;
-    Ok(row.map(|r| {
-        let member = r.get::<_, Option<i32>>(NCOL).map(|unread| Member {
-            unread,
-            hidden: r.get(NCOL + 1),
-            joined_seq: r.get(NCOL + 2),
-            cleared_seq: r.get(NCOL + 3),
-            notifications: r.get(NCOL + 4),
-        });
-        (from_row(&r), member)
-    }))
+    Ok(row.map(|r| (from_row(&r), member_after_columns(&r))))
 }
 
 /// Writes back the fields a dialog update may change.
@@ -505,6 +496,17 @@ pub async fn view(
     Ok(row.as_ref().map(view_from_row))
 }
 
+/// The caller's inbox entry selected right after the dialog's columns (absent for a non-member).
+fn member_after_columns(r: &Row) -> Option<Member> {
+    r.get::<_, Option<i32>>(NCOL).map(|unread| Member {
+        unread,
+        hidden: r.get(NCOL + 1),
+        joined_seq: r.get(NCOL + 2),
+        cleared_seq: r.get(NCOL + 3),
+        notifications: r.get(NCOL + 4),
+    })
+}
+
 /// Batch form of [`get_with_member`] for the message writer: each (application, dialog, user)
 /// asked, with the dialogs locked for the transaction, in one round trip. Rows come back for
 /// the dialogs that exist in that application, keyed by (dialog id, user). Locks are taken in
@@ -526,16 +528,7 @@ pub async fn get_many_with_member(
     let rows = tx.q(&sql, &[&apps, &ids, &users]).await?;
     Ok(rows
         .iter()
-        .map(|r| {
-            let member = r.get::<_, Option<i32>>(NCOL).map(|unread| Member {
-                unread,
-                hidden: r.get(NCOL + 1),
-                joined_seq: r.get(NCOL + 2),
-                cleared_seq: r.get(NCOL + 3),
-                notifications: r.get(NCOL + 4),
-            });
-            (from_row(r), r.get(NCOL + 5), member)
-        })
+        .map(|r| (from_row(r), r.get(NCOL + 5), member_after_columns(r)))
         .collect())
 }
 
