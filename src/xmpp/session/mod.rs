@@ -526,22 +526,29 @@ impl Session {
         Box::pin(self.cleanup()).await;
     }
 
-    async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
+    /// Stream management's share of sending `el`: count it and keep it until acked. Returns
+    /// whether to ask for an ack now; a client that never acks would make us hold everything
+    /// forever, so past the cap its stream fails (the un-acked stanzas go to offline storage
+    /// when the session ends).
+    async fn track_sent(&mut self, t: &mut Transport, el: &Element) -> Result<bool, End> {
         let cap = self.services.config.xmpp.outbound_queue.max(1);
-        let mut ask_ack = false;
-        if let Some(sm) = &mut self.sm {
-            if is_stanza(&el) {
-                sm.h_out = sm.h_out.wrapping_add(1);
-                sm.unacked.push_back(el.clone());
-                if sm.unacked.len() > cap.saturating_mul(4) {
-                    // A client that never acks would make us hold everything forever; the
-                    // un-acked stanzas go to offline storage when the session ends.
-                    t.fail("policy-violation").await;
-                    return Err(End::Closed);
-                }
-                ask_ack = sm.unacked.len() % 64 == 0;
-            }
+        let Some(sm) = &mut self.sm else {
+            return Ok(false);
+        };
+        if !is_stanza(el) {
+            return Ok(false);
         }
+        sm.h_out = sm.h_out.wrapping_add(1);
+        sm.unacked.push_back(el.clone());
+        if sm.unacked.len() > cap.saturating_mul(4) {
+            t.fail("policy-violation").await;
+            return Err(End::Closed);
+        }
+        Ok(sm.unacked.len() % 64 == 0)
+    }
+
+    async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
+        let ask_ack = self.track_sent(t, &el).await?;
         t.send(&el).await.map_err(|_| End::Lost)?;
         if ask_ack {
             t.send(&Element::new("r", ns::SM))
@@ -556,27 +563,13 @@ impl Session {
         if self.sm.is_none() {
             return t.send_all(&batch).await.map_err(|_| End::Lost);
         }
-        let cap = self.services.config.xmpp.outbound_queue.max(1);
         let mut out = Vec::with_capacity(batch.len() + 1);
         for el in batch {
-            if let Some(sm) = &mut self.sm {
-                if is_stanza(&el) {
-                    sm.h_out = sm.h_out.wrapping_add(1);
-                    sm.unacked.push_back(el.clone());
-                    if sm.unacked.len() > cap.saturating_mul(4) {
-                        // As in `send`: a client that never acks is not held forever.
-                        t.fail("policy-violation").await;
-                        return Err(End::Closed);
-                    }
-                    let ask_ack = sm.unacked.len() % 64 == 0;
-                    out.push(el);
-                    if ask_ack {
-                        out.push(Element::new("r", ns::SM));
-                    }
-                    continue;
-                }
-            }
+            let ask_ack = self.track_sent(t, &el).await?;
             out.push(el);
+            if ask_ack {
+                out.push(Element::new("r", ns::SM));
+            }
         }
         t.send_all(&out).await.map_err(|_| End::Lost)
     }
