@@ -1,7 +1,7 @@
 //! `--parley` provisioning through Parley's ConnectyCube REST API: an application session, users
 //! signed up (or logged in when they exist) with a user session each, and group dialogs
 //! (type 2) whose `xmpp_room_jid` the MUC scenario joins. Shapes follow
-//! `shared/protocol/connectycube-api.md` §2–§3 and the seed's `POST /chat/Dialog`.
+//! `docs/protocol/connectycube-api.md` §2–§3 and the seed's `POST /chat/Dialog`.
 
 use std::net::SocketAddr;
 
