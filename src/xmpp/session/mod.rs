@@ -1227,7 +1227,12 @@ impl Session {
 
     /// A dropped resumable stream waits for `<resume/>`; returns the new transport.
     async fn park(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Transport> {
-        let sm = self.sm.as_ref().filter(|s| s.resumable)?;
+        let max_bytes = self.services.config.xmpp.sm_parked_queue_bytes;
+        // Already holding more than a parked session may: ended at once (see below).
+        let sm = self
+            .sm
+            .as_ref()
+            .filter(|s| s.resumable && s.unacked_bytes <= max_bytes)?;
         let id = sm.id.clone();
         let (tx, mut rq) = mpsc::channel(1);
         let hub = self.services.hub.clone();
@@ -1263,7 +1268,7 @@ impl Session {
                             sm.keep(*el);
                             // Past its byte bound the parked session ends now: what it holds
                             // goes to offline storage (cleanup), as on expiry.
-                            if sm.unacked_bytes > self.services.config.xmpp.sm_parked_queue_bytes {
+                            if sm.unacked_bytes > max_bytes {
                                 hub.forget_resumable(&id);
                                 return None;
                             }
