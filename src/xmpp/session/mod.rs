@@ -1304,6 +1304,7 @@ impl Session {
             }
         }
         let last = self.services.hub.unregister(self.user, self.conn);
+        self.services.privacy.connection_ended(self.user, self.conn);
         if had_sm {
             while let Ok(out) = self.rx.try_recv() {
                 if let Outbound::Stanza(el) = out {
