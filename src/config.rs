@@ -97,6 +97,25 @@ pub struct XmppConfig {
     pub auth_failures_per_minute: u32,
     /// Most messages kept for one offline user; beyond it new ones are bounced.
     pub offline_max_per_user: i64,
+    /// Most messages kept for one offline user from one sender (bare JID), so one stranger
+    /// cannot fill someone's offline store; beyond it that sender's messages are bounced.
+    pub offline_max_per_sender: i64,
+    /// Most items in one user's roster; a roster set or an outbound subscription that would
+    /// add one more is refused with `<not-allowed/>`. Also the most subscription requests
+    /// waiting for one offline user (one per sender); more are dropped silently.
+    pub roster_max_items: i64,
+    /// Largest roster item (contact JID, name and groups, in bytes); larger is refused with
+    /// `<not-acceptable/>`.
+    pub roster_item_max_bytes: usize,
+    /// Most status-streaming subscriptions one connection may hold; more are refused with
+    /// `<not-allowed/>`. They end with the connection.
+    pub status_subscriptions_max: usize,
+    /// Most directed presences (RFC 6121 §4.6) one connection remembers, to send unavailable
+    /// to at logout; a directed presence to one more JID is refused with `<not-allowed/>`.
+    pub directed_presences_max: usize,
+    /// Most rooms (XEP-0045) one connection may have joined; one more join is refused with
+    /// `<not-allowed/>`.
+    pub rooms_joined_max: usize,
     /// Most privacy lists (XEP-0016) one user may keep.
     pub privacy_max_lists: usize,
     /// Most items in one privacy list (the official SDK writes two per blocked user).
@@ -105,6 +124,13 @@ pub struct XmppConfig {
     pub blocklist_max: usize,
     /// Seconds a dropped stream-management session stays resumable (XEP-0198).
     pub sm_resume_secs: u64,
+    /// Bytes of un-acknowledged stanzas a live stream-management connection may hold; past it
+    /// the stream is closed with `<policy-violation/>` and its un-acked messages go to offline
+    /// storage.
+    pub sm_unacked_bytes: usize,
+    /// Bytes of stanzas a parked (dropped, resumable) stream-management session may hold; past
+    /// it the session ends at once and its messages go to offline storage.
+    pub sm_parked_queue_bytes: usize,
     /// Stanzas queued towards one connection before new ones are dropped (slow reader).
     pub outbound_queue: usize,
 }
@@ -162,6 +188,12 @@ pub struct ChatConfig {
     pub search_window_days: i64,
     /// Most XMPP `save_to_history` messages committed in one transaction (group commit).
     pub history_batch_max: usize,
+    /// Most occupants of a group dialog; also the most ids one request may list in
+    /// `occupants_ids`, `admins_ids` or `pinned_messages_ids`, and the most pinned messages of
+    /// one dialog (422 naming the field beyond any of them).
+    pub max_occupants_per_dialog: usize,
+    /// Most subscribers of a public dialog (422 on `POST /chat/Dialog/{id}/subscribe` beyond).
+    pub max_public_subscribers: i64,
 }
 
 impl Default for ChatConfig {
@@ -173,6 +205,8 @@ impl Default for ChatConfig {
             search_min_chars: 5,
             search_window_days: 92,
             history_batch_max: 256,
+            max_occupants_per_dialog: 1000,
+            max_public_subscribers: 100_000,
         }
     }
 }
@@ -263,10 +297,18 @@ impl Default for XmppConfig {
             max_connections_per_user: 10,
             auth_failures_per_minute: 10,
             offline_max_per_user: 1000,
+            offline_max_per_sender: 100,
+            roster_max_items: 1000,
+            roster_item_max_bytes: 2048,
+            status_subscriptions_max: 1000,
+            directed_presences_max: 1000,
+            rooms_joined_max: 1000,
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,
             sm_resume_secs: 300,
+            sm_unacked_bytes: 4 << 20,
+            sm_parked_queue_bytes: 1 << 20,
             outbound_queue: 1024,
         }
     }

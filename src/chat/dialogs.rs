@@ -143,6 +143,48 @@ fn dedup(mut v: Vec<i64>) -> Vec<i64> {
 }
 
 impl Chat {
+    /// Refuses a request listing more ids in `field` than a dialog can hold, before any work
+    /// is done on them (each id costs a look-up).
+    fn check_id_list(&self, field: &str, len: usize) -> Result<(), ChatError> {
+        let max = self.inner.config.max_occupants_per_dialog;
+        if len > max {
+            return Err(ChatError::invalid(
+                field,
+                format!("lists too many ids (at most {max} in one request)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// **The dialog-size rule**: a dialog that lists its occupants (group, private) holds at
+    /// most `chat.max_occupants_per_dialog` of them; a public dialog at most
+    /// `chat.max_public_subscribers` subscribers. Broadcast dialogs reach every user of the
+    /// application and list nobody.
+    fn check_dialog_size(&self, kind: DialogType, count: usize) -> Result<(), ChatError> {
+        let cfg = &self.inner.config;
+        if kind.lists_occupants() && count > cfg.max_occupants_per_dialog {
+            return Err(ChatError::invalid(
+                "occupants_ids",
+                format!(
+                    "too many occupants (a dialog holds at most {})",
+                    cfg.max_occupants_per_dialog
+                ),
+            ));
+        }
+        if kind == DialogType::Public
+            && i64::try_from(count).unwrap_or(i64::MAX) > cfg.max_public_subscribers
+        {
+            return Err(ChatError::invalid(
+                "occupants_ids",
+                format!(
+                    "too many subscribers (a public dialog holds at most {})",
+                    cfg.max_public_subscribers
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses ids that are not users of the application, naming them. Runs in the caller's
     /// transaction: taking a second pooled connection while holding one can starve the pool.
     async fn check_users_exist(
@@ -199,6 +241,8 @@ impl Chat {
         ] {
             check_text(f, v)?;
         }
+        self.check_id_list("occupants_ids", new.occupants.len())?;
+        self.check_id_list("admins_ids", new.admins.len())?;
         let mut occupants = dedup(new.occupants);
         let admins = dedup(new.admins);
         match kind {
@@ -250,6 +294,7 @@ impl Chat {
                     .collect(),
             );
         }
+        self.check_dialog_size(kind, occupants.len())?;
         let extensions = clean_extensions(app, new.extensions)?;
         let data = new
             .data
@@ -407,6 +452,16 @@ impl Chat {
     ) -> Result<DialogView, ChatError> {
         let me = actor.user;
         let app = actor.app.clone();
+        for (field, len) in [
+            ("occupants_ids", u.push_occupants.len()),
+            ("occupants_ids", u.pull_occupants.len()),
+            ("admins_ids", u.push_admins.len()),
+            ("admins_ids", u.pull_admins.len()),
+            ("pinned_messages_ids", u.push_pinned.len()),
+            ("pinned_messages_ids", u.pull_pinned.len()),
+        ] {
+            self.check_id_list(field, len)?;
+        }
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let (mut d, role, _) = self.load(&tx, actor, id, true).await?;
@@ -540,12 +595,16 @@ impl Chat {
                 }
             }
         }
+        if !added.is_empty() && d.kind.lists_occupants() {
+            self.check_dialog_size(d.kind, d.occupants.len())?;
+        }
         d.pinned.retain(|p| !pull_pinned.contains(p));
         for p in push_pinned {
             if !d.pinned.contains(&p) {
                 d.pinned.push(p);
             }
         }
+        self.check_id_list("pinned_messages_ids", d.pinned.len())?;
         d.updated_at = self.clock().now();
         repo::save(&tx, &d).await?;
         repo::add_members(&tx, &d, &added).await?;
@@ -678,6 +737,10 @@ impl Chat {
         }
         let added = member.is_none();
         if added {
+            let after = usize::try_from(d.occupants_count)
+                .unwrap_or(0)
+                .saturating_add(1);
+            self.check_dialog_size(d.kind, after)?;
             d.occupants_count += 1;
             repo::save(&tx, &d).await?;
             repo::add_members(&tx, &d, &[me.0]).await?;

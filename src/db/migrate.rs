@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_privacy",
         sql: include_str!("../../migrations/0004_privacy.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_offline_sender",
+        sql: include_str!("../../migrations/0006_offline_sender.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

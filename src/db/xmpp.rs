@@ -1,5 +1,5 @@
 //! The `xmpp_offline` and `xmpp_last_activity` tables: stanzas kept for offline users (as
-//! serialised XML text, oldest first, bounded per user) and the time each user was last seen;
+//! serialised XML text, oldest first, bounded per user and per sender) and the time each user was last seen;
 //! the roster; and the one-statement probe a login's initial presence starts with. Every
 //! statement goes through the per-connection statement cache: logins run these at thousands per
 //! second, and an unprepared statement costs PostgreSQL a parse and a plan each time.
@@ -10,11 +10,74 @@ use super::cached::Cached;
 use super::{DbError, DbPool};
 use crate::model::{AppId, UserId};
 
-/// Stores a stanza unless the user already has `max` waiting; returns whether it was stored.
+/// The bounds an offline store checks; `None` keeps the stanza regardless.
+#[derive(Clone, Copy, Debug)]
+pub struct OfflineBounds {
+    /// Most messages waiting for the user (subscription requests not counted).
+    pub per_user: i64,
+    /// Most rows waiting for the user from one sender.
+    pub per_sender: i64,
+}
+
+/// Why a stanza was not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfflineRefusal {
+    UserFull,
+    SenderFull,
+}
+
+/// Stores a message for `user` from `sender` (a bare JID) within `bounds`, counted in the same
+/// statement. Concurrent stores may pass the counts together: the overshoot is at most the
+/// number of stores in flight.
 pub async fn offline_push(
     pool: &DbPool,
     app: AppId,
     user: UserId,
+    sender: Option<&str>,
+    stanza: &str,
+    now: OffsetDateTime,
+    bounds: Option<OfflineBounds>,
+) -> Result<Result<(), OfflineRefusal>, DbError> {
+    let (per_user, per_sender) =
+        bounds.map_or((i64::MAX, i64::MAX), |b| (b.per_user, b.per_sender));
+    let c = pool.get().await?;
+    let r = c
+        .q1(
+            "WITH n AS (
+               SELECT count(*) FILTER (WHERE NOT subscription) AS total,
+                      count(*) FILTER (WHERE sender = $3) AS mine
+               FROM xmpp_offline WHERE application_id = $1 AND user_id = $2
+             ), ins AS (
+               INSERT INTO xmpp_offline (application_id, user_id, sender, stanza, stored_at)
+               SELECT $1, $2, $3, $4, $5 FROM n WHERE n.total < $6 AND n.mine < $7
+               RETURNING 1
+             )
+             SELECT n.total < $6, n.mine < $7 FROM n",
+            &[
+                &app.0,
+                &user.0,
+                &sender,
+                &stanza,
+                &now,
+                &per_user,
+                &per_sender,
+            ],
+        )
+        .await?;
+    Ok(match (r.get::<_, bool>(0), r.get::<_, bool>(1)) {
+        (false, _) => Err(OfflineRefusal::UserFull),
+        (true, false) => Err(OfflineRefusal::SenderFull),
+        (true, true) => Ok(()),
+    })
+}
+
+/// Keeps a subscription request from `sender` for `user` unless one from the same sender
+/// already waits or `max` requests wait in all; returns whether it was stored.
+pub async fn offline_push_subscription(
+    pool: &DbPool,
+    app: AppId,
+    user: UserId,
+    sender: &str,
     stanza: &str,
     now: OffsetDateTime,
     max: i64,
@@ -22,10 +85,13 @@ pub async fn offline_push(
     let c = pool.get().await?;
     let n = c
         .x(
-            "INSERT INTO xmpp_offline (application_id, user_id, stanza, stored_at)
-             SELECT $1, $2, $3, $4
-             WHERE (SELECT count(*) FROM xmpp_offline WHERE application_id = $1 AND user_id = $2) < $5",
-            &[&app.0, &user.0, &stanza, &now, &max],
+            "INSERT INTO xmpp_offline (application_id, user_id, sender, subscription, stanza, stored_at)
+             SELECT $1, $2, $3, true, $4, $5
+             FROM (SELECT count(*) AS waiting, count(*) FILTER (WHERE sender = $3) AS mine
+                   FROM xmpp_offline
+                   WHERE application_id = $1 AND user_id = $2 AND subscription) n
+             WHERE n.waiting < $6 AND n.mine = 0",
+            &[&app.0, &user.0, &sender, &stanza, &now, &max],
         )
         .await?;
     Ok(n == 1)
@@ -174,31 +240,39 @@ pub async fn roster_get(
     Ok(row.as_ref().map(roster_row))
 }
 
+/// Creates or updates an item; a new item is added only while the user has fewer than `max`.
+/// Returns false when the roster is full (nothing written).
 pub async fn roster_put(
     pool: &DbPool,
     app: AppId,
     user: UserId,
     item: &RosterItem,
-) -> Result<(), DbError> {
+    max: i64,
+) -> Result<bool, DbError> {
     let c = pool.get().await?;
-    c.x(
-        "INSERT INTO xmpp_roster (application_id, user_id, contact, name, subscription, ask, groups)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (application_id, user_id, contact) DO UPDATE
-         SET name = EXCLUDED.name, subscription = EXCLUDED.subscription, ask = EXCLUDED.ask,
-             groups = EXCLUDED.groups",
-        &[
-            &app.0,
-            &user.0,
-            &item.contact,
-            &item.name,
-            &item.subscription,
-            &item.ask,
-            &item.groups,
-        ],
-    )
-    .await?;
-    Ok(())
+    let n = c
+        .x(
+            "INSERT INTO xmpp_roster (application_id, user_id, contact, name, subscription, ask, groups)
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE (SELECT count(*) FROM xmpp_roster WHERE application_id = $1 AND user_id = $2) < $8
+                OR EXISTS (SELECT 1 FROM xmpp_roster
+                           WHERE application_id = $1 AND user_id = $2 AND contact = $3)
+             ON CONFLICT (application_id, user_id, contact) DO UPDATE
+             SET name = EXCLUDED.name, subscription = EXCLUDED.subscription, ask = EXCLUDED.ask,
+                 groups = EXCLUDED.groups",
+            &[
+                &app.0,
+                &user.0,
+                &item.contact,
+                &item.name,
+                &item.subscription,
+                &item.ask,
+                &item.groups,
+                &max,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 pub async fn roster_remove(

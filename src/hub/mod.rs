@@ -55,7 +55,11 @@ pub struct ConnInfo {
 struct State {
     users: HashMap<UserKey, Vec<Conn>>,
     next_id: ConnId,
+    /// Status streaming: target → the connections subscribed to it.
     status_subscribers: HashMap<UserKey, HashSet<(UserKey, ConnId)>>,
+    /// The same subscriptions by subscribing connection (bounded per connection; all of a
+    /// connection's go when it is unregistered).
+    status_by_conn: HashMap<ConnId, HashSet<UserKey>>,
     resumable: HashMap<String, (UserKey, ResumeSender)>,
 }
 
@@ -126,8 +130,13 @@ impl Hub {
         if last {
             st.users.remove(&user);
         }
-        for subs in st.status_subscribers.values_mut() {
-            subs.retain(|(_, c)| *c != conn);
+        for target in st.status_by_conn.remove(&conn).unwrap_or_default() {
+            if let Some(subs) = st.status_subscribers.get_mut(&target) {
+                subs.remove(&(user, conn));
+                if subs.is_empty() {
+                    st.status_subscribers.remove(&target);
+                }
+            }
         }
         last
     }
@@ -235,15 +244,61 @@ impl Hub {
         self.update(user, conn, |c| c.active = on);
     }
 
-    /// `subscriber`'s connection wants `target`'s last-activity changes.
-    pub fn subscribe_status(&self, target: UserKey, subscriber: UserKey, conn: ConnId, on: bool) {
+    /// `subscriber`'s connection wants (`on`) or no longer wants `target`'s last-activity
+    /// changes. A connection holds at most `max` subscriptions: false when one more is refused.
+    /// A connection that is not registered (any more) subscribes to nothing.
+    pub fn subscribe_status(
+        &self,
+        target: UserKey,
+        subscriber: UserKey,
+        conn: ConnId,
+        on: bool,
+        max: usize,
+    ) -> bool {
         let mut st = self.lock();
-        let subs = st.status_subscribers.entry(target).or_default();
-        if on {
-            subs.insert((subscriber, conn));
-        } else {
-            subs.remove(&(subscriber, conn));
+        let st = &mut *st;
+        if !on {
+            if let Some(targets) = st.status_by_conn.get_mut(&conn) {
+                targets.remove(&target);
+                if targets.is_empty() {
+                    st.status_by_conn.remove(&conn);
+                }
+            }
+            if let Some(subs) = st.status_subscribers.get_mut(&target) {
+                subs.remove(&(subscriber, conn));
+                if subs.is_empty() {
+                    st.status_subscribers.remove(&target);
+                }
+            }
+            return true;
         }
+        let registered = st
+            .users
+            .get(&subscriber)
+            .is_some_and(|conns| conns.iter().any(|c| c.id == conn));
+        if !registered {
+            return true;
+        }
+        let targets = st.status_by_conn.entry(conn).or_default();
+        if !targets.contains(&target) && targets.len() >= max {
+            return false;
+        }
+        targets.insert(target);
+        st.status_subscribers
+            .entry(target)
+            .or_default()
+            .insert((subscriber, conn));
+        true
+    }
+
+    /// Status-streaming bookkeeping now: (targets watched, subscriptions held). For tests and
+    /// diagnostics: both fall back to zero when every subscribing connection has ended.
+    pub fn status_subscription_counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (
+            st.status_subscribers.len(),
+            st.status_by_conn.values().map(HashSet::len).sum(),
+        )
     }
 
     /// The connections subscribed to `target`'s status.
@@ -316,6 +371,29 @@ mod tests {
         assert_eq!(
             hub.register(key(1), "b", tx, 1),
             Err(RegisterError::TooManyConnections)
+        );
+    }
+
+    #[test]
+    fn status_subscriptions_are_bounded_per_connection_and_end_with_it() {
+        let hub = Hub::new();
+        let (tx, _rx) = mpsc::channel(4);
+        let conn = hub.register(key(1), "a", tx, 10).unwrap();
+        assert!(hub.subscribe_status(key(2), key(1), conn, true, 2));
+        assert!(hub.subscribe_status(key(3), key(1), conn, true, 2));
+        assert!(
+            hub.subscribe_status(key(3), key(1), conn, true, 2),
+            "again is no more"
+        );
+        assert!(!hub.subscribe_status(key(4), key(1), conn, true, 2));
+        assert_eq!(hub.status_subscription_counts(), (2, 2));
+        hub.unregister(key(1), conn);
+        assert_eq!(hub.status_subscription_counts(), (0, 0));
+        assert!(hub.subscribe_status(key(2), key(1), conn, true, 2));
+        assert_eq!(
+            hub.status_subscription_counts(),
+            (0, 0),
+            "an ended connection"
         );
     }
 

@@ -143,6 +143,14 @@ impl Rooms {
         st.cache.clear();
     }
 
+    /// Whether `conn` may join `key`: it is already in it, or in fewer than `max` rooms.
+    pub fn may_join(&self, key: &RoomKey, conn: ConnId, max: usize) -> bool {
+        match self.lock().by_conn.get(&conn) {
+            Some(rooms) => rooms.contains(key) || rooms.len() < max,
+            None => true,
+        }
+    }
+
     /// Adds a connection to a room (again: its presence is updated).
     pub fn join(
         &self,

@@ -165,6 +165,9 @@ impl StanzaError {
     pub const fn recipient_unavailable() -> Self {
         Self::new("wait", "recipient-unavailable", 404)
     }
+    pub const fn not_acceptable() -> Self {
+        Self::new("modify", "not-acceptable", 406)
+    }
     pub const fn conflict() -> Self {
         Self::new("cancel", "conflict", 409)
     }

@@ -262,6 +262,11 @@ impl TestServer {
         &self.server.as_ref().expect("server running").chat
     }
 
+    /// The running server's session registry (to watch its live state).
+    pub fn hub(&self) -> &parley::hub::Hub {
+        &self.server.as_ref().expect("server running").hub
+    }
+
     /// `n` users with user sessions: (token, id), logins `{prefix}_u0..`.
     pub async fn users(&self, prefix: &str, n: usize) -> Vec<(String, i64)> {
         let mut out = Vec::new();

@@ -377,6 +377,12 @@ pub async fn on_presence(
     if !dialog.kind.is_room() {
         return Err(no_room());
     }
+    let max = s.config.xmpp.rooms_joined_max;
+    if !s.hub.rooms.may_join(&k, conn, max) {
+        return Err(StanzaError::not_allowed().with_text(format!(
+            "too many rooms joined (at most {max} per connection)"
+        )));
+    }
     let me = occupant_presence(&rjid, uid, &el, item(&dialog, &members, uid));
     let joined = s.hub.rooms.join(&k, uid, conn, resource, me.clone());
     if joined.again {

@@ -380,6 +380,19 @@ impl PrivacyCache {
             .map(|c| (c.id, c.resource))
             .collect()
     }
+
+    /// A connection ended: its active list and block-list interest go with it (otherwise they
+    /// stay until the same user changes either again, one entry per user who ever did).
+    pub fn connection_ended(&self, user: UserKey, conn: ConnId) {
+        let mut st = self.lock();
+        if let Some(entries) = st.active.get_mut(&user) {
+            entries.retain(|(c, _)| *c != conn);
+            if entries.is_empty() {
+                st.active.remove(&user);
+            }
+        }
+        st.blocklist_readers.remove(&(user, conn));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 //! parties' items (`none`/`to`/`from`/`both`, `ask`). Presence broadcast to subscribers and
 //! probes of contacts are driven by the session through `presence_subscribers` /
 //! `presence_sources`. Requests to offline users wait in offline storage.
+//! A roster holds at most `xmpp.roster_max_items` items (a set or an outbound subscription that
+//! would add one more: `<not-allowed/>`), each at most `xmpp.roster_item_max_bytes`
+//! (`<not-acceptable/>`). Inbound subscription requests never create items for the recipient.
 //! Not done: roster versioning, pre-approval. Must not touch users of another application.
 
 use crate::db::{self, xmpp::RosterItem};
@@ -32,6 +35,34 @@ pub const HANDLERS: &[Registration] = &[
 fn internal(e: db::DbError) -> StanzaError {
     tracing::warn!(error = %e, "roster storage");
     StanzaError::internal_server_error()
+}
+
+fn roster_full(services: &Services) -> StanzaError {
+    StanzaError::not_allowed().with_text(format!(
+        "the roster is full (at most {} items)",
+        services.config.xmpp.roster_max_items
+    ))
+}
+
+/// Stores `item` for `user` within the roster bound.
+async fn put(services: &Services, user: UserKey, item: &RosterItem) -> Result<(), StanzaError> {
+    let max = services.config.xmpp.roster_max_items;
+    if db::xmpp::roster_put(&services.pool, user.app, user.user, item, max)
+        .await
+        .map_err(internal)?
+    {
+        Ok(())
+    } else {
+        Err(roster_full(services))
+    }
+}
+
+/// The bytes an item takes: its contact JID, name and groups.
+fn item_bytes(item: &RosterItem) -> usize {
+    item.groups.iter().fold(
+        item.contact.len() + item.name.as_ref().map_or(0, String::len),
+        |n, g| n.saturating_add(g.len()),
+    )
 }
 
 fn item_element(item: &RosterItem) -> Element {
@@ -120,9 +151,13 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
             .filter(|g| g.is("group", ns::ROSTER))
             .map(|g| g.text())
             .collect();
-        db::xmpp::roster_put(&s.pool, app, user, &next)
-            .await
-            .map_err(internal)?;
+        let max_bytes = s.config.xmpp.roster_item_max_bytes;
+        if item_bytes(&next) > max_bytes {
+            return Err(StanzaError::not_acceptable().with_text(format!(
+                "the item is too large (at most {max_bytes} bytes of JID, name and groups)"
+            )));
+        }
+        put(s, req.user, &next).await?;
         push(s, req.user, item_element(&next));
         Ok(None)
     })
@@ -152,10 +187,11 @@ async fn update(
     contact: UserKey,
     create: bool,
     f: impl FnOnce(&mut RosterItem),
-) -> Result<(), db::DbError> {
+) -> Result<(), StanzaError> {
     let contact_jid = contact.bare_jid(services.domain()).to_string();
-    let existing =
-        db::xmpp::roster_get(&services.pool, owner.app, owner.user, &contact_jid).await?;
+    let existing = db::xmpp::roster_get(&services.pool, owner.app, owner.user, &contact_jid)
+        .await
+        .map_err(internal)?;
     let mut item = match existing {
         Some(i) => i,
         None if create => RosterItem {
@@ -170,19 +206,20 @@ async fn update(
     let before = item.clone();
     f(&mut item);
     if item != before || create {
-        db::xmpp::roster_put(&services.pool, owner.app, owner.user, &item).await?;
+        put(services, owner, &item).await?;
         push(services, owner, item_element(&item));
     }
     Ok(())
 }
 
-/// `user` sent a subscription presence of `kind` to `contact`: update both rosters.
+/// `user` sent a subscription presence of `kind` to `contact`: update both rosters. Only the
+/// sender's roster may gain an item (refused past its bound); the contact's is only updated.
 pub async fn subscription(
     services: &Services,
     user: UserKey,
     kind: &str,
     contact: UserKey,
-) -> Result<(), db::DbError> {
+) -> Result<(), StanzaError> {
     match kind {
         "subscribe" => update(services, user, contact, true, |i| i.ask = true).await,
         "subscribed" => {

@@ -1,7 +1,8 @@
 //! ConnectyCube status streaming: `<subscribe user_jid=… enable=…/>` registers the connection
 //! for pushes of that user's last activity (a `jabber:iq:last` result `from` the user: 0 when
 //! they connect, their offline seconds when they leave). The session loop emits the pushes.
-//! Must not subscribe across applications.
+//! Must not subscribe across applications. A connection holds at most
+//! `xmpp.status_subscriptions_max` subscriptions; they end with the connection.
 
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
 use crate::xmpp::ns;
@@ -26,9 +27,16 @@ fn subscribe(req: Request<'_>) -> BoxFuture<'_, Reply> {
             .filter(|k| k.app == req.user.app)
             .ok_or_else(StanzaError::bad_request)?;
         let on = !matches!(req.payload.attr("enable"), Some("false" | "0"));
-        req.services
+        let max = req.services.config.xmpp.status_subscriptions_max;
+        if !req
+            .services
             .hub
-            .subscribe_status(target, req.user, req.conn, on);
+            .subscribe_status(target, req.user, req.conn, on, max)
+        {
+            return Err(StanzaError::not_allowed().with_text(format!(
+                "too many status subscriptions (at most {max} per connection)"
+            )));
+        }
         Ok(None)
     })
 }

@@ -23,7 +23,7 @@ use super::ext::{
 use super::ns;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
 use super::stream::transport::ReadError;
-use super::stream::{Element, Packet, Transport};
+use super::stream::{Element, Node, Packet, Transport};
 use super::Services;
 use crate::config::PlainAuth;
 use crate::db;
@@ -403,6 +403,37 @@ struct Sm {
     h_in: u32,
     h_out: u32,
     unacked: VecDeque<Element>,
+    /// About how many bytes `unacked` holds (see [`approx_bytes`]).
+    unacked_bytes: usize,
+}
+
+impl Sm {
+    /// Counts `el` as sent and keeps it until acked.
+    fn keep(&mut self, el: Element) {
+        self.h_out = self.h_out.wrapping_add(1);
+        self.unacked_bytes = self.unacked_bytes.saturating_add(approx_bytes(&el));
+        self.unacked.push_back(el);
+    }
+}
+
+/// About how many bytes `el` takes written out (names, attributes, text), what the
+/// stream-management queues are bounded by. Iterative: no recursion on element depth.
+fn approx_bytes(el: &Element) -> usize {
+    let mut n = 0usize;
+    let mut stack = vec![el];
+    while let Some(e) = stack.pop() {
+        n = n.saturating_add(2 * e.name.len() + 5);
+        for (k, v) in &e.attrs {
+            n = n.saturating_add(k.len() + v.len() + 4);
+        }
+        for c in &e.children {
+            match c {
+                Node::Element(c) => stack.push(c),
+                Node::Text(t) => n = n.saturating_add(t.len()),
+            }
+        }
+    }
+    n
 }
 
 struct Session {
@@ -532,19 +563,20 @@ impl Session {
     /// when the session ends).
     async fn track_sent(&mut self, t: &mut Transport, el: &Element) -> Result<bool, End> {
         let cap = self.services.config.xmpp.outbound_queue.max(1);
+        let max_bytes = self.services.config.xmpp.sm_unacked_bytes;
         let Some(sm) = &mut self.sm else {
             return Ok(false);
         };
         if !is_stanza(el) {
             return Ok(false);
         }
-        sm.h_out = sm.h_out.wrapping_add(1);
-        sm.unacked.push_back(el.clone());
-        if sm.unacked.len() > cap.saturating_mul(4) {
+        sm.keep(el.clone());
+        if sm.unacked.len() > cap.saturating_mul(4) || sm.unacked_bytes > max_bytes {
             t.fail("policy-violation").await;
             return Err(End::Closed);
         }
-        Ok(sm.unacked.len() % 64 == 0)
+        // Past half the byte bound, every stanza asks for an ack.
+        Ok(sm.unacked.len() % 64 == 0 || sm.unacked_bytes > max_bytes / 2)
     }
 
     async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
@@ -721,6 +753,7 @@ impl Session {
                     h_in: 0,
                     h_out: 0,
                     unacked: VecDeque::new(),
+                    unacked_bytes: 0,
                 });
                 t.send(&enabled).await.map_err(|_| End::Lost)
             }
@@ -752,7 +785,12 @@ impl Session {
         if let Some(sm) = &mut self.sm {
             let base = sm.h_out.wrapping_sub(sm.unacked.len() as u32);
             let n = (h.wrapping_sub(base) as usize).min(sm.unacked.len());
-            sm.unacked.drain(..n);
+            let freed = sm
+                .unacked
+                .drain(..n)
+                .map(|el| approx_bytes(&el))
+                .sum::<usize>();
+            sm.unacked_bytes = sm.unacked_bytes.saturating_sub(freed);
         }
     }
 
@@ -835,15 +873,9 @@ impl Session {
             Some(_) if kind == "headline" || kind == "error" => 0,
             _ => hub.deliver_to_user(target, &el),
         };
-        if delivered == 0
-            && kind != "error"
-            && offline::worth_keeping(&el)
-            && !offline::store(&self.services, target, &el).await
-        {
-            {
-                let e = StanzaError::service_unavailable()
-                    .with_text("the recipient is unknown or cannot take more offline messages");
-                return self.reply_error(t, &el, e).await;
+        if delivered == 0 && kind != "error" && offline::worth_keeping(&el) {
+            if let Err(refused) = offline::keep(&self.services, target, &el).await {
+                return self.reply_error(t, &el, refused.stanza_error()).await;
             }
         }
         if carbons::eligible(&el) {
@@ -933,18 +965,16 @@ impl Session {
             kind.as_deref()
         {
             if let Err(e) = roster::subscription(&self.services, self.user, sub, target).await {
-                tracing::warn!(error = %e, "updating subscriptions");
-                return self
-                    .reply_error(t, &el, StanzaError::internal_server_error())
-                    .await;
+                return self.reply_error(t, &el, e).await;
             }
             // Subscription presences travel between bare JIDs.
             el.set_attr("from", self.bare.clone());
             el.set_attr("to", target.bare_jid(self.domain()).to_string());
             let delivered = self.services.hub.deliver_to_user(target, &el);
             if delivered == 0 && sub == "subscribe" {
-                // RFC 6121 §3.1.3: a request to an offline contact waits for its next login.
-                offline::store(&self.services, target, &el).await;
+                // RFC 6121 §3.1.3: a request to an offline contact waits for its next login
+                // (once per sender, bounded per recipient).
+                offline::store_subscription(&self.services, target, &self.bare, &el).await;
             }
             if sub == "subscribed" && self.available {
                 let p = Element::new("presence", ns::CLIENT)
@@ -963,6 +993,15 @@ impl Session {
         let to = el.attr("to").unwrap_or_default().to_owned();
         match kind.as_deref() {
             None => {
+                // Remembered to send unavailable at logout: a bounded set, so past the bound a
+                // presence to one more JID is refused rather than silently never undone.
+                let max = self.services.config.xmpp.directed_presences_max;
+                if !self.directed.contains(&to) && self.directed.len() >= max {
+                    let e = StanzaError::not_allowed().with_text(format!(
+                        "too many directed presences (at most {max} per connection)"
+                    ));
+                    return self.reply_error(t, &el, e).await;
+                }
                 self.directed.insert(to);
             }
             Some("unavailable") => {
@@ -1188,7 +1227,12 @@ impl Session {
 
     /// A dropped resumable stream waits for `<resume/>`; returns the new transport.
     async fn park(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Transport> {
-        let sm = self.sm.as_ref().filter(|s| s.resumable)?;
+        let max_bytes = self.services.config.xmpp.sm_parked_queue_bytes;
+        // Already holding more than a parked session may: ended at once (see below).
+        let sm = self
+            .sm
+            .as_ref()
+            .filter(|s| s.resumable && s.unacked_bytes <= max_bytes)?;
         let id = sm.id.clone();
         let (tx, mut rq) = mpsc::channel(1);
         let hub = self.services.hub.clone();
@@ -1221,8 +1265,13 @@ impl Session {
                 out = self.rx.recv() => match out {
                     Some(Outbound::Stanza(el)) => {
                         if let Some(sm) = &mut self.sm {
-                            sm.h_out = sm.h_out.wrapping_add(1);
-                            sm.unacked.push_back(*el);
+                            sm.keep(*el);
+                            // Past its byte bound the parked session ends now: what it holds
+                            // goes to offline storage (cleanup), as on expiry.
+                            if sm.unacked_bytes > max_bytes {
+                                hub.forget_resumable(&id);
+                                return None;
+                            }
                         }
                     }
                     Some(Outbound::Replaced) | None => {
@@ -1245,19 +1294,24 @@ impl Session {
     async fn cleanup(&mut self) {
         self.go_unavailable(None);
         muc::leave_all(&self.services, self.user, self.conn);
+        let had_sm = self.sm.is_some();
         if let Some(sm) = self.sm.take() {
             self.services.hub.forget_resumable(&sm.id);
-            // Un-acked messages addressed to this user are not lost: they wait offline.
+            // Un-acked messages addressed to this user are not lost: they wait offline, oldest
+            // first, and so (below) do those the hub queued here that were never written.
             for el in sm.unacked {
-                if el.name == "message" && offline::worth_keeping(&el) {
-                    let mut el = el;
-                    el.remove_attr("to");
-                    el.set_attr("to", self.bare.clone());
-                    offline::store(&self.services, self.user, &el).await;
-                }
+                offline::keep_unacked(&self.services, self.user, &self.bare, el).await;
             }
         }
         let last = self.services.hub.unregister(self.user, self.conn);
+        self.services.privacy.connection_ended(self.user, self.conn);
+        if had_sm {
+            while let Ok(out) = self.rx.try_recv() {
+                if let Outbound::Stanza(el) = out {
+                    offline::keep_unacked(&self.services, self.user, &self.bare, *el).await;
+                }
+            }
+        }
         if last {
             let now = self.services.clock.now();
             if let Err(e) =
