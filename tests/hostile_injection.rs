@@ -592,6 +592,41 @@ async fn join_history_of_a_room_with_odd_stored_values_is_still_well_formed() {
     p.still_serves().await;
 }
 
+#[tokio::test]
+async fn an_xmpp_save_to_history_message_is_held_to_the_same_rules_as_rest() {
+    let mut p = pair("inj_xmpp").await;
+    let mut a = crate::common::xmpp::Client::login(
+        p.srv.xmpp,
+        crate::common::xmpp::Via::Tcp,
+        &p.srv.local(p.a_id),
+        PASSWORD,
+    )
+    .await;
+    let to = p.srv.local(p.b_id);
+    // A custom parameter named like XML's reserved names, and a control character in the body.
+    for (id, inner) in [
+        ("x1", "<body>hi</body><extraParams><save_to_history>1</save_to_history><xmlfoo>v</xmlfoo></extraParams>"),
+        ("x2", "<body>bell&#7;</body><extraParams><save_to_history>1</save_to_history></extraParams>"),
+    ] {
+        a.send_raw(&format!(
+            "<message to='{to}@localhost' type='chat' id='{id}'>{inner}</message>"
+        ))
+        .await;
+        let e = a
+            .expect("the refusal", |e| e.name == "message" && e.attr("id") == Some(id))
+            .await;
+        assert_eq!(e.attr("type"), Some("error"), "{e:?}");
+        let err = e.child("error", "jabber:client").expect("error child");
+        assert!(
+            err.child("bad-request", "urn:ietf:params:xml:ns:xmpp-stanzas").is_some(),
+            "{err:?}"
+        );
+    }
+    assert_eq!(p.stored().await, 0, "nothing is stored");
+    p.b.no_message().await;
+    p.still_serves().await;
+}
+
 /// Percent-encodes everything but unreserved characters.
 fn url_encode(s: &str) -> String {
     s.bytes()
