@@ -194,6 +194,20 @@ pub struct ChatConfig {
     pub max_occupants_per_dialog: usize,
     /// Most subscribers of a public dialog (422 on `POST /chat/Dialog/{id}/subscribe` beyond).
     pub max_public_subscribers: i64,
+    /// Most custom parameters on one message (or system message), nested keys included.
+    pub max_custom_params: usize,
+    /// Most bytes of a message's (or system message's) custom parameters: keys and values as
+    /// text, each value counting at least one byte.
+    pub max_custom_params_bytes: usize,
+    /// Deepest nesting of custom parameters and of dialog `data` (a top-level key is level 1;
+    /// an object or array value adds a level).
+    pub max_custom_params_depth: usize,
+    /// Most bytes of one attachment (its keys and values as text).
+    pub max_attachment_bytes: usize,
+    /// Most bytes of a dialog's custom `data` (keys and values as text, after merging an update).
+    pub max_dialog_data_bytes: usize,
+    /// Most keys in a dialog's custom `data`, nested keys included.
+    pub max_dialog_data_keys: usize,
 }
 
 impl Default for ChatConfig {
@@ -207,6 +221,12 @@ impl Default for ChatConfig {
             history_batch_max: 256,
             max_occupants_per_dialog: 1000,
             max_public_subscribers: 100_000,
+            max_custom_params: 64,
+            max_custom_params_bytes: 16 * 1024,
+            max_custom_params_depth: 4,
+            max_attachment_bytes: 4 * 1024,
+            max_dialog_data_bytes: 16 * 1024,
+            max_dialog_data_keys: 64,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - `hub`      — live state: the session registry (user → connections), room occupancy and
 //!   membership cache, and fan-out to them.
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
+//! - `secret_file` — files holding secrets, created with mode 0600.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
 //! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.
 
@@ -19,5 +20,6 @@ pub mod hub;
 pub mod identity;
 pub mod model;
 pub mod rest;
+pub mod secret_file;
 pub mod server;
 pub mod xmpp;

@@ -6,6 +6,8 @@ mod common;
 mod cli;
 mod database;
 mod hostile_state;
+mod hostile_injection;
+mod hostile_secrets;
 mod rest_dialogs;
 mod rest_messages;
 mod rest_service;

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::params::{self, Bounds, Keys};
 use super::query::{asks_public_only, dialog_query};
 use super::rules::{self, Action, Role};
 use super::{Actor, Chat, ChatError, ChatEvent};
@@ -87,7 +88,10 @@ fn check_text(field: &str, v: &Option<String>) -> Result<(), ChatError> {
             format!("is too long (maximum is {MAX_TEXT} characters)"),
         ));
     }
-    Ok(())
+    match v {
+        Some(s) => params::check_text(field, s),
+        None => Ok(()),
+    }
 }
 
 /// Keeps only the application's allowed fields, values cast to strings; `null` resets.
@@ -111,6 +115,7 @@ fn clean_extensions(app: &Application, ext: Option<Value>) -> Result<Option<Valu
             Value::Bool(b) => b.to_string(),
             other => other.to_string(),
         };
+        params::check_text(&format!("extensions[{k}]"), &s)?;
         out.insert(k, Value::String(s));
     }
     Ok(if out.is_empty() {
@@ -120,8 +125,10 @@ fn clean_extensions(app: &Application, ext: Option<Value>) -> Result<Option<Valu
     })
 }
 
-/// Custom data needs a `class_name`; on update, fields merge into what is stored.
-fn clean_data(data: Value, previous: Option<&Value>) -> Result<Value, ChatError> {
+/// Custom data needs a `class_name`; on update, fields merge into what is stored. Its fields
+/// are names (XML names, as every user key that may reach a stanza), within `bounds` once
+/// merged.
+fn clean_data(data: Value, previous: Option<&Value>, bounds: Bounds) -> Result<Value, ChatError> {
     let Value::Object(mut m) = data else {
         return Err(ChatError::invalid("data", "must be an object"));
     };
@@ -131,9 +138,11 @@ fn clean_data(data: Value, previous: Option<&Value>) -> Result<Value, ChatError>
         }
     }
     match m.get("class_name") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Value::Object(m)),
-        _ => Err(ChatError::invalid("data[class_name]", "is required")),
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        _ => return Err(ChatError::invalid("data[class_name]", "is required")),
     }
+    params::check(Some("data"), &m, Keys::TopNames, bounds, &[])?;
+    Ok(Value::Object(m))
 }
 
 fn dedup(mut v: Vec<i64>) -> Vec<i64> {
@@ -183,6 +192,17 @@ impl Chat {
             ));
         }
         Ok(())
+    }
+
+    /// The bounds of a dialog's custom `data`.
+    fn data_bounds(&self) -> Bounds {
+        let c = &self.inner.config;
+        Bounds {
+            what: "the dialog data",
+            keys: c.max_dialog_data_keys,
+            bytes: c.max_dialog_data_bytes,
+            depth: c.max_custom_params_depth,
+        }
     }
 
     /// Refuses ids that are not users of the application, naming them. Runs in the caller's
@@ -299,7 +319,7 @@ impl Chat {
         let data = new
             .data
             .filter(|d| !d.is_null())
-            .map(|d| clean_data(d, None))
+            .map(|d| clean_data(d, None, self.data_bounds()))
             .transpose()?;
         let now = self.clock().now();
         let dialog = Dialog {
@@ -563,7 +583,7 @@ impl Chat {
         if let Some(data) = u.data {
             d.data = match data {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(clean_data(v, d.data.as_ref())?),
+                Some(v) => Some(clean_data(v, d.data.as_ref(), self.data_bounds())?),
             };
         }
         if let Some(p) = u.allow_preview {

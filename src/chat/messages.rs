@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use super::params::{self, Bounds, Keys};
 use super::rules::{self, Action, Role};
 use super::{Actor, Chat, ChatError, ChatEvent};
 use crate::db::dialogs as dialog_repo;
@@ -147,11 +148,36 @@ const ATTACHMENT_KEYS: [&str; 11] = [
     "data",
 ];
 
+/// `extraParams` children the server writes itself: no custom parameter may take their names.
+const RESERVED_PARAMS: [&str; 5] = [
+    "save_to_history",
+    "dialog_id",
+    "date_sent",
+    "message_id",
+    "attachment",
+];
+
+/// The system-message child the server writes itself.
+const RESERVED_SYSTEM_PARAMS: [&str; 1] = ["moduleIdentifier"];
+
 fn not_found(id: &str) -> ChatError {
     ChatError::NotFound(format!("Message {id} not found"))
 }
 
 impl Chat {
+    /// The bounds of a message's (or system message's) custom parameters.
+    fn custom_bounds(&self) -> Bounds {
+        let c = &self.inner.config;
+        Bounds {
+            what: "the custom parameters",
+            keys: c.max_custom_params,
+            bytes: c.max_custom_params_bytes,
+            depth: c.max_custom_params_depth,
+        }
+    }
+
+    /// Attachments: objects whose keys are attribute names (checked before unknown keys are
+    /// dropped, so a bad name is refused, not hidden), each within `max_attachment_bytes`.
     fn clean_attachments(&self, list: Vec<Value>) -> Result<Value, ChatError> {
         let max = self.inner.config.max_attachments;
         if list.len() > max {
@@ -160,14 +186,22 @@ impl Chat {
                 format!("at most {max} attachments"),
             ));
         }
+        let bounds = Bounds {
+            what: "the attachment",
+            keys: usize::MAX,
+            bytes: self.inner.config.max_attachment_bytes,
+            depth: self.inner.config.max_custom_params_depth,
+        };
         let mut out = Vec::new();
-        for a in list {
+        for (i, a) in list.into_iter().enumerate() {
             let Value::Object(m) = a else {
                 return Err(ChatError::invalid(
                     "attachments",
                     "each attachment must be an object",
                 ));
             };
+            let name = format!("attachments[{i}]");
+            params::check(Some(&name), &m, Keys::TopNames, bounds, &[])?;
             let kept: Map<String, Value> = m
                 .into_iter()
                 .filter(|(k, v)| ATTACHMENT_KEYS.contains(&k.as_str()) && !v.is_null())
@@ -433,6 +467,16 @@ impl Chat {
                 ),
             ));
         }
+        if let Some(b) = &new.body {
+            params::check_text("message", b)?;
+        }
+        params::check(
+            None,
+            &new.custom,
+            Keys::AllNames,
+            self.custom_bounds(),
+            &RESERVED_PARAMS,
+        )?;
         let id = match &new.id {
             Some(s) => s
                 .parse::<ObjectId>()
@@ -679,6 +723,7 @@ impl Chat {
             if body.chars().count() > self.inner.config.max_message_chars {
                 return Err(ChatError::invalid("message", "is too long"));
             }
+            params::check_text("message", body)?;
             let oid: ObjectId = id.parse().map_err(|_| not_found(id))?;
             let m = repo::get(&tx, &oid).await?.ok_or_else(|| not_found(id))?;
             if m.sender_id != actor.user.0 {
@@ -811,6 +856,13 @@ impl Chat {
         params: Map<String, Value>,
     ) -> Result<ObjectId, ChatError> {
         let to = recipient.ok_or_else(|| ChatError::invalid("recipientId", "is required"))?;
+        params::check(
+            None,
+            &params,
+            Keys::AllNames,
+            self.custom_bounds(),
+            &RESERVED_SYSTEM_PARAMS,
+        )?;
         if !self
             .inner
             .identity
@@ -853,6 +905,7 @@ impl Chat {
                         format!("must be 1 to {max} characters"),
                     ));
                 }
+                params::check_text(field, r)?;
             }
         }
         if add.is_none() && remove.is_none() {
@@ -928,6 +981,7 @@ impl Chat {
                 format!("must be at least {} characters", cfg.search_min_chars),
             ));
         }
+        params::check_text("search_text", &text)?;
         if let Some(d) = &dialogs {
             if d.len() > 10 {
                 return Err(ChatError::invalid(

@@ -7,6 +7,7 @@ mod error;
 pub mod events;
 mod history;
 pub mod messages;
+mod params;
 pub mod query;
 pub mod rules;
 

@@ -134,6 +134,11 @@ pub async fn ensure_dev_app(
     clock: &Clock,
     data_dir: &Path,
 ) -> Result<Option<Application>, IdentityError> {
+    let path = data_dir.join(DEV_APP_FILE);
+    // The file holds an auth secret: a copy left readable by others (older versions wrote it
+    // with the default mode) is restricted on every start.
+    crate::secret_file::restrict(&path)
+        .map_err(|e| IdentityError::Internal(format!("restrict {}: {e}", path.display())))?;
     if !db::apps::list(pool).await?.is_empty() {
         return Ok(None);
     }
@@ -152,8 +157,7 @@ pub async fn ensure_dev_app(
         "auth_secret": app.auth_secret,
         "name": app.name,
     });
-    let path = data_dir.join(DEV_APP_FILE);
-    std::fs::write(&path, format!("{json:#}\n"))
+    crate::secret_file::write(&path, format!("{json:#}\n").as_bytes())
         .map_err(|e| IdentityError::Internal(format!("write {}: {e}", path.display())))?;
     Ok(Some(app))
 }

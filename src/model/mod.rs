@@ -13,6 +13,7 @@ pub use account::{Application, Session, User};
 pub mod dialog;
 pub mod message;
 pub mod object_id;
+pub mod xml;
 
 pub use dialog::{Dialog, DialogType};
 pub use object_id::ObjectId;

@@ -67,7 +67,9 @@ fn extra(dialog: &ObjectId) -> Element {
         .with_child(Element::new("dialog_id", ns::CLIENT).with_text(dialog.to_string()))
 }
 
-/// A custom parameter as an element: scalars as text, objects as child elements.
+/// A custom parameter as an element: scalars as text, objects as child elements. The chat layer
+/// admitted only XML names nested at most `chat.max_custom_params_depth` levels
+/// (`chat/params.rs`), which bounds this recursion; the writer drops any other name.
 fn param(name: &str, v: &Value) -> Element {
     let e = Element::new(name, ns::CLIENT);
     match v {

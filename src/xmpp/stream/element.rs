@@ -2,6 +2,7 @@
 //! children and text, plus escaping-correct serialisation. It never holds raw XML text and knows
 //! nothing about stanza semantics.
 
+use crate::model::xml;
 use crate::xmpp::ns;
 
 /// A child of an element: another element or a run of (unescaped) text.
@@ -109,24 +110,38 @@ impl Element {
     /// header declares `jabber:client` and the `stream` prefix).
     pub fn to_stream_xml(&self) -> String {
         let mut out = String::with_capacity(256);
-        self.write(&mut out, ns::CLIENT, false);
+        self.write(&mut out, ns::CLIENT, true);
         out
     }
 
     /// Appends the stream serialisation to `out` (several stanzas, one write).
     pub fn write_stream_xml(&self, out: &mut String) {
-        self.write(out, ns::CLIENT, false);
+        self.write(out, ns::CLIENT, true);
     }
 
     /// Serialises as a self-contained document (WebSocket framing: every frame declares its
     /// namespaces, including the `stream` prefix on `stream:*` elements).
     pub fn to_standalone_xml(&self) -> String {
         let mut out = String::with_capacity(256);
-        self.write(&mut out, "", true);
+        self.write(&mut out, "", false);
         out
     }
 
-    fn write(&self, out: &mut String, parent_ns: &str, declare_stream_prefix: bool) {
+    /// Writes this element, or nothing at all when its name is not an XML name: the bytes
+    /// written are always exactly one well-formed element (or none). An attribute whose name
+    /// cannot be written (not a name, a namespace declaration — the writer declares namespaces
+    /// itself —, a prefix other than `xml`, a repeat) is left out, as is a child element with
+    /// an invalid name; each omission is logged. Text and attribute values are escaped and
+    /// characters XML forbids are replaced (see [`escape_into`]). Names from users are refused
+    /// before they get here (`chat::params`); this is the last guard.
+    ///
+    /// `parent_ns` is the default namespace in scope; `stream_prefix_bound` says whether the
+    /// `stream` prefix is declared already (by the stream header, or an ancestor).
+    fn write(&self, out: &mut String, parent_ns: &str, stream_prefix_bound: bool) {
+        if !xml::is_ncname(&self.name) {
+            tracing::warn!(name = %self.name.escape_debug(), "not writing an element with an invalid name");
+            return;
+        }
         let streams = self.ns == ns::STREAMS;
         out.push('<');
         if streams {
@@ -134,7 +149,7 @@ impl Element {
         }
         out.push_str(&self.name);
         if streams {
-            if declare_stream_prefix {
+            if !stream_prefix_bound {
                 out.push_str(" xmlns:stream=\"");
                 out.push_str(ns::STREAMS);
                 out.push('"');
@@ -144,7 +159,12 @@ impl Element {
             escape_into(out, &self.ns, true);
             out.push('"');
         }
-        for (k, v) in &self.attrs {
+        for (i, (k, v)) in self.attrs.iter().enumerate() {
+            let repeated = self.attrs.iter().take(i).any(|(p, _)| p == k);
+            if repeated || !writable_attr_name(k) {
+                tracing::warn!(element = %self.name, attr = %k.escape_debug(), "not writing an attribute with an invalid or repeated name");
+                continue;
+            }
             out.push(' ');
             out.push_str(k);
             out.push_str("=\"");
@@ -156,20 +176,13 @@ impl Element {
             return;
         }
         out.push('>');
-        // Children of a `stream:*` element inherit the default namespace of the stream (none
-        // when standalone), so each of them states its own.
-        let inner_ns = if streams {
-            if declare_stream_prefix {
-                ""
-            } else {
-                ns::CLIENT
-            }
-        } else {
-            &self.ns
-        };
+        // A prefixed `stream:*` element leaves the default namespace as it was, so its children
+        // inherit the parent's (the stream's `jabber:client`, or none when standalone).
+        let inner_ns = if streams { parent_ns } else { &self.ns };
+        let bound = stream_prefix_bound || streams;
         for c in &self.children {
             match c {
-                Node::Element(e) => e.write(out, inner_ns, false),
+                Node::Element(e) => e.write(out, inner_ns, bound),
                 Node::Text(t) => escape_into(out, t, false),
             }
         }
@@ -182,7 +195,23 @@ impl Element {
     }
 }
 
-/// Escapes `&`, `<`, `>` (and quotes inside attribute values).
+/// May `k` be written as an attribute name? An XML name that is not a namespace declaration
+/// (`xmlns`, `xmlns:*`: the writer alone declares namespaces) and whose prefix, if any, is
+/// `xml` (the only prefix bound without a declaration, e.g. `xml:lang`).
+fn writable_attr_name(k: &str) -> bool {
+    if !xml::is_name(k) || k == "xmlns" {
+        return false;
+    }
+    match k.split_once(':') {
+        None => true,
+        Some((prefix, local)) => prefix == "xml" && xml::is_ncname(local),
+    }
+}
+
+/// Escapes `&`, `<`, `>` (and, inside attribute values, quotes, tab, LF and CR, which a parser
+/// would otherwise normalise to spaces; CR in text too, which it would turn into LF).
+/// Characters XML 1.0 forbids anywhere (NUL and the other C0 controls, U+FFFE, U+FFFF) are
+/// written as U+FFFD: they never reach a stream.
 pub fn escape_into(out: &mut String, s: &str, attr: bool) {
     for ch in s.chars() {
         match ch {
@@ -191,6 +220,10 @@ pub fn escape_into(out: &mut String, s: &str, attr: bool) {
             '>' => out.push_str("&gt;"),
             '"' if attr => out.push_str("&quot;"),
             '\'' if attr => out.push_str("&apos;"),
+            '\t' if attr => out.push_str("&#9;"),
+            '\n' if attr => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if !xml::is_xml_char(c) => out.push(char::REPLACEMENT_CHARACTER),
             c => out.push(c),
         }
     }
@@ -231,5 +264,235 @@ mod tests {
             f.to_standalone_xml(),
             "<stream:features xmlns:stream=\"http://etherx.jabber.org/streams\"><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"
         );
+    }
+
+    #[test]
+    fn forbidden_characters_never_reach_the_output() {
+        let e = Element::new("body", ns::CLIENT)
+            .with_attr("a", "nul\u{0}bell\u{7}\u{FFFE}")
+            .with_text("x\u{0}y\u{1B}z\u{FFFF}");
+        assert_eq!(
+            e.to_stream_xml(),
+            "<body a=\"nul\u{FFFD}bell\u{FFFD}\u{FFFD}\">x\u{FFFD}y\u{FFFD}z\u{FFFD}</body>"
+        );
+    }
+
+    #[test]
+    fn whitespace_in_attribute_values_survives_as_character_references() {
+        let e = Element::new("x", ns::CLIENT)
+            .with_attr("a", "t\tn\nr\r")
+            .with_text("r\rn\n");
+        assert_eq!(
+            e.to_stream_xml(),
+            "<x a=\"t&#9;n&#10;r&#13;\">r&#13;n\n</x>"
+        );
+    }
+
+    #[test]
+    fn a_child_with_an_invalid_name_is_left_out() {
+        let e = Element::new("extraParams", ns::CLIENT)
+            .with_child(Element::new("ok", ns::CLIENT).with_text("1"))
+            .with_child(
+                Element::new(
+                    "x/></extraParams></message><message from=\"999-1@localhost\"><body>FORGED</body></message><message><extraParams><y",
+                    ns::CLIENT,
+                )
+                .with_text("v"),
+            )
+            .with_child(Element::new("", ns::CLIENT))
+            .with_child(Element::new("a:b", ns::CLIENT));
+        assert_eq!(e.to_stream_xml(), "<extraParams><ok>1</ok></extraParams>");
+    }
+
+    #[test]
+    fn an_element_with_an_invalid_name_writes_nothing() {
+        assert_eq!(Element::new("a b", ns::CLIENT).to_stream_xml(), "");
+        assert_eq!(Element::new("", ns::CLIENT).to_standalone_xml(), "");
+    }
+
+    #[test]
+    fn unwritable_attributes_are_left_out() {
+        let mut e = Element::new("attachment", ns::CLIENT)
+            .with_attr("type", "image")
+            .with_attr("a\"b", "1")
+            .with_attr("x/><evil", "1")
+            .with_attr("xmlns", "urn:evil")
+            .with_attr("xmlns:p", "urn:evil")
+            .with_attr("p:q", "unbound prefix")
+            .with_attr("xml:lang", "en")
+            .with_attr("9", "1");
+        e.attrs.push(("type".into(), "again".into()));
+        assert_eq!(
+            e.to_stream_xml(),
+            "<attachment type=\"image\" xml:lang=\"en\"/>"
+        );
+    }
+
+    /// A seeded generator for the property test (splitmix64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+        fn string(&mut self) -> String {
+            const ATOMS: [&str; 24] = [
+                "a", "Z", "_", "-", ".", "9", ":", "<", ">", "&", "\"", "'", "/", " ", "=", "\t",
+                "\n", "\r", "\u{0}", "\u{1F}", "é", "😀", "\u{FFFE}", "]]>",
+            ];
+            let n = self.below(8);
+            (0..n).map(|_| self.pick(&ATOMS)).collect()
+        }
+        fn name(&mut self) -> String {
+            const NAMES: [&str; 14] = [
+                "a", "body", "x-y.z", "é", "xml:lang", "xmlns", "xmlns:p", "p:q", "", "9a", "a b",
+                "x/><y", "a\"b", "xmlfoo",
+            ];
+            if self.below(2) == 0 {
+                self.pick(&NAMES).to_owned()
+            } else {
+                self.string()
+            }
+        }
+        fn element(&mut self, depth: usize) -> Element {
+            const NSS: [&str; 4] = [ns::CLIENT, "urn:x\"<&>", "", ns::STREAMS];
+            let mut e = Element::new(&self.name(), self.pick(&NSS));
+            for _ in 0..self.below(4) {
+                let (k, v) = (self.name(), self.string());
+                e.attrs.push((k, v));
+            }
+            for _ in 0..self.below(if depth < 4 { 4 } else { 1 }) {
+                if self.below(2) == 0 {
+                    let t = self.string();
+                    e.children.push(Node::Text(t));
+                } else {
+                    let c = self.element(depth + 1);
+                    e.children.push(Node::Element(c));
+                }
+            }
+            e
+        }
+    }
+
+    /// Parses `text` strictly: exactly one root element, every name an XML name, every prefix
+    /// bound, no repeated attribute, every entity known, only XML characters. In a stream
+    /// (`in_stream`), `text` is read inside a stream header declaring `jabber:client` and the
+    /// `stream` prefix, as a client reads a stanza.
+    fn strictly_one_element(text: &str, in_stream: bool) -> Result<(), String> {
+        use quick_xml::events::Event;
+        use quick_xml::name::ResolveResult;
+        if let Some(c) = xml::forbidden_char(text) {
+            return Err(format!("forbidden character {c:?}"));
+        }
+        let doc = match in_stream {
+            true => format!(
+                "<stream:stream xmlns=\"jabber:client\" xmlns:stream=\"{}\">{text}</stream:stream>",
+                ns::STREAMS
+            ),
+            false => text.to_owned(),
+        };
+        let top = usize::from(in_stream);
+        let mut r = quick_xml::NsReader::from_str(&doc);
+        let (mut depth, mut roots) = (0usize, 0usize);
+        loop {
+            let (res, ev) = r.read_resolved_event().map_err(|e| e.to_string())?;
+            match ev {
+                Event::Start(ref s) | Event::Empty(ref s) => {
+                    if depth == top {
+                        roots += 1;
+                    }
+                    if matches!(res, ResolveResult::Unknown(_)) {
+                        return Err("unbound element prefix".into());
+                    }
+                    let name = std::str::from_utf8(s.name().as_ref())
+                        .map_err(|e| e.to_string())?
+                        .to_owned();
+                    if !xml::is_name(&name) {
+                        return Err(format!("bad element name {name:?}"));
+                    }
+                    for a in s.attributes().with_checks(true) {
+                        let a = a.map_err(|e| e.to_string())?;
+                        let k = std::str::from_utf8(a.key.as_ref()).map_err(|e| e.to_string())?;
+                        if !xml::is_name(k) {
+                            return Err(format!("bad attribute name {k:?}"));
+                        }
+                        if matches!(r.resolve_attribute(a.key).0, ResolveResult::Unknown(_)) {
+                            return Err(format!("unbound attribute prefix {k:?}"));
+                        }
+                        a.unescape_value().map_err(|e| e.to_string())?;
+                    }
+                    if matches!(ev, Event::Start(_)) {
+                        depth += 1;
+                    }
+                }
+                Event::End(_) => depth = depth.checked_sub(1).ok_or("unbalanced end")?,
+                Event::Text(t) => {
+                    if depth == top {
+                        return Err("text outside the element".into());
+                    }
+                    t.unescape().map_err(|e| e.to_string())?;
+                }
+                Event::Decl(_) if depth == 0 && roots == 0 => {}
+                Event::Eof => break,
+                other => return Err(format!("unexpected {other:?}")),
+            }
+        }
+        match (roots, depth) {
+            (1, 0) => Ok(()),
+            _ => Err(format!("{roots} root elements, depth {depth} at the end")),
+        }
+    }
+
+    #[test]
+    fn the_strict_check_refuses_what_is_not_one_well_formed_element() {
+        for bad in [
+            "<a><b></a>",
+            "<a/><b/>",
+            "<a/>tail",
+            "<a b=\"1\" b=\"2\"/>",
+            "<p:a/>",
+            "<a p:b=\"1\"/>",
+            "<a>&bogus;</a>",
+            "<a>\u{0}</a>",
+            "<9/>",
+            "<a b=c/>",
+            "",
+            "<a>",
+        ] {
+            assert!(strictly_one_element(bad, false).is_err(), "{bad:?}");
+        }
+        assert!(strictly_one_element("<a xml:lang=\"en\"><b/>t</a>", false).is_ok());
+        assert!(strictly_one_element("<stream:features/>", true).is_ok());
+        assert!(strictly_one_element("<stream:features/>", false).is_err());
+    }
+
+    #[test]
+    fn any_element_is_written_as_exactly_one_well_formed_element_or_not_at_all() {
+        let mut rng = Rng(0x5EED_0011);
+        for i in 0..20_000 {
+            let mut e = rng.element(0);
+            if i % 2 == 0 {
+                // Most stanzas have a server-chosen top-level name.
+                e.name = "message".into();
+            }
+            for (out, in_stream) in [(e.to_stream_xml(), true), (e.to_standalone_xml(), false)] {
+                if out.is_empty() {
+                    assert!(!xml::is_ncname(&e.name), "{e:?} wrote nothing");
+                    continue;
+                }
+                strictly_one_element(&out, in_stream)
+                    .unwrap_or_else(|err| panic!("{err}: {out:?} from {e:?}"));
+            }
+        }
     }
 }

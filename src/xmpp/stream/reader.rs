@@ -7,6 +7,7 @@
 use quick_xml::events::{BytesStart, Event};
 
 use super::element::{Element, Node};
+use crate::model::xml;
 use crate::xmpp::ns;
 
 /// Reader limits, taken from config.
@@ -483,6 +484,9 @@ fn open(
         }
         let a = a.map_err(|_| Fault::NotWellFormed)?;
         let key = utf8(a.key.as_ref())?.to_owned();
+        if !xml::is_name(&key) {
+            return Err(Fault::NotWellFormed);
+        }
         let value = a
             .unescape_value()
             .map_err(|_| Fault::NotWellFormed)?
@@ -498,9 +502,13 @@ fn open(
     let name = s.name();
     let qname = utf8(name.as_ref())?;
     let (prefix, local) = match qname.split_once(':') {
-        Some((p, l)) => (p, l),
+        Some((p, l)) if xml::is_ncname(p) => (p, l),
+        Some(_) => return Err(Fault::NotWellFormed),
         None => ("", qname),
     };
+    if !xml::is_ncname(local) {
+        return Err(Fault::NotWellFormed);
+    }
     let ns = scope
         .iter()
         .rev()
@@ -681,5 +689,19 @@ mod tests {
     fn unbound_prefix_is_not_well_formed() {
         let out = all(&[HEADER, "<x:message/>"]);
         assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)));
+    }
+
+    #[test]
+    fn names_that_are_not_xml_names_are_not_well_formed() {
+        for stanza in [
+            "<message><9a/></message>",
+            "<message><a;b/></message>",
+            "<message a&b='1'/>",
+            "<message><:x/></message>",
+            "<message><a:b:c xmlns:a='urn:a'/></message>",
+        ] {
+            let out = all(&[HEADER, stanza]);
+            assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)), "{stanza}");
+        }
     }
 }

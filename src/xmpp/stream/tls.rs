@@ -37,6 +37,11 @@ pub fn cert_paths(
     let key = dir.join(format!("{domain}.dev-key.pem"));
     let _guard = GENERATING.lock().unwrap_or_else(|p| p.into_inner());
     if cert.exists() && key.exists() {
+        // A key written by an older version may be readable by others.
+        crate::secret_file::restrict(&key).map_err(|e| TlsError::Read {
+            path: key.clone(),
+            message: e.to_string(),
+        })?;
         return Ok((cert, key));
     }
     let gen = |e: &dyn std::fmt::Display| TlsError::Generate(e.to_string());
@@ -47,7 +52,7 @@ pub fn cert_paths(
         "127.0.0.1".to_owned(),
     ];
     let ck = rcgen::generate_simple_self_signed(names).map_err(|e| gen(&e))?;
-    std::fs::write(&key, ck.key_pair.serialize_pem()).map_err(|e| gen(&e))?;
+    crate::secret_file::write(&key, ck.key_pair.serialize_pem().as_bytes()).map_err(|e| gen(&e))?;
     std::fs::write(&cert, ck.cert.pem()).map_err(|e| gen(&e))?;
     tracing::warn!(
         cert = %cert.display(),
