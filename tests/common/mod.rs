@@ -201,6 +201,7 @@ pub fn test_config() -> Config {
         argon2_memory_kib: 256,
         argon2_iterations: 1,
         min_length: 8,
+        ..PasswordConfig::default()
     };
     c.http.drain_timeout_secs = 2;
     c
