@@ -17,3 +17,5 @@ mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;
 mod xmpp_thirdparty;
+
+mod hostile_tenants;

@@ -304,6 +304,48 @@ impl TestServer {
         (self.local(id), token)
     }
 
+    /// Another application on the same server (tenant tests).
+    pub async fn other_app(&self, name: &str) -> Application {
+        apps::create(
+            &self.pool,
+            &self.clock,
+            NewApp {
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create app")
+    }
+
+    /// A user session in `app` for `login` (created by the session request) → (token, id).
+    pub async fn user_token_in(&self, app: &Application, login: &str) -> (String, i64) {
+        let r = self
+            .http
+            .post_json(
+                "/session",
+                None,
+                json!({"application_id": app.id.0, "auth_key": app.auth_key,
+                       "user": {"login": login, "password": PASSWORD}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let s = &r.json()["session"];
+        (
+            s["token"].as_str().unwrap().to_string(),
+            s["user_id"].as_i64().unwrap(),
+        )
+    }
+
+    /// The server still serves: a fresh session and an authenticated request succeed.
+    pub async fn assert_serving(&self) {
+        let h = self.http.get("/healthz", None).await;
+        assert_eq!(h.status, 200, "{}", h.body);
+        let token = self.app_token().await;
+        let r = self.http.get("/session", Some(&token)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
     /// `POST /session` as the official SDK sends it.
     pub async fn app_token(&self) -> String {
         let r = self
