@@ -427,8 +427,10 @@ mod tests {
         let hub = Hub::new();
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, _rx2) = mpsc::channel(4);
-        hub.register(key(1), "r", tx1, 10, ChatAuth::Password, Revoked::default()).unwrap();
-        hub.register(key(1), "r", tx2, 10, ChatAuth::Password, Revoked::default()).unwrap();
+        hub.register(key(1), "r", tx1, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
+        hub.register(key(1), "r", tx2, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
         assert!(matches!(rx1.try_recv(), Ok(Outbound::Replaced)));
         assert_eq!(hub.connections(key(1)).len(), 1);
     }
@@ -437,8 +439,15 @@ mod tests {
     fn connections_per_user_are_capped() {
         let hub = Hub::new();
         let (tx, _rx) = mpsc::channel(4);
-        hub.register(key(1), "a", tx.clone(), 1, ChatAuth::Password, Revoked::default())
-            .unwrap();
+        hub.register(
+            key(1),
+            "a",
+            tx.clone(),
+            1,
+            ChatAuth::Password,
+            Revoked::default(),
+        )
+        .unwrap();
         assert_eq!(
             hub.register(key(1), "b", tx, 1, ChatAuth::Password, Revoked::default()),
             Err(RegisterError::TooManyConnections)

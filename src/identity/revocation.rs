@@ -102,11 +102,7 @@ mod tests {
         assert!(t.covers(ChatAuth::Token(a)));
         assert!(!t.covers(ChatAuth::Token(b)));
         assert!(!t.covers(ChatAuth::Password));
-        let p = Revocation::Password {
-            app,
-            user,
-            keep: a,
-        };
+        let p = Revocation::Password { app, user, keep: a };
         assert!(p.covers(ChatAuth::Password));
         assert!(p.covers(ChatAuth::Token(b)));
         assert!(!p.covers(ChatAuth::Token(a)));

@@ -162,7 +162,11 @@ impl Identity {
         else {
             return Ok(None);
         };
-        if !self.password_matches(app, user.id, password, hash, peer).await? || user.is_guest {
+        if !self
+            .password_matches(app, user.id, password, hash, peer)
+            .await?
+            || user.is_guest
+        {
             return Err(IdentityError::Unauthorized);
         }
         Ok(Some(user))

@@ -222,7 +222,9 @@ mod tests {
     fn ipv6_addresses_count_by_their_64_prefix() {
         let t = Throttle::new(1, 100, Clock::new());
         t.failed("2001:db8:1:2::1".parse().unwrap(), None);
-        assert!(t.check("2001:db8:1:2::ffff".parse().unwrap(), None).is_err());
+        assert!(t
+            .check("2001:db8:1:2::ffff".parse().unwrap(), None)
+            .is_err());
         assert!(t.check("2001:db8:1:3::1".parse().unwrap(), None).is_ok());
     }
 
