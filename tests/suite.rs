@@ -18,4 +18,5 @@ mod xmpp_privacy;
 mod xmpp_realtime;
 mod xmpp_thirdparty;
 
+mod hostile_auth;
 mod hostile_tenants;
