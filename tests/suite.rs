@@ -19,4 +19,5 @@ mod xmpp_realtime;
 mod xmpp_thirdparty;
 
 mod hostile_auth;
+mod hostile_revocation;
 mod hostile_tenants;
