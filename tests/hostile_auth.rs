@@ -109,7 +109,7 @@ async fn a_live_token_is_accepted_even_from_a_throttled_address() {
 async fn post_session_password_guessing_gets_429_with_retry_after() {
     let srv = server().await;
     srv.signup("carol_rest").await;
-    let guesser = srv.http.from_ip(ip(6));
+    let guesser = srv.http.via_ip(ip(6));
     for i in 0..LIMIT {
         let r = guesser
             .post_json(
@@ -138,7 +138,7 @@ async fn post_session_password_guessing_gets_429_with_retry_after() {
 async fn post_login_password_guessing_gets_429_with_retry_after() {
     let srv = server().await;
     srv.signup("dave_login").await;
-    let guesser = srv.http.from_ip(ip(7));
+    let guesser = srv.http.via_ip(ip(7));
     let token = srv.app_token().await;
     for i in 0..LIMIT {
         let r = guesser
@@ -167,7 +167,7 @@ async fn guessing_logins_that_do_not_exist_is_throttled_per_address() {
     let mut cfg = test_config();
     cfg.passwords.failures_per_minute = LIMIT;
     let srv = TestServer::start_with(cfg).await;
-    let guesser = srv.http.from_ip(ip(8));
+    let guesser = srv.http.via_ip(ip(8));
     let token = srv.app_token().await;
     for i in 0..LIMIT {
         let r = guesser
@@ -195,7 +195,7 @@ async fn guessing_logins_that_do_not_exist_is_throttled_per_address() {
 async fn rest_and_xmpp_password_guesses_share_one_count() {
     let srv = server().await;
     let (erin, _) = srv.chat_user("erin_shared").await;
-    let guesser = srv.http.from_ip(ip(9));
+    let guesser = srv.http.via_ip(ip(9));
     for i in 0..LIMIT {
         let r = guesser
             .post_json(
@@ -215,7 +215,7 @@ async fn rest_and_xmpp_password_guesses_share_one_count() {
 async fn the_throttle_releases_after_a_minute_of_the_servers_clock() {
     let srv = server().await;
     let (frank, _) = srv.chat_user("frank_wait").await;
-    let guesser = srv.http.from_ip(ip(10));
+    let guesser = srv.http.via_ip(ip(10));
     guess_until_throttled(&srv, ip(10), &frank).await;
     let r = guesser
         .post_json("/session", None, session_body(&srv, "frank_wait", PASSWORD))

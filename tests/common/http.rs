@@ -51,7 +51,7 @@ impl Http {
     }
 
     /// The same server, reached from `ip` (e.g. `127.0.0.2`).
-    pub fn from_ip(&self, ip: IpAddr) -> Self {
+    pub fn via_ip(&self, ip: IpAddr) -> Self {
         Self {
             addr: self.addr,
             local: Some(ip),
