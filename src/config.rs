@@ -92,9 +92,6 @@ pub struct XmppConfig {
     pub write_timeout_secs: u64,
     /// Most simultaneous bound connections of one user.
     pub max_connections_per_user: usize,
-    /// Failed SASL attempts allowed per minute, per IP address and per account; beyond it
-    /// authentication is refused without checking the secret.
-    pub auth_failures_per_minute: u32,
     /// Most messages kept for one offline user; beyond it new ones are bounced.
     pub offline_max_per_user: i64,
     /// Most messages kept for one offline user from one sender (bare JID), so one stranger
@@ -171,6 +168,14 @@ pub struct PasswordConfig {
     pub argon2_iterations: u32,
     /// Minimum password length accepted at sign-up and password change.
     pub min_length: usize,
+    /// Wrong passwords allowed per minute from one address (IPv6: one /64), and per account from
+    /// one address, over XMPP SASL, `POST /session` and `POST /login` alike; beyond it password
+    /// checks are refused (REST 429 with `Retry-After`, SASL `not-authorized`) until the
+    /// minute is over. A live session token is never refused by it.
+    pub failures_per_minute: u32,
+    /// Most addresses and (account, address) pairs the password throttle tracks at once; past
+    /// it the oldest entry is forgotten.
+    pub throttle_max_keys: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -315,7 +320,6 @@ impl Default for XmppConfig {
             ping_timeout_secs: 60,
             write_timeout_secs: 30,
             max_connections_per_user: 10,
-            auth_failures_per_minute: 10,
             offline_max_per_user: 1000,
             offline_max_per_sender: 100,
             roster_max_items: 1000,
@@ -358,6 +362,8 @@ impl Default for PasswordConfig {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             min_length: 8,
+            failures_per_minute: 10,
+            throttle_max_keys: 100_000,
         }
     }
 }

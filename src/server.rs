@@ -19,7 +19,6 @@ use crate::hub::Hub;
 use crate::identity::{self, Identity};
 use crate::model::Clock;
 use crate::rest;
-use crate::xmpp::session::throttle::AuthThrottle;
 use crate::xmpp::{self, ListenerKind};
 
 /// A running server: its bound addresses and the means to stop it.
@@ -48,6 +47,9 @@ impl Server {
             config.sessions.clone(),
             config.passwords.clone(),
         );
+        // Revocations (logout, password change, deletion) close live streams through the hub.
+        let hub = Arc::new(Hub::new());
+        identity.set_revoker(hub.clone());
         let chat = Chat::new(
             pool.clone(),
             clock.clone(),
@@ -62,7 +64,6 @@ impl Server {
         let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
         let ws_addr = xmpp_listeners.ws.local_addr()?;
         let tls = xmpp::tls_acceptor(&config).map_err(std::io::Error::other)?;
-        let hub = Arc::new(Hub::new());
         let services = Arc::new(xmpp::Services {
             config: config.clone(),
             identity: identity.clone(),
@@ -72,7 +73,6 @@ impl Server {
             chat: chat.clone(),
             dispatch: xmpp::dispatch::table(),
             tls,
-            throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),
             privacy: xmpp::ext::privacy::PrivacyCache::new(),
         });
         let room_events = chat.events().subscribe();

@@ -20,3 +20,7 @@ mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;
 mod xmpp_thirdparty;
+
+mod hostile_auth;
+mod hostile_revocation;
+mod hostile_tenants;

@@ -156,7 +156,7 @@ async fn wrong_password_gets_not_authorized_and_the_client_may_retry() {
 #[tokio::test]
 async fn repeated_sasl_failures_are_throttled_even_with_the_right_password() {
     let mut cfg = test_config();
-    cfg.xmpp.auth_failures_per_minute = 2;
+    cfg.passwords.failures_per_minute = 2;
     let srv = TestServer::start_with(cfg).await;
     let (alice, _) = srv.chat_user("alice_thr").await;
     let mut c = Client::connect(srv.xmpp, Via::Tcp).await;

@@ -78,18 +78,21 @@ pub async fn live(
     }))
 }
 
-/// Is `token_hash` a live session of `user`? (The XMPP token login.)
+/// Is `token_hash` a live session of `user` in `app`? (The XMPP token login.) The application
+/// is part of the question: a token of user U in application 1 must not open `U-2`.
 pub async fn live_for_user(
     pool: &DbPool,
     token_hash: &[u8],
+    app: AppId,
     user: UserId,
     now: OffsetDateTime,
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let row = c
         .q01(
-            "SELECT 1 FROM sessions WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
-            &[&token_hash, &user.0, &now],
+            "SELECT 1 FROM sessions
+             WHERE token_hash = $1 AND application_id = $2 AND user_id = $3 AND expires_at > $4",
+            &[&token_hash, &app.0, &user.0, &now],
         )
         .await?;
     Ok(row.is_some())
@@ -125,6 +128,16 @@ pub async fn set_user(
         )
         .await?;
     Ok(row.as_ref().map(from_row))
+}
+
+/// Ends every session of `user` but `keep` (a password change).
+pub async fn delete_others(pool: &DbPool, user: UserId, keep: SessionId) -> Result<u64, DbError> {
+    let c = pool.get().await?;
+    Ok(c.x(
+        "DELETE FROM sessions WHERE user_id = $1 AND id <> $2",
+        &[&user.0, &keep.0],
+    )
+    .await?)
 }
 
 pub async fn delete(pool: &DbPool, id: SessionId) -> Result<(), DbError> {

@@ -142,14 +142,49 @@ pub async fn update(
     Ok(c.q01(&sql, &refs(&params)).await?.as_ref().map(from_row))
 }
 
-pub async fn delete(pool: &DbPool, app: AppId, id: UserId) -> Result<bool, DbError> {
-    let c = pool.get().await?;
-    Ok(c.x(
-        "DELETE FROM users WHERE application_id = $1 AND id = $2",
-        &[&app.0, &id.0],
+/// Deletes a user and everything that is theirs alone, in one transaction: sessions, inbox
+/// rows (`dialog_members`), offline stanzas, their roster and their entries in other users'
+/// rosters (matched by the JID local part `local`, `{id}-{app}`), privacy lists (items
+/// cascade), block list, last activity. Their messages and reactions, and their id in dialogs'
+/// occupants, stay: they are the other participants' record. False when there was no such user.
+pub async fn delete(pool: &DbPool, app: AppId, id: UserId, local: &str) -> Result<bool, DbError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let gone = tx
+        .x(
+            "DELETE FROM users WHERE application_id = $1 AND id = $2",
+            &[&app.0, &id.0],
+        )
+        .await?
+        > 0;
+    if !gone {
+        return Ok(false);
+    }
+    let (a, u) = (&app.0, &id.0);
+    tx.x("DELETE FROM sessions WHERE user_id = $1", &[u])
+        .await?;
+    tx.x(
+        "DELETE FROM dialog_members m USING dialogs d
+         WHERE m.user_id = $2 AND d.id = m.dialog_id AND d.application_id = $1",
+        &[a, u],
     )
-    .await?
-        > 0)
+    .await?;
+    for sql in [
+        "DELETE FROM xmpp_offline WHERE application_id = $1 AND user_id = $2",
+        "DELETE FROM xmpp_roster WHERE application_id = $1 AND user_id = $2",
+        "DELETE FROM xmpp_privacy_lists WHERE application_id = $1 AND user_id = $2",
+        "DELETE FROM xmpp_blocklist WHERE application_id = $1 AND user_id = $2",
+        "DELETE FROM xmpp_last_activity WHERE application_id = $1 AND user_id = $2",
+    ] {
+        tx.x(sql, &[a, u]).await?;
+    }
+    tx.x(
+        "DELETE FROM xmpp_roster WHERE application_id = $1 AND split_part(contact, '@', 1) = $2",
+        &[a, &local],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub async fn get(pool: &DbPool, app: AppId, id: UserId) -> Result<Option<User>, DbError> {

@@ -7,10 +7,12 @@
 pub mod rooms;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::identity::{ChatAuth, Revocation, Revoker};
 use crate::xmpp::stanza::UserKey;
 use crate::xmpp::stream::Element;
 
@@ -26,6 +28,45 @@ pub enum Outbound {
     Stanza(Box<Element>),
     /// Another stream bound the same resource: close this one with `<conflict/>`.
     Replaced,
+    /// The credential this stream rests on was revoked: close it (see [`Revoked`]).
+    Revoked,
+}
+
+/// A connection's revocation mark, shared by the hub and the connection task. Set (never
+/// cleared) when what the stream authenticated with is revoked; the task checks it before every
+/// stanza it handles or writes, and the hub also queues [`Outbound::Revoked`] to wake it, so a
+/// full queue cannot delay the close past the next stanza.
+#[derive(Clone, Debug, Default)]
+pub struct Revoked(Arc<AtomicU8>);
+
+impl Revoked {
+    const NOT_AUTHORIZED: u8 = 1;
+    const RESET: u8 = 2;
+    const ACCOUNT_GONE: u8 = 3;
+
+    fn set(&self, r: &Revocation) {
+        let v = match r {
+            Revocation::Account { .. } => Self::ACCOUNT_GONE,
+            Revocation::Password { .. } => Self::RESET,
+            Revocation::Token { .. } => Self::NOT_AUTHORIZED,
+        };
+        // An account's deletion outranks whatever was set before (nothing is written for it).
+        self.0.fetch_max(v, Ordering::AcqRel);
+    }
+
+    /// The stream error to close with, once revoked.
+    pub fn condition(&self) -> Option<&'static str> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            Self::RESET => Some("reset"),
+            _ => Some("not-authorized"),
+        }
+    }
+
+    /// The account itself was deleted: nothing more may be written for it.
+    pub fn account_gone(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::ACCOUNT_GONE
+    }
 }
 
 /// Handed to a parked stream-management session to resume it on a new connection.
@@ -35,6 +76,9 @@ struct Conn {
     id: ConnId,
     resource: String,
     tx: mpsc::Sender<Outbound>,
+    /// How the stream authenticated: what a revocation must match.
+    auth: ChatAuth,
+    revoked: Revoked,
     available: bool,
     carbons: bool,
     active: bool,
@@ -61,6 +105,25 @@ struct State {
     /// connection's go when it is unregistered).
     status_by_conn: HashMap<ConnId, HashSet<UserKey>>,
     resumable: HashMap<String, (UserKey, ResumeSender)>,
+    /// Streams authenticated but not bound yet: revocations reach them too.
+    pending: HashMap<u64, (UserKey, ChatAuth, Revoked)>,
+    next_pending: u64,
+}
+
+/// A stream between SASL success and the end of negotiation, known to the hub so that a
+/// revocation in that window is not missed; removed when dropped.
+pub struct PendingAuth {
+    hub: Arc<Hub>,
+    id: u64,
+    pub user: UserKey,
+    pub auth: ChatAuth,
+    pub revoked: Revoked,
+}
+
+impl Drop for PendingAuth {
+    fn drop(&mut self) {
+        self.hub.lock().pending.remove(&self.id);
+    }
 }
 
 /// Why a connection could not be registered.
@@ -86,7 +149,8 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a bound connection. A connection already holding `resource` is told it was
+    /// Registers a bound connection that authenticated with `auth`; `revoked` is marked when
+    /// that credential is revoked. A connection already holding `resource` is told it was
     /// replaced (RFC 6120 §7.7.2.2: the newer stream wins) and removed.
     pub fn register(
         &self,
@@ -94,6 +158,8 @@ impl Hub {
         resource: &str,
         tx: mpsc::Sender<Outbound>,
         max_per_user: usize,
+        auth: ChatAuth,
+        revoked: Revoked,
     ) -> Result<ConnId, RegisterError> {
         let mut st = self.lock();
         st.next_id += 1;
@@ -110,6 +176,8 @@ impl Hub {
             id,
             resource: resource.to_owned(),
             tx,
+            auth,
+            revoked,
             available: false,
             carbons: false,
             active: true,
@@ -327,6 +395,63 @@ impl Hub {
     pub fn forget_resumable(&self, id: &str) {
         self.lock().resumable.remove(id);
     }
+
+    /// Records a stream that has just authenticated as `user` with `auth`.
+    pub fn authenticated(self: &Arc<Self>, user: UserKey, auth: ChatAuth) -> PendingAuth {
+        let revoked = Revoked::default();
+        let mut st = self.lock();
+        st.next_pending += 1;
+        let id = st.next_pending;
+        st.pending.insert(id, (user, auth, revoked.clone()));
+        drop(st);
+        PendingAuth {
+            hub: self.clone(),
+            id,
+            user,
+            auth,
+            revoked,
+        }
+    }
+
+    /// A resumed stream rests on the credentials it resumed with.
+    pub fn set_auth(&self, user: UserKey, conn: ConnId, auth: ChatAuth) {
+        self.update(user, conn, |c| c.auth = auth);
+    }
+
+    /// **Closes the streams a revocation covers**, parked stream-management sessions included
+    /// (their connections stay registered until they end): each is marked and woken. Returns
+    /// how many were.
+    pub fn close_revoked(&self, r: &Revocation) -> usize {
+        let (app, user) = r.user();
+        let key = UserKey { app, user };
+        let st = self.lock();
+        let mut n = 0;
+        for (_, (_, _, revoked)) in st
+            .pending
+            .iter()
+            .filter(|(_, (u, auth, _))| *u == key && r.covers(*auth))
+        {
+            revoked.set(r);
+            n += 1;
+        }
+        for c in st.users.get(&key).into_iter().flatten() {
+            if r.covers(c.auth) {
+                c.revoked.set(r);
+                let _ = c.tx.try_send(Outbound::Revoked);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Revoker for Hub {
+    fn revoke(&self, r: &Revocation) {
+        let n = self.close_revoked(r);
+        if n > 0 {
+            tracing::info!(streams = n, revocation = ?r, "closing revoked streams");
+        }
+    }
 }
 
 fn queue(c: &Conn, stanza: Element) -> bool {
@@ -357,8 +482,10 @@ mod tests {
         let hub = Hub::new();
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, _rx2) = mpsc::channel(4);
-        hub.register(key(1), "r", tx1, 10).unwrap();
-        hub.register(key(1), "r", tx2, 10).unwrap();
+        hub.register(key(1), "r", tx1, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
+        hub.register(key(1), "r", tx2, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
         assert!(matches!(rx1.try_recv(), Ok(Outbound::Replaced)));
         assert_eq!(hub.connections(key(1)).len(), 1);
     }
@@ -367,9 +494,17 @@ mod tests {
     fn connections_per_user_are_capped() {
         let hub = Hub::new();
         let (tx, _rx) = mpsc::channel(4);
-        hub.register(key(1), "a", tx.clone(), 1).unwrap();
+        hub.register(
+            key(1),
+            "a",
+            tx.clone(),
+            1,
+            ChatAuth::Password,
+            Revoked::default(),
+        )
+        .unwrap();
         assert_eq!(
-            hub.register(key(1), "b", tx, 1),
+            hub.register(key(1), "b", tx, 1, ChatAuth::Password, Revoked::default()),
             Err(RegisterError::TooManyConnections)
         );
     }
@@ -378,7 +513,7 @@ mod tests {
     fn status_subscriptions_are_bounded_per_connection_and_end_with_it() {
         let hub = Hub::new();
         let (tx, _rx) = mpsc::channel(4);
-        let conn = hub.register(key(1), "a", tx, 10).unwrap();
+        let conn = hub.register(key(1), "a", tx, 10, ChatAuth::Password, Revoked::default()).unwrap();
         assert!(hub.subscribe_status(key(2), key(1), conn, true, 2));
         assert!(hub.subscribe_status(key(3), key(1), conn, true, 2));
         assert!(
@@ -402,11 +537,36 @@ mod tests {
         let hub = Hub::new();
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
-        hub.register(key(1), "a", tx1, 10).unwrap();
-        hub.register(key(1), "b", tx2, 10).unwrap();
+        hub.register(key(1), "a", tx1, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
+        hub.register(key(1), "b", tx2, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
         let n = hub.deliver_to_user(key(1), &Element::new("message", "jabber:client"));
         assert_eq!(n, 2);
         assert!(rx1.try_recv().is_ok() && rx2.try_recv().is_ok());
         assert_eq!(hub.deliver_to_user(key(2), &Element::new("m", "x")), 0);
+    }
+
+    #[test]
+    fn a_revocation_marks_and_wakes_only_the_connections_resting_on_it() {
+        let hub = Hub::new();
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        let (m1, m2) = (Revoked::default(), Revoked::default());
+        let token = [7u8; 32];
+        hub.register(key(1), "a", tx1, 10, ChatAuth::Token(token), m1.clone())
+            .unwrap();
+        hub.register(key(1), "b", tx2, 10, ChatAuth::Password, m2.clone())
+            .unwrap();
+        let r = Revocation::Token {
+            app: AppId(1),
+            user: UserId(1),
+            token,
+        };
+        assert_eq!(hub.close_revoked(&r), 1);
+        assert_eq!(m1.condition(), Some("not-authorized"));
+        assert!(matches!(rx1.try_recv(), Ok(Outbound::Revoked)));
+        assert_eq!(m2.condition(), None);
+        assert!(rx2.try_recv().is_err());
     }
 }

@@ -21,10 +21,21 @@ pub enum IdentityError {
     /// A request field is missing or wrong; `field` is named in the answer.
     #[error("{field} {message}")]
     Invalid { field: String, message: String },
+    /// Too many wrong passwords from this address (or for this account from it).
+    #[error("Too many failed login attempts; try again in {retry_after_secs} seconds")]
+    Throttled { retry_after_secs: u64 },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<super::throttle::Throttled> for IdentityError {
+    fn from(t: super::throttle::Throttled) -> Self {
+        Self::Throttled {
+            retry_after_secs: t.retry_after_secs,
+        }
+    }
 }
 
 impl IdentityError {

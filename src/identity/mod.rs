@@ -4,13 +4,16 @@
 
 pub mod apps;
 mod error;
+pub mod revocation;
 pub mod secrets;
 mod sessions;
+pub mod throttle;
 pub mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use error::IdentityError;
+pub use revocation::{ChatAuth, Revocation, Revoker};
 pub use sessions::{Credentials, SessionRequest};
 
 use crate::config::{PasswordConfig, SessionConfig};
@@ -28,6 +31,10 @@ struct Inner {
     clock: Clock,
     sessions: SessionConfig,
     passwords: PasswordConfig,
+    /// Wrong passwords per address and per (account, address), for every adapter.
+    throttle: throttle::Throttle,
+    /// Closes the live streams a committed change revokes (the hub), once wired.
+    revoker: OnceLock<Arc<dyn Revoker>>,
 }
 
 /// Who made a request: the application, the session, and the user when it is a user session.
@@ -53,14 +60,37 @@ impl Identity {
         sessions: SessionConfig,
         passwords: PasswordConfig,
     ) -> Self {
+        let throttle = throttle::Throttle::new(
+            passwords.failures_per_minute,
+            passwords.throttle_max_keys,
+            clock.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 pool,
                 clock,
                 sessions,
                 passwords,
+                throttle,
+                revoker: OnceLock::new(),
             }),
         }
+    }
+
+    /// Wires the live-stream side of revocation (the hub); set once at start-up.
+    pub fn set_revoker(&self, revoker: Arc<dyn Revoker>) {
+        let _ = self.inner.revoker.set(revoker);
+    }
+
+    /// Tells the live side what a committed change revoked.
+    fn revoke(&self, r: Revocation) {
+        if let Some(v) = self.inner.revoker.get() {
+            v.revoke(&r);
+        }
+    }
+
+    fn throttle(&self) -> &throttle::Throttle {
+        &self.inner.throttle
     }
 
     fn pool(&self) -> &DbPool {

@@ -174,6 +174,7 @@ mod tests {
             argon2_memory_kib: 1024,
             argon2_iterations: 1,
             min_length: 8,
+            ..PasswordConfig::default()
         };
         let h = hash_password("correct horse".into(), &cfg).await.unwrap();
         assert!(verify_password("correct horse".into(), h.clone()).await);

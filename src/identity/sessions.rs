@@ -1,10 +1,13 @@
 //! Sessions: `POST /session` (unsigned as the SDKs send it, or signed as the docs describe),
 //! token authentication with sliding expiry, login/logout on a session, and the XMPP password check.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use time::{Duration, OffsetDateTime};
 
+use super::revocation::token_digest;
 use super::secrets::{self, new_token, token_hash};
-use super::{Caller, Identity, IdentityError};
+use super::{Caller, ChatAuth, Identity, IdentityError, Revocation};
 use crate::db;
 use crate::model::account::UserFields;
 use crate::model::{AppId, Application, Session, User, UserId};
@@ -29,6 +32,8 @@ pub struct SessionRequest {
     /// `provider` (social / Firebase sign-in) or `user[guest]`: not offered by this server.
     pub unsupported: Option<(String, String)>,
     pub signed_pairs: Vec<(String, String)>,
+    /// The caller's address, for the password throttle (`None`: counted as 0.0.0.0).
+    pub peer: Option<IpAddr>,
 }
 
 impl Identity {
@@ -52,8 +57,9 @@ impl Identity {
         if let Some((field, message)) = req.unsupported {
             return Err(IdentityError::invalid(field, message));
         }
+        let peer = req.peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let user = match req.credentials {
-            Some(c) => Some(self.user_for_session(&app, c).await?),
+            Some(c) => Some(self.user_for_session(&app, c, peer).await?),
             None => None,
         };
         let ts = req.timestamp.unwrap_or_else(|| self.clock().unix_seconds());
@@ -112,11 +118,14 @@ impl Identity {
         &self,
         app: &Application,
         creds: Credentials,
+        peer: IpAddr,
     ) -> Result<User, IdentityError> {
-        if let Some(user) = self.check_credentials(app.id, &creds).await? {
+        if let Some(user) = self.check_credentials(app.id, &creds, peer).await? {
             return Ok(user);
         }
         if !app.session_creates_users {
+            // Guessing logins counts against the address like guessing passwords.
+            self.throttle().failed(peer, None);
             return Err(IdentityError::Unauthorized);
         }
         let mut fields = UserFields::default();
@@ -133,11 +142,13 @@ impl Identity {
         self.signup(app.id, fields, Some(password)).await
     }
 
-    /// The user when the password is right, `None` when no such user, `Unauthorized` otherwise.
+    /// The user when the password is right, `None` when no such user, `Unauthorized` otherwise;
+    /// `Throttled` (before any check) past the wrong-password limit of `peer`.
     async fn check_credentials(
         &self,
         app: AppId,
         creds: &Credentials,
+        peer: IpAddr,
     ) -> Result<Option<User>, IdentityError> {
         let (by_email, name, password) = match creds {
             Credentials::Login { login, password } => (false, login, password),
@@ -146,14 +157,42 @@ impl Identity {
         if password.is_empty() {
             return Err(IdentityError::invalid("password", "cannot be blank"));
         }
+        self.throttle().check(peer, None)?;
         let Some((user, hash)) = db::users::credentials(self.pool(), app, by_email, name).await?
         else {
             return Ok(None);
         };
-        if user.is_guest || !secrets::verify_password(password.clone(), hash).await {
+        if !self
+            .password_matches(app, user.id, password, hash, peer)
+            .await?
+            || user.is_guest
+        {
             return Err(IdentityError::Unauthorized);
         }
         Ok(Some(user))
+    }
+
+    /// **The one password check**: throttled per address and per (account, address); a wrong
+    /// password counts against both.
+    pub(super) async fn password_matches(
+        &self,
+        app: AppId,
+        user: UserId,
+        password: &str,
+        hash: String,
+        peer: IpAddr,
+    ) -> Result<bool, IdentityError> {
+        self.throttle().check(peer, Some((app, user)))?;
+        let ok = secrets::verify_password(password.to_owned(), hash).await;
+        if !ok {
+            self.throttle().failed(peer, Some((app, user)));
+        }
+        Ok(ok)
+    }
+
+    /// A malformed or unknown-account login attempt from `peer` (counted like a wrong password).
+    pub fn login_attempt_failed(&self, peer: IpAddr) {
+        self.throttle().failed(peer, None);
     }
 
     async fn open_session(
@@ -227,46 +266,77 @@ impl Identity {
     }
 
     /// `POST /login`: binds the caller's session to the user with these credentials.
-    pub async fn login(&self, caller: &Caller, creds: Credentials) -> Result<User, IdentityError> {
-        let user = self
-            .check_credentials(caller.app.id, &creds)
-            .await?
-            .ok_or(IdentityError::Unauthorized)?;
+    pub async fn login(
+        &self,
+        caller: &Caller,
+        creds: Credentials,
+        peer: IpAddr,
+    ) -> Result<User, IdentityError> {
+        let Some(user) = self.check_credentials(caller.app.id, &creds, peer).await? else {
+            self.throttle().failed(peer, None);
+            return Err(IdentityError::Unauthorized);
+        };
         let now = self.clock().now();
         db::sessions::set_user(self.pool(), caller.session.id, Some(user.id), now).await?;
         db::users::touch(self.pool(), user.id, now).await?;
         Ok(user)
     }
 
-    /// `DELETE /login`: the session goes back to being an application session.
+    /// `DELETE /login`: the session goes back to being an application session; streams that
+    /// logged in with its token close.
     pub async fn logout(&self, caller: &Caller) -> Result<(), IdentityError> {
-        caller.user()?;
+        let user = caller.user()?;
         db::sessions::set_user(self.pool(), caller.session.id, None, self.clock().now()).await?;
+        self.revoke(Revocation::Token {
+            app: caller.app.id,
+            user: user.id,
+            token: token_digest(&caller.token),
+        });
         Ok(())
     }
 
-    /// `DELETE /session`.
+    /// `DELETE /session`; streams that logged in with its token close.
     pub async fn destroy_session(&self, caller: &Caller) -> Result<(), IdentityError> {
         db::sessions::delete(self.pool(), caller.session.id).await?;
+        if let Some(user) = &caller.user {
+            self.revoke(Revocation::Token {
+                app: caller.app.id,
+                user: user.id,
+                token: token_digest(&caller.token),
+            });
+        }
         Ok(())
     }
 
-    /// The XMPP password check: the user's password, or a live session token of that user.
+    /// The XMPP password check: a live session token of that user **in that application**, or
+    /// the user's password. `None`: refused (a wrong password is counted by the throttle);
+    /// `Throttled`: too many wrong passwords from `peer`, the password was not checked. A live
+    /// token is accepted even then: it cannot be guessed, and its owner must not be locked out
+    /// by someone guessing their password.
     pub async fn check_chat_secret(
         &self,
         app: AppId,
         user: UserId,
         secret: &str,
-    ) -> Result<bool, IdentityError> {
+        peer: IpAddr,
+    ) -> Result<Option<ChatAuth>, IdentityError> {
         let now = self.clock().now();
-        if secret.len() <= 128
-            && db::sessions::live_for_user(self.pool(), &token_hash(secret), user, now).await?
-        {
-            return Ok(true);
+        if secret.len() <= 128 {
+            let digest = token_digest(secret);
+            if db::sessions::live_for_user(self.pool(), &digest, app, user, now).await? {
+                return Ok(Some(ChatAuth::Token(digest)));
+            }
         }
+        self.throttle().check(peer, Some((app, user)))?;
         match db::users::password_hash(self.pool(), app, user).await? {
-            Some(hash) => Ok(secrets::verify_password(secret.to_owned(), hash).await),
-            None => Ok(false),
+            Some(hash) => Ok(self
+                .password_matches(app, user, secret, hash, peer)
+                .await?
+                .then_some(ChatAuth::Password)),
+            None => {
+                self.throttle().failed(peer, None);
+                Ok(None)
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! Users: sign-up validation, self-only update and delete, look-ups and the `GET /users/v2`
 //! query rules (which field takes which operator).
 
-use super::{secrets, Caller, Identity, IdentityError};
+use super::revocation::token_digest;
+use super::{secrets, Caller, Identity, IdentityError, Revocation};
 use crate::db;
 use crate::model::account::{UserField, UserFields, UserFilter, UserFilterValue, UserQuery};
 pub use crate::model::filter::RawFilter;
@@ -128,7 +129,10 @@ impl Identity {
             .map_err(taken)
     }
 
-    /// `PUT /users/{id}`: only yourself; a new password needs the old one.
+    /// `PUT /users/{id}`: only yourself; a new password needs the old one (checked under the
+    /// password throttle of `peer`). A password change ends every other session of the user
+    /// and closes every stream that does not rest on the caller's own session: whoever knew
+    /// the old password must not keep a foothold.
     pub async fn update_user(
         &self,
         caller: &Caller,
@@ -136,6 +140,7 @@ impl Identity {
         fields: UserFields,
         password: Option<String>,
         old_password: Option<String>,
+        peer: std::net::IpAddr,
     ) -> Result<User, IdentityError> {
         let me = caller.user()?;
         if me.id != id {
@@ -159,7 +164,10 @@ impl Identity {
                 let current = db::users::password_hash(self.pool(), caller.app.id, id)
                     .await?
                     .ok_or(IdentityError::SessionNotFound)?;
-                if !secrets::verify_password(old, current).await {
+                if !self
+                    .password_matches(caller.app.id, id, &old, current, peer)
+                    .await?
+                {
                     return Err(IdentityError::invalid("old_password", "is incorrect"));
                 }
                 self.check_password(&new)?;
@@ -167,7 +175,7 @@ impl Identity {
             }
             None => None,
         };
-        db::users::update(
+        let user = db::users::update(
             self.pool(),
             caller.app.id,
             id,
@@ -177,10 +185,21 @@ impl Identity {
         )
         .await
         .map_err(taken)?
-        .ok_or_else(|| IdentityError::NotFound(format!("User {id} not found")))
+        .ok_or_else(|| IdentityError::NotFound(format!("User {id} not found")))?;
+        if hash.is_some() {
+            db::sessions::delete_others(self.pool(), id, caller.session.id).await?;
+            self.revoke(Revocation::Password {
+                app: caller.app.id,
+                user: id,
+                keep: token_digest(&caller.token),
+            });
+        }
+        Ok(user)
     }
 
-    /// `DELETE /users/{id}`: only yourself; your sessions go with you.
+    /// `DELETE /users/{id}`: only yourself; everything that is yours alone goes in one
+    /// transaction (see `db::users::delete`), then every stream and parked session of yours
+    /// closes.
     pub async fn delete_user(&self, caller: &Caller, id: UserId) -> Result<(), IdentityError> {
         let me = caller.user()?;
         if me.id != id {
@@ -188,7 +207,12 @@ impl Identity {
                 "You can delete only your own user".into(),
             ));
         }
-        db::users::delete(self.pool(), caller.app.id, id).await?;
+        let local = format!("{id}-{}", caller.app.id);
+        db::users::delete(self.pool(), caller.app.id, id, &local).await?;
+        self.revoke(Revocation::Account {
+            app: caller.app.id,
+            user: id,
+        });
         Ok(())
     }
 

@@ -11,6 +11,8 @@ use crate::identity::IdentityError;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: Value,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
         Self {
             status,
             body: json!({ "errors": { field: [message] } }),
+            retry_after: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl ApiError {
         Self {
             status,
             body: json!({ "errors": [message] }),
+            retry_after: None,
         }
     }
 
@@ -78,6 +82,15 @@ impl From<IdentityError> for ApiError {
             E::Forbidden(m) => Self::base(StatusCode::FORBIDDEN, &m),
             E::NotFound(m) => Self::not_found(&m),
             E::Invalid { field, message } => Self::invalid(&field, &message),
+            E::Throttled { retry_after_secs } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::base(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!(
+                        "Too many failed login attempts; try again in {retry_after_secs} seconds"
+                    ),
+                )
+            },
             E::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 Self::base(

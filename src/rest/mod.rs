@@ -51,6 +51,8 @@ pub struct Ctx {
     pub args: Vec<String>,
     pub params: Params,
     headers: HeaderMap,
+    /// The client's address (password throttling).
+    pub peer: SocketAddr,
     /// Set once the caller is authenticated, for the `CB-Token-ExpirationDate` header.
     expires: Arc<OnceLock<OffsetDateTime>>,
 }
@@ -131,7 +133,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -142,7 +144,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let svc = service_fn(move |req| handle(state.clone(), req));
+                let svc = service_fn(move |req| handle(state.clone(), peer, req));
                 let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -168,6 +170,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn handle(
     state: Arc<State>,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
@@ -176,13 +179,14 @@ async fn handle(
     let result = if method == Method::OPTIONS {
         Ok(Reply::empty())
     } else {
-        dispatch(state, req, expires.clone()).await
+        dispatch(state, peer, req, expires.clone()).await
     };
-    let (status, body) = match result {
-        Ok(r) => (r.status, r.body),
+    let (status, body, retry_after) = match result {
+        Ok(r) => (r.status, r.body, None),
         Err(e) => (
             e.status,
             serde_json::to_vec(&e.body).unwrap_or_else(|_| b"{}".to_vec()),
+            e.retry_after,
         ),
     };
     if status.is_server_error() {
@@ -190,11 +194,17 @@ async fn handle(
     } else {
         tracing::debug!(%method, %path, %status, "request");
     }
-    Ok(respond(status, body, expires.get().copied()))
+    let mut resp = respond(status, body, expires.get().copied());
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    Ok(resp)
 }
 
 async fn dispatch(
     state: Arc<State>,
+    peer: SocketAddr,
     req: Request<Incoming>,
     expires: Arc<OnceLock<OffsetDateTime>>,
 ) -> Result<Reply, ApiError> {
@@ -236,6 +246,7 @@ async fn dispatch(
         args,
         params,
         headers: parts.headers,
+        peer,
         expires,
     };
     handler(ctx).await

@@ -81,6 +81,7 @@ pub async fn create(ctx: Ctx) -> Result<Reply, ApiError> {
         credentials: credentials(p, &["user"])?,
         unsupported,
         signed_pairs: p.flatten(),
+        peer: Some(ctx.peer.ip()),
     };
     let (session, user, token) = ctx.state.identity.create_session(req).await?;
     Ok(Reply::created(session_json(
@@ -116,7 +117,7 @@ pub async fn login(ctx: Ctx) -> Result<Reply, ApiError> {
         None => credentials(&ctx.params, &["user"])?
             .ok_or_else(|| ApiError::invalid("login", "or email is required"))?,
     };
-    let user = ctx.state.identity.login(&c, creds).await?;
+    let user = ctx.state.identity.login(&c, creds, ctx.peer.ip()).await?;
     Ok(Reply::ok(json!({ "user": user_json(&user) })))
 }
 

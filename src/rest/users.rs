@@ -122,7 +122,7 @@ pub async fn update(ctx: Ctx) -> Result<Reply, ApiError> {
     let user = ctx
         .state
         .identity
-        .update_user(&c, user_id(&ctx)?, fields, password, old)
+        .update_user(&c, user_id(&ctx)?, fields, password, old, ctx.peer.ip())
         .await?;
     Ok(Reply::ok(wrapped(&user)))
 }

@@ -31,7 +31,6 @@ use crate::db::DbPool;
 use crate::hub::Hub;
 use crate::identity::Identity;
 use crate::model::Clock;
-use session::throttle::AuthThrottle;
 use stream::transport::{RawIo, TransportConfig};
 use stream::{Limits, Transport};
 
@@ -46,7 +45,6 @@ pub struct Services {
     pub chat: crate::chat::Chat,
     pub dispatch: dispatch::Dispatch,
     pub tls: TlsAcceptor,
-    pub throttle: AuthThrottle,
     /// Per-user privacy rules (XEP-0016 lists, XEP-0191 block list), cached for routing.
     pub privacy: ext::privacy::PrivacyCache,
 }

@@ -51,6 +51,12 @@ impl Jid {
         }
         UserKey::from_local(self.local.as_deref()?)
     }
+
+    /// The user this JID names on `domain` if `caller` may reach them (see
+    /// [`UserKey::same_app`]); `None` for any other JID.
+    pub fn peer_of(&self, domain: &str, caller: &UserKey) -> Option<UserKey> {
+        self.user(domain).filter(|u| caller.same_app(u))
+    }
 }
 
 impl fmt::Display for Jid {
@@ -84,6 +90,14 @@ impl UserKey {
             app: AppId(a.parse().ok()?),
             user: UserId(u.parse().ok()?),
         })
+    }
+
+    /// **The tenant rule**, written once: a user reaches only users of their own application.
+    /// Stanza routing (`session::resolve`, the entry point of every message, presence and iq
+    /// addressed to a user), roster contacts, status streaming and last activity all ask it; a
+    /// JID of another application is answered as if no such user existed.
+    pub fn same_app(&self, other: &UserKey) -> bool {
+        self.app == other.app
     }
 
     pub fn local(&self) -> String {

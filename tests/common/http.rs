@@ -1,15 +1,17 @@
 //! A deliberately small HTTP/1.1 client over a real TCP socket, so tests see exactly the bytes
 //! the server sends (status, headers, body).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 #[derive(Clone)]
 pub struct Http {
     pub addr: SocketAddr,
+    /// The local address to connect from (another loopback address looks like another client).
+    pub local: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -45,7 +47,15 @@ impl Resp {
 
 impl Http {
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
+        Self { addr, local: None }
+    }
+
+    /// The same server, reached from `ip` (e.g. `127.0.0.2`).
+    pub fn via_ip(&self, ip: IpAddr) -> Self {
+        Self {
+            addr: self.addr,
+            local: Some(ip),
+        }
     }
 
     pub async fn request(
@@ -55,7 +65,10 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
     ) -> Resp {
-        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let mut stream = match self.local {
+            None => TcpStream::connect(self.addr).await.expect("connect"),
+            Some(ip) => connect_from(ip, self.addr).await,
+        };
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
@@ -166,4 +179,17 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// A TCP connection to `to` from the local address `ip`.
+pub async fn connect_from(ip: IpAddr, to: SocketAddr) -> TcpStream {
+    let sock = if ip.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .expect("socket");
+    sock.bind(SocketAddr::new(ip, 0))
+        .expect("bind the local address");
+    sock.connect(to).await.expect("connect")
 }

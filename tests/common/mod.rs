@@ -201,6 +201,7 @@ pub fn test_config() -> Config {
         argon2_memory_kib: 256,
         argon2_iterations: 1,
         min_length: 8,
+        ..PasswordConfig::default()
     };
     c.http.drain_timeout_secs = 2;
     c
@@ -306,6 +307,48 @@ impl TestServer {
     pub async fn chat_user(&self, login: &str) -> (String, String) {
         let (token, id) = self.user_token(login).await;
         (self.local(id), token)
+    }
+
+    /// Another application on the same server (tenant tests).
+    pub async fn other_app(&self, name: &str) -> Application {
+        apps::create(
+            &self.pool,
+            &self.clock,
+            NewApp {
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create app")
+    }
+
+    /// A user session in `app` for `login` (created by the session request) → (token, id).
+    pub async fn user_token_in(&self, app: &Application, login: &str) -> (String, i64) {
+        let r = self
+            .http
+            .post_json(
+                "/session",
+                None,
+                json!({"application_id": app.id.0, "auth_key": app.auth_key,
+                       "user": {"login": login, "password": PASSWORD}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let s = &r.json()["session"];
+        (
+            s["token"].as_str().unwrap().to_string(),
+            s["user_id"].as_i64().unwrap(),
+        )
+    }
+
+    /// The server still serves: a fresh session and an authenticated request succeed.
+    pub async fn assert_serving(&self) {
+        let h = self.http.get("/healthz", None).await;
+        assert_eq!(h.status, 200, "{}", h.body);
+        let token = self.app_token().await;
+        let r = self.http.get("/session", Some(&token)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
     }
 
     /// `POST /session` as the official SDK sends it.

@@ -177,6 +177,18 @@ pub fn plain_b64(authcid: &str, secret: &str) -> String {
 }
 
 impl Client {
+    /// Like [`Client::connect`] over plain TCP, from the local address `ip` (another loopback
+    /// address looks like another client to the server).
+    pub async fn connect_from(addrs: Addrs, ip: std::net::IpAddr) -> Client {
+        Client {
+            io: Io::Plain(super::http::connect_from(ip, addrs.tcp).await),
+            framer: Framer::new(LIMITS),
+            via: Via::Tcp,
+            jid: String::new(),
+            patience: Duration::from_secs(10),
+        }
+    }
+
     /// Opens the socket (and TLS or the WebSocket handshake); no stream yet.
     pub async fn connect(addrs: Addrs, via: Via) -> Client {
         let io = match via {

@@ -21,7 +21,10 @@ fn last(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
         let seconds = match req.target {
             Target::Server => 0,
-            Target::User(u) if u.app != req.user.app => return Err(StanzaError::item_not_found()),
+            // Routing already refused other applications; kept as a second guard.
+            Target::User(u) if !req.user.same_app(&u) => {
+                return Err(StanzaError::service_unavailable())
+            }
             Target::User(u) => seconds_since_seen(req.services, u)
                 .await?
                 .ok_or_else(|| StanzaError::item_not_found().with_text("never seen"))?,

@@ -118,11 +118,21 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
             .attr("jid")
             .and_then(Jid::parse)
             .filter(|j| j.resource.is_none())
-            .ok_or_else(StanzaError::bad_request)?
-            .to_string();
+            .ok_or_else(StanzaError::bad_request)?;
         let s = req.services;
+        // A user JID of this server must be one of the caller's application (tenant rule);
+        // removing such an item is always allowed.
+        let removing = item.attr("subscription") == Some("remove");
+        if !removing
+            && contact
+                .user(s.domain())
+                .is_some_and(|u| !req.user.same_app(&u))
+        {
+            return Err(StanzaError::item_not_found().with_text("no such user"));
+        }
+        let contact = contact.to_string();
         let (app, user) = (req.user.app, req.user.user);
-        if item.attr("subscription") == Some("remove") {
+        if removing {
             if !db::xmpp::roster_remove(&s.pool, app, user, &contact)
                 .await
                 .map_err(internal)?
@@ -278,8 +288,7 @@ fn pick(
     items
         .iter()
         .filter(|i| sides.contains(&i.subscription.as_str()))
-        .filter_map(|i| Jid::parse(&i.contact)?.user(services.domain()))
-        .filter(|k| k.app == user.app)
+        .filter_map(|i| Jid::parse(&i.contact)?.peer_of(services.domain(), &user))
         .collect()
 }
 

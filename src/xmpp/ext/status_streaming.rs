@@ -23,8 +23,7 @@ fn subscribe(req: Request<'_>) -> BoxFuture<'_, Reply> {
             .payload
             .attr("user_jid")
             .and_then(Jid::parse)
-            .and_then(|j| j.user(req.services.domain()))
-            .filter(|k| k.app == req.user.app)
+            .and_then(|j| j.peer_of(req.services.domain(), &req.user))
             .ok_or_else(StanzaError::bad_request)?;
         let on = !matches!(req.payload.attr("enable"), Some("false" | "0"));
         let max = req.services.config.xmpp.status_subscriptions_max;

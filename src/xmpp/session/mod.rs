@@ -6,7 +6,6 @@
 //! stream-level ones (SM, bind) and message/presence routing.
 
 pub mod sasl;
-pub mod throttle;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,13 +26,16 @@ use super::stream::{Element, Node, Packet, Transport};
 use super::Services;
 use crate::config::PlainAuth;
 use crate::db;
-use crate::hub::{ConnId, Outbound, RegisterError};
+use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
+use crate::identity::{ChatAuth, IdentityError};
 
 /// A new connection asking a parked stream-management session to continue on it.
 pub struct ResumeRequest {
     pub transport: Transport,
     /// The client's count of stanzas it received.
     pub h: u32,
+    /// How the new connection authenticated.
+    pub auth: ChatAuth,
 }
 
 /// Runs a connection to its end.
@@ -62,6 +64,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
         jid: b.jid,
         conn: b.conn,
         rx: b.rx,
+        revoked: b.revoked,
         available: false,
         directed: HashSet::new(),
         presence_subs: Vec::new(),
@@ -87,6 +90,7 @@ struct Bound {
     jid: Jid,
     conn: ConnId,
     rx: mpsc::Receiver<Outbound>,
+    revoked: Revoked,
 }
 
 fn plain_allowed(s: &Services, t: &Transport) -> bool {
@@ -138,7 +142,7 @@ async fn read_fault(t: &mut Transport, e: ReadError) {
 
 /// Stream negotiation up to a bound resource (or a resumed session).
 async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
-    let mut authed: Option<UserKey> = None;
+    let mut authed: Option<PendingAuth> = None;
     loop {
         match t.next_packet().await {
             Ok(Packet::StreamStart(_)) => {}
@@ -158,6 +162,10 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                 read_fault(t, e).await;
                 return Negotiated::Done;
             }
+        }
+        if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
+            t.fail(condition).await;
+            return Negotiated::Done;
         }
         let offer = features(s, t, authed.is_some());
         if t.send_header_and(s.domain(), &random_hex(8), &offer)
@@ -183,7 +191,11 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                     return Negotiated::Done;
                 }
             };
-            match (el.ns.as_str(), el.name.as_str(), authed) {
+            if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
+                t.fail(condition).await;
+                return Negotiated::Done;
+            }
+            match (el.ns.as_str(), el.name.as_str(), authed.as_ref()) {
                 (ns::TLS, "starttls", None) if t.can_starttls() => {
                     if t.send(&Element::new("proceed", ns::TLS)).await.is_err()
                         || t.starttls(&s.tls).await.is_err()
@@ -194,11 +206,11 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                     break; // restart
                 }
                 (ns::SASL, "auth", None) => match authenticate(s, t, &el).await {
-                    Ok(user) => {
+                    Ok((user, auth)) => {
                         if t.send(&Element::new("success", ns::SASL)).await.is_err() {
                             return Negotiated::Done;
                         }
-                        authed = Some(user);
+                        authed = Some(s.hub.authenticated(user, auth));
                         t.restart();
                         break;
                     }
@@ -213,12 +225,12 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                         return Negotiated::Done;
                     }
                 }
-                (ns::CLIENT, "iq", Some(user)) => {
-                    if let Some(bound) = bind_or_answer(s, t, user, el).await {
+                (ns::CLIENT, "iq", Some(pending)) => {
+                    if let Some(bound) = bind_or_answer(s, t, pending, el).await {
                         return bound;
                     }
                 }
-                (ns::SM, "resume", Some(user)) => match resume(s, t, user, &el).await {
+                (ns::SM, "resume", Some(pending)) => match resume(s, t, pending, &el).await {
                     Ok(()) => return Negotiated::Done,
                     Err(failed) => {
                         if t.send(&failed).await.is_err() {
@@ -246,12 +258,13 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
     }
 }
 
-/// SASL PLAIN; returns the user or the SASL failure condition.
+/// SASL PLAIN; returns the user and how they proved it, or the SASL failure condition. The
+/// check and its throttling are identity's (`Identity::check_chat_secret`).
 async fn authenticate(
     s: &Arc<Services>,
     t: &Transport,
     auth: &Element,
-) -> Result<UserKey, &'static str> {
+) -> Result<(UserKey, ChatAuth), &'static str> {
     if !plain_allowed(s, t) {
         return Err("encryption-required");
     }
@@ -259,31 +272,25 @@ async fn authenticate(
         return Err("invalid-mechanism");
     }
     let ip = t.peer.ip();
-    if !s.throttle.allowed(ip, None) {
-        return Err("not-authorized");
-    }
     let creds = match sasl::parse_plain(&auth.text(), s.domain()) {
         Ok(c) => c,
         Err(e) => {
-            s.throttle.failed(ip, None);
+            s.identity.login_attempt_failed(ip);
             return Err(match e {
                 sasl::PlainError::Malformed => "incorrect-encoding",
                 sasl::PlainError::NotAuthorized => "not-authorized",
             });
         }
     };
-    if !s.throttle.allowed(ip, Some(creds.user)) {
-        tracing::info!(%ip, user = %creds.user.user, "SASL throttled");
-        return Err("not-authorized");
-    }
     match s
         .identity
-        .check_chat_secret(creds.user.app, creds.user.user, &creds.secret)
+        .check_chat_secret(creds.user.app, creds.user.user, &creds.secret, ip)
         .await
     {
-        Ok(true) => Ok(creds.user),
-        Ok(false) => {
-            s.throttle.failed(ip, Some(creds.user));
+        Ok(Some(how)) => Ok((creds.user, how)),
+        Ok(None) => Err("not-authorized"),
+        Err(IdentityError::Throttled { .. }) => {
+            tracing::info!(%ip, user = %creds.user.user, "SASL throttled");
             Err("not-authorized")
         }
         Err(e) => {
@@ -297,9 +304,10 @@ async fn authenticate(
 async fn bind_or_answer(
     s: &Arc<Services>,
     t: &mut Transport,
-    user: UserKey,
+    pending: &PendingAuth,
     iq: Element,
 ) -> Option<Negotiated> {
+    let user = pending.user;
     let is_set = iq.attr("type") == Some("set");
     let reply = if let (true, Some(bind)) = (is_set, iq.child("bind", ns::BIND)) {
         let requested = bind
@@ -313,10 +321,14 @@ async fn bind_or_answer(
             requested => {
                 let resource = requested.unwrap_or_else(|| random_hex(10));
                 let (tx, rx) = mpsc::channel(s.config.xmpp.outbound_queue.max(1));
-                match s
-                    .hub
-                    .register(user, &resource, tx, s.config.xmpp.max_connections_per_user)
-                {
+                match s.hub.register(
+                    user,
+                    &resource,
+                    tx,
+                    s.config.xmpp.max_connections_per_user,
+                    pending.auth,
+                    pending.revoked.clone(),
+                ) {
                     Ok(conn) => {
                         let jid = Jid {
                             resource: Some(resource),
@@ -335,6 +347,7 @@ async fn bind_or_answer(
                             jid,
                             conn,
                             rx,
+                            revoked: pending.revoked.clone(),
                         }));
                     }
                     Err(RegisterError::TooManyConnections) => {
@@ -361,9 +374,10 @@ async fn bind_or_answer(
 async fn resume(
     s: &Arc<Services>,
     t: &mut Transport,
-    user: UserKey,
+    pending: &PendingAuth,
     el: &Element,
 ) -> Result<(), Element> {
+    let user = pending.user;
     let failed =
         || Element::new("failed", ns::SM).with_child(Element::new("item-not-found", ns::STANZAS));
     let previd = el.attr("previd").ok_or_else(failed)?;
@@ -377,7 +391,12 @@ async fn resume(
     let cfg = s.transport_config();
     let placeholder = Transport::detached(peer, cfg);
     let transport = std::mem::replace(t, placeholder);
-    match tx.send(ResumeRequest { transport, h }).await {
+    let req = ResumeRequest {
+        transport,
+        h,
+        auth: pending.auth,
+    };
+    match tx.send(req).await {
         Ok(()) => Ok(()),
         Err(mpsc::error::SendError(req)) => {
             *t = req.transport;
@@ -444,6 +463,8 @@ struct Session {
     bare: String,
     conn: ConnId,
     rx: mpsc::Receiver<Outbound>,
+    /// Marked by the hub when the credential this stream rests on is revoked.
+    revoked: Revoked,
     available: bool,
     directed: HashSet<String>,
     /// Roster contacts that get this user's presence (read at initial presence).
@@ -611,6 +632,10 @@ impl Session {
         let idle = Duration::from_secs(cfg.idle_ping_secs.max(1));
         let ping_timeout = Duration::from_secs(cfg.ping_timeout_secs.max(1));
         loop {
+            if let Some(condition) = self.revoked.condition() {
+                t.fail(condition).await;
+                return End::Closed;
+            }
             let deadline = match &self.ping {
                 Some((_, sent)) => *sent + ping_timeout,
                 None => self.last_rx + idle,
@@ -632,8 +657,11 @@ impl Session {
                                     replaced = true;
                                     break;
                                 }
-                                Err(_) => break,
+                                Ok(Outbound::Revoked) | Err(_) => break,
                             }
+                        }
+                        if self.revoked.condition().is_some() {
+                            continue; // closed at the top of the loop, nothing more written
                         }
                         if let Err(end) = self.send_batch(t, batch).await {
                             return end;
@@ -643,6 +671,7 @@ impl Session {
                             return End::Closed;
                         }
                     }
+                    Some(Outbound::Revoked) => continue,
                     Some(Outbound::Replaced) | None => {
                         t.fail("conflict").await;
                         return End::Closed;
@@ -652,6 +681,9 @@ impl Session {
                     self.last_rx = Instant::now();
                     self.ping = None;
                     match pkt {
+                        Ok(Packet::Stanza(_)) if self.revoked.condition().is_some() => {
+                            continue; // revoked meanwhile: not handled, closed above
+                        }
                         Ok(Packet::Stanza(el)) => {
                             // Boxed: handling a stanza nests every extension's future
                             // (6.5 KiB); inline, each idle connection would carry that space.
@@ -828,7 +860,8 @@ impl Session {
         let user = jid
             .user(self.domain())
             .ok_or_else(StanzaError::service_unavailable)?;
-        if user.app != self.user.app {
+        if !self.user.same_app(&user) {
+            // Another application's user: as if there were no such user.
             return Err(StanzaError::service_unavailable());
         }
         Ok(Dest::User(user, jid.resource))
@@ -1244,6 +1277,12 @@ impl Session {
                 req = rq.recv() => {
                     let req = req?;
                     let mut t = req.transport;
+                    if let Some(condition) = self.revoked.condition() {
+                        hub.forget_resumable(&id);
+                        t.fail(condition).await;
+                        return None;
+                    }
+                    hub.set_auth(self.user, self.conn, req.auth);
                     self.acked(req.h);
                     let sm = self.sm.as_mut()?;
                     let resumed = Element::new("resumed", ns::SM)
@@ -1274,7 +1313,7 @@ impl Session {
                             }
                         }
                     }
-                    Some(Outbound::Replaced) | None => {
+                    Some(Outbound::Revoked) | Some(Outbound::Replaced) | None => {
                         hub.forget_resumable(&id);
                         return None;
                     }
@@ -1294,18 +1333,20 @@ impl Session {
     async fn cleanup(&mut self) {
         self.go_unavailable(None);
         muc::leave_all(&self.services, self.user, self.conn);
+        // A deleted account leaves nothing behind: no offline copies, no last activity.
+        let gone = self.revoked.account_gone();
         let had_sm = self.sm.is_some();
         if let Some(sm) = self.sm.take() {
             self.services.hub.forget_resumable(&sm.id);
             // Un-acked messages addressed to this user are not lost: they wait offline, oldest
             // first, and so (below) do those the hub queued here that were never written.
-            for el in sm.unacked {
+            for el in sm.unacked.into_iter().filter(|_| !gone) {
                 offline::keep_unacked(&self.services, self.user, &self.bare, el).await;
             }
         }
         let last = self.services.hub.unregister(self.user, self.conn);
         self.services.privacy.connection_ended(self.user, self.conn);
-        if had_sm {
+        if had_sm && !gone {
             while let Ok(out) = self.rx.try_recv() {
                 if let Outbound::Stanza(el) = out {
                     offline::keep_unacked(&self.services, self.user, &self.bare, *el).await;
@@ -1314,11 +1355,12 @@ impl Session {
         }
         if last {
             let now = self.services.clock.now();
-            if let Err(e) =
-                db::xmpp::last_seen_set(&self.services.pool, self.user.app, self.user.user, now)
-                    .await
-            {
-                tracing::warn!(error = %e, "recording last activity");
+            let (pool, key) = (&self.services.pool, self.user);
+            // Nothing is written for a deleted account.
+            if !gone {
+                if let Err(e) = db::xmpp::last_seen_set(pool, key.app, key.user, now).await {
+                    tracing::warn!(error = %e, "recording last activity");
+                }
             }
             self.push_status(0, true);
         }

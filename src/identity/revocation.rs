@@ -1,0 +1,114 @@
+//! Revocation: what ending a session, changing a password or deleting an account takes away
+//! from live XMPP streams. Identity decides *what* is revoked (one [`Revocation`] per change,
+//! issued after the change is committed); the hub, as the [`Revoker`], closes the matching
+//! connections and parked stream-management sessions at once. A stream remembers how it
+//! authenticated ([`ChatAuth`]) so that only the streams resting on the revoked credential go.
+//!
+//! Stream errors (RFC 6120 §4.9.3): a revoked token or a deleted account closes with
+//! `<not-authorized/>` (the stream's authentication no longer holds; Prosody does the same for
+//! a deleted account); a password change with `<reset/>` (the credentials the stream was
+//! established with were revoked during its life, §4.9.3.16).
+
+use crate::model::{AppId, UserId};
+
+/// How a bound stream proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChatAuth {
+    /// The user's password.
+    Password,
+    /// A live session token, by its SHA-256.
+    Token([u8; 32]),
+}
+
+/// What a committed identity change takes away from live streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// A session ended (`DELETE /login`, `DELETE /session`): the streams that logged in with
+    /// its token.
+    Token {
+        app: AppId,
+        user: UserId,
+        token: [u8; 32],
+    },
+    /// The password changed: the streams that logged in with a password or with any token but
+    /// `keep` (the session that made the change; every other session of the user has ended).
+    Password {
+        app: AppId,
+        user: UserId,
+        keep: [u8; 32],
+    },
+    /// The account is gone: every stream and parked session of the user.
+    Account { app: AppId, user: UserId },
+}
+
+impl Revocation {
+    /// The user whose streams are concerned.
+    pub fn user(&self) -> (AppId, UserId) {
+        match *self {
+            Revocation::Token { app, user, .. }
+            | Revocation::Password { app, user, .. }
+            | Revocation::Account { app, user } => (app, user),
+        }
+    }
+
+    /// Whether a stream of the user that authenticated with `auth` loses it.
+    pub fn covers(&self, auth: ChatAuth) -> bool {
+        match (self, auth) {
+            (Revocation::Account { .. }, _) => true,
+            (Revocation::Token { token, .. }, ChatAuth::Token(t)) => *token == t,
+            (Revocation::Token { .. }, ChatAuth::Password) => false,
+            (Revocation::Password { .. }, ChatAuth::Password) => true,
+            (Revocation::Password { keep, .. }, ChatAuth::Token(t)) => *keep != t,
+        }
+    }
+
+    /// The RFC 6120 stream error condition the covered streams are closed with.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            Revocation::Password { .. } => "reset",
+            Revocation::Token { .. } | Revocation::Account { .. } => "not-authorized",
+        }
+    }
+}
+
+/// Closes the streams a revocation covers (the hub).
+pub trait Revoker: Send + Sync {
+    fn revoke(&self, r: &Revocation);
+}
+
+/// The SHA-256 of a token, as streams remember it.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let h = super::secrets::token_hash(token);
+    for (o, b) in out.iter_mut().zip(h) {
+        *o = b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_revocation_covers_only_the_streams_resting_on_what_it_revokes() {
+        let (app, user) = (AppId(1), UserId(7));
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let t = Revocation::Token {
+            app,
+            user,
+            token: a,
+        };
+        assert!(t.covers(ChatAuth::Token(a)));
+        assert!(!t.covers(ChatAuth::Token(b)));
+        assert!(!t.covers(ChatAuth::Password));
+        let p = Revocation::Password { app, user, keep: a };
+        assert!(p.covers(ChatAuth::Password));
+        assert!(p.covers(ChatAuth::Token(b)));
+        assert!(!p.covers(ChatAuth::Token(a)));
+        let d = Revocation::Account { app, user };
+        assert!(d.covers(ChatAuth::Password) && d.covers(ChatAuth::Token(a)));
+        assert_eq!(d.condition(), "not-authorized");
+        assert_eq!(p.condition(), "reset");
+    }
+}
