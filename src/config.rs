@@ -113,6 +113,10 @@ pub struct XmppConfig {
     /// Most rooms (XEP-0045) one connection may have joined; one more join is refused with
     /// `<not-allowed/>`.
     pub rooms_joined_max: usize,
+    /// Most bytes of the presence payload (status, show, caps, …) a room keeps for one
+    /// occupant connection and shows to the others; a larger join or presence update is refused
+    /// with `<not-acceptable/>`.
+    pub room_presence_max_bytes: usize,
     /// Most privacy lists (XEP-0016) one user may keep.
     pub privacy_max_lists: usize,
     /// Most items in one privacy list (the official SDK writes two per blocked user).
@@ -327,6 +331,7 @@ impl Default for XmppConfig {
             status_subscriptions_max: 1000,
             directed_presences_max: 1000,
             rooms_joined_max: 1000,
+            room_presence_max_bytes: 4096,
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,

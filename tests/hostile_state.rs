@@ -428,6 +428,47 @@ async fn rooms_joined_past_the_bound_are_refused() {
 }
 
 #[tokio::test]
+async fn a_room_presence_past_its_byte_bound_is_not_acceptable() {
+    let srv = TestServer::start_with(config(|c| c.xmpp.room_presence_max_bytes = 200)).await;
+    let u = srv.users("rp", 2).await;
+    let d = srv
+        .dialog(
+            &u[0].0,
+            json!({"type": 2, "name": "g", "occupants_ids": [u[1].1]}),
+        )
+        .await;
+    let room = format!(
+        "{}_{}@muc.localhost",
+        srv.app.id.0,
+        d["_id"].as_str().unwrap()
+    );
+    let mut a = Client::login(srv.xmpp, Via::Tcp, &srv.local(u[0].1), PASSWORD).await;
+    let me = u[0].1;
+    let status = "s".repeat(300);
+    a.send_raw(&format!(
+        "<presence id='big' to='{room}/{me}'><x xmlns='http://jabber.org/protocol/muc'/><status>{status}</status></presence>"
+    ))
+    .await;
+    let e = error_for(&mut a, "big").await;
+    assert_eq!(condition(&e).as_deref(), Some("not-acceptable"));
+    // A presence within the bound joins.
+    a.send_raw(&format!(
+        "<presence id='small' to='{room}/{me}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x><status>here</status></presence>"
+    ))
+    .await;
+    sync(&mut a, "p").await;
+    assert_eq!(
+        srv.hub()
+            .rooms
+            .occupants(&(srv.app.id, d["_id"].as_str().unwrap().to_owned()))
+            .len(),
+        1
+    );
+    assert_still_serving(&srv, "rp").await;
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_parked_session_past_its_byte_bound_ends_and_its_messages_wait_offline() {
     let srv = TestServer::start_with(config(|c| {
         c.xmpp.sm_parked_queue_bytes = 2_000;

@@ -5,9 +5,9 @@ mod common;
 
 mod cli;
 mod database;
-mod hostile_state;
 mod hostile_injection;
 mod hostile_secrets;
+mod hostile_state;
 mod rest_dialogs;
 mod rest_messages;
 mod rest_service;

@@ -513,7 +513,9 @@ mod tests {
     fn status_subscriptions_are_bounded_per_connection_and_end_with_it() {
         let hub = Hub::new();
         let (tx, _rx) = mpsc::channel(4);
-        let conn = hub.register(key(1), "a", tx, 10, ChatAuth::Password, Revoked::default()).unwrap();
+        let conn = hub
+            .register(key(1), "a", tx, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
         assert!(hub.subscribe_status(key(2), key(1), conn, true, 2));
         assert!(hub.subscribe_status(key(3), key(1), conn, true, 2));
         assert!(

@@ -383,6 +383,19 @@ pub async fn on_presence(
             "too many rooms joined (at most {max} per connection)"
         )));
     }
+    // The room keeps this presence for as long as the connection stays and copies it to every
+    // occupant: its payload is bounded.
+    let max_bytes = s.config.xmpp.room_presence_max_bytes;
+    let payload: usize = el
+        .elements()
+        .filter(|c| c.ns != ns::MUC && c.ns != ns::MUC_USER)
+        .map(|c| c.to_standalone_xml().len())
+        .sum();
+    if payload > max_bytes {
+        return Err(StanzaError::not_acceptable().with_text(format!(
+            "the presence is too large to keep in a room (at most {max_bytes} bytes)"
+        )));
+    }
     let me = occupant_presence(&rjid, uid, &el, item(&dialog, &members, uid));
     let joined = s.hub.rooms.join(&k, uid, conn, resource, me.clone());
     if joined.again {
