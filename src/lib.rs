@@ -8,6 +8,7 @@
 //! - `chat`     — dialogs, messages, roles, unread counts, search, domain events.
 //! - `hub`      — live state: the session registry (user → connections), room occupancy and
 //!   membership cache, and fan-out to them.
+//! - `limits`   — rate limiters and connection caps (bounded bookkeeping, no I/O).
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
 //! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod hub;
 pub mod identity;
+pub mod limits;
 pub mod model;
 pub mod rest;
 pub mod server;

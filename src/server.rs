@@ -78,6 +78,7 @@ impl Server {
         let room_events = chat.events().subscribe();
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {
+            limits: rest::RestLimits::new(&config.http),
             config,
             pool,
             identity: identity.clone(),

@@ -21,6 +21,9 @@ pub enum IdentityError {
     /// A request field is missing or wrong; `field` is named in the answer.
     #[error("{field} {message}")]
     Invalid { field: String, message: String },
+    /// The server is at a configured bound of work in flight (password hashing); retry soon.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("internal error: {0}")]

@@ -150,7 +150,7 @@ impl Identity {
         else {
             return Ok(None);
         };
-        if user.is_guest || !secrets::verify_password(password.clone(), hash).await {
+        if user.is_guest || !self.verify_password(password.clone(), hash).await? {
             return Err(IdentityError::Unauthorized);
         }
         Ok(Some(user))
@@ -265,7 +265,7 @@ impl Identity {
             return Ok(true);
         }
         match db::users::password_hash(self.pool(), app, user).await? {
-            Some(hash) => Ok(secrets::verify_password(secret.to_owned(), hash).await),
+            Some(hash) => self.verify_password(secret.to_owned(), hash).await,
             None => Ok(false),
         }
     }

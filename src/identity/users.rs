@@ -1,7 +1,7 @@
 //! Users: sign-up validation, self-only update and delete, look-ups and the `GET /users/v2`
 //! query rules (which field takes which operator).
 
-use super::{secrets, Caller, Identity, IdentityError};
+use super::{Caller, Identity, IdentityError};
 use crate::db;
 use crate::model::account::{UserField, UserFields, UserFilter, UserFilterValue, UserQuery};
 pub use crate::model::filter::RawFilter;
@@ -122,7 +122,7 @@ impl Identity {
         let password = password.ok_or_else(|| IdentityError::invalid("password", "is required"))?;
         self.check_password(&password)?;
         validate(&fields)?;
-        let hash = secrets::hash_password(password, &self.inner.passwords).await?;
+        let hash = self.hash_password(password).await?;
         db::users::insert(self.pool(), app, &fields, &hash, self.clock().now())
             .await
             .map_err(taken)
@@ -159,11 +159,11 @@ impl Identity {
                 let current = db::users::password_hash(self.pool(), caller.app.id, id)
                     .await?
                     .ok_or(IdentityError::SessionNotFound)?;
-                if !secrets::verify_password(old, current).await {
+                if !self.verify_password(old, current).await? {
                     return Err(IdentityError::invalid("old_password", "is incorrect"));
                 }
                 self.check_password(&new)?;
-                Some(secrets::hash_password(new, &self.inner.passwords).await?)
+                Some(self.hash_password(new).await?)
             }
             None => None,
         };
