@@ -74,6 +74,11 @@ impl Server {
             tls,
             throttle: AuthThrottle::new(config.xmpp.auth_failures_per_minute),
             privacy: xmpp::ext::privacy::PrivacyCache::new(),
+            conns: crate::limits::ConnLimiter::new(
+                config.xmpp.max_connections,
+                config.xmpp.max_connections_per_ip,
+            ),
+            refusals: Arc::new(tokio::sync::Semaphore::new(xmpp::REFUSALS_IN_FLIGHT)),
         });
         let room_events = chat.events().subscribe();
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };

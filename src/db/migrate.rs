@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_privacy",
         sql: include_str!("../../migrations/0004_privacy.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_session_nonce",
+        sql: include_str!("../../migrations/0005_session_nonce.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

@@ -26,7 +26,7 @@ pub struct NewSession<'a> {
     pub app: AppId,
     pub user: Option<UserId>,
     pub token_hash: &'a [u8],
-    pub nonce: Option<&'a str>,
+    pub nonce: Option<i64>,
     pub ts: i64,
     pub now: OffsetDateTime,
     pub expires_at: OffsetDateTime,
@@ -138,7 +138,7 @@ pub async fn record_nonce(
     pool: &DbPool,
     app: AppId,
     ts: i64,
-    nonce: &str,
+    nonce: i64,
 ) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
