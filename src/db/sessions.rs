@@ -134,12 +134,7 @@ pub async fn delete(pool: &DbPool, id: SessionId) -> Result<(), DbError> {
 }
 
 /// Records a signed request's (timestamp, nonce); false when it was seen before.
-pub async fn record_nonce(
-    pool: &DbPool,
-    app: AppId,
-    ts: i64,
-    nonce: i64,
-) -> Result<bool, DbError> {
+pub async fn record_nonce(pool: &DbPool, app: AppId, ts: i64, nonce: i64) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
         .x(

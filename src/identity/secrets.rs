@@ -235,7 +235,9 @@ mod tests {
         assert!(verify_password("correct horse".into(), h.clone(), &gate)
             .await
             .unwrap());
-        assert!(!verify_password("wrong horse".into(), h, &gate).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), h, &gate)
+            .await
+            .unwrap());
         assert!(!verify_password("x".into(), "not a hash".into(), &gate)
             .await
             .unwrap());

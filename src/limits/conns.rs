@@ -110,7 +110,10 @@ mod tests {
         let l = ConnLimiter::new(0, 2);
         let a = [l.try_acquire(ip("10.0.0.1")), l.try_acquire(ip("10.0.0.1"))];
         assert!(a.iter().all(Result::is_ok));
-        assert_eq!(l.try_acquire(ip("10.0.0.1")).err(), Some(ConnRefusal::PerIp));
+        assert_eq!(
+            l.try_acquire(ip("10.0.0.1")).err(),
+            Some(ConnRefusal::PerIp)
+        );
         assert!(l.try_acquire(ip("10.0.0.2")).is_ok());
     }
 
@@ -118,7 +121,10 @@ mod tests {
     fn total_cap_and_slots_come_back_on_drop() {
         let l = ConnLimiter::new(1, 0);
         let p = l.try_acquire(ip("10.0.0.1")).unwrap();
-        assert_eq!(l.try_acquire(ip("10.0.0.2")).err(), Some(ConnRefusal::Total));
+        assert_eq!(
+            l.try_acquire(ip("10.0.0.2")).err(),
+            Some(ConnRefusal::Total)
+        );
         drop(p);
         assert_eq!(l.counts(), (0, 0), "an address at zero leaves the map");
         assert!(l.try_acquire(ip("10.0.0.2")).is_ok());
@@ -134,6 +140,9 @@ mod tests {
         );
         assert!(l.try_acquire(ip("2001:db8:1:3::1")).is_ok());
         let _q = l.try_acquire(ip("::ffff:10.1.1.1")).unwrap();
-        assert!(l.try_acquire(ip("10.1.1.1")).is_err(), "mapped IPv4 is IPv4");
+        assert!(
+            l.try_acquire(ip("10.1.1.1")).is_err(),
+            "mapped IPv4 is IPv4"
+        );
     }
 }

@@ -42,7 +42,8 @@ impl ConnClock {
     fn saw_bytes(&self) {
         if self.first_byte.load(Ordering::Relaxed) == 0 {
             let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-            self.first_byte.store(ms.saturating_add(1), Ordering::Relaxed);
+            self.first_byte
+                .store(ms.saturating_add(1), Ordering::Relaxed);
         }
     }
 
