@@ -55,6 +55,34 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// On shutdown, how long in-flight requests may take to finish.
     pub drain_timeout_secs: u64,
+    /// Seconds a client has to send a whole request head (request line and headers), counted
+    /// from the connection's start or from its first byte after an idle keep-alive wait;
+    /// beyond it the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body; beyond it: 408 and the connection
+    /// is closed.
+    pub body_timeout_secs: u64,
+    /// Seconds a keep-alive connection may sit idle between requests before it is closed.
+    pub keepalive_idle_secs: u64,
+    /// Most open REST connections in total; beyond it a new connection gets 503 and is closed.
+    /// 0 = unlimited.
+    pub max_connections: usize,
+    /// Most open REST connections from one IP address (IPv6: one /64); beyond it a new one gets
+    /// 503 and is closed. 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Requests per second one IP address (IPv6: one /64) may make (token bucket); beyond it
+    /// 429 with `Retry-After`. 0 = unlimited.
+    pub requests_per_sec_per_ip: u32,
+    /// Requests one IP address may make at once above its rate.
+    pub request_burst_per_ip: u32,
+    /// Requests per second with one `CB-Token` (token bucket); beyond it 429 with
+    /// `Retry-After`. 0 = unlimited.
+    pub requests_per_sec_per_token: u32,
+    /// Requests one token may make at once above its rate.
+    pub request_burst_per_token: u32,
+    /// Most addresses and most tokens the request limiters track each (memory bound); the ones
+    /// idle longest are forgotten first.
+    pub rate_limit_max_keys: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -134,6 +162,12 @@ pub struct XmppConfig {
     pub sm_parked_queue_bytes: usize,
     /// Stanzas queued towards one connection before new ones are dropped (slow reader).
     pub outbound_queue: usize,
+    /// Most open XMPP connections in total (TCP, TLS and WebSocket together); beyond it a new
+    /// one is closed with the `<resource-constraint/>` stream error. 0 = unlimited.
+    pub max_connections: usize,
+    /// Most open XMPP connections from one IP address (IPv6: one /64), all listeners together;
+    /// beyond it a new one is closed with `<policy-violation/>`. 0 = unlimited.
+    pub max_connections_per_ip: usize,
 }
 
 /// When plain-text SASL is allowed without TLS.
@@ -180,6 +214,10 @@ pub struct PasswordConfig {
     /// Most addresses and (account, address) pairs the password throttle tracks at once; past
     /// it the oldest entry is forgotten.
     pub throttle_max_keys: usize,
+    /// Password hashes and checks waiting or running at once; beyond it `POST /session`,
+    /// `POST /login` and sign-ups get 503 with `Retry-After`, and XMPP password logins
+    /// `<temporary-auth-failure/>`.
+    pub max_pending_hashes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -217,6 +255,14 @@ pub struct ChatConfig {
     pub max_dialog_data_bytes: usize,
     /// Most keys in a dialog's custom `data`, nested keys included.
     pub max_dialog_data_keys: usize,
+    /// Messages per second one user may send, REST and XMPP together (token bucket); beyond it
+    /// REST answers 429 with `Retry-After` and XMPP a `<policy-violation/>` error of type
+    /// `wait`. 0 = unlimited.
+    pub messages_per_sec_per_user: u32,
+    /// Messages one user may send at once above that rate.
+    pub message_burst_per_user: u32,
+    /// Most users the message limiter tracks (memory bound); the ones idle longest go first.
+    pub message_rate_max_users: usize,
 }
 
 impl Default for ChatConfig {
@@ -236,6 +282,9 @@ impl Default for ChatConfig {
             max_attachment_bytes: 4 * 1024,
             max_dialog_data_bytes: 16 * 1024,
             max_dialog_data_keys: 64,
+            messages_per_sec_per_user: 50,
+            message_burst_per_user: 100,
+            message_rate_max_users: 100_000,
         }
     }
 }
@@ -303,6 +352,16 @@ impl Default for HttpConfig {
             addr: addr("127.0.0.1:8080"),
             max_body_bytes: 1 << 20,
             drain_timeout_secs: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            keepalive_idle_secs: 60,
+            max_connections: 50_000,
+            max_connections_per_ip: 1_000,
+            requests_per_sec_per_ip: 1_000,
+            request_burst_per_ip: 2_000,
+            requests_per_sec_per_token: 100,
+            request_burst_per_token: 200,
+            rate_limit_max_keys: 100_000,
         }
     }
 }
@@ -339,6 +398,8 @@ impl Default for XmppConfig {
             sm_unacked_bytes: 4 << 20,
             sm_parked_queue_bytes: 1 << 20,
             outbound_queue: 1024,
+            max_connections: 50_000,
+            max_connections_per_ip: 1_000,
         }
     }
 }
@@ -369,6 +430,7 @@ impl Default for PasswordConfig {
             min_length: 8,
             failures_per_minute: 10,
             throttle_max_keys: 100_000,
+            max_pending_hashes: 64,
         }
     }
 }

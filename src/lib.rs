@@ -8,6 +8,7 @@
 //! - `chat`     — dialogs, messages, roles, unread counts, search, domain events.
 //! - `hub`      — live state: the session registry (user → connections), room occupancy and
 //!   membership cache, and fan-out to them.
+//! - `limits`   — rate limiters and connection caps (bounded bookkeeping, no I/O).
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod hub;
 pub mod identity;
+pub mod limits;
 pub mod model;
 pub mod rest;
 pub mod secret_file;

@@ -74,10 +74,16 @@ impl Server {
             dispatch: xmpp::dispatch::table(),
             tls,
             privacy: xmpp::ext::privacy::PrivacyCache::new(),
+            conns: crate::limits::ConnLimiter::new(
+                config.xmpp.max_connections,
+                config.xmpp.max_connections_per_ip,
+            ),
+            refusals: Arc::new(tokio::sync::Semaphore::new(xmpp::REFUSALS_IN_FLIGHT)),
         });
         let room_events = chat.events().subscribe();
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {
+            limits: rest::RestLimits::new(&config.http),
             config,
             pool,
             identity: identity.clone(),

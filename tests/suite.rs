@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod database;
 mod hostile_injection;
+mod hostile_limits;
 mod hostile_secrets;
 mod hostile_state;
 mod rest_dialogs;

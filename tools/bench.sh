@@ -261,9 +261,15 @@ start_parley() {
     [[ -d $d/data ]] || rm -f "$d/users.cache"
     (
         cd "$d" || exit 1
+        # Every connection and message comes from 127.0.0.1, and loopback is not exempt from
+        # the caps and rate limits (0 = unlimited), so lift them as for ejabberd's shapers.
         PARLEY_DATA_DIR=$d/data PARLEY_HTTP_ADDR=127.0.0.1:$PA_HTTP \
             PARLEY_XMPP_ADDR=127.0.0.1:$PA_C2S PARLEY_XMPP_TLS_ADDR=127.0.0.1:$PA_TLS \
             PARLEY_WS_ADDR=127.0.0.1:$PA_WS PARLEY_LOG=warn \
+            PARLEY_XMPP_MAX_CONNECTIONS=0 PARLEY_XMPP_MAX_CONNECTIONS_PER_IP=0 \
+            PARLEY_HTTP_MAX_CONNECTIONS=0 PARLEY_HTTP_MAX_CONNECTIONS_PER_IP=0 \
+            PARLEY_HTTP_REQUESTS_PER_SEC_PER_IP=0 PARLEY_HTTP_REQUESTS_PER_SEC_PER_TOKEN=0 \
+            PARLEY_CHAT_MESSAGES_PER_SEC_PER_USER=0 PARLEY_PASSWORDS_MAX_PENDING_HASHES=100000 \
             nohup taskset -c $SERVER_CPU "$PARLEY" >>"$d/parley.log" 2>&1 &
         echo $! >"$d/parley.pid"
     )

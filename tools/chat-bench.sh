@@ -31,6 +31,10 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 api="http://127.0.0.1:$port"
 # XMPP listeners on free ports: the defaults may belong to another Parley on this machine.
 export PARLEY_XMPP_ADDR=127.0.0.1:0 PARLEY_XMPP_TLS_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=127.0.0.1:0
+# wrk sends thousands of requests per second with one token from 127.0.0.1: lift the request and
+# message rate limits (0 = unlimited), which do not exempt loopback.
+export PARLEY_HTTP_REQUESTS_PER_SEC_PER_IP=0 PARLEY_HTTP_REQUESTS_PER_SEC_PER_TOKEN=0 \
+  PARLEY_CHAT_MESSAGES_PER_SEC_PER_USER=0
 PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$port" PARLEY_DATABASE_URL= PARLEY_LOG=warn \
   PARLEY_DATABASE_POOL_SIZE=16 taskset -c 0 "$bin" serve >"$data/parley.log" 2>&1 &
 pid=$!

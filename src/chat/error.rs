@@ -19,6 +19,12 @@ pub enum ChatError {
     /// The store could not take the write now (a failed batch, a stopped writer); retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The sender is over a rate limit (`chat.messages_per_sec_per_user`); retry after the wait.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl ChatError {

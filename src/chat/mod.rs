@@ -19,7 +19,8 @@ pub use events::{ChatEvent, Events};
 use crate::config::ChatConfig;
 use crate::db::DbPool;
 use crate::identity::{Caller, Identity};
-use crate::model::{Application, Clock, UserId};
+use crate::limits::rate::{retry_after_secs, KeyedLimiter};
+use crate::model::{AppId, Application, Clock, UserId};
 
 /// The chat service: cheap to clone, shared by every adapter.
 #[derive(Clone)]
@@ -34,6 +35,8 @@ struct Inner {
     events: Events,
     config: ChatConfig,
     writer: history::Writer,
+    /// Messages per user (`chat.messages_per_sec_per_user`), REST and XMPP together.
+    message_rate: KeyedLimiter<(i64, i64)>,
 }
 
 impl Chat {
@@ -50,6 +53,11 @@ impl Chat {
                 clock,
                 identity,
                 events,
+                message_rate: KeyedLimiter::new(
+                    config.messages_per_sec_per_user,
+                    config.message_burst_per_user,
+                    config.message_rate_max_users,
+                ),
                 config,
                 writer: Default::default(),
             }),
@@ -58,6 +66,23 @@ impl Chat {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// The one message-rate rule: every message a user sends (REST `POST /chat/Message` and
+    /// `/chat/Message/system`, every XMPP message stanza) takes a token from that user's bucket;
+    /// past the rate it is refused with `RateLimited` and goes nowhere.
+    pub fn admit_message(&self, app: AppId, user: UserId) -> Result<(), ChatError> {
+        let cfg = &self.inner.config;
+        self.inner
+            .message_rate
+            .check(&(app.0, user.0))
+            .map_err(|wait| ChatError::RateLimited {
+                message: format!(
+                    "Too many messages: at most {} per second (bursts of {})",
+                    cfg.messages_per_sec_per_user, cfg.message_burst_per_user
+                ),
+                retry_after_secs: retry_after_secs(wait),
+            })
     }
 
     fn pool(&self) -> &DbPool {

@@ -1,5 +1,9 @@
 //! Prepared-statement caching for every repository query: each SQL text is parsed and planned
 //! once per pooled connection instead of on every request.
+//!
+//! Only for SQL whose text the code fixes. SQL shaped by a request (filters, the fields of an
+//! update) goes through the `d*` methods: unprepared, so the cache never grows with the number
+//! of filter combinations callers can invent (each connection's cache is never evicted).
 
 use std::future::Future;
 
@@ -28,6 +32,24 @@ pub trait Cached {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// `q` for request-shaped SQL: an unnamed statement, nothing cached.
+    fn dq(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send;
+    /// `q1` for request-shaped SQL.
+    fn dq1(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, Error>> + Send;
+    /// `q01` for request-shaped SQL.
+    fn dq01(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, Error>> + Send;
 }
 
 macro_rules! cached_for {
@@ -56,6 +78,23 @@ macro_rules! cached_for {
             async fn x(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
                 let st = self.prepare_cached(sql).await?;
                 self.execute(&st, params).await
+            }
+            async fn dq(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Vec<Row>, Error> {
+                self.query(sql, params).await
+            }
+            async fn dq1(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
+                self.query_one(sql, params).await
+            }
+            async fn dq01(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, Error> {
+                self.query_opt(sql, params).await
             }
         }
     };

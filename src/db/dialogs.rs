@@ -450,7 +450,13 @@ pub async fn list_page(
         let mut all = refs(&params);
         all.push(&q.limit);
         all.push(&q.skip);
-        let rows = c.q(&sql, &all).await?;
+        // The shape depends on the filters given: cached only without any (sort and scope are
+        // a handful of fixed shapes).
+        let rows = if q.filters.is_empty() {
+            c.q(&sql, &all).await?
+        } else {
+            c.dq(&sql, &all).await?
+        };
         if let Some(first) = rows.first() {
             page.total = first.get(NCOL + 2);
             page.missing_broadcast = first.get(NCOL + 3);
@@ -458,7 +464,11 @@ pub async fn list_page(
             return Ok(page);
         }
     }
-    let row = c.q1(&meta, &refs(&params)).await?;
+    let row = if q.filters.is_empty() {
+        c.q1(&meta, &refs(&params)).await?
+    } else {
+        c.dq1(&meta, &refs(&params)).await?
+    };
     page.total = row.get(0);
     page.missing_broadcast = row.get(1);
     Ok(page)

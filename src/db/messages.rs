@@ -421,12 +421,13 @@ pub async fn history(
         n + 1,
         n + 2
     );
-    Ok(tx
-        .q(&sql, &refs(&params))
-        .await?
-        .iter()
-        .map(view_from_row)
-        .collect())
+    // Cached only without filters: their combinations are the caller's to invent.
+    let rows = if q.filters.is_empty() {
+        tx.q(&sql, &refs(&params)).await?
+    } else {
+        tx.dq(&sql, &refs(&params)).await?
+    };
+    Ok(rows.iter().map(view_from_row).collect())
 }
 
 /// The message with reactions as `user` sees them.

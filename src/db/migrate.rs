@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0004_privacy.sql"),
     },
     Migration {
+        version: 5,
+        name: "0005_session_nonce",
+        sql: include_str!("../../migrations/0005_session_nonce.sql"),
+    },
+    Migration {
         version: 6,
         name: "0006_offline_sender",
         sql: include_str!("../../migrations/0006_offline_sender.sql"),

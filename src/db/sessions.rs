@@ -26,7 +26,7 @@ pub struct NewSession<'a> {
     pub app: AppId,
     pub user: Option<UserId>,
     pub token_hash: &'a [u8],
-    pub nonce: Option<&'a str>,
+    pub nonce: Option<i64>,
     pub ts: i64,
     pub now: OffsetDateTime,
     pub expires_at: OffsetDateTime,
@@ -147,12 +147,7 @@ pub async fn delete(pool: &DbPool, id: SessionId) -> Result<(), DbError> {
 }
 
 /// Records a signed request's (timestamp, nonce); false when it was seen before.
-pub async fn record_nonce(
-    pool: &DbPool,
-    app: AppId,
-    ts: i64,
-    nonce: &str,
-) -> Result<bool, DbError> {
+pub async fn record_nonce(pool: &DbPool, app: AppId, ts: i64, nonce: i64) -> Result<bool, DbError> {
     let c = pool.get().await?;
     let n = c
         .x(

@@ -109,7 +109,8 @@ pub async fn insert(
         placeholders.join(", ")
     );
     let c = pool.get().await?;
-    let row = c.q1(&sql, &refs(&params)).await?;
+    // The columns depend on the fields given: not cached.
+    let row = c.dq1(&sql, &refs(&params)).await?;
     Ok(from_row(&row))
 }
 
@@ -139,7 +140,8 @@ pub async fn update(
         sets.join(", ")
     );
     let c = pool.get().await?;
-    Ok(c.q01(&sql, &refs(&params)).await?.as_ref().map(from_row))
+    // The columns depend on the fields given: not cached.
+    Ok(c.dq01(&sql, &refs(&params)).await?.as_ref().map(from_row))
 }
 
 /// Deletes a user and everything that is theirs alone, in one transaction: sessions, inbox
@@ -364,8 +366,9 @@ pub async fn search(pool: &DbPool, app: AppId, q: &UserQuery) -> Result<(Vec<Use
         None => "id ASC".to_string(),
     };
     let c = pool.get().await?;
+    // Shaped by the caller's filters: not cached.
     let total: i64 = c
-        .q1(
+        .dq1(
             &format!("SELECT count(*) FROM users WHERE {filter}"),
             &refs(&params),
         )
@@ -379,6 +382,6 @@ pub async fn search(pool: &DbPool, app: AppId, q: &UserQuery) -> Result<(Vec<Use
         n + 1,
         n + 2
     );
-    let rows = c.q(&sql, &refs(&params)).await?;
+    let rows = c.dq(&sql, &refs(&params)).await?;
     Ok((rows.iter().map(from_row).collect(), total))
 }

@@ -24,6 +24,9 @@ pub enum IdentityError {
     /// Too many wrong passwords from this address (or for this account from it).
     #[error("Too many failed login attempts; try again in {retry_after_secs} seconds")]
     Throttled { retry_after_secs: u64 },
+    /// The server is at a configured bound of work in flight (password hashing); retry soon.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("internal error: {0}")]

@@ -35,6 +35,7 @@ struct Inner {
     throttle: throttle::Throttle,
     /// Closes the live streams a committed change revokes (the hub), once wired.
     revoker: OnceLock<Arc<dyn Revoker>>,
+    hashing: secrets::HashGate,
 }
 
 /// Who made a request: the application, the session, and the user when it is a user session.
@@ -70,6 +71,7 @@ impl Identity {
                 pool,
                 clock,
                 sessions,
+                hashing: secrets::HashGate::new(passwords.max_pending_hashes),
                 passwords,
                 throttle,
                 revoker: OnceLock::new(),
@@ -99,5 +101,15 @@ impl Identity {
 
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// Hashes a new password, within `passwords.max_pending_hashes`.
+    async fn hash_password(&self, password: String) -> Result<String, IdentityError> {
+        secrets::hash_password(password, &self.inner.passwords, &self.inner.hashing).await
+    }
+
+    /// Checks a password, within `passwords.max_pending_hashes`.
+    async fn verify_password(&self, password: String, hash: String) -> Result<bool, IdentityError> {
+        secrets::verify_password(password, hash, &self.inner.hashing).await
     }
 }

@@ -20,10 +20,57 @@ fn hash_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// Runs CPU- and memory-heavy password work on the blocking pool, one job per core.
+/// Bounds password work waiting or running (`passwords.max_pending_hashes`): a flood of new
+/// logins is refused at once instead of queueing argon2 runs without end.
+pub struct HashGate {
+    pending: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// One admitted job; leaving gives the place back.
+struct HashTicket<'a>(&'a HashGate);
+
+impl HashGate {
+    pub fn new(max: usize) -> Self {
+        Self {
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+
+    fn enter(&self) -> Result<HashTicket<'_>, IdentityError> {
+        use std::sync::atomic::Ordering;
+        let admitted = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            Ok(HashTicket(self))
+        } else {
+            Err(IdentityError::Busy(
+                "too many password checks in progress, try again shortly".into(),
+            ))
+        }
+    }
+}
+
+impl Drop for HashTicket<'_> {
+    fn drop(&mut self) {
+        self.0
+            .pending
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Runs CPU- and memory-heavy password work on the blocking pool, one job per core, if the
+/// gate admits it.
 async fn run_hashing<T: Send + 'static>(
+    gate: &HashGate,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, IdentityError> {
+    let _ticket = gate.enter()?;
     let _slot = hash_slots()
         .acquire()
         .await
@@ -37,10 +84,11 @@ async fn run_hashing<T: Send + 'static>(
 pub async fn hash_password(
     password: String,
     cfg: &PasswordConfig,
+    gate: &HashGate,
 ) -> Result<String, IdentityError> {
     let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None)
         .map_err(|e| IdentityError::Internal(format!("argon2 parameters: {e}")))?;
-    run_hashing(move || {
+    run_hashing(gate, move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password(password.as_bytes(), &salt)
@@ -50,9 +98,14 @@ pub async fn hash_password(
     .await?
 }
 
-/// Checks a password against a stored hash (its own parameters are encoded in it).
-pub async fn verify_password(password: String, hash: String) -> bool {
-    run_hashing(move || {
+/// Checks a password against a stored hash (its own parameters are encoded in it); `Busy` when
+/// the gate is full.
+pub async fn verify_password(
+    password: String,
+    hash: String,
+    gate: &HashGate,
+) -> Result<bool, IdentityError> {
+    run_hashing(gate, move || {
         PasswordHash::new(&hash)
             .map(|h| {
                 Argon2::default()
@@ -62,7 +115,6 @@ pub async fn verify_password(password: String, hash: String) -> bool {
             .unwrap_or(false)
     })
     .await
-    .unwrap_or(false)
 }
 
 /// A new random secret of `bytes` bytes, as lowercase hex.
@@ -174,11 +226,21 @@ mod tests {
             argon2_memory_kib: 1024,
             argon2_iterations: 1,
             min_length: 8,
+            max_pending_hashes: 4,
             ..PasswordConfig::default()
         };
-        let h = hash_password("correct horse".into(), &cfg).await.unwrap();
-        assert!(verify_password("correct horse".into(), h.clone()).await);
-        assert!(!verify_password("wrong horse".into(), h).await);
-        assert!(!verify_password("x".into(), "not a hash".into()).await);
+        let gate = HashGate::new(4);
+        let h = hash_password("correct horse".into(), &cfg, &gate)
+            .await
+            .unwrap();
+        assert!(verify_password("correct horse".into(), h.clone(), &gate)
+            .await
+            .unwrap());
+        assert!(!verify_password("wrong horse".into(), h, &gate)
+            .await
+            .unwrap());
+        assert!(!verify_password("x".into(), "not a hash".into(), &gate)
+            .await
+            .unwrap());
     }
 }

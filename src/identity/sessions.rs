@@ -26,7 +26,8 @@ pub struct SessionRequest {
     pub application_id: Option<AppId>,
     pub auth_key: Option<String>,
     pub timestamp: Option<i64>,
-    pub nonce: Option<String>,
+    /// A number, as the SDKs send it (anything else is refused at the edge).
+    pub nonce: Option<i64>,
     pub signature: Option<String>,
     pub credentials: Option<Credentials>,
     /// `provider` (social / Firebase sign-in) or `user[guest]`: not offered by this server.
@@ -64,7 +65,7 @@ impl Identity {
         };
         let ts = req.timestamp.unwrap_or_else(|| self.clock().unix_seconds());
         let (session, token) = self
-            .open_session(&app, user.as_ref().map(|u| u.id), req.nonce.as_deref(), ts)
+            .open_session(&app, user.as_ref().map(|u| u.id), req.nonce, ts)
             .await?;
         Ok((session, user, token))
     }
@@ -90,7 +91,6 @@ impl Identity {
             .ok_or_else(|| IdentityError::invalid("timestamp", "is required with a signature"))?;
         let nonce = req
             .nonce
-            .as_deref()
             .ok_or_else(|| IdentityError::invalid("nonce", "is required with a signature"))?;
         let window = self.inner.sessions.signature_window_secs;
         if (self.clock().unix_seconds() - ts).abs() > window {
@@ -183,7 +183,7 @@ impl Identity {
         peer: IpAddr,
     ) -> Result<bool, IdentityError> {
         self.throttle().check(peer, Some((app, user)))?;
-        let ok = secrets::verify_password(password.to_owned(), hash).await;
+        let ok = self.verify_password(password.to_owned(), hash).await?;
         if !ok {
             self.throttle().failed(peer, Some((app, user)));
         }
@@ -199,7 +199,7 @@ impl Identity {
         &self,
         app: &Application,
         user: Option<UserId>,
-        nonce: Option<&str>,
+        nonce: Option<i64>,
         ts: i64,
     ) -> Result<(Session, String), IdentityError> {
         let now = self.clock().now();

@@ -2,7 +2,7 @@
 //! query rules (which field takes which operator).
 
 use super::revocation::token_digest;
-use super::{secrets, Caller, Identity, IdentityError, Revocation};
+use super::{Caller, Identity, IdentityError, Revocation};
 use crate::db;
 use crate::model::account::{UserField, UserFields, UserFilter, UserFilterValue, UserQuery};
 pub use crate::model::filter::RawFilter;
@@ -123,7 +123,7 @@ impl Identity {
         let password = password.ok_or_else(|| IdentityError::invalid("password", "is required"))?;
         self.check_password(&password)?;
         validate(&fields)?;
-        let hash = secrets::hash_password(password, &self.inner.passwords).await?;
+        let hash = self.hash_password(password).await?;
         db::users::insert(self.pool(), app, &fields, &hash, self.clock().now())
             .await
             .map_err(taken)
@@ -171,7 +171,7 @@ impl Identity {
                     return Err(IdentityError::invalid("old_password", "is incorrect"));
                 }
                 self.check_password(&new)?;
-                Some(secrets::hash_password(new, &self.inner.passwords).await?)
+                Some(self.hash_password(new).await?)
             }
             None => None,
         };

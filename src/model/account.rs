@@ -47,7 +47,7 @@ pub struct Session {
     pub id: SessionId,
     pub application_id: AppId,
     pub user_id: Option<UserId>,
-    pub nonce: Option<String>,
+    pub nonce: Option<i64>,
     pub ts: i64,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

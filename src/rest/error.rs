@@ -11,7 +11,7 @@ use crate::identity::IdentityError;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: Value,
-    /// Seconds for a `Retry-After` header (429 answers).
+    /// Seconds for a `Retry-After` header (429 and 503 answers to limits).
     pub retry_after: Option<u64>,
 }
 
@@ -48,6 +48,21 @@ impl ApiError {
         Self::base(StatusCode::NOT_FOUND, message)
     }
 
+    /// 429 with `Retry-After`: a rate limit, named in `{"errors": {"base": [...]}}`.
+    pub fn too_many(message: &str, retry_after_secs: u64) -> Self {
+        Self::base(StatusCode::TOO_MANY_REQUESTS, message).retry_after(retry_after_secs)
+    }
+
+    /// 503 with `Retry-After`: the server is at a bound of work or connections.
+    pub fn busy(message: &str, retry_after_secs: u64) -> Self {
+        Self::base(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(retry_after_secs)
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn internal() -> Self {
         Self::base(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }
@@ -62,6 +77,10 @@ impl From<ChatError> for ApiError {
             ChatError::Identity(e) => e.into(),
             ChatError::Db(e) => IdentityError::Db(e).into(),
             ChatError::Unavailable(m) => Self::base(StatusCode::SERVICE_UNAVAILABLE, &m),
+            ChatError::RateLimited {
+                message,
+                retry_after_secs,
+            } => Self::too_many(&message, retry_after_secs),
         }
     }
 }
@@ -91,6 +110,7 @@ impl From<IdentityError> for ApiError {
                     ),
                 )
             },
+            E::Busy(m) => Self::busy(&m, 1),
             E::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 Self::base(

@@ -133,6 +133,7 @@ fn attachments(p: &Params) -> Result<Vec<Value>, ApiError> {
 /// `send_to_chat=1` also delivers it in real time (published as an event after commit).
 pub async fn create(ctx: Ctx) -> Result<Reply, ApiError> {
     let a = ctx.actor().await?;
+    ctx.state.chat.admit_message(a.app.id, a.user)?;
     let p = &ctx.params;
     let custom: Map<String, Value> = p
         .root()
@@ -200,6 +201,7 @@ pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
 /// in real time, never stored.
 pub async fn system(ctx: Ctx) -> Result<Reply, ApiError> {
     let a = ctx.actor().await?;
+    ctx.state.chat.admit_message(a.app.id, a.user)?;
     let recipient = ctx.params.i64(&["recipientId"])?;
     let params: Map<String, Value> = ctx
         .params

@@ -1,6 +1,7 @@
 //! The REST adapter: HTTP/1.1 on hyper, the route table, parameter extraction, authentication
 //! and the error shape. Handlers are thin: parse, call one domain function, render.
 
+pub mod conn;
 mod dialogs;
 pub mod error;
 pub mod extract;
@@ -12,7 +13,8 @@ mod session;
 mod users;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,12 +29,15 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::chat::{Actor, Chat};
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::db::DbPool;
 use crate::identity::{Caller, Identity};
+use crate::limits::conns::ip_key;
+use crate::limits::rate::retry_after_secs;
+use crate::limits::{ConnLimiter, ConnRefusal, KeyedLimiter};
 pub use error::ApiError;
 pub use extract::Params;
 
@@ -43,6 +48,65 @@ pub struct State {
     pub identity: Identity,
     pub chat: Chat,
     pub routes: Vec<router::Route>,
+    pub limits: RestLimits,
+}
+
+/// Connections refused by the caps that may be answered at once; more are dropped unanswered.
+const REFUSALS_IN_FLIGHT: usize = 256;
+/// How long answering one refused connection may take.
+const REFUSAL_BUDGET: Duration = Duration::from_secs(2);
+
+/// The REST listener's caps and request-rate limiters (`[http]` options).
+pub struct RestLimits {
+    pub conns: Arc<ConnLimiter>,
+    per_ip: KeyedLimiter<IpAddr>,
+    /// Keyed by a hash of the `CB-Token` header (a key never holds the caller's bytes).
+    per_token: KeyedLimiter<u64>,
+    token_hasher: std::collections::hash_map::RandomState,
+    refusals: Arc<Semaphore>,
+}
+
+impl RestLimits {
+    pub fn new(c: &HttpConfig) -> Self {
+        Self {
+            conns: ConnLimiter::new(c.max_connections, c.max_connections_per_ip),
+            per_ip: KeyedLimiter::new(
+                c.requests_per_sec_per_ip,
+                c.request_burst_per_ip,
+                c.rate_limit_max_keys,
+            ),
+            per_token: KeyedLimiter::new(
+                c.requests_per_sec_per_token,
+                c.request_burst_per_token,
+                c.rate_limit_max_keys,
+            ),
+            token_hasher: Default::default(),
+            refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
+        }
+    }
+
+    /// One request from `ip` with these headers: 429 with `Retry-After` past a rate.
+    fn admit(&self, ip: IpAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+        if let Err(wait) = self.per_ip.check(&ip_key(ip)) {
+            return Err(ApiError::too_many(
+                "Too many requests from your address",
+                retry_after_secs(wait),
+            ));
+        }
+        if self.per_token.unlimited() {
+            return Ok(());
+        }
+        if let Some(token) = headers.get("cb-token") {
+            let key = self.token_hasher.hash_one(token.as_bytes());
+            if let Err(wait) = self.per_token.check(&key) {
+                return Err(ApiError::too_many(
+                    "Too many requests with this token",
+                    retry_after_secs(wait),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One request, parsed: path captures, merged parameters and credentials headers.
@@ -127,9 +191,13 @@ impl Reply {
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true, then drains open connections for at
-/// most `drain_timeout_secs`.
+/// most `drain_timeout_secs`. Each connection is admitted by the connection caps and bounded
+/// in time (`conn`).
 pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let http = &state.config.http;
+    let header_timeout = Duration::from_secs(http.header_timeout_secs.max(1));
+    let idle = Duration::from_secs(http.keepalive_idle_secs.max(1));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -142,13 +210,26 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
                         continue;
                     }
                 };
+                let permit = match state.limits.conns.try_acquire(peer.ip()) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        refuse(&state, stream, why);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let svc = service_fn(move |req| handle(state.clone(), peer, req));
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                let clock = conn::ConnClock::new(header_timeout);
+                let io = TokioIo::new(conn::ClockedStream::new(stream, clock.clone()));
+                let st = state.clone();
+                let svc = service_fn(move |req| handle(st.clone(), peer, req));
+                let conn = http1::Builder::new()
+                    .timer(conn::HeadTimer(clock))
+                    .header_read_timeout(idle)
+                    .serve_connection(io, svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(permit);
                 });
             }
             _ = shutdown.changed() => break,
@@ -164,6 +245,22 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     }
 }
 
+/// A connection over a cap: answered 503 (when few refusals are in flight) and closed.
+fn refuse(state: &State, stream: tokio::net::TcpStream, why: ConnRefusal) {
+    let Ok(slot) = state.limits.refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    let message = match why {
+        ConnRefusal::Total => "The server is at its connection limit, try again later",
+        ConnRefusal::PerIp => "Too many connections from your address",
+    };
+    tracing::debug!(?why, "REST connection refused");
+    tokio::spawn(async move {
+        conn::refuse(stream, message, REFUSAL_BUDGET).await;
+        drop(slot);
+    });
+}
+
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
@@ -176,7 +273,9 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let expires = Arc::new(OnceLock::new());
-    let result = if method == Method::OPTIONS {
+    let result = if let Err(e) = state.limits.admit(peer.ip(), req.headers()) {
+        Err(e)
+    } else if method == Method::OPTIONS {
         Ok(Reply::empty())
     } else {
         dispatch(state, peer, req, expires.clone()).await
@@ -198,6 +297,11 @@ async fn handle(
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The body did not arrive in time: the rest of it would be read as a next request.
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp)
 }
@@ -221,7 +325,18 @@ async fn dispatch(
     };
     let (parts, body) = req.into_parts();
     let limit = state.config.http.max_body_bytes;
-    let body = match Limited::new(body, limit).collect().await {
+    let body_time = Duration::from_secs(state.config.http.body_timeout_secs.max(1));
+    let Ok(collected) = tokio::time::timeout(body_time, Limited::new(body, limit).collect()).await
+    else {
+        return Err(ApiError::base(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body was not received within {} seconds",
+                body_time.as_secs()
+            ),
+        ));
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(ApiError::base(

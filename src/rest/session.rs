@@ -9,14 +9,7 @@ use crate::model::time::iso;
 use crate::model::{Session, User};
 
 fn session_json(s: &Session, token: &str, user: Option<&User>) -> Value {
-    // Numeric nonces go back as numbers, as the hosted service shows them.
-    let nonce = match s.nonce.as_deref() {
-        Some(n) => n
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::from(n)),
-        None => Value::Null,
-    };
+    let nonce = s.nonce.map_or(Value::Null, Value::from);
     let mut v = json!({
         "id": s.id.0,
         "user_id": s.user_id.map(|u| u.0).unwrap_or(0),
@@ -76,7 +69,8 @@ pub async fn create(ctx: Ctx) -> Result<Reply, ApiError> {
         application_id: p.i64(&["application_id"])?.map(crate::model::AppId),
         auth_key: p.str(&["auth_key"])?,
         timestamp: p.i64(&["timestamp"])?,
-        nonce: p.str(&["nonce"])?,
+        // A number (what the SDKs send): text, or digits beyond 64 bits, is a 422 naming it.
+        nonce: p.i64(&["nonce"])?,
         signature: p.str(&["signature"])?,
         credentials: credentials(p, &["user"])?,
         unsupported,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::db::DbPool;
 use crate::hub::Hub;
 use crate::identity::Identity;
+use crate::limits::{ConnLimiter, ConnRefusal};
 use crate::model::Clock;
 use stream::transport::{RawIo, TransportConfig};
 use stream::{Limits, Transport};
@@ -47,7 +48,17 @@ pub struct Services {
     pub tls: TlsAcceptor,
     /// Per-user privacy rules (XEP-0016 lists, XEP-0191 block list), cached for routing.
     pub privacy: ext::privacy::PrivacyCache,
+    /// Open connections of every XMPP listener together (`xmpp.max_connections[_per_ip]`).
+    pub conns: Arc<ConnLimiter>,
+    /// Refused connections being answered (at most `REFUSALS_IN_FLIGHT`).
+    pub refusals: Arc<Semaphore>,
 }
+
+/// Connections refused by the caps that may be answered with a stream error at once; more are
+/// dropped unanswered.
+pub const REFUSALS_IN_FLIGHT: usize = 256;
+/// How long answering one refused connection (handshakes included) may take.
+const REFUSAL_BUDGET: Duration = Duration::from_secs(2);
 
 impl Services {
     pub fn domain(&self) -> &str {
@@ -119,7 +130,28 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    conns.spawn(connection(tcp, peer, kind, services.clone(), shutdown.clone()));
+                    match services.conns.try_acquire(peer.ip()) {
+                        Ok(permit) => {
+                            let conn = connection(tcp, peer, kind, services.clone(), shutdown.clone());
+                            conns.spawn(async move {
+                                conn.await;
+                                drop(permit);
+                            });
+                        }
+                        Err(why) => {
+                            if let Ok(slot) = services.refusals.clone().try_acquire_owned() {
+                                let services = services.clone();
+                                conns.spawn(async move {
+                                    let _ = tokio::time::timeout(
+                                        REFUSAL_BUDGET,
+                                        refuse(tcp, peer, kind, &services, why),
+                                    )
+                                    .await;
+                                    drop(slot);
+                                });
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -134,6 +166,53 @@ pub async fn serve(
     let drain = Duration::from_secs(services.config.http.drain_timeout_secs);
     let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
     conns.abort_all();
+}
+
+/// A connection over a cap gets its stream error (RFC 6120 §4.9.3): `<resource-constraint/>`
+/// when the server holds `xmpp.max_connections`, `<policy-violation/>` when the address holds
+/// `xmpp.max_connections_per_ip`; after the TLS or WebSocket handshake its listener needs and
+/// the client's stream header, then the stream is closed.
+async fn refuse(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    services: &Services,
+    why: ConnRefusal,
+) {
+    tracing::debug!(%peer, ?why, "XMPP connection refused");
+    let cfg = services.transport_config();
+    let tls = |tcp| async { services.tls.accept(tcp).await.ok() };
+    let mut t = match kind {
+        ListenerKind::Starttls => Transport::xml(RawIo::Plain(tcp), peer, cfg),
+        ListenerKind::DirectTls => match tls(tcp).await {
+            Some(s) => Transport::xml(RawIo::Tls(Box::new(s)), peer, cfg),
+            None => return,
+        },
+        ListenerKind::WebSocket { tls: secure } => {
+            let io = if secure {
+                match tls(tcp).await {
+                    Some(s) => RawIo::Tls(Box::new(s)),
+                    None => return,
+                }
+            } else {
+                RawIo::Plain(tcp)
+            };
+            match Transport::websocket(io, peer, cfg).await {
+                Ok(t) => t,
+                Err(_) => return,
+            }
+        }
+    };
+    // The client's header first (its answer is our header), so the error is read, not reset.
+    let _ = t.next_packet().await;
+    let _ = t
+        .send_header(services.domain(), &stanza::random_hex(8))
+        .await;
+    t.fail(match why {
+        ConnRefusal::Total => "resource-constraint",
+        ConnRefusal::PerIp => "policy-violation",
+    })
+    .await;
 }
 
 async fn connection(

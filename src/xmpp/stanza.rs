@@ -123,6 +123,7 @@ impl From<&crate::chat::ChatError> for StanzaError {
             E::Invalid { .. } => Self::bad_request(),
             E::Identity(_) => Self::not_authorized(),
             E::Db(_) | E::Unavailable(_) => Self::internal_server_error(),
+            E::RateLimited { .. } => Self::policy_violation_wait(),
         };
         match e {
             E::Db(_) => base,
@@ -181,6 +182,10 @@ impl StanzaError {
     }
     pub const fn not_acceptable() -> Self {
         Self::new("modify", "not-acceptable", 406)
+    }
+    /// RFC 6120 §8.3.3.12, type `wait`: a rate limit; the client may retry later.
+    pub const fn policy_violation_wait() -> Self {
+        Self::new("wait", "policy-violation", 406)
     }
     pub const fn conflict() -> Self {
         Self::new("cancel", "conflict", 409)

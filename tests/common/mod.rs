@@ -204,6 +204,12 @@ pub fn test_config() -> Config {
         ..PasswordConfig::default()
     };
     c.http.drain_timeout_secs = 2;
+    // Tests send bursts no client would (200 messages in one write, loops of requests with one
+    // token): the rate limits stay on, well above them. `tests/hostile_limits.rs` sets its own.
+    c.http.requests_per_sec_per_token = 1_000;
+    c.http.request_burst_per_token = 2_000;
+    c.chat.messages_per_sec_per_user = 1_000;
+    c.chat.message_burst_per_user = 1_000;
     c
 }
 

@@ -869,6 +869,14 @@ impl Session {
 
     async fn on_message(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
         el.set_attr("from", self.full.clone());
+        // Over the sender's message rate: refused with policy-violation (wait), not relayed.
+        if let Err(e) = self
+            .services
+            .chat
+            .admit_message(self.user.app, self.user.user)
+        {
+            return self.reply_error(t, &el, StanzaError::from(&e)).await;
+        }
         let kind = el.attr("type").unwrap_or("normal").to_owned();
         if el.attr("to").is_none() {
             // RFC 6120 §10.3.1: a message without `to` is for the sender's own bare JID.
