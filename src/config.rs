@@ -55,6 +55,14 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// On shutdown, how long in-flight requests may take to finish.
     pub drain_timeout_secs: u64,
+    /// Most parameters in one request: query and form pairs plus JSON leaf values, counted
+    /// together; beyond it 422.
+    pub max_params: usize,
+    /// Deepest bracketed form or query key: `a[b][c]` has depth 3; deeper is 422 naming the key.
+    pub max_param_depth: usize,
+    /// Deepest nesting of arrays and objects in a JSON body, the body's own object included;
+    /// deeper is 422 naming the field. Checked before the body is parsed.
+    pub max_json_depth: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -240,6 +248,9 @@ impl Default for HttpConfig {
             addr: addr("127.0.0.1:8080"),
             max_body_bytes: 1 << 20,
             drain_timeout_secs: 10,
+            max_params: 1000,
+            max_param_depth: 8,
+            max_json_depth: 32,
         }
     }
 }
