@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod database;
+mod hostile_parsers;
 mod rest_dialogs;
 mod rest_messages;
 mod rest_service;

@@ -723,9 +723,17 @@ mod tests {
     fn query_pairs_and_json_leaves_count_together() {
         let items: Vec<String> = (0..999).map(|i| i.to_string()).collect();
         let body = format!(r#"{{"ids":[{}]}}"#, items.join(","));
-        assert!(Params::from_request(Some("a=1"), Some("application/json"), body.as_bytes(), &LIM).is_ok());
-        let e = Params::from_request(Some("a=1&b=2"), Some("application/json"), body.as_bytes(), &LIM)
-            .unwrap_err();
+        assert!(
+            Params::from_request(Some("a=1"), Some("application/json"), body.as_bytes(), &LIM)
+                .is_ok()
+        );
+        let e = Params::from_request(
+            Some("a=1&b=2"),
+            Some("application/json"),
+            body.as_bytes(),
+            &LIM,
+        )
+        .unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 
