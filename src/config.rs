@@ -83,6 +83,14 @@ pub struct HttpConfig {
     /// Most addresses and most tokens the request limiters track each (memory bound); the ones
     /// idle longest are forgotten first.
     pub rate_limit_max_keys: usize,
+    /// Most parameters in one request: query and form pairs plus JSON leaf values, counted
+    /// together; beyond it 422.
+    pub max_params: usize,
+    /// Deepest bracketed form or query key: `a[b][c]` has depth 3; deeper is 422 naming the key.
+    pub max_param_depth: usize,
+    /// Deepest nesting of arrays and objects in a JSON body, the body's own object included;
+    /// deeper is 422 naming the field. Checked before the body is parsed.
+    pub max_json_depth: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -362,6 +370,9 @@ impl Default for HttpConfig {
             requests_per_sec_per_token: 100,
             request_burst_per_token: 200,
             rate_limit_max_keys: 100_000,
+            max_params: 1000,
+            max_param_depth: 8,
+            max_json_depth: 32,
         }
     }
 }

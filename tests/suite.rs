@@ -7,6 +7,7 @@ mod cli;
 mod database;
 mod hostile_injection;
 mod hostile_limits;
+mod hostile_parsers;
 mod hostile_secrets;
 mod hostile_state;
 mod rest_dialogs;

@@ -477,6 +477,34 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_panicking_while_holding_the_registry_lock_leaves_it_serving() {
+        let hub = std::sync::Arc::new(Hub::new());
+        let (tx, _rx) = mpsc::channel(4);
+        hub.register(
+            key(1),
+            "a",
+            tx.clone(),
+            10,
+            ChatAuth::Password,
+            Revoked::default(),
+        )
+        .unwrap();
+        let h = hub.clone();
+        let task = tokio::spawn(async move {
+            let _held = h.lock();
+            panic!("a connection task's bug");
+        });
+        // The panic ends that task only, and poisons the mutex...
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(hub.state.is_poisoned());
+        // ...which every later user of the registry shrugs off.
+        hub.register(key(2), "b", tx, 10, ChatAuth::Password, Revoked::default())
+            .unwrap();
+        assert_eq!(hub.connections(key(1)).len(), 1);
+        assert_eq!(hub.connections(key(2)).len(), 1);
+    }
+
     #[test]
     fn same_resource_twice_replaces_the_older_connection() {
         let hub = Hub::new();

@@ -353,8 +353,10 @@ pub fn users_query(
                 format!("`{op}` takes one value"),
             ));
         }
+        // `clean_values` never returns an empty list; read the first value without indexing.
+        let first = values.first().map(String::as_str).unwrap_or_default();
         if op == FilterOp::StartWith {
-            if values[0].chars().count() < 4 {
+            if first.chars().count() < 4 {
                 return Err(IdentityError::invalid(
                     &r.field,
                     "start_with needs at least 4 characters",
@@ -363,7 +365,7 @@ pub fn users_query(
             limit = limit.min(5);
         }
         let value = if field.is_date() {
-            UserFilterValue::Date(parse_date(&values[0]).ok_or_else(|| {
+            UserFilterValue::Date(parse_date(first).ok_or_else(|| {
                 IdentityError::invalid(&r.field, "must be a date (unix seconds or ISO-8601)")
             })?)
         } else if field == UserField::Id {

@@ -285,7 +285,8 @@ pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
     let report = ctx.state.chat.delete_dialogs(&c, &ids, force).await?;
     if ids.len() == 1 {
         if !report.not_found.is_empty() {
-            return Err(ApiError::not_found(&format!("Dialog {} not found", ids[0])));
+            let id = ids.first().map(String::as_str).unwrap_or_default();
+            return Err(ApiError::not_found(&format!("Dialog {id} not found")));
         }
         if !report.wrong_permissions.is_empty() {
             let why = if force {

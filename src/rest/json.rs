@@ -24,7 +24,8 @@ impl Serialize for Iso {
         let mut out = &mut buf[..];
         // Like `iso`: a time RFC 3339 cannot express (a year past 9999) is written as "".
         let len = t.format_into(&mut out, &Rfc3339).unwrap_or(0);
-        s.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or(""))
+        let text = buf.get(..len).and_then(|b| std::str::from_utf8(b).ok());
+        s.serialize_str(text.unwrap_or(""))
     }
 }
 

@@ -13,6 +13,7 @@ mod session;
 mod users;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
@@ -278,7 +279,7 @@ async fn handle(
     } else if method == Method::OPTIONS {
         Ok(Reply::empty())
     } else {
-        dispatch(state, peer, req, expires.clone()).await
+        contain_panic(dispatch(state, peer, req, expires.clone())).await
     };
     let (status, body, retry_after) = match result {
         Ok(r) => (r.status, r.body, None),
@@ -355,7 +356,8 @@ async fn dispatch(
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let params = Params::from_request(parts.uri.query(), content_type, &body)?;
+    let limits = extract::ParamLimits::from_config(&state.config.http);
+    let params = Params::from_request(parts.uri.query(), content_type, &body, &limits)?;
     let ctx = Ctx {
         state,
         args,
@@ -365,6 +367,28 @@ async fn dispatch(
         expires,
     };
     handler(ctx).await
+}
+
+/// Runs a request's future so that a panic in it (a bug) answers 500 for that request alone:
+/// the connection stays usable, and nothing it held is left half-done across an `await` of
+/// another request. Shared state uses poison-tolerant locks, so others carry on either way.
+async fn contain_panic<F>(fut: F) -> Result<Reply, ApiError>
+where
+    F: Future<Output = Result<Reply, ApiError>>,
+{
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "request handler panicked");
+            Err(ApiError::internal())
+        }
+    }
 }
 
 fn respond(
@@ -406,4 +430,25 @@ fn respond(
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_for_that_request_alone() {
+        let e = contain_panic(async {
+            if true {
+                panic!("a handler's bug");
+            }
+            Ok(Reply::empty())
+        })
+        .await
+        .err()
+        .map(|e| e.status);
+        assert_eq!(e, Some(StatusCode::INTERNAL_SERVER_ERROR));
+        let ok = contain_panic(async { Ok(Reply::empty()) }).await;
+        assert!(matches!(ok, Ok(r) if r.status == StatusCode::OK));
+    }
 }

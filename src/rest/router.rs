@@ -87,8 +87,14 @@ pub fn segments(path: &str) -> Vec<String> {
         .map(super::extract::decode_segment)
         .collect();
     if let Some(last) = segs.last_mut() {
-        if last.len() > 5 && last[last.len() - 5..].eq_ignore_ascii_case(".json") {
-            last.truncate(last.len() - 5);
+        // `get`, not a slice: the cut may fall inside a multi-byte character (`/ééé`).
+        let cut = last.len().saturating_sub(5);
+        if cut > 0
+            && last
+                .get(cut..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(".json"))
+        {
+            last.truncate(cut);
         }
     }
     segs
@@ -155,6 +161,16 @@ mod tests {
         assert!(
             matches!(find(&t, &Method::GET, &segs("/users/1002.json")), Match::Found(_, a) if a == vec!["1002"])
         );
+    }
+
+    #[test]
+    fn a_multibyte_last_segment_is_not_cut_inside_a_character() {
+        // Regression: `/%C3%A9%C3%A9%C3%A9` (six bytes, "ééé") panicked slicing at byte 1.
+        assert_eq!(segs("/%C3%A9%C3%A9%C3%A9"), vec!["ééé"]);
+        assert_eq!(segs("/ab%C3%A9%C3%A9"), vec!["abéé"]);
+        assert_eq!(segs("/é.json"), vec!["é"]);
+        assert_eq!(segs("/%FF%FF%FF%FF%FF%FF"), vec!["\u{FFFD}".repeat(6)]);
+        assert_eq!(segs("/.json"), vec![".json"]);
     }
 
     #[test]

@@ -158,7 +158,15 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            // A connection task that panicked (a bug) ends alone: the others and this listener
+            // carry on. It is logged, not re-raised.
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        tracing::error!("an XMPP connection task panicked; that connection is closed");
+                    }
+                }
+            }
             _ = shutdown.changed() => break,
         }
     }

@@ -76,7 +76,35 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
     if first {
         session.push_status(0, false);
     }
+    let _guard = UnregisterOnPanic {
+        services: services.clone(),
+        user: b.user,
+        conn: b.conn,
+    };
     session.run(t, shutdown).await;
+}
+
+/// Should the session's task panic (a bug), its connection still leaves the registry and its
+/// rooms, so the user's other connections (and the per-user connection cap) are unaffected.
+/// A normal end cleans up in `Session::cleanup` and this does nothing.
+struct UnregisterOnPanic {
+    services: Arc<Services>,
+    user: UserKey,
+    conn: ConnId,
+}
+
+impl Drop for UnregisterOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Both only edit maps behind poison-tolerant locks: nothing here can panic again.
+            let _ = self
+                .services
+                .hub
+                .rooms
+                .leave_conn(self.user.user.0, self.conn);
+            self.services.hub.unregister(self.user, self.conn);
+        }
+    }
 }
 
 enum Negotiated {

@@ -472,12 +472,17 @@ fn utf8(b: &[u8]) -> Result<&str, Fault> {
 }
 
 /// Builds an element from its start tag, pushing its namespace declarations onto `scope`.
+/// Names must be namespace-well-formed (`NCName` or `NCName:NCName`, prefixes bound): what the
+/// server writes of an element it read must be well-formed for whoever receives it.
 fn open(
     s: &BytesStart<'_>,
     scope: &mut Vec<(String, String)>,
     limits: &Limits,
 ) -> Result<Element, Fault> {
+    let mark = scope.len();
     let mut attrs = Vec::new();
+    // Attributes in a namespace other than `xml:`: kept out until this tag's declarations are in.
+    let mut prefixed = Vec::new();
     for (n, a) in s.attributes().with_checks(true).enumerate() {
         if n >= limits.max_attributes {
             return Err(Fault::PolicyViolation);
@@ -494,10 +499,33 @@ fn open(
         if key == "xmlns" {
             scope.push((String::new(), value));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
+            // A prefix cannot be undeclared (Namespaces in XML 1.0), nor `xmlns` bound.
+            if !is_ncname(p) || p == "xmlns" || value.is_empty() {
+                return Err(Fault::NotWellFormed);
+            }
             scope.push((p.to_owned(), value));
         } else {
-            attrs.push((key, value));
+            match key.split_once(':') {
+                None if is_ncname(&key) => attrs.push((key, value)),
+                Some((p, l)) if is_ncname(p) && is_ncname(l) => {
+                    if p == "xml" {
+                        attrs.push((key, value));
+                    } else {
+                        prefixed.push(p.to_owned());
+                    }
+                }
+                _ => return Err(Fault::NotWellFormed),
+            }
         }
+    }
+    // An attribute with an unbound prefix is not namespace-well-formed. One with a bound prefix
+    // is dropped: the element model keeps no attribute namespaces, and writing it back without
+    // its declaration would send the recipient XML it cannot read.
+    if prefixed
+        .iter()
+        .any(|p| !scope.iter().any(|(sp, _)| sp == p))
+    {
+        return Err(Fault::NotWellFormed);
     }
     let name = s.name();
     let qname = utf8(name.as_ref())?;
@@ -517,7 +545,10 @@ fn open(
     let ns = match ns {
         Some(n) => n,
         None if prefix.is_empty() => String::new(),
-        None => return Err(Fault::NotWellFormed),
+        None => {
+            scope.truncate(mark);
+            return Err(Fault::NotWellFormed);
+        }
     };
     Ok(Element {
         name: local.to_owned(),
@@ -525,6 +556,24 @@ fn open(
         attrs,
         children: Vec::new(),
     })
+}
+
+/// An XML `NCName`: a `Name` (XML 1.0 fifth edition, §2.3) without a colon.
+fn is_ncname(s: &str) -> bool {
+    fn start(c: char) -> bool {
+        matches!(c,
+            'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+            | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+            | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+            | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+            | '\u{10000}'..='\u{EFFFF}')
+    }
+    let mut chars = s.chars();
+    chars.next().is_some_and(start)
+        && chars.all(|c| {
+            start(c)
+                || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+        })
 }
 
 #[cfg(test)]
@@ -689,6 +738,45 @@ mod tests {
     fn unbound_prefix_is_not_well_formed() {
         let out = all(&[HEADER, "<x:message/>"]);
         assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)));
+        let out = all(&[HEADER, "<message x:a='1'/>"]);
+        assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)));
+    }
+
+    /// Found by the `xml_reader` fuzz target: `<:ns:x/>` was read as the element `ns:x` in no
+    /// namespace, which the server then wrote as `<ns:x>` with an unbound prefix.
+    #[test]
+    fn names_that_are_not_namespace_well_formed_are_refused() {
+        for bad in [
+            "<:ns:x/>",
+            "<:x/>",
+            "<a:b:c xmlns:a='u'/>",
+            "<x: xmlns:x='u'/>",
+            "<message a:b:c='1' xmlns:a='u'/>",
+            "<message :a='1'/>",
+            "<message xmlns:p=''/>",
+            "<message><1x/></message>",
+        ] {
+            let out = all(&[HEADER, bad]);
+            assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_prefixed_attribute_is_dropped_and_xml_lang_kept() {
+        let out = all(&[
+            HEADER,
+            "<message p:a='1' xmlns:p='urn:x' xml:lang='en' b='2'/>",
+        ]);
+        let Ok(Packet::Stanza(m)) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(m.attr("p:a"), None);
+        assert_eq!(m.attr("xml:lang"), Some("en"));
+        assert_eq!(m.attr("b"), Some("2"));
+        // What the server writes of it reads back the same.
+        let xml = m.to_standalone_xml();
+        let back = parse_element(xml.as_bytes(), &[], &LIMITS_BIG).unwrap();
+        assert_eq!(&back, m, "{xml}");
     }
 
     #[test]

@@ -109,7 +109,8 @@ impl Bucket {
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
+            // `try_`: a tiny configured rate must not make this panic on overflow.
+            Duration::try_from_secs_f64(-self.tokens / self.rate).unwrap_or(Duration::MAX)
         }
     }
 }
