@@ -370,7 +370,7 @@ impl Default for HttpConfig {
             requests_per_sec_per_token: 100,
             request_burst_per_token: 200,
             rate_limit_max_keys: 100_000,
-            max_params: 1000,
+            max_params: 10_000,
             max_param_depth: 8,
             max_json_depth: 32,
         }

@@ -462,29 +462,31 @@ fn check_json_depth(body: &[u8], max: usize) -> Result<(), ApiError> {
 /// Counts the leaf values of a parsed JSON body against `max` (on top of `count`) and refuses
 /// keys and strings holding characters XML 1.0 forbids. Walks with an explicit stack.
 fn check_tree(root: &Map<String, Value>, max: usize, count: &mut usize) -> Result<(), ApiError> {
+    use std::borrow::Cow;
     enum Items<'a> {
         Obj(serde_json::map::Iter<'a>),
-        Arr(std::slice::Iter<'a, Value>),
+        Arr(std::iter::Enumerate<std::slice::Iter<'a, Value>>),
     }
     let mut stack = vec![Items::Obj(root.iter())];
-    // The keys leading to the values the top frame yields ("" for array items).
-    let mut path: Vec<&str> = Vec::new();
-    let here = |path: &[&str], key: &str| {
-        let mut p = path.to_vec();
+    // The keys leading to the values the top frame yields (an array item's key is its index,
+    // so an error names exactly the value it refuses: `a[b][1]`).
+    let mut path: Vec<Cow<'_, str>> = Vec::new();
+    let here = |path: &[Cow<'_, str>], key: &str| {
+        let mut p: Vec<&str> = path.iter().map(|k| k.as_ref()).collect();
         p.push(key);
         field_name(&p)
     };
     while let Some(top) = stack.last_mut() {
         let next = match top {
-            Items::Obj(it) => it.next().map(|(k, v)| (k.as_str(), v)),
-            Items::Arr(it) => it.next().map(|v| ("", v)),
+            Items::Obj(it) => it.next().map(|(k, v)| (Cow::Borrowed(k.as_str()), v)),
+            Items::Arr(it) => it.next().map(|(i, v)| (Cow::Owned(i.to_string()), v)),
         };
         let Some((key, v)) = next else {
             stack.pop();
             path.pop();
             continue;
         };
-        check_chars(|| here(&path, key), key)?;
+        check_chars(|| here(&path, &key), &key)?;
         let leaf = match v {
             Value::Object(m) => {
                 stack.push(Items::Obj(m.iter()));
@@ -492,12 +494,12 @@ fn check_tree(root: &Map<String, Value>, max: usize, count: &mut usize) -> Resul
                 m.is_empty()
             }
             Value::Array(a) => {
-                stack.push(Items::Arr(a.iter()));
+                stack.push(Items::Arr(a.iter().enumerate()));
                 path.push(key);
                 a.is_empty()
             }
             Value::String(s) => {
-                check_chars(|| here(&path, key), s)?;
+                check_chars(|| here(&path, &key), s)?;
                 true
             }
             _ => true,
@@ -772,7 +774,7 @@ mod tests {
         assert_eq!(named(&e), "dialog[name]");
         let e = json(br#"{"attachments":[{"ty\u0007pe":"x"}]}"#).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(named(&e).starts_with("attachments[][ty"), "{}", e.body);
+        assert!(named(&e).starts_with("attachments[0][ty"), "{}", e.body);
     }
 
     #[test]
