@@ -36,17 +36,26 @@ fn depth(el: &Element) -> usize {
 
 fn check(el: &Element, lim: &Limits) {
     assert!(depth(el) <= lim.max_depth + 1, "depth {}", depth(el));
-    // Round trip: what we would write of it reads back as the same element.
-    let xml = el.to_standalone_xml();
-    let scope = [(String::new(), ns::CLIENT.to_owned())];
+    // Round trip: what we would write of it, on a TCP stream (the header declares
+    // `jabber:client` and the `stream` prefix) and as a WebSocket frame (declares everything),
+    // reads back as the same element.
     let big = Limits {
         max_stanza_bytes: usize::MAX,
         max_depth: usize::MAX,
         max_attributes: usize::MAX,
     };
-    match parse_element(xml.as_bytes(), &scope, &big) {
-        Ok(back) => assert_eq!(&back, el, "round trip of {xml}"),
-        Err(e) => panic!("the server would write XML it cannot read ({e:?}): {xml}"),
+    let stream_scope = [
+        (String::new(), ns::CLIENT.to_owned()),
+        ("stream".to_owned(), ns::STREAMS.to_owned()),
+    ];
+    for (xml, scope) in [
+        (el.to_stream_xml(), &stream_scope[..]),
+        (el.to_standalone_xml(), &[][..]),
+    ] {
+        match parse_element(xml.as_bytes(), scope, &big) {
+            Ok(back) => assert_eq!(&back, el, "round trip of {xml}"),
+            Err(e) => panic!("the server would write XML it cannot read ({e:?}): {xml}"),
+        }
     }
 }
 
