@@ -80,7 +80,6 @@ impl Server {
             ),
             refusals: Arc::new(tokio::sync::Semaphore::new(xmpp::REFUSALS_IN_FLIGHT)),
         });
-        let room_events = chat.events().subscribe();
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let state = Arc::new(rest::State {
             limits: rest::RestLimits::new(&config.http),
@@ -105,22 +104,26 @@ impl Server {
                 services.clone(),
                 rx.clone(),
             )),
-            tokio::spawn(xmpp::fanout::run(
-                services.clone(),
-                chat.events().subscribe(),
-                rx.clone(),
-            )),
+            supervise("REST → XMPP fan-out", rx.clone(), {
+                let (services, chat, rx) = (services.clone(), chat.clone(), rx.clone());
+                move || xmpp::fanout::run(services.clone(), chat.events().subscribe(), rx.clone())
+            }),
             tokio::spawn(xmpp::serve(
                 xmpp_listeners.ws,
                 ws_kind,
                 services.clone(),
                 rx.clone(),
             )),
-            tokio::spawn(xmpp::ext::muc::watch_events(
-                services.clone(),
-                room_events,
-                rx.clone(),
-            )),
+            supervise("room membership events", rx.clone(), {
+                let (services, chat, rx) = (services.clone(), chat.clone(), rx.clone());
+                move || {
+                    xmpp::ext::muc::watch_events(
+                        services.clone(),
+                        chat.events().subscribe(),
+                        rx.clone(),
+                    )
+                }
+            }),
             tokio::spawn(purge_loop(identity, rx)),
         ];
         Ok(Server {
@@ -145,6 +148,31 @@ impl Server {
 }
 
 /// Deletes expired sessions and spent nonces every ten minutes.
+/// Runs a server-wide background loop and starts it again if it panics, so one bad event cannot
+/// stop delivery for every connection (a panic is logged; the loop's subscription restarts from
+/// the next event). Ends when the loop returns (shutdown).
+fn supervise<F, Fut>(
+    name: &'static str,
+    shutdown: watch::Receiver<bool>,
+    start: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match tokio::spawn(start()).await {
+                Err(e) if e.is_panic() && !*shutdown.borrow() => {
+                    tracing::error!(task = name, "background task panicked; restarting it");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return,
+            }
+        }
+    })
+}
+
 async fn purge_loop(identity: Identity, mut shutdown: watch::Receiver<bool>) {
     loop {
         match identity.purge_expired().await {
@@ -285,4 +313,52 @@ fn lock_data_dir(dir: &Path) -> Result<File, Box<dyn Error>> {
         .into());
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_background_loop_that_panics_is_started_again() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (_tx, rx) = watch::channel(false);
+        let task = supervise("test loop", rx, {
+            let runs = runs.clone();
+            move || {
+                let runs = runs.clone();
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                        panic!("a bad event");
+                    }
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the supervisor ends when the loop returns")
+            .expect("the supervisor itself does not panic");
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_panics_after_shutdown_is_not_started_again() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = watch::channel(false);
+        tx.send(true).unwrap();
+        let task = supervise("test loop", rx, {
+            let runs = runs.clone();
+            move || {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    panic!("while shutting down");
+                }
+            }
+        });
+        task.await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 }

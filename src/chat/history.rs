@@ -5,7 +5,10 @@
 //! whole (a conflict between two of its messages, a deadlock) is retried one message per
 //! transaction, so one bad message never sinks the others.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
+
+use futures_util::FutureExt;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -114,6 +117,17 @@ async fn run(chat: Chat, mut rx: mpsc::Receiver<Job>) {
                 break;
             }
         }
-        chat.commit_batch(batch).await;
+        // A panic while storing one batch must not stop the writer for everyone: that batch's
+        // senders get an error (their replies are dropped, nothing was acknowledged) and the
+        // writer goes on with the next batch.
+        if AssertUnwindSafe(chat.commit_batch(batch))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the history writer panicked on a batch; its senders were told it failed"
+            );
+        }
     }
 }
