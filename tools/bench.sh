@@ -24,7 +24,7 @@ PASS=loadgen-pass
 SERVER_CPU=0
 GEN_CPU=1
 LOADGEN=$ROOT/target/release/loadgen
-PARLEY=$ROOT/target/release/parley
+PARLEY=${PARLEY_BIN:-$ROOT/target/release/parley}   # PARLEY_BIN measures another build
 
 # Ports: ejabberd 152xx, Prosody 252xx, Parley 352xx (+ REST 38080), relay 45222.
 EJ_C2S=15222 EJ_TLS=15223 EJ_WS=15280
@@ -262,14 +262,17 @@ start_parley() {
     (
         cd "$d" || exit 1
         # Every connection and message comes from 127.0.0.1, and loopback is not exempt from
-        # the caps and rate limits (0 = unlimited), so lift them as for ejabberd's shapers.
+        # the caps and rate limits, so lift them as for ejabberd's shapers: the connection caps
+        # off (0), the rate limiters left on with rates no run reaches, so their cost is measured.
         PARLEY_DATA_DIR=$d/data PARLEY_HTTP_ADDR=127.0.0.1:$PA_HTTP \
             PARLEY_XMPP_ADDR=127.0.0.1:$PA_C2S PARLEY_XMPP_TLS_ADDR=127.0.0.1:$PA_TLS \
             PARLEY_WS_ADDR=127.0.0.1:$PA_WS PARLEY_LOG=warn \
             PARLEY_XMPP_MAX_CONNECTIONS=0 PARLEY_XMPP_MAX_CONNECTIONS_PER_IP=0 \
             PARLEY_HTTP_MAX_CONNECTIONS=0 PARLEY_HTTP_MAX_CONNECTIONS_PER_IP=0 \
-            PARLEY_HTTP_REQUESTS_PER_SEC_PER_IP=0 PARLEY_HTTP_REQUESTS_PER_SEC_PER_TOKEN=0 \
-            PARLEY_CHAT_MESSAGES_PER_SEC_PER_USER=0 PARLEY_PASSWORDS_MAX_PENDING_HASHES=100000 \
+            PARLEY_HTTP_REQUESTS_PER_SEC_PER_IP=100000000 PARLEY_HTTP_REQUEST_BURST_PER_IP=100000000 \
+            PARLEY_HTTP_REQUESTS_PER_SEC_PER_TOKEN=100000000 PARLEY_HTTP_REQUEST_BURST_PER_TOKEN=100000000 \
+            PARLEY_CHAT_MESSAGES_PER_SEC_PER_USER=100000000 PARLEY_CHAT_MESSAGE_BURST_PER_USER=100000000 \
+            PARLEY_PASSWORDS_MAX_PENDING_HASHES=100000 \
             nohup taskset -c $SERVER_CPU "$PARLEY" >>"$d/parley.log" 2>&1 &
         echo $! >"$d/parley.pid"
     )
