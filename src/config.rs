@@ -460,6 +460,60 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// What is wrong with this configuration beyond its syntax, one line each (empty: nothing).
+    /// `parley config check` prints these; files it names are checked by the command itself.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.domain.trim().is_empty() {
+            out.push("domain: must not be empty (it is in every JID)".to_string());
+        }
+        if !matches!(self.log_format.as_str(), "human" | "json") {
+            out.push(format!(
+                "log_format: {:?} is neither \"human\" nor \"json\"",
+                self.log_format
+            ));
+        }
+        if !self.database.url.is_empty() {
+            if let Err(e) = self.database.url.parse::<tokio_postgres::Config>() {
+                out.push(format!("database.url: not a PostgreSQL URL: {e}"));
+            }
+        }
+        if self.database.pool_size == 0 {
+            out.push("database.pool_size: must be at least 1".to_string());
+        }
+        if self.xmpp.cert_file.is_empty() != self.xmpp.key_file.is_empty() {
+            out.push(
+                "xmpp.cert_file / xmpp.key_file: give both (a real certificate) or neither \
+                 (a generated development certificate)"
+                    .to_string(),
+            );
+        }
+        let listeners = [
+            ("http.addr", self.http.addr),
+            ("xmpp.addr", self.xmpp.addr),
+            ("xmpp.tls_addr", self.xmpp.tls_addr),
+            ("ws.addr", self.ws.addr),
+        ];
+        for (i, (a, addr_a)) in listeners.iter().enumerate() {
+            for (b, addr_b) in listeners.iter().skip(i + 1) {
+                if addr_a == addr_b && addr_a.port() != 0 {
+                    out.push(format!("{a} and {b}: both are {addr_a}"));
+                }
+            }
+        }
+        if self.xmpp.plain_auth == PlainAuth::Always && !self.xmpp.addr.ip().is_loopback() {
+            out.push(format!(
+                "xmpp.plain_auth: \"always\" sends passwords in clear text on {}; use \"never\" \
+                 or \"loopback\"",
+                self.xmpp.addr
+            ));
+        }
+        if self.passwords.min_length < 8 {
+            out.push("passwords.min_length: fewer than 8 characters is not safe".to_string());
+        }
+        out
+    }
+
     /// Reads `path` (if given) over the defaults, then applies `PARLEY_*` environment overrides.
     pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let text = match path {
@@ -560,6 +614,36 @@ fn set_leaf(tree: &mut toml::Value, path: &[String], raw: &str) -> Result<(), St
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_default_configuration_has_no_problems() {
+        assert_eq!(Config::default().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_a_problem() {
+        let mut c = Config::default();
+        c.xmpp.cert_file = "/etc/parley/cert.pem".into();
+        assert!(c.problems().iter().any(|p| p.starts_with("xmpp.cert_file")));
+    }
+
+    #[test]
+    fn two_listeners_on_one_address_are_a_problem() {
+        let mut c = Config::default();
+        c.ws.addr = c.http.addr;
+        assert!(c
+            .problems()
+            .iter()
+            .any(|p| p.contains("http.addr and ws.addr")));
+    }
+
+    #[test]
+    fn a_database_url_that_does_not_parse_is_a_problem() {
+        let mut c = Config::default();
+        c.database.url = "postgres://host:notaport/db".into();
+        assert!(c.problems().iter().any(|p| p.starts_with("database.url")));
+    }
+
     use super::*;
 
     fn no_env() -> impl Iterator<Item = (String, String)> {

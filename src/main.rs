@@ -76,6 +76,12 @@ enum AppCommand {
 enum ConfigCommand {
     /// Print the commented default configuration.
     Defaults,
+    /// Check a configuration file (with the PARLEY_* environment applied) without starting:
+    /// syntax, option names and values, certificate files. Exit 0 when it is usable.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -103,6 +109,12 @@ fn main() -> ExitCode {
     {
         print!("{}", parley::config::DEFAULT_TOML);
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Config {
+        command: ConfigCommand::Check { file },
+    }) = &cli.command
+    {
+        return check_config(file);
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -140,6 +152,34 @@ fn main() -> ExitCode {
 }
 
 type BoxError = Box<dyn std::error::Error>;
+
+/// `parley config check FILE`: everything `serve` would refuse at start-up, without starting.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let config = match Config::load(Some(file)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("parley: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut problems = config.problems();
+    let (cert, key) = (&config.xmpp.cert_file, &config.xmpp.key_file);
+    if !cert.is_empty() && !key.is_empty() {
+        let loaded = parley::xmpp::stream::tls::acceptor(cert.as_ref(), key.as_ref());
+        if let Err(e) = loaded {
+            problems.push(format!("xmpp.cert_file / xmpp.key_file: {e}"));
+        }
+    }
+    if problems.is_empty() {
+        println!("{}: ok", file.display());
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("{}: {p}", file.display());
+        }
+        ExitCode::from(2)
+    }
+}
 
 /// Opens (and migrates) the database, runs `f`, and stops an embedded server it started.
 async fn with_db<F, Fut>(config: &Config, f: F) -> Result<(), BoxError>

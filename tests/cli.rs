@@ -1,4 +1,4 @@
-//! The `parley` command line: `config defaults`, `app create`, `migrate`.
+//! The `parley` command line: `config defaults`, `config check`, `app create`, `migrate`.
 
 use std::process::{Command, Output};
 
@@ -86,4 +86,39 @@ fn bad_config_value_stops_with_the_variable_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PARLEY_HTTP_ADDR"));
+}
+
+#[test]
+fn config_check_accepts_the_shipped_defaults() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/parley.toml");
+    let out = parley(&["config", "check", file], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+}
+
+#[test]
+fn config_check_names_the_option_a_file_gets_wrong() {
+    let dir = crate::common::test_data_dir().join("config-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[xmpp]\ncert_file = \"/nonexistent/cert.pem\"\n").unwrap();
+    let out = parley(&["config", "check", file.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("xmpp.cert_file"), "{err}");
+}
+
+#[test]
+fn config_check_refuses_an_unknown_option() {
+    let dir = crate::common::test_data_dir().join("config-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("unknown.toml");
+    std::fs::write(&file, "[xmpp]\nmax_stanzas = 3\n").unwrap();
+    let out = parley(&["config", "check", file.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_stanzas"));
 }

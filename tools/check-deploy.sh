@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Validates deploy/ and the production config example as far as this machine can without
+# running containers: the systemd unit (systemd-analyze verify), the production config
+# (`parley config check`, with a throw-away certificate in place of the real one), and that the
+# compose and container files parse. Usage: tools/check-deploy.sh [path/to/parley]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$root/target/debug/parley}
+[ -x "$bin" ] || (cd "$root" && cargo build --bin parley)
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "check-deploy: systemd unit"
+# verify needs the unit's binary to exist: point it at this build.
+sed "s#/usr/local/bin/parley#$bin#g" "$root/deploy/parley.service" >"$work/parley.service"
+systemd-analyze verify "$work/parley.service"
+
+echo "check-deploy: production config"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=chat.example.com \
+    -keyout "$work/privkey.pem" -out "$work/fullchain.pem" 2>/dev/null
+PARLEY_XMPP_CERT_FILE="$work/fullchain.pem" PARLEY_XMPP_KEY_FILE="$work/privkey.pem" \
+    "$bin" config check "$root/config/production.example.toml"
+
+echo "check-deploy: compose and container files"
+python3 - "$root/deploy/compose.yaml" "$root/deploy/Containerfile" <<'PY'
+import sys, yaml
+compose = yaml.safe_load(open(sys.argv[1]))
+services = compose["services"]
+assert {"db", "parley"} <= set(services), services.keys()
+assert services["parley"]["depends_on"]["db"]["condition"] == "service_healthy"
+assert services["db"]["image"].startswith("postgres:15")
+from dockerfile_parse import DockerfileParser
+df = DockerfileParser()
+df.content = open(sys.argv[2]).read()
+stages = [i for i in df.structure if i["instruction"] == "FROM"]
+assert len(stages) >= 2, "multi-stage build"
+users = [i["value"] for i in df.structure if i["instruction"] == "USER"]
+assert users and users[-1] != "root", "the runtime image runs as a non-root user"
+print("compose: services", ", ".join(sorted(services)), "| Containerfile:", len(stages), "stages, user", users[-1])
+PY
+echo "check-deploy: ok"
