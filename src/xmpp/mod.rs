@@ -47,7 +47,7 @@ pub struct Services {
     pub dispatch: dispatch::Dispatch,
     pub tls: TlsAcceptor,
     /// Per-user privacy rules (XEP-0016 lists, XEP-0191 block list), cached for routing.
-    pub privacy: ext::privacy::PrivacyCache,
+    pub privacy: crate::privacy::PrivacyCache,
     /// Open connections of every XMPP listener together (`xmpp.max_connections[_per_ip]`).
     pub conns: Arc<ConnLimiter>,
     /// Refused connections being answered (at most `REFUSALS_IN_FLIGHT`).

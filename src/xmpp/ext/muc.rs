@@ -115,7 +115,7 @@ async fn membership(
 /// **The one place a room stanza reaches one user**: not when the recipient's privacy rules
 /// (or the sender's block) exclude the sender's group messages.
 async fn deliver_one(s: &Services, sender: i64, to: UserKey, stanza: &Element) -> usize {
-    if super::privacy::blocks_group_message(s, to, user_key(to.app, sender)).await {
+    if crate::privacy::blocks_group_message(s, to, user_key(to.app, sender)).await {
         return 0;
     }
     let bare = to.bare_jid(s.domain()).to_string();

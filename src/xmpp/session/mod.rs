@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{Kind, Request, Target};
-use super::ext::privacy::{self, Stanza};
+use super::ext::privacy;
 use super::ext::{
     carbons, correction, history, markers, message_delete, muc, offline, roster, status_streaming,
 };
@@ -28,6 +28,7 @@ use crate::config::PlainAuth;
 use crate::db;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
 use crate::identity::{ChatAuth, IdentityError};
+use crate::privacy::Kind as Stanza;
 
 /// A new connection asking a parked stream-management session to continue on it.
 pub struct ResumeRequest {
@@ -556,7 +557,7 @@ impl Session {
                 if p.privacy {
                     // Routing to and from an online user (group fan-out above all) should find
                     // the rules in memory.
-                    tokio::spawn(privacy::PrivacyCache::warm(s.clone(), self.user));
+                    tokio::spawn(crate::privacy::PrivacyCache::warm(s.clone(), self.user));
                 } else {
                     s.privacy.note_empty(self.user, generation);
                 }
@@ -985,7 +986,8 @@ impl Session {
                         (Vec::new(), Vec::new())
                     };
                     self.presence_subs =
-                        privacy::presence_allowed(&self.services, self.user, subs, true).await;
+                        crate::privacy::presence_allowed(&*self.services, self.user, subs, true)
+                            .await;
                     for contact in &self.presence_subs {
                         let mut p = el.clone();
                         p.set_attr("to", contact.bare_jid(self.domain()).to_string());
@@ -996,8 +998,10 @@ impl Session {
                         // subscribed to (RFC 6121 §4.2.2–4.2.3).
                         let mut sources = vec![self.user];
                         let s = &self.services;
-                        sources
-                            .extend(privacy::presence_allowed(s, self.user, contacts, false).await);
+                        sources.extend(
+                            crate::privacy::presence_allowed(&**s, self.user, contacts, false)
+                                .await,
+                        );
                         for src in sources {
                             let bare = src.bare_jid(self.domain()).to_string();
                             for c in self.services.hub.connections(src) {
