@@ -23,7 +23,9 @@ use crate::hub::Hub;
 /// Where `server.rs` builds it from.
 pub use crate::privacy::PrivacyCache;
 use crate::privacy::{decision, Decision, Env, Kind as Stanza};
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
 use crate::xmpp::stream::{Element, Node};
@@ -45,6 +47,53 @@ pub const HANDLERS: &[Registration] = &[
         for_users: false,
     },
 ];
+
+pub const EXTENSION: Extension = Extension {
+    handlers: HANDLERS,
+    hooks: &[
+        Hook {
+            on: On::Message,
+            phase: Phase::Screen,
+            run: screen_message,
+        },
+        Hook {
+            on: On::Presence,
+            phase: Phase::Screen,
+            run: screen_presence,
+        },
+    ],
+};
+
+/// Screen hook: a refused 1:1 message is neither stored nor delivered; its sender gets the
+/// bounce [`screen`] chose.
+fn screen_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::User(target, _) = m.to else {
+            return Flow::Next;
+        };
+        match screen(&m.services, m.user, target, Stanza::Message, &m.stanza).await {
+            Ok(()) => Flow::Next,
+            Err(bounce) => Flow::Drop(bounce),
+        }
+    })
+}
+
+/// Screen hook: refused directed presence is dropped silently. Subscription presences are not
+/// screened (see the module header).
+fn screen_presence(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::User(target, _) = m.to else {
+            return Flow::Next;
+        };
+        if super::presence::is_subscription(&m.stanza) {
+            return Flow::Next;
+        }
+        match screen(&m.services, m.user, target, Stanza::Presence, &m.stanza).await {
+            Ok(()) => Flow::Next,
+            Err(bounce) => Flow::Drop(bounce),
+        }
+    })
+}
 
 impl Env for Services {
     fn privacy_cache(&self) -> &PrivacyCache {

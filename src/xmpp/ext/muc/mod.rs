@@ -27,7 +27,7 @@ use crate::chat::messages::MessageUpdate;
 use crate::chat::{Actor, ChatError};
 use crate::hub::rooms::{Membership, RoomKey};
 use crate::model::{AppId, DialogType, ObjectId, UserId};
-use crate::xmpp::dispatch::Reply;
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Reply, Routed, To};
 use crate::xmpp::ext::history;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{StanzaError, UserKey};
@@ -36,6 +36,75 @@ use crate::xmpp::Services;
 
 pub use join::{leave_all, on_presence};
 pub use occupants::{on_event, watch_events};
+
+pub const EXTENSION: Extension = Extension {
+    handlers: &[],
+    hooks: &[
+        Hook {
+            on: On::Message,
+            phase: Phase::Deliver,
+            run: deliver_message,
+        },
+        Hook {
+            on: On::Presence,
+            phase: Phase::Deliver,
+            run: deliver_presence,
+        },
+        Hook {
+            on: On::Presence,
+            phase: Phase::Delivered,
+            run: leave_on_unavailable,
+        },
+    ],
+};
+
+/// Deliver hook: a message to a room is this file's entirely (checks, storage, fan-out).
+fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::Room(room) = m.to.clone() else {
+            return Flow::Next;
+        };
+        let res = match m.actor().await {
+            Ok(actor) => on_message(&m.services, &actor, m.stanza.clone(), room).await,
+            Err(e) => Err(e),
+        };
+        res.map_or_else(Flow::Refuse, |()| Flow::Done)
+    })
+}
+
+/// Deliver hook: a presence to a room joins or leaves it; what comes back goes to this
+/// connection, in order.
+fn deliver_presence(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::Room(room) = m.to.clone() else {
+            return Flow::Next;
+        };
+        let res = match m.actor().await {
+            Ok(actor) => {
+                let s = &m.services;
+                on_presence(s, &actor, m.conn, &m.full, m.stanza.clone(), room).await
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(out) => {
+                m.out.extend(out);
+                Flow::Done
+            }
+            Err(e) => Flow::Refuse(e),
+        }
+    })
+}
+
+/// Delivered hook: an unavailable broadcast presence takes the connection out of its rooms.
+fn leave_on_unavailable(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        if m.to == To::Broadcast && m.kind() == Some("unavailable") {
+            leave_all(&m.services, m.user, m.conn);
+        }
+        Flow::Next
+    })
+}
 
 /// Join history when the join does not say (`<history maxstanzas>` absent).
 pub const DEFAULT_HISTORY: i64 = 20;
