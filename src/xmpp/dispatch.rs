@@ -354,3 +354,147 @@ pub fn table() -> Dispatch {
         ext::muc::EXTENSION,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for a stanza in flight: records which hooks ran.
+    #[derive(Default)]
+    struct Trace {
+        ran: Vec<&'static str>,
+        delivered: usize,
+    }
+
+    impl InFlight for Trace {
+        fn delivered(&self) -> usize {
+            self.delivered
+        }
+    }
+
+    fn note(t: &mut Trace, what: &'static str, flow: Flow) -> BoxFuture<'static, Flow> {
+        t.ran.push(what);
+        Box::pin(async move { flow })
+    }
+
+    fn screen(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "screen", Flow::Next)
+    }
+    fn refuse(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "refuse", Flow::Refuse(StanzaError::not_acceptable()))
+    }
+    fn apply_a(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "apply a", Flow::Next)
+    }
+    fn apply_b(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "apply b", Flow::Next)
+    }
+    fn deliver_nowhere(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "deliver", Flow::Next)
+    }
+    fn deliver_once(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        t.delivered = 1;
+        note(t, "deliver", Flow::Next)
+    }
+    fn take_over(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "take over", Flow::Done)
+    }
+    fn undelivered(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "undelivered", Flow::Next)
+    }
+    fn delivered(t: &mut Trace) -> BoxFuture<'_, Flow> {
+        note(t, "delivered", Flow::Next)
+    }
+
+    const fn hook(on: On, phase: Phase, run: HookFn<Trace>) -> Hook<Trace> {
+        Hook { on, phase, run }
+    }
+
+    /// Registered last phase first, to show the phase decides, not the listing.
+    const LATE_FIRST: &[Hook<Trace>] = &[
+        hook(On::Message, Phase::Delivered, delivered),
+        hook(On::Message, Phase::Undelivered, undelivered),
+        hook(On::Message, Phase::Deliver, deliver_nowhere),
+        hook(On::Message, Phase::Apply, apply_a),
+        hook(On::Message, Phase::Screen, screen),
+    ];
+    const APPLY_B: &[Hook<Trace>] = &[hook(On::Message, Phase::Apply, apply_b)];
+    const REFUSING: &[Hook<Trace>] = &[hook(On::Message, Phase::Screen, refuse)];
+
+    async fn run(groups: &[&'static [Hook<Trace>]], on: On) -> (Flow, Vec<&'static str>) {
+        let hooks = Hooks::new(groups.iter().copied());
+        let mut t = Trace::default();
+        let flow = hooks.run(on, &mut t).await;
+        (flow, t.ran)
+    }
+
+    #[tokio::test]
+    async fn hooks_run_by_phase_whatever_order_they_are_registered_in() {
+        let (flow, ran) = run(&[LATE_FIRST], On::Message).await;
+        assert!(matches!(flow, Flow::Next));
+        assert_eq!(
+            ran,
+            ["screen", "apply a", "deliver", "undelivered", "delivered"]
+        );
+    }
+
+    #[tokio::test]
+    async fn within_a_phase_hooks_run_in_table_order() {
+        let (_, ran) = run(&[APPLY_B, LATE_FIRST], On::Message).await;
+        assert_eq!(&ran[..3], ["screen", "apply b", "apply a"]);
+        let (_, ran) = run(&[LATE_FIRST, APPLY_B], On::Message).await;
+        assert_eq!(&ran[..3], ["screen", "apply a", "apply b"]);
+    }
+
+    #[tokio::test]
+    async fn a_screen_that_refuses_stops_every_later_phase() {
+        let (flow, ran) = run(&[REFUSING, LATE_FIRST], On::Message).await;
+        assert!(matches!(flow, Flow::Refuse(_)));
+        assert_eq!(ran, ["refuse"]);
+    }
+
+    #[tokio::test]
+    async fn undelivered_runs_only_when_no_connection_took_the_stanza() {
+        const DELIVERS: &[Hook<Trace>] = &[
+            hook(On::Message, Phase::Deliver, deliver_once),
+            hook(On::Message, Phase::Undelivered, undelivered),
+            hook(On::Message, Phase::Delivered, delivered),
+        ];
+        let (_, ran) = run(&[DELIVERS], On::Message).await;
+        assert_eq!(ran, ["deliver", "delivered"]);
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_takes_the_stanza_over_ends_it() {
+        const ROOM: &[Hook<Trace>] = &[
+            hook(On::Message, Phase::Deliver, take_over),
+            hook(On::Message, Phase::Deliver, deliver_nowhere),
+            hook(On::Message, Phase::Undelivered, undelivered),
+            hook(On::Message, Phase::Delivered, delivered),
+        ];
+        let (flow, ran) = run(&[ROOM], On::Message).await;
+        assert!(matches!(flow, Flow::Done));
+        assert_eq!(ran, ["take over"]);
+    }
+
+    #[tokio::test]
+    async fn hooks_see_only_their_stanza_kind() {
+        const PRESENCE: &[Hook<Trace>] = &[hook(On::Presence, Phase::Screen, refuse)];
+        let (flow, ran) = run(&[PRESENCE, LATE_FIRST], On::Message).await;
+        assert!(matches!(flow, Flow::Next));
+        assert!(!ran.contains(&"refuse"));
+        let (_, ran) = run(&[PRESENCE, LATE_FIRST], On::Presence).await;
+        assert_eq!(ran, ["refuse"]);
+    }
+
+    /// The server's table: every extension's handlers and hooks register, 1:1 history is
+    /// applied after the edits that must not be stored as new messages.
+    #[test]
+    fn the_server_table_registers_message_and_presence_hooks() {
+        let d = table();
+        assert!(!d.hooks.of(On::Message, Phase::Screen).is_empty());
+        assert_eq!(d.hooks.of(On::Message, Phase::Apply).len(), 4);
+        assert!(!d.hooks.of(On::Presence, Phase::Deliver).is_empty());
+        assert!(d.get(Kind::IqGet, crate::xmpp::ns::PING).is_some());
+    }
+}
