@@ -246,6 +246,7 @@ impl Routed {
     }
 
     /// The stanza's `type` attribute.
+    // TODO(stanza types): return `MessageType` / `PresenceType` once `xmpp::stanza` has them.
     pub fn kind(&self) -> Option<&str> {
         self.stanza.attr("type")
     }

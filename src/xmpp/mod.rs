@@ -3,10 +3,11 @@
 //! through the hub and holds no business rule about dialogs or history.
 //!
 //! - `stream/`   bytes and frames ↔ packets and elements, limits, TLS, WebSocket
-//! - `session/`  negotiation (features, SASL, bind), the connection task, stream management
+//! - `session/`  the connection loop; negotiation (features, SASL, bind), stream management,
+//!   routing (addressing and the message/presence hook phases)
 //! - `stanza`    JIDs, user keys, stanza errors
-//! - `dispatch`  (kind, namespace) → extension handler
-//! - `ext/`      one file per XEP
+//! - `dispatch`  the table: (kind, namespace) → iq/nonza handler; message/presence hooks by phase
+//! - `ext/`      one file (or folder) per XEP, each one line in `dispatch::table()`
 //! - `fanout`    REST → XMPP: committed chat events become stanzas for connected users
 
 pub mod dispatch;

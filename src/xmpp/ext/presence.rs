@@ -49,6 +49,7 @@ pub struct State {
 }
 
 /// A subscription presence type (RFC 6121 §3), or `None` for any other presence.
+// TODO(stanza types): `PresenceType::is_subscription` once `xmpp::stanza` has it.
 fn subscription(kind: Option<&str>) -> Option<&str> {
     kind.filter(|k| {
         matches!(

@@ -2,8 +2,9 @@
 //! 4) is a room `{app}_{dialog}@muc.{domain}`, the nick is the user id. A `groupchat` message
 //! goes to every online member of the dialog, joined or not, and back to the sender; join and
 //! leave presence, join history from storage, disco on the service and rooms, and removals
-//! made over REST. Reached by destination host (`muc.{domain}`), not by namespace: the session
-//! hands every stanza addressed there to this file.
+//! made over REST. Reached by destination host (`muc.{domain}`), not by namespace: routing
+//! resolves the address, and this file's Deliver hooks take every message and presence sent
+//! there (iqs are answered through routing).
 //!
 //! It must not decide who may send, read, edit or delete (the chat service does, through
 //! `room_for_send`, `room_for_read`, `store_message`, `update_messages`, `delete_messages`),
