@@ -8,6 +8,7 @@
 //! - `chat`     — dialogs, messages, roles, unread counts, search, domain events.
 //! - `hub`      — live state: the session registry (user → connections), room occupancy and
 //!   membership cache, and fan-out to them.
+//! - `privacy`  — XEP-0016 lists and the block list: rules, per-user cache, the one decision.
 //! - `limits`   — rate limiters and connection caps (bounded bookkeeping, no I/O).
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod identity;
 pub mod limits;
 pub mod model;
+pub mod privacy;
 pub mod rest;
 pub mod secret_file;
 pub mod server;

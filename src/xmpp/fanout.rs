@@ -9,7 +9,6 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use super::ext::privacy::{self, Decision, Stanza};
 use super::ext::{muc, offline};
 use super::ns;
 use super::stanza::{random_hex, UserKey};
@@ -17,6 +16,7 @@ use super::stream::Element;
 use super::Services;
 use crate::chat::ChatEvent;
 use crate::model::{AppId, DialogType, ObjectId, UserId};
+use crate::privacy::{self, Decision, Kind as Stanza};
 
 /// Delivers chat events until shutdown.
 pub async fn run(

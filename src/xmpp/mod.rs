@@ -3,10 +3,11 @@
 //! through the hub and holds no business rule about dialogs or history.
 //!
 //! - `stream/`   bytes and frames ↔ packets and elements, limits, TLS, WebSocket
-//! - `session/`  negotiation (features, SASL, bind), the connection task, stream management
+//! - `session/`  the connection loop; negotiation (features, SASL, bind), stream management,
+//!   routing (addressing and the message/presence hook phases)
 //! - `stanza`    JIDs, user keys, stanza errors
-//! - `dispatch`  (kind, namespace) → extension handler
-//! - `ext/`      one file per XEP
+//! - `dispatch`  the table: (kind, namespace) → iq/nonza handler; message/presence hooks by phase
+//! - `ext/`      one file (or folder) per XEP, each one line in `dispatch::table()`
 //! - `fanout`    REST → XMPP: committed chat events become stanzas for connected users
 
 pub mod dispatch;
@@ -47,7 +48,7 @@ pub struct Services {
     pub dispatch: dispatch::Dispatch,
     pub tls: TlsAcceptor,
     /// Per-user privacy rules (XEP-0016 lists, XEP-0191 block list), cached for routing.
-    pub privacy: ext::privacy::PrivacyCache,
+    pub privacy: crate::privacy::PrivacyCache,
     /// Open connections of every XMPP listener together (`xmpp.max_connections[_per_ip]`).
     pub conns: Arc<ConnLimiter>,
     /// Refused connections being answered (at most `REFUSALS_IN_FLIGHT`).

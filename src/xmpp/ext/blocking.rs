@@ -3,7 +3,7 @@
 //! push of each change to the user's connections that asked for the block list.
 //!
 //! The block list is stored apart from the privacy lists (`xmpp_blocklist`) and enforced with
-//! them, in `privacy::decision`: a blocked JID can neither send to the user (it gets
+//! them, in `crate::privacy::decision`: a blocked JID can neither send to the user (it gets
 //! `service-unavailable`, as if the user were not there) nor be sent to (the user gets
 //! `not-acceptable` with `<blocked xmlns='urn:xmpp:blocking:errors'/>`). Must not enforce
 //! anything itself, nor reveal the block list to anyone but its owner.
@@ -65,8 +65,8 @@ fn get(req: Request<'_>) -> BoxFuture<'_, Reply> {
             return Err(StanzaError::bad_request());
         }
         let s = req.services;
-        let rules = s.privacy.rules(s, req.user).await.map_err(internal)?;
-        s.privacy.read_blocklist(s, req.user, req.conn);
+        let rules = s.privacy.rules(&s.pool, req.user).await.map_err(internal)?;
+        s.privacy.read_blocklist(&s.hub, req.user, req.conn);
         let jids: Vec<String> = rules.blocked.iter().cloned().collect();
         Ok(Some(items("blocklist", &jids)))
     })
@@ -84,7 +84,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                 if jids.is_empty() {
                     return Err(StanzaError::bad_request().with_text("nothing to block"));
                 }
-                let rules = s.privacy.rules(s, user).await.map_err(internal)?;
+                let rules = s.privacy.rules(&s.pool, user).await.map_err(internal)?;
                 if rules.blocked.len() + jids.len() > s.config.xmpp.blocklist_max {
                     return Err(StanzaError::not_allowed().with_text("too many blocked JIDs"));
                 }
@@ -146,7 +146,7 @@ async fn appear_offline(services: &Services, user: UserKey, blocked: &[String]) 
 /// XEP-0191 push to the user's connections that asked for the block list.
 fn push(services: &Services, user: UserKey, payload: Element) {
     let bare = user.bare_jid(services.domain()).to_string();
-    for (conn, resource) in services.privacy.blocklist_readers(services, user) {
+    for (conn, resource) in services.privacy.blocklist_readers(&services.hub, user) {
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "set")
             .with_attr("id", format!("push-{}", random_hex(6)))

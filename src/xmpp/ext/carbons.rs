@@ -3,7 +3,9 @@
 //! every resource of the recipient, and the official SDK misreads `received` carbons. Must not
 //! copy messages marked `<private/>` or `<no-copy/>`, nor non-chat messages.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
@@ -18,6 +20,33 @@ pub const HANDLERS: &[Registration] = &[Registration {
     features: &[ns::CARBONS],
     for_users: false,
 }];
+
+pub const EXTENSION: Extension = Extension {
+    handlers: HANDLERS,
+    hooks: &[Hook {
+        on: On::Message,
+        phase: Phase::Delivered,
+        run: copy_sent,
+    }],
+};
+
+/// Delivered hook: the sender's other connections with carbons enabled get a `sent` copy of
+/// an eligible 1:1 message (delivered live or kept offline).
+fn copy_sent(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        if matches!(m.to, To::User(..)) && eligible(&m.stanza) {
+            let hub = &m.services.hub;
+            for c in hub.connections(m.user) {
+                if c.id != m.conn && c.carbons {
+                    let to = format!("{}/{}", m.bare, c.resource);
+                    let copy = sent_copy(&m.stanza, &m.bare, &to);
+                    hub.deliver_to_conn(m.user, c.id, copy);
+                }
+            }
+        }
+        Flow::Next
+    })
+}
 
 fn toggle(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {

@@ -5,10 +5,35 @@
 use crate::chat::messages::MessageUpdate;
 use crate::chat::{Actor, ChatError};
 use crate::model::ObjectId;
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension {
+    handlers: &[],
+    hooks: &[Hook {
+        on: On::Message,
+        phase: Phase::Apply,
+        run: apply_hook,
+    }],
+};
+
+/// Apply hook: a 1:1 `chat` correction is stored first; a refused one is answered with an
+/// error and not relayed.
+fn apply_hook(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        if m.chat_to_user().is_none() || m.stanza.child("replace", ns::CORRECTION).is_none() {
+            return Flow::Next;
+        }
+        let res = match m.actor().await {
+            Ok(actor) => apply(&m.services, &actor, &m.stanza).await,
+            Err(e) => Err(e),
+        };
+        res.map_or_else(Flow::Refuse, |()| Flow::Next)
+    })
+}
 
 /// Stores the correction; `Err` means it was refused and must not be relayed. Corrections of
 /// messages that were never stored are relayed as they are.

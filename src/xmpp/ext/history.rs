@@ -121,6 +121,43 @@ pub async fn store_private(
     Ok(stored)
 }
 
+// Registration in the dispatch table: the Apply hook for 1:1 messages. (Room messages are
+// stored by `ext::muc`.)
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
+
+pub const EXTENSION: Extension = Extension {
+    handlers: &[],
+    hooks: &[Hook {
+        on: On::Message,
+        phase: Phase::Apply,
+        run: save,
+    }],
+};
+
+/// Apply hook: a 1:1 `chat` message with `save_to_history=1` is stored, durably, and stamped
+/// before it is relayed; a refusal is answered and the message not relayed. An edit or a
+/// deletion (`replace`, `remove`) is never stored as a new message.
+fn save(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let Some(target) = m.chat_to_user() else {
+            return Flow::Next;
+        };
+        let edits = m.stanza.child("replace", ns::CORRECTION).is_some()
+            || m.stanza.child("remove", ns::MESSAGE_DELETE).is_some();
+        if edits || !wanted(&m.stanza) {
+            return Flow::Next;
+        }
+        let actor = match m.actor().await {
+            Ok(a) => a,
+            Err(e) => return Flow::Refuse(e),
+        };
+        match store_private(&m.services, &actor, target.user.0, &mut m.stanza).await {
+            Ok(_) => Flow::Next,
+            Err(e) => Flow::Refuse(e),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

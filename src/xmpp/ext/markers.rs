@@ -5,9 +5,37 @@
 use crate::chat::messages::MessageUpdate;
 use crate::chat::Actor;
 use crate::model::ObjectId;
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
 use crate::xmpp::ns;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension {
+    handlers: &[],
+    hooks: &[Hook {
+        on: On::Message,
+        phase: Phase::Apply,
+        run: apply_hook,
+    }],
+};
+
+/// Apply hook: a 1:1 `chat` marker is recorded before it is relayed.
+fn apply_hook(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let marks = m.stanza.child("received", ns::CHAT_MARKERS).is_some()
+            || m.stanza.child("displayed", ns::CHAT_MARKERS).is_some();
+        if m.chat_to_user().is_none() || !marks {
+            return Flow::Next;
+        }
+        match m.actor().await {
+            Ok(actor) => {
+                apply(&m.services, &actor, &m.stanza).await;
+                Flow::Next
+            }
+            Err(e) => Flow::Refuse(e),
+        }
+    })
+}
 
 /// Records a marker in history (unread counts, `read_ids`/`delivered_ids`, last-message
 /// status). Markers for messages that were never stored are simply relayed.

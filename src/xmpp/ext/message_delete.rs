@@ -4,10 +4,35 @@
 
 use crate::chat::Actor;
 use crate::model::ObjectId;
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension {
+    handlers: &[],
+    hooks: &[Hook {
+        on: On::Message,
+        phase: Phase::Apply,
+        run: apply_hook,
+    }],
+};
+
+/// Apply hook: a 1:1 `chat` deletion happens first; a refused one is answered with an error
+/// and not relayed.
+fn apply_hook(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        if m.chat_to_user().is_none() || m.stanza.child("remove", ns::MESSAGE_DELETE).is_none() {
+            return Flow::Next;
+        }
+        let res = match m.actor().await {
+            Ok(actor) => apply(&m.services, &actor, &m.stanza).await,
+            Err(e) => Err(e),
+        };
+        res.map_or_else(Flow::Refuse, |()| Flow::Next)
+    })
+}
 
 /// Deletes for everyone; `Err` means refused (not relayed). Unknown messages are relayed.
 pub async fn apply(services: &Services, actor: &Actor, el: &Element) -> Result<(), StanzaError> {

@@ -1,4 +1,4 @@
-//! One file per extension, each registered by one line in `dispatch::table()`.
+//! One file (or folder) per extension, each registered by one line in `dispatch::table()`.
 
 pub mod blocking;
 pub mod carbons;
@@ -13,6 +13,7 @@ pub mod message_delete;
 pub mod muc;
 pub mod offline;
 pub mod ping;
+pub mod presence;
 pub mod privacy;
 pub mod roster;
 pub mod status_streaming;

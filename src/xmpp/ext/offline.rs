@@ -10,7 +10,9 @@
 use time::format_description::well_known::Rfc3339;
 
 use crate::db;
-use crate::xmpp::dispatch::Registration;
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Flow, Hook, On, Phase, Registration, Routed, To,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{Jid, StanzaError, UserKey};
 use crate::xmpp::stream::{reader, Element};
@@ -26,6 +28,52 @@ pub const HANDLERS: &[Registration] = &[Registration {
     features: &[ns::MSGOFFLINE],
     for_users: false,
 }];
+
+pub const EXTENSION: Extension = Extension {
+    handlers: HANDLERS,
+    hooks: &[
+        Hook {
+            on: On::Message,
+            phase: Phase::Undelivered,
+            run: keep_message,
+        },
+        Hook {
+            on: On::Presence,
+            phase: Phase::Undelivered,
+            run: keep_subscription,
+        },
+    ],
+};
+
+/// Undelivered hook: a message worth keeping waits for its recipient; past a bound the sender
+/// gets the refusal.
+fn keep_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::User(target, _) = m.to else {
+            return Flow::Next;
+        };
+        if m.kind() == Some("error") || !worth_keeping(&m.stanza) {
+            return Flow::Next;
+        }
+        match keep(&m.services, target, &m.stanza).await {
+            Ok(()) => Flow::Next,
+            Err(refused) => Flow::Refuse(refused.stanza_error()),
+        }
+    })
+}
+
+/// Undelivered hook: RFC 6121 §3.1.3, a subscription request to an offline contact waits for
+/// its next login (once per sender, bounded per recipient).
+fn keep_subscription(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        if let To::User(target, _) = m.to {
+            if m.kind() == Some("subscribe") {
+                store_subscription(&m.services, target, &m.bare, &m.stanza).await;
+            }
+        }
+        Flow::Next
+    })
+}
 
 /// Whether `msg` is kept when its recipient is offline.
 pub fn worth_keeping(msg: &Element) -> bool {

@@ -1,5 +1,5 @@
 //! XEP-0016 Privacy Lists (`jabber:iq:privacy`), as the official ConnectyCube SDK uses them, and
-//! the one place where privacy is enforced for every XEP (this one and XEP-0191 blocking).
+//! the XMPP side of privacy enforcement for every XEP (this one and XEP-0191 blocking).
 //!
 //! Lists: get names (`<active>`, `<default>`, `<list>`), get one list, create/replace a list,
 //! delete one (an empty `<list name/>`), set or decline the default (per user) and the active
@@ -7,25 +7,25 @@
 //! ConnectyCube, the current default list can be neither edited nor deleted (`conflict`): a
 //! client first declines the default (`<default/>`), edits, then sets the default again.
 //!
-//! Enforcement: `screen` (1:1 messages, directed presence, iqs to a user), `presence_allowed` (roster presence
-//! broadcast and probes) and `blocks_group_message` (group chat) read a per-user in-memory cache (`PrivacyCache`), loaded from the database on first use
-//! and dropped on every change, so routing does not query the database per stanza. A user's
-//! effective list is the list most recently made active by one of the user's live connections,
-//! else the default list. An item without child elements (the SDK's `mutualBlock`) that denies
-//! a JID also refuses the owner's own messages to that JID.
+//! Enforcement: the rules, the cache and the decision live in `crate::privacy` (shared with
+//! REST fan-out); here [`screen`] turns a decision into what routing does with a stanza (deliver,
+//! bounce, drop) and registers it as a screen hook for 1:1 messages, directed presence and
+//! iqs to a user.
 //!
 //! Must not: reveal a block to the blocked user (inbound refusals are a plain
-//! `service-unavailable`), apply one user's lists to another user's traffic, or touch users of
-//! another application. Not done: subscription presences, and the XEP-0016
-//! "default in use by another resource" conflict.
+//! `service-unavailable`), or decide anything itself (`crate::privacy::decision` does). Not
+//! done: subscription presences, and the XEP-0016 "default in use by another resource"
+//! conflict.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-
-use crate::db::privacy::{Action, Kinds, Matcher, PrivacyItem, Stored};
-use crate::db::{self, DbError};
-use crate::hub::ConnId;
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::db::privacy::{Action, Kinds, Matcher, PrivacyItem};
+use crate::db::{self, DbError, DbPool};
+use crate::hub::Hub;
+/// Where `server.rs` builds it from.
+pub use crate::privacy::PrivacyCache;
+use crate::privacy::{decision, Decision, Env, Kind as Stanza};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
 use crate::xmpp::stream::{Element, Node};
@@ -48,422 +48,65 @@ pub const HANDLERS: &[Registration] = &[
     },
 ];
 
-/// Users whose rules the cache holds before it starts over (users without any privacy data
-/// share one empty entry, so this is mostly keys).
-const CACHE_USERS: usize = 1_000_000;
+pub const EXTENSION: Extension = Extension {
+    handlers: HANDLERS,
+    hooks: &[
+        Hook {
+            on: On::Message,
+            phase: Phase::Screen,
+            run: screen_message,
+        },
+        Hook {
+            on: On::Presence,
+            phase: Phase::Screen,
+            run: screen_presence,
+        },
+    ],
+};
 
-// ---------------------------------------------------------------------------------------------
-// Rules and their evaluation (pure).
-
-/// A user's roster as the `group` and `subscription` items see it: bare JID → (subscription,
-/// groups).
-type RosterView = HashMap<String, (String, Vec<String>)>;
-
-/// Everything about one user's privacy, as enforced.
-#[derive(Debug, Default)]
-pub struct Rules {
-    pub lists: BTreeMap<String, Vec<PrivacyItem>>,
-    pub default: Option<String>,
-    /// XEP-0191 block list (normalised JIDs).
-    pub blocked: BTreeSet<String>,
-    /// Loaded only when a list has `group` or `subscription` items.
-    roster: RosterView,
-}
-
-impl Rules {
-    fn from_stored(s: Stored, roster: RosterView) -> Rules {
-        Rules {
-            lists: s.lists,
-            default: s.default,
-            blocked: s.blocked.into_iter().collect(),
-            roster,
-        }
-    }
-}
-
-/// Who a stanza comes from or goes to, as the matching rules see it: the JIDs an item `value`
-/// may equal (XEP-0016 §2.1: full, bare, domain/resource, domain) and the roster key.
-pub struct Subject {
-    candidates: Vec<String>,
-    roster_key: Option<String>,
-}
-
-impl Subject {
-    pub fn of_jid(jid: &Jid) -> Subject {
-        let mut candidates = vec![jid.to_string()];
-        let domain = jid.domain.clone();
-        if jid.resource.is_some() && jid.local.is_some() {
-            candidates.push(jid.bare().to_string());
-        }
-        if let (Some(r), Some(_)) = (&jid.resource, &jid.local) {
-            candidates.push(format!("{domain}/{r}"));
-        }
-        if jid.local.is_some() || jid.resource.is_some() {
-            candidates.push(domain);
-        }
-        let roster_key = jid.local.as_ref().map(|_| jid.bare().to_string());
-        Subject {
-            candidates,
-            roster_key,
-        }
-    }
-
-    pub fn of_user(user: UserKey, domain: &str) -> Subject {
-        Subject::of_jid(&user.bare_jid(domain))
-    }
-
-    /// Adds another JID the same party is known by (a group occupant JID).
-    fn also(mut self, jid: &Jid) -> Subject {
-        for c in Subject::of_jid(jid).candidates {
-            if !self.candidates.contains(&c) {
-                self.candidates.push(c);
-            }
-        }
-        self
-    }
-
-    fn is(&self, value: &str) -> bool {
-        self.candidates.iter().any(|c| c == value)
-    }
-}
-
-/// Which traffic an evaluation is about, from the list owner's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Traffic {
-    /// Stanzas coming to the owner: one of `Kinds::MESSAGE`, `PRESENCE_IN`, `IQ`.
-    Inbound(u8),
-    /// Presence the owner sends (`presence-out` items and items without children).
-    PresenceOut,
-    /// Messages and iqs the owner sends: only items without children (mutual block) apply.
-    StanzaOut,
-}
-
-fn applies(kinds: Kinds, traffic: Traffic) -> bool {
-    kinds == Kinds::ALL
-        || match traffic {
-            Traffic::Inbound(bit) => kinds.0 & bit != 0,
-            Traffic::PresenceOut => kinds.0 & Kinds::PRESENCE_OUT != 0,
-            Traffic::StanzaOut => false,
-        }
-}
-
-fn matches(m: &Matcher, who: &Subject, roster: &RosterView) -> bool {
-    let entry = who.roster_key.as_ref().and_then(|k| roster.get(k));
-    match m {
-        Matcher::Any => true,
-        Matcher::Jid(v) => who.is(v),
-        Matcher::Group(g) => entry.is_some_and(|(_, groups)| groups.contains(g)),
-        Matcher::Subscription(s) => entry.map_or("none", |(sub, _)| sub.as_str()) == s,
-    }
-}
-
-/// XEP-0016 §2.1: the items that apply to this traffic, in order; the first that matches
-/// decides; none matching allows.
-pub fn evaluate(
-    items: &[PrivacyItem],
-    who: &Subject,
-    traffic: Traffic,
-    roster: &RosterView,
-) -> Action {
-    items
-        .iter()
-        .filter(|i| applies(i.kinds, traffic))
-        .find(|i| matches(&i.matcher, who, roster))
-        .map_or(Action::Allow, |i| i.action)
-}
-
-impl Rules {
-    /// Whether the owner (with `active` as the effective list name, if any) refuses `traffic`
-    /// with `who`. The block list comes first and covers everything.
-    fn denies(&self, active: Option<&str>, who: &Subject, traffic: Traffic) -> bool {
-        if who.candidates.iter().any(|c| self.blocked.contains(c)) {
-            return true;
-        }
-        let name = active.or(self.default.as_deref());
-        let Some(items) = name.and_then(|n| self.lists.get(n)) else {
-            return false;
+/// Screen hook: a refused 1:1 message is neither stored nor delivered; its sender gets the
+/// bounce [`screen`] chose.
+fn screen_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::User(target, _) = m.to else {
+            return Flow::Next;
         };
-        evaluate(items, who, traffic, &self.roster) == Action::Deny
-    }
-
-    fn needs_roster(s: &Stored) -> bool {
-        s.lists
-            .values()
-            .flatten()
-            .any(|i| matches!(i.matcher, Matcher::Group(_) | Matcher::Subscription(_)))
-    }
+        match screen(&m.services, m.user, target, Stanza::Message, &m.stanza).await {
+            Ok(()) => Flow::Next,
+            Err(bounce) => Flow::Drop(bounce),
+        }
+    })
 }
 
-// ---------------------------------------------------------------------------------------------
-// The cache.
-
-#[derive(Default)]
-struct CacheState {
-    /// Bumped by every change, so a load that raced with a change is not kept.
-    generation: u64,
-    users: HashMap<UserKey, Arc<Rules>>,
-    /// XEP-0016 active lists: (connection, list name), most recent last.
-    active: HashMap<UserKey, Vec<(ConnId, String)>>,
-    /// Connections that asked for the XEP-0191 block list (they get its pushes).
-    blocklist_readers: HashSet<(UserKey, ConnId)>,
-}
-
-/// Per-user privacy rules in memory. One per server, in `Services`.
-#[derive(Default)]
-pub struct PrivacyCache {
-    state: Mutex<CacheState>,
-    /// Shared by every user without lists or blocked JIDs.
-    empty: Arc<Rules>,
-}
-
-impl PrivacyCache {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Drops the user's cached rules; call after every change to the user's lists, block list
-    /// or roster.
-    pub fn forget(&self, user: UserKey) {
-        let mut st = self.lock();
-        st.generation = st.generation.wrapping_add(1);
-        st.users.remove(&user);
-    }
-
-    /// The user's rules, from the cache or the database.
-    pub async fn rules(&self, services: &Services, user: UserKey) -> Result<Arc<Rules>, DbError> {
-        let generation = {
-            let st = self.lock();
-            if let Some(r) = st.users.get(&user) {
-                return Ok(r.clone());
-            }
-            st.generation
+/// Screen hook: refused directed presence is dropped silently. Subscription presences are not
+/// screened (see the module header).
+fn screen_presence(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::User(target, _) = m.to else {
+            return Flow::Next;
         };
-        let stored = db::privacy::load(&services.pool, user.app, user.user).await?;
-        let mut roster = RosterView::new();
-        if Rules::needs_roster(&stored) {
-            for i in db::xmpp::roster_list(&services.pool, user.app, user.user).await? {
-                let key = Jid::parse(&i.contact).map_or(i.contact, |j| j.to_string());
-                roster.insert(key, (i.subscription, i.groups));
-            }
+        if super::presence::is_subscription(&m.stanza) {
+            return Flow::Next;
         }
-        let rules = if stored.lists.is_empty() && stored.blocked.is_empty() {
-            self.empty.clone()
-        } else {
-            Arc::new(Rules::from_stored(stored, roster))
-        };
-        let mut st = self.lock();
-        if st.generation == generation {
-            if st.users.len() >= CACHE_USERS {
-                st.users.clear();
-            }
-            st.users.insert(user, rules.clone());
+        match screen(&m.services, m.user, target, Stanza::Presence, &m.stanza).await {
+            Ok(()) => Flow::Next,
+            Err(bounce) => Flow::Drop(bounce),
         }
-        Ok(rules)
-    }
-
-    /// The change counter, read before probing storage for [`PrivacyCache::note_empty`].
-    pub fn generation(&self) -> u64 {
-        self.lock().generation
-    }
-
-    /// Storage said (under `generation`) that the user has no lists and no blocked JIDs: cache
-    /// the shared empty rules without loading them, unless something changed since.
-    pub fn note_empty(&self, user: UserKey, generation: u64) {
-        let mut st = self.lock();
-        if st.generation == generation && !st.users.contains_key(&user) {
-            if st.users.len() >= CACHE_USERS {
-                st.users.clear();
-            }
-            let empty = self.empty.clone();
-            st.users.insert(user, empty);
-        }
-    }
-
-    /// Loads the user's rules ahead of need (at bind), so that routing to and from an online
-    /// user, group fan-out above all, finds them in memory.
-    pub async fn warm(services: Arc<Services>, user: UserKey) {
-        if let Err(e) = services.privacy.rules(&services, user).await {
-            tracing::warn!(error = %e, "loading privacy rules");
-        }
-    }
-
-    /// Rules for enforcement: on a storage failure, nothing is denied (and it is logged).
-    async fn rules_or_none(&self, services: &Services, user: UserKey) -> Arc<Rules> {
-        match self.rules(services, user).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading privacy rules; not enforcing them");
-                Arc::new(Rules::default())
-            }
-        }
-    }
-
-    /// The list name active on a live connection of `user`, most recently set first.
-    fn active_list(&self, services: &Services, user: UserKey) -> Option<String> {
-        let entries = self.lock().active.get(&user).cloned()?;
-        let live = services.hub.connections(user);
-        entries
-            .into_iter()
-            .rev()
-            .find(|(c, _)| live.iter().any(|l| l.id == *c))
-            .map(|(_, n)| n)
-    }
-
-    fn active_of(&self, user: UserKey, conn: ConnId) -> Option<String> {
-        let st = self.lock();
-        let entries = st.active.get(&user)?;
-        entries
-            .iter()
-            .find(|(c, _)| *c == conn)
-            .map(|(_, n)| n.clone())
-    }
-
-    /// Whether a live connection other than `conn` has `name` active.
-    fn active_elsewhere(
-        &self,
-        services: &Services,
-        user: UserKey,
-        conn: ConnId,
-        name: &str,
-    ) -> bool {
-        let entries = self.lock().active.get(&user).cloned().unwrap_or_default();
-        let live = services.hub.connections(user);
-        entries
-            .iter()
-            .any(|(c, n)| *c != conn && n == name && live.iter().any(|l| l.id == *c))
-    }
-
-    fn set_active(&self, services: &Services, user: UserKey, conn: ConnId, name: Option<String>) {
-        let live: Vec<ConnId> = services
-            .hub
-            .connections(user)
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        let mut st = self.lock();
-        let entries = st.active.entry(user).or_default();
-        entries.retain(|(c, _)| *c != conn && live.contains(c));
-        if let Some(n) = name {
-            entries.push((conn, n));
-        }
-        if entries.is_empty() {
-            st.active.remove(&user);
-        }
-    }
-
-    /// Records that `conn` asked for the block list (XEP-0191 pushes go to such connections).
-    pub fn read_blocklist(&self, services: &Services, user: UserKey, conn: ConnId) {
-        let live: Vec<ConnId> = services
-            .hub
-            .connections(user)
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        let mut st = self.lock();
-        st.blocklist_readers
-            .retain(|(u, c)| *u != user || live.contains(c));
-        st.blocklist_readers.insert((user, conn));
-    }
-
-    /// The live connections of `user` that asked for the block list.
-    pub fn blocklist_readers(&self, services: &Services, user: UserKey) -> Vec<(ConnId, String)> {
-        let st = self.lock();
-        services
-            .hub
-            .connections(user)
-            .into_iter()
-            .filter(|c| st.blocklist_readers.contains(&(user, c.id)))
-            .map(|c| (c.id, c.resource))
-            .collect()
-    }
-
-    /// A connection ended: its active list and block-list interest go with it (otherwise they
-    /// stay until the same user changes either again, one entry per user who ever did).
-    pub fn connection_ended(&self, user: UserKey, conn: ConnId) {
-        let mut st = self.lock();
-        if let Some(entries) = st.active.get_mut(&user) {
-            entries.retain(|(c, _)| *c != conn);
-            if entries.is_empty() {
-                st.active.remove(&user);
-            }
-        }
-        st.blocklist_readers.remove(&(user, conn));
-    }
+    })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Enforcement: the one place.
-
-/// The stanza kinds privacy applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stanza {
-    Message,
-    Presence,
-    Iq,
-}
-
-/// What privacy says about one stanza between two users.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    /// The recipient's list or block list refuses the sender.
-    Refused,
-    /// The sender's own block list or mutual block covers the recipient.
-    Blocked,
-}
-
-/// Whether `sender` may send a `kind` stanza to `recipient` (both of one application).
-pub async fn decision(
-    services: &Services,
-    sender: UserKey,
-    recipient: UserKey,
-    kind: Stanza,
-) -> Decision {
-    if sender == recipient {
-        return Decision::Allow;
+impl Env for Services {
+    fn privacy_cache(&self) -> &PrivacyCache {
+        &self.privacy
     }
-    let cache = &services.privacy;
-    let domain = services.domain();
-    let inbound = match kind {
-        Stanza::Message => Traffic::Inbound(Kinds::MESSAGE),
-        Stanza::Presence => Traffic::Inbound(Kinds::PRESENCE_IN),
-        Stanza::Iq => Traffic::Inbound(Kinds::IQ),
-    };
-    let theirs = cache.rules_or_none(services, recipient).await;
-    let active = active_if_any(services, recipient, &theirs);
-    if theirs.denies(
-        active.as_deref(),
-        &Subject::of_user(sender, domain),
-        inbound,
-    ) {
-        return Decision::Refused;
+    fn pool(&self) -> &DbPool {
+        &self.pool
     }
-    let outbound = match kind {
-        Stanza::Message | Stanza::Iq => Traffic::StanzaOut,
-        Stanza::Presence => Traffic::PresenceOut,
-    };
-    let mine = cache.rules_or_none(services, sender).await;
-    let active = active_if_any(services, sender, &mine);
-    if mine.denies(
-        active.as_deref(),
-        &Subject::of_user(recipient, domain),
-        outbound,
-    ) {
-        return Decision::Blocked;
+    fn hub(&self) -> &Hub {
+        &self.hub
     }
-    Decision::Allow
-}
-
-/// The active list only matters when the user has lists at all (saves a hub lookup).
-fn active_if_any(services: &Services, user: UserKey, rules: &Rules) -> Option<String> {
-    if rules.lists.is_empty() {
-        None
-    } else {
-        services.privacy.active_list(services, user)
+    fn chat_domain(&self) -> &str {
+        self.domain()
     }
 }
 
@@ -512,69 +155,6 @@ pub fn bounce(d: Decision, stanza: &Element, domain: &str) -> Element {
     }
 }
 
-/// Of `contacts`, those that may exchange presence with `user` in the direction given:
-/// `outbound` — `user`'s presence to them; else theirs to `user`. For roster presence broadcast
-/// and the probes at initial presence.
-pub async fn presence_allowed(
-    services: &Services,
-    user: UserKey,
-    contacts: Vec<UserKey>,
-    outbound: bool,
-) -> Vec<UserKey> {
-    let mut out = Vec::with_capacity(contacts.len());
-    for c in contacts {
-        let (from, to) = if outbound { (user, c) } else { (c, user) };
-        if decision(services, from, to, Stanza::Presence).await == Decision::Allow {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The JIDs a group message's sender is known by: the user JID and the occupant pseudo-JID
-/// `muc.{domain}/{uid}` (which also matches an occupant JID `room@muc.{domain}/{uid}`).
-fn group_sender(sender: UserKey, domain: &str) -> Subject {
-    let occupant = Jid {
-        local: None,
-        domain: format!("muc.{domain}"),
-        resource: Some(sender.user.to_string()),
-    };
-    Subject::of_user(sender, domain).also(&occupant)
-}
-
-/// For group-chat routing: true when `recipient` must not get a group message from `sender`.
-/// That is when the recipient's block list or effective privacy list denies messages from the
-/// sender's group pseudo-JID `muc.{domain}/{sender_uid}` (what the ConnectyCube SDK writes) or
-/// from the sender's user JID `{uid}-{app}@{domain}`; or when the sender blocked the recipient
-/// (block list, or a list item without children: the SDK's `mutualBlock`). Never true for the
-/// sender's own reflection. The sender gets no error (ConnectyCube: "nothing in groups").
-/// Reads the in-memory cache; the database only on a user's first use.
-pub async fn blocks_group_message(
-    services: &Services,
-    recipient: UserKey,
-    sender: UserKey,
-) -> bool {
-    if recipient == sender {
-        return false;
-    }
-    let domain = services.domain();
-    let cache = &services.privacy;
-    let who = group_sender(sender, domain);
-    let theirs = cache.rules_or_none(services, recipient).await;
-    let active = active_if_any(services, recipient, &theirs);
-    if theirs.denies(active.as_deref(), &who, Traffic::Inbound(Kinds::MESSAGE)) {
-        return true;
-    }
-    let mine = cache.rules_or_none(services, sender).await;
-    let active = active_if_any(services, sender, &mine);
-    mine.denies(
-        active.as_deref(),
-        &Subject::of_user(recipient, domain),
-        Traffic::StanzaOut,
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
 // The iq handlers.
 
 pub(crate) fn internal(e: DbError) -> StanzaError {
@@ -680,7 +260,7 @@ fn get(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
         let s = req.services;
         let mut children = req.payload.elements();
-        let rules = s.privacy.rules(s, req.user).await.map_err(internal)?;
+        let rules = s.privacy.rules(&s.pool, req.user).await.map_err(internal)?;
         let mut q = Element::new("query", ns::PRIVACY);
         match (children.next(), children.next()) {
             (None, _) => {
@@ -719,7 +299,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
         if op.ns != ns::PRIVACY {
             return Err(StanzaError::bad_request());
         }
-        let rules = s.privacy.rules(s, user).await.map_err(internal)?;
+        let rules = s.privacy.rules(&s.pool, user).await.map_err(internal)?;
         match op.name.as_str() {
             "active" => {
                 let name = match list_name(op) {
@@ -727,7 +307,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                     Some(_) => return Err(StanzaError::item_not_found()),
                     None => None,
                 };
-                s.privacy.set_active(s, user, conn, name);
+                s.privacy.set_active(&s.hub, user, conn, name);
                 Ok(None)
             }
             "default" => {
@@ -752,7 +332,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                     if !rules.lists.contains_key(name) {
                         return Err(StanzaError::item_not_found());
                     }
-                    if is_default || s.privacy.active_elsewhere(s, user, conn, name) {
+                    if is_default || s.privacy.active_elsewhere(&s.hub, user, conn, name) {
                         return Err(StanzaError::conflict()
                             .with_text("the list is in use: decline it as default first"));
                     }
@@ -760,7 +340,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                         .await
                         .map_err(internal)?;
                     if s.privacy.active_of(user, conn).as_deref() == Some(name) {
-                        s.privacy.set_active(s, user, conn, None);
+                        s.privacy.set_active(&s.hub, user, conn, None);
                     }
                 } else {
                     let items = parse_items(op).ok_or_else(|| {
@@ -813,141 +393,6 @@ fn push(services: &Services, user: UserKey, name: &str) {
 mod tests {
     use super::*;
 
-    fn key(u: i64) -> UserKey {
-        UserKey {
-            app: crate::model::AppId(1),
-            user: crate::model::UserId(u),
-        }
-    }
-
-    /// The login probe found no lists: the empty rules are cached without a read, but not when
-    /// any change happened between the probe and caching (the probe may be stale).
-    #[test]
-    fn an_empty_probe_is_cached_unless_a_change_raced_with_it() {
-        let cache = PrivacyCache::new();
-        let g = cache.generation();
-        cache.note_empty(key(1), g);
-        assert!(cache.lock().users.contains_key(&key(1)));
-        let g = cache.generation();
-        cache.forget(key(3)); // a list or roster change lands while the probe runs
-        cache.note_empty(key(2), g);
-        assert!(!cache.lock().users.contains_key(&key(2)));
-    }
-
-    fn item(order: i64, m: Matcher, action: Action, kinds: u8) -> PrivacyItem {
-        PrivacyItem {
-            order,
-            matcher: m,
-            action,
-            kinds: Kinds(kinds),
-        }
-    }
-
-    fn jid(s: &str) -> Matcher {
-        Matcher::Jid(s.into())
-    }
-
-    fn bob() -> Subject {
-        Subject::of_jid(&Jid::parse("2-7@localhost").unwrap())
-    }
-
-    const MSG: Traffic = Traffic::Inbound(Kinds::MESSAGE);
-    const ALL4: u8 = 15;
-
-    #[test]
-    fn no_matching_item_allows() {
-        let items = [item(1, jid("3-7@localhost"), Action::Deny, 0)];
-        let r = RosterView::new();
-        assert_eq!(evaluate(&items, &bob(), MSG, &r), Action::Allow);
-        assert_eq!(evaluate(&[], &bob(), MSG, &r), Action::Allow);
-    }
-
-    #[test]
-    fn first_match_in_order_wins_allow_before_deny() {
-        let r = RosterView::new();
-        let mut items = vec![
-            item(1, jid("2-7@localhost"), Action::Allow, 0),
-            item(2, Matcher::Any, Action::Deny, 0),
-        ];
-        assert_eq!(evaluate(&items, &bob(), MSG, &r), Action::Allow);
-        let carol = Subject::of_jid(&Jid::parse("3-7@localhost").unwrap());
-        assert_eq!(evaluate(&items, &carol, MSG, &r), Action::Deny);
-        // Reversed order: the fall-through deny comes first and wins.
-        items.reverse();
-        assert_eq!(evaluate(&items, &bob(), MSG, &r), Action::Deny);
-    }
-
-    #[test]
-    fn items_with_children_apply_only_to_those_kinds() {
-        let r = RosterView::new();
-        let items = [item(
-            1,
-            jid("2-7@localhost"),
-            Action::Deny,
-            Kinds::PRESENCE_IN,
-        )];
-        assert_eq!(evaluate(&items, &bob(), MSG, &r), Action::Allow);
-        let pin = Traffic::Inbound(Kinds::PRESENCE_IN);
-        assert_eq!(evaluate(&items, &bob(), pin, &r), Action::Deny);
-    }
-
-    #[test]
-    fn only_items_without_children_refuse_the_owners_own_messages() {
-        let r = RosterView::new();
-        let deny = [item(1, jid("2-7@localhost"), Action::Deny, ALL4)];
-        assert_eq!(evaluate(&deny, &bob(), MSG, &r), Action::Deny);
-        assert_eq!(
-            evaluate(&deny, &bob(), Traffic::StanzaOut, &r),
-            Action::Allow
-        );
-        let mutual = [item(1, jid("2-7@localhost"), Action::Deny, 0)];
-        assert_eq!(
-            evaluate(&mutual, &bob(), Traffic::StanzaOut, &r),
-            Action::Deny
-        );
-        assert_eq!(
-            evaluate(&deny, &bob(), Traffic::PresenceOut, &r),
-            Action::Deny
-        );
-    }
-
-    #[test]
-    fn jid_items_match_full_bare_domain_resource_and_domain() {
-        let r = RosterView::new();
-        let occ = Subject::of_jid(&Jid::parse("7_abc@muc.localhost/2").unwrap());
-        for v in [
-            "7_abc@muc.localhost/2",
-            "7_abc@muc.localhost",
-            "muc.localhost/2",
-            "muc.localhost",
-        ] {
-            let items = [item(1, jid(v), Action::Deny, 0)];
-            assert_eq!(evaluate(&items, &occ, MSG, &r), Action::Deny, "{v}");
-        }
-        let items = [item(1, jid("muc.localhost/3"), Action::Deny, 0)];
-        assert_eq!(evaluate(&items, &occ, MSG, &r), Action::Allow);
-    }
-
-    #[test]
-    fn group_and_subscription_items_read_the_roster() {
-        let mut r = RosterView::new();
-        r.insert(
-            "2-7@localhost".into(),
-            ("both".into(), vec!["friends".into()]),
-        );
-        let g = [item(1, Matcher::Group("friends".into()), Action::Deny, 0)];
-        assert_eq!(evaluate(&g, &bob(), MSG, &r), Action::Deny);
-        let s = [item(
-            1,
-            Matcher::Subscription("none".into()),
-            Action::Deny,
-            0,
-        )];
-        assert_eq!(evaluate(&s, &bob(), MSG, &r), Action::Allow);
-        let carol = Subject::of_jid(&Jid::parse("3-7@localhost").unwrap());
-        assert_eq!(evaluate(&s, &carol, MSG, &r), Action::Deny);
-    }
-
     #[test]
     fn sdk_items_parse_and_malformed_ones_do_not() {
         let ok = Element::new("item", ns::PRIVACY)
@@ -959,7 +404,7 @@ mod tests {
             .with_child(Element::new("iq", ns::PRIVACY));
         let i = parse_item(&ok).unwrap();
         assert_eq!(i.kinds.0, Kinds::MESSAGE | Kinds::IQ);
-        assert_eq!(i.matcher, jid("muc.localhost/1002"));
+        assert_eq!(i.matcher, Matcher::Jid("muc.localhost/1002".into()));
         let bad = [
             ok.clone().with_attr("action", "maybe"),
             ok.clone().with_attr("order", "-1"),
@@ -974,51 +419,5 @@ mod tests {
             .with_child(ok.clone())
             .with_child(ok);
         assert!(parse_items(&dup).is_none(), "repeated order");
-    }
-
-    #[test]
-    fn the_sdks_list_denies_a_group_sender_by_pseudo_jid_or_user_jid() {
-        use crate::model::{AppId, UserId};
-        let sender = UserKey {
-            app: AppId(7),
-            user: UserId(2),
-        };
-        let other = UserKey {
-            app: AppId(7),
-            user: UserId(3),
-        };
-        let r = RosterView::new();
-        let all4 = Kinds::MESSAGE | Kinds::PRESENCE_IN | Kinds::PRESENCE_OUT | Kinds::IQ;
-        let sdk = [
-            item(1, jid("2-7@localhost"), Action::Deny, all4),
-            item(2, jid("muc.localhost/2"), Action::Deny, all4),
-        ];
-        let who = group_sender(sender, "localhost");
-        assert_eq!(evaluate(&sdk, &who, MSG, &r), Action::Deny);
-        assert_eq!(
-            evaluate(&sdk[1..], &who, MSG, &r),
-            Action::Deny,
-            "pseudo-JID alone"
-        );
-        assert_eq!(
-            evaluate(&sdk[..1], &who, MSG, &r),
-            Action::Deny,
-            "user JID alone"
-        );
-        let who = group_sender(other, "localhost");
-        assert_eq!(evaluate(&sdk, &who, MSG, &r), Action::Allow);
-    }
-
-    #[test]
-    fn the_block_list_comes_before_any_list() {
-        let mut rules = Rules::default();
-        rules
-            .lists
-            .insert("l".into(), vec![item(1, Matcher::Any, Action::Allow, 0)]);
-        rules.default = Some("l".into());
-        assert!(!rules.denies(None, &bob(), MSG));
-        rules.blocked.insert("2-7@localhost".into());
-        assert!(rules.denies(None, &bob(), MSG));
-        assert!(rules.denies(None, &bob(), Traffic::StanzaOut));
     }
 }

@@ -1,13 +1,15 @@
 //! ConnectyCube status streaming: `<subscribe user_jid=… enable=…/>` registers the connection
 //! for pushes of that user's last activity (a `jabber:iq:last` result `from` the user: 0 when
-//! they connect, their offline seconds when they leave). The session loop emits the pushes.
+//! they connect, their offline seconds when they leave); the session calls [`push_status`]
+//! when a user's first connection binds and when the last one closes.
 //! Must not subscribe across applications. A connection holds at most
 //! `xmpp.status_subscriptions_max` subscriptions; they end with the connection.
 
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{Jid, StanzaError};
-use crate::xmpp::stream::Element;
+use crate::xmpp::stanza::{Jid, StanzaError, UserKey};
+use crate::xmpp::stream::{Element, Node};
+use crate::xmpp::Services;
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqSet,
@@ -48,4 +50,24 @@ pub fn push(from_bare: &str, to_full: &str, seconds: i64) -> Element {
         .with_attr("from", from_bare)
         .with_attr("to", to_full)
         .with_child(super::last_activity::query(seconds))
+}
+
+/// Tells the connections subscribed to `user` (bare JID `bare`) that the user came online (0)
+/// or left (`offline`: the seconds, and the text `offline`).
+pub fn push_status(services: &Services, user: UserKey, bare: &str, seconds: i64, offline: bool) {
+    let hub = &services.hub;
+    for (sub, conn) in hub.status_subscribers(user) {
+        for c in hub.connections(sub) {
+            if c.id == conn {
+                let to = format!("{}/{}", sub.bare_jid(services.domain()), c.resource);
+                let mut push = push(bare, &to, seconds);
+                if offline {
+                    if let Some(Node::Element(q)) = push.children.first_mut() {
+                        q.children.push(Node::Text("offline".into()));
+                    }
+                }
+                hub.deliver_to_conn(sub, conn, push);
+            }
+        }
+    }
 }

@@ -1,0 +1,266 @@
+//! XEP-0045 join and leave: presence to `room/{uid}` checked with the read rule, the other
+//! occupants' presence, the self-presence with 110 / 100 and the SDK shim, then the join
+//! history (`join_history.rs`); leaving by presence or at the end of the stream. Must not decide
+//! who may read (the chat service's `room_for_read` does).
+
+use super::join_history::{history_message, join_history};
+use super::{chat_err, key, no_room, room_jid, user_key, RoomAddr, DEFAULT_HISTORY, MAX_HISTORY};
+use crate::chat::rules::{self, Action, Role};
+use crate::chat::Actor;
+use crate::hub::rooms::Occupant;
+use crate::hub::ConnId;
+use crate::model::{AppId, Dialog, UserId};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{StanzaError, UserKey};
+use crate::xmpp::stream::Element;
+use crate::xmpp::Services;
+
+/// Affiliation and role of `uid` as XEP-0045 shows them, from the chat roles.
+fn item(d: &Dialog, members: &[i64], uid: i64) -> Element {
+    let role = rules::role_of(d, UserId(uid), members.contains(&uid));
+    let affiliation = match role {
+        Role::SuperAdmin => "owner",
+        Role::Admin => "admin",
+        Role::Regular => "member",
+        Role::Outsider => "none",
+    };
+    let muc_role = match role {
+        Role::SuperAdmin | Role::Admin => "moderator",
+        r if rules::check(r, d.kind, Action::SendMessage).is_ok() => "participant",
+        _ => "visitor",
+    };
+    Element::new("item", ns::MUC_USER)
+        .with_attr("affiliation", affiliation)
+        .with_attr("role", muc_role)
+}
+
+/// `<status code/>` plus the SDK 6.1.2 shim `<xmlns><code/></xmlns>` it reads instead.
+fn status_with_shim(x: &mut Element, code: &str) {
+    x.push(Element::new("status", ns::MUC_USER).with_attr("code", code));
+    x.push(
+        Element::new("xmlns", ns::MUC_USER)
+            .with_child(Element::new("code", ns::MUC_USER).with_text(code)),
+    );
+}
+
+fn occupant_presence(room_jid: &str, uid: i64, template: &Element, item: Element) -> Element {
+    let mut p = Element::new("presence", ns::CLIENT).with_attr("from", format!("{room_jid}/{uid}"));
+    if let Some(show) = template.attr("type") {
+        p.set_attr("type", show);
+    }
+    for c in template.elements() {
+        if c.ns != ns::MUC && c.ns != ns::MUC_USER {
+            p.push(c.clone());
+        }
+    }
+    p.push(Element::new("x", ns::MUC_USER).with_child(item));
+    p
+}
+
+/// Sends `presence` (from the room) to every joined connection of the occupants listed.
+pub(super) fn to_occupants(s: &Services, app: AppId, occupants: &[Occupant], presence: &Element) {
+    for o in occupants {
+        let bare = user_key(app, o.user).bare_jid(s.domain()).to_string();
+        for (conn, resource) in &o.conns {
+            let mut p = presence.clone();
+            p.set_attr("to", format!("{bare}/{resource}"));
+            s.hub.deliver_to_conn(user_key(app, o.user), *conn, p);
+        }
+    }
+}
+
+pub(super) fn unavailable(presence: &Element) -> Element {
+    let mut p = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
+    if let Some(f) = presence.attr("from") {
+        p.set_attr("from", f);
+    }
+    let item = presence
+        .child("x", ns::MUC_USER)
+        .and_then(|x| x.child("item", ns::MUC_USER))
+        .cloned()
+        .map(|mut i| {
+            i.set_attr("role", "none");
+            i
+        });
+    let mut x = Element::new("x", ns::MUC_USER);
+    if let Some(i) = item {
+        x.push(i);
+    }
+    p.push(x);
+    p
+}
+
+/// Adds status codes. A self-presence gets 110 first and the SDK shim after each code (the
+/// SDK reads the first shim); others get plain codes, since a shim there hides the occupant
+/// change from the SDK's join/leave listeners.
+pub(super) fn with_status(mut p: Element, codes: &[&str], self_presence: bool) -> Element {
+    for n in p.children.iter_mut() {
+        if let crate::xmpp::stream::Node::Element(x) = n {
+            if x.is("x", ns::MUC_USER) {
+                if self_presence {
+                    status_with_shim(x, "110");
+                }
+                for c in codes {
+                    if self_presence {
+                        status_with_shim(x, c);
+                    } else {
+                        x.push(Element::new("status", ns::MUC_USER).with_attr("code", *c));
+                    }
+                }
+            }
+        }
+    }
+    p
+}
+
+/// A `presence` addressed to a room: join (available) or leave (unavailable). Returns what the
+/// sender's own connection gets, in order; an error is the join error to send back.
+pub async fn on_presence(
+    s: &Services,
+    actor: &Actor,
+    conn: ConnId,
+    full: &str,
+    el: Element,
+    room: RoomAddr,
+) -> Result<Vec<Element>, StanzaError> {
+    let uid = actor.user.0;
+    let app = actor.app.id;
+    let k = key(actor, &room);
+    let rjid = room_jid(s, app, &room.dialog);
+    let id = el.attr("id").map(str::to_owned);
+    let resource = full.split_once('/').map(|(_, r)| r).unwrap_or_default();
+    let self_addr = |mut p: Element| {
+        p.set_attr("to", full);
+        if let Some(i) = &id {
+            p.set_attr("id", i.clone());
+        }
+        p
+    };
+    match el.attr("type") {
+        None => {}
+        Some("unavailable") => {
+            let mut mine = unavailable(&Element::new("presence", ns::CLIENT))
+                .with_attr("from", format!("{rjid}/{uid}"));
+            if let Some(Some(gone)) = s.hub.rooms.leave(&k, uid, conn) {
+                let p = unavailable(&gone.presence);
+                to_occupants(s, app, &s.hub.rooms.occupants(&k), &p);
+                mine = unavailable(&gone.presence);
+            }
+            return Ok(vec![self_addr(with_status(mine, &[], true))]);
+        }
+        Some("error") => return Ok(Vec::new()),
+        // Subscriptions and probes mean nothing to a room.
+        Some(_) => return Ok(Vec::new()),
+    }
+    let nick = room.nick.as_deref().ok_or_else(|| {
+        StanzaError::bad_request().with_text("a join names the nick: room/{user_id}")
+    })?;
+    if nick != uid.to_string() {
+        return Err(StanzaError::conflict().with_text("the nick in a room is the user id"));
+    }
+    let (dialog, members) = s
+        .chat
+        .room_for_read(actor, &room.dialog)
+        .await
+        .map_err(chat_err)?;
+    if !dialog.kind.is_room() {
+        return Err(no_room());
+    }
+    let max = s.config.xmpp.rooms_joined_max;
+    if !s.hub.rooms.may_join(&k, conn, max) {
+        return Err(StanzaError::not_allowed().with_text(format!(
+            "too many rooms joined (at most {max} per connection)"
+        )));
+    }
+    // The room keeps this presence for as long as the connection stays and copies it to every
+    // occupant: its payload is bounded.
+    let max_bytes = s.config.xmpp.room_presence_max_bytes;
+    let payload: usize = el
+        .elements()
+        .filter(|c| c.ns != ns::MUC && c.ns != ns::MUC_USER)
+        .map(|c| c.to_standalone_xml().len())
+        .sum();
+    if payload > max_bytes {
+        return Err(StanzaError::not_acceptable().with_text(format!(
+            "the presence is too large to keep in a room (at most {max_bytes} bytes)"
+        )));
+    }
+    let me = occupant_presence(&rjid, uid, &el, item(&dialog, &members, uid));
+    let joined = s.hub.rooms.join(&k, uid, conn, resource, me.clone());
+    if joined.again {
+        // A presence update from an occupant: shown to the others, confirmed to itself.
+        to_occupants(s, app, &joined.others, &me);
+        return Ok(vec![self_addr(with_status(me, &[], true))]);
+    }
+    let mut out = Vec::new();
+    for o in &joined.others {
+        let mut p = o.presence.clone();
+        p.set_attr("to", full);
+        out.push(p);
+    }
+    if joined.first {
+        to_occupants(s, app, &joined.others, &me);
+    }
+    out.push(self_addr(with_status(me, &["100"], true)));
+    let (limit, since) = history_request(s, el.child("x", ns::MUC));
+    if limit > 0 {
+        for v in join_history(s, actor, &room.dialog, limit, since).await? {
+            out.push(history_message(&rjid, full, &v));
+        }
+    }
+    Ok(out)
+}
+
+/// `(maxstanzas, since unix seconds)` of a join's `<history/>`.
+fn history_request(s: &Services, x: Option<&Element>) -> (i64, Option<i64>) {
+    let h = x.and_then(|x| x.child("history", ns::MUC));
+    let Some(h) = h else {
+        return (DEFAULT_HISTORY, None);
+    };
+    let limit = h
+        .attr("maxstanzas")
+        .and_then(|n| n.trim().parse::<i64>().ok())
+        .unwrap_or(DEFAULT_HISTORY)
+        .clamp(0, MAX_HISTORY);
+    let since = h
+        .attr("since")
+        .and_then(crate::model::time::parse_date)
+        .map(|t| t.unix_timestamp())
+        .or_else(|| {
+            h.attr("seconds")
+                .and_then(|n| n.trim().parse::<i64>().ok())
+                .map(|secs| s.clock.unix_seconds() - secs.max(0))
+        });
+    (limit, since)
+}
+
+/// The connection's stream ended or went unavailable: it leaves every room it had joined.
+pub fn leave_all(s: &Services, user: UserKey, conn: ConnId) {
+    for (k, gone) in s.hub.rooms.leave_conn(user.user.0, conn) {
+        let p = unavailable(&gone.presence);
+        to_occupants(s, k.0, &s.hub.rooms.occupants(&k), &p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_presence_carries_status_110_and_the_sdk_shim() {
+        let p = occupant_presence(
+            "1_x@muc.localhost",
+            7,
+            &Element::new("presence", ns::CLIENT),
+            Element::new("item", ns::MUC_USER),
+        );
+        let p = with_status(p, &[], true);
+        let x = p.child("x", ns::MUC_USER).unwrap();
+        assert_eq!(
+            x.child("status", ns::MUC_USER).unwrap().attr("code"),
+            Some("110")
+        );
+        let shim = x.child("xmlns", ns::MUC_USER).unwrap();
+        assert_eq!(shim.child("code", ns::MUC_USER).unwrap().text(), "110");
+    }
+}

@@ -1,0 +1,309 @@
+//! Stream negotiation, up to a bound resource: stream headers and features, STARTTLS, SASL
+//! PLAIN (the credential check is identity's, `sasl.rs` parses), resource binding with the
+//! per-user connection cap, the legacy `<session/>`, and the hand-over to a parked
+//! stream-management session (`sm::resume`). Must not handle stanzas of a bound session.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::sasl;
+use super::sm::resume;
+use crate::config::PlainAuth;
+use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
+use crate::identity::{ChatAuth, IdentityError};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
+use crate::xmpp::stream::transport::ReadError;
+use crate::xmpp::stream::{Element, Packet, Transport};
+use crate::xmpp::Services;
+
+pub(super) enum Negotiated {
+    Bound(Bound),
+    /// The transport was handed to a parked session, or the stream ended.
+    Done,
+}
+
+pub(super) struct Bound {
+    pub(super) user: UserKey,
+    pub(super) jid: Jid,
+    pub(super) conn: ConnId,
+    pub(super) rx: mpsc::Receiver<Outbound>,
+    pub(super) revoked: Revoked,
+}
+
+fn plain_allowed(s: &Services, t: &Transport) -> bool {
+    t.secure
+        || match s.config.xmpp.plain_auth {
+            PlainAuth::Always => true,
+            PlainAuth::Never => false,
+            PlainAuth::Loopback => t.peer.ip().is_loopback(),
+        }
+}
+
+fn features(s: &Services, t: &Transport, authed: bool) -> Element {
+    let mut f = Element::new("features", ns::STREAMS);
+    if !authed {
+        if t.can_starttls() {
+            let mut st = Element::new("starttls", ns::TLS);
+            if !plain_allowed(s, t) {
+                st.push(Element::new("required", ns::TLS));
+            }
+            f.push(st);
+        }
+        if plain_allowed(s, t) {
+            f.push(
+                Element::new("mechanisms", ns::SASL)
+                    .with_child(Element::new("mechanism", ns::SASL).with_text("PLAIN")),
+            );
+        }
+    } else {
+        f.push(Element::new("bind", ns::BIND));
+        f.push(
+            Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
+        );
+        f.push(Element::new("sm", ns::SM));
+        f.push(Element::new("csi", ns::CSI));
+    }
+    f
+}
+
+fn sasl_failure(condition: &str) -> Element {
+    Element::new("failure", ns::SASL).with_child(Element::new(condition, ns::SASL))
+}
+
+async fn read_fault(t: &mut Transport, e: ReadError) {
+    match e {
+        ReadError::Fault(f) => t.fail(f.condition()).await,
+        ReadError::Closed | ReadError::Io(_) => t.abandon(),
+    }
+}
+
+/// Stream negotiation up to a bound resource (or a resumed session).
+pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
+    let mut authed: Option<PendingAuth> = None;
+    loop {
+        match t.next_packet().await {
+            Ok(Packet::StreamStart(_)) => {}
+            Ok(Packet::StreamEnd) => {
+                t.close().await;
+                return Negotiated::Done;
+            }
+            Ok(Packet::Stanza(_)) => {
+                let _ = t.send_header(s.domain(), &random_hex(8)).await;
+                t.fail("not-well-formed").await;
+                return Negotiated::Done;
+            }
+            Err(e) => {
+                if matches!(e, ReadError::Fault(_)) {
+                    let _ = t.send_header(s.domain(), &random_hex(8)).await;
+                }
+                read_fault(t, e).await;
+                return Negotiated::Done;
+            }
+        }
+        if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
+            t.fail(condition).await;
+            return Negotiated::Done;
+        }
+        let offer = features(s, t, authed.is_some());
+        if t.send_header_and(s.domain(), &random_hex(8), &offer)
+            .await
+            .is_err()
+        {
+            return Negotiated::Done;
+        }
+        // Stanzas of this stream, until a restart.
+        loop {
+            let el = match t.next_packet().await {
+                Ok(Packet::Stanza(el)) => el,
+                Ok(Packet::StreamEnd) => {
+                    t.close().await;
+                    return Negotiated::Done;
+                }
+                Ok(Packet::StreamStart(_)) => {
+                    t.fail("not-well-formed").await;
+                    return Negotiated::Done;
+                }
+                Err(e) => {
+                    read_fault(t, e).await;
+                    return Negotiated::Done;
+                }
+            };
+            if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
+                t.fail(condition).await;
+                return Negotiated::Done;
+            }
+            match (el.ns.as_str(), el.name.as_str(), authed.as_ref()) {
+                (ns::TLS, "starttls", None) if t.can_starttls() => {
+                    if t.send(&Element::new("proceed", ns::TLS)).await.is_err()
+                        || t.starttls(&s.tls).await.is_err()
+                    {
+                        t.abandon();
+                        return Negotiated::Done;
+                    }
+                    break; // restart
+                }
+                (ns::SASL, "auth", None) => match authenticate(s, t, &el).await {
+                    Ok((user, auth)) => {
+                        if t.send(&Element::new("success", ns::SASL)).await.is_err() {
+                            return Negotiated::Done;
+                        }
+                        authed = Some(s.hub.authenticated(user, auth));
+                        t.restart();
+                        break;
+                    }
+                    Err(condition) => {
+                        if t.send(&sasl_failure(condition)).await.is_err() {
+                            return Negotiated::Done;
+                        }
+                    }
+                },
+                (ns::SASL, "abort", None) => {
+                    if t.send(&sasl_failure("aborted")).await.is_err() {
+                        return Negotiated::Done;
+                    }
+                }
+                (ns::CLIENT, "iq", Some(pending)) => {
+                    if let Some(bound) = bind_or_answer(s, t, pending, el).await {
+                        return bound;
+                    }
+                }
+                (ns::SM, "resume", Some(pending)) => match resume(s, t, pending, &el).await {
+                    Ok(()) => return Negotiated::Done,
+                    Err(failed) => {
+                        if t.send(&failed).await.is_err() {
+                            return Negotiated::Done;
+                        }
+                    }
+                },
+                (ns::SM, "enable", Some(_)) => {
+                    let failed = Element::new("failed", ns::SM)
+                        .with_child(Element::new("unexpected-request", ns::STANZAS));
+                    if t.send(&failed).await.is_err() {
+                        return Negotiated::Done;
+                    }
+                }
+                (ns::CLIENT | ns::TLS | ns::SASL | ns::SM, _, _) => {
+                    t.fail("not-authorized").await;
+                    return Negotiated::Done;
+                }
+                _ => {
+                    t.fail("invalid-namespace").await;
+                    return Negotiated::Done;
+                }
+            }
+        }
+    }
+}
+
+/// SASL PLAIN; returns the user and how they proved it, or the SASL failure condition. The
+/// check and its throttling are identity's (`Identity::check_chat_secret`).
+async fn authenticate(
+    s: &Arc<Services>,
+    t: &Transport,
+    auth: &Element,
+) -> Result<(UserKey, ChatAuth), &'static str> {
+    if !plain_allowed(s, t) {
+        return Err("encryption-required");
+    }
+    if auth.attr("mechanism") != Some("PLAIN") {
+        return Err("invalid-mechanism");
+    }
+    let ip = t.peer.ip();
+    let creds = match sasl::parse_plain(&auth.text(), s.domain()) {
+        Ok(c) => c,
+        Err(e) => {
+            s.identity.login_attempt_failed(ip);
+            return Err(match e {
+                sasl::PlainError::Malformed => "incorrect-encoding",
+                sasl::PlainError::NotAuthorized => "not-authorized",
+            });
+        }
+    };
+    match s
+        .identity
+        .check_chat_secret(creds.user.app, creds.user.user, &creds.secret, ip)
+        .await
+    {
+        Ok(Some(how)) => Ok((creds.user, how)),
+        Ok(None) => Err("not-authorized"),
+        Err(IdentityError::Throttled { .. }) => {
+            tracing::info!(%ip, user = %creds.user.user, "SASL throttled");
+            Err("not-authorized")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checking chat credentials");
+            Err("temporary-auth-failure")
+        }
+    }
+}
+
+/// Handles an iq between authentication and bind: bind, legacy session, or an error.
+async fn bind_or_answer(
+    s: &Arc<Services>,
+    t: &mut Transport,
+    pending: &PendingAuth,
+    iq: Element,
+) -> Option<Negotiated> {
+    let user = pending.user;
+    let is_set = iq.attr("type") == Some("set");
+    let reply = if let (true, Some(bind)) = (is_set, iq.child("bind", ns::BIND)) {
+        let requested = bind
+            .child("resource", ns::BIND)
+            .map(|r| r.text().trim().to_owned())
+            .filter(|r| !r.is_empty());
+        match requested {
+            Some(r) if r.len() > 1023 || r.chars().any(char::is_control) => {
+                StanzaError::bad_request().reply_to(&iq, s.domain())
+            }
+            requested => {
+                let resource = requested.unwrap_or_else(|| random_hex(10));
+                let (tx, rx) = mpsc::channel(s.config.xmpp.outbound_queue.max(1));
+                match s.hub.register(
+                    user,
+                    &resource,
+                    tx,
+                    s.config.xmpp.max_connections_per_user,
+                    pending.auth,
+                    pending.revoked.clone(),
+                ) {
+                    Ok(conn) => {
+                        let jid = Jid {
+                            resource: Some(resource),
+                            ..user.bare_jid(s.domain())
+                        };
+                        let payload = Element::new("bind", ns::BIND)
+                            .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
+                        let mut result = iq_result(&iq, s.domain(), Some(payload));
+                        result.remove_attr("from");
+                        if t.send(&result).await.is_err() {
+                            s.hub.unregister(user, conn);
+                            return Some(Negotiated::Done);
+                        }
+                        return Some(Negotiated::Bound(Bound {
+                            user,
+                            jid,
+                            conn,
+                            rx,
+                            revoked: pending.revoked.clone(),
+                        }));
+                    }
+                    Err(RegisterError::TooManyConnections) => {
+                        StanzaError::resource_constraint().reply_to(&iq, s.domain())
+                    }
+                }
+            }
+        }
+    } else if is_set && iq.child("session", ns::SESSION).is_some() {
+        let mut r = iq_result(&iq, s.domain(), None);
+        r.remove_attr("from");
+        r
+    } else {
+        StanzaError::not_authorized().reply_to(&iq, s.domain())
+    };
+    if t.send(&reply).await.is_err() {
+        return Some(Negotiated::Done);
+    }
+    None
+}

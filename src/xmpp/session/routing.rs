@@ -1,0 +1,277 @@
+//! Addressing and delivery: where a message, presence or iq from this connection goes (the
+//! server, a user of the sender's application, the MUC service or a room), the sender's
+//! message rate, and the dispatch table's hook phases every message and presence runs through
+//! (see `dispatch`); an iq goes to its one handler, or is routed to a full JID. 1:1 message
+//! delivery itself is the Deliver hook registered here. Another application's user is "no such
+//! user" (`service-unavailable`), decided once, in [`Session::resolve`].
+//!
+//! Must not interpret payloads (each XEP's file does) nor grow per-XEP branches: a new
+//! message or presence behaviour is a hook in its extension's file.
+
+use crate::xmpp::dispatch::{
+    load_actor, BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Request, Routed, Target, To,
+};
+use crate::xmpp::ext::{muc, privacy};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{iq_result, Jid, StanzaError, UserKey};
+use crate::xmpp::stream::{Element, Transport};
+
+use super::{End, Session};
+
+pub const EXTENSION: Extension = Extension {
+    handlers: &[],
+    hooks: &[Hook {
+        on: On::Message,
+        phase: Phase::Deliver,
+        run: deliver_message,
+    }],
+};
+
+/// A 1:1 message goes to the addressed resource if it is connected, else to every connection
+/// of the user (headlines and errors to a full JID only to that resource).
+fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
+    Box::pin(async move {
+        let To::User(target, resource) = &m.to else {
+            return Flow::Next;
+        };
+        let kind = m.kind().unwrap_or("normal");
+        let hub = &m.services.hub;
+        m.delivered = match resource {
+            Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => 1,
+            Some(_) if kind == "headline" || kind == "error" => 0,
+            _ => hub.deliver_to_user(*target, &m.stanza),
+        };
+        Flow::Next
+    })
+}
+
+pub(super) enum Dest {
+    Server,
+    User(UserKey, Option<String>),
+    /// The MUC service itself (`muc.{domain}`).
+    MucService,
+    /// A room of the sender's application, or an occupant of it.
+    Room(muc::RoomAddr),
+}
+
+impl Session {
+    /// Where a stanza's `to` points.
+    pub(super) fn resolve(&self, to: Option<&str>) -> Result<Dest, StanzaError> {
+        let Some(to) = to else {
+            return Ok(Dest::Server);
+        };
+        let jid = Jid::parse(to).ok_or_else(StanzaError::bad_request)?;
+        if jid.domain == muc::service(self.domain()) {
+            return match &jid.local {
+                None => Ok(Dest::MucService),
+                Some(local) => muc::parse_room(local, self.user.app, jid.resource).map(Dest::Room),
+            };
+        }
+        if !jid.domain.eq_ignore_ascii_case(self.domain()) {
+            return Err(StanzaError::remote_server_not_found());
+        }
+        if jid.local.is_none() {
+            return Ok(Dest::Server);
+        }
+        let user = jid
+            .user(self.domain())
+            .ok_or_else(StanzaError::service_unavailable)?;
+        if !self.user.same_app(&user) {
+            // Another application's user: as if there were no such user.
+            return Err(StanzaError::service_unavailable());
+        }
+        Ok(Dest::User(user, jid.resource))
+    }
+
+    pub(super) async fn on_message(
+        &mut self,
+        t: &mut Transport,
+        mut el: Element,
+    ) -> Result<(), End> {
+        el.set_attr("from", self.full.clone());
+        // Over the sender's message rate: refused with policy-violation (wait), not relayed.
+        if let Err(e) = self
+            .services
+            .chat
+            .admit_message(self.user.app, self.user.user)
+        {
+            return self.reply_error(t, &el, StanzaError::from(&e)).await;
+        }
+        if el.attr("to").is_none() {
+            // RFC 6120 §10.3.1: a message without `to` is for the sender's own bare JID.
+            el.set_attr("to", self.bare.clone());
+        }
+        let to = match self.resolve(el.attr("to")) {
+            Ok(Dest::User(u, r)) => To::User(u, r),
+            Ok(Dest::Room(room)) => To::Room(room),
+            Ok(Dest::Server | Dest::MucService) => return Ok(()),
+            Err(e) => return self.reply_error(t, &el, e).await,
+        };
+        if matches!(to, To::User(..)) && el.attr("type") == Some("groupchat") {
+            let e = StanzaError::bad_request().with_text("groupchat messages go to a room");
+            return self.reply_error(t, &el, e).await;
+        }
+        self.run_hooks(t, On::Message, to, el).await
+    }
+
+    pub(super) async fn on_presence(
+        &mut self,
+        t: &mut Transport,
+        mut el: Element,
+    ) -> Result<(), End> {
+        el.set_attr("from", self.full.clone());
+        let to = if el.attr("to").is_none() {
+            To::Broadcast
+        } else {
+            match self.resolve(el.attr("to")) {
+                Ok(Dest::User(u, r)) => To::User(u, r),
+                Ok(Dest::Room(room)) => To::Room(room),
+                Ok(Dest::Server | Dest::MucService) => return Ok(()),
+                Err(e) => return self.reply_error(t, &el, e).await,
+            }
+        };
+        self.run_hooks(t, On::Presence, to, el).await
+    }
+
+    /// Runs the hook phases on one message or presence, lending them the connection's
+    /// presence state and loaded application; then writes what they queued for this
+    /// connection, then the refusal or bounce, if any.
+    async fn run_hooks(
+        &mut self,
+        t: &mut Transport,
+        on: On,
+        to: To,
+        stanza: Element,
+    ) -> Result<(), End> {
+        let services = self.services.clone();
+        let mut m = Routed {
+            services: services.clone(),
+            user: self.user,
+            conn: self.conn,
+            full: self.full.clone(),
+            bare: self.bare.clone(),
+            to,
+            stanza,
+            delivered: 0,
+            out: Vec::new(),
+            presence: std::mem::take(&mut self.presence),
+            app: self.app.take(),
+        };
+        let flow = services.dispatch.hooks.run(on, &mut m).await;
+        self.presence = m.presence;
+        self.app = m.app;
+        for el in m.out {
+            self.send(t, el).await?;
+        }
+        match flow {
+            Flow::Next | Flow::Done | Flow::Drop(None) => Ok(()),
+            Flow::Refuse(e) => self.reply_error(t, &m.stanza, e).await,
+            Flow::Drop(Some(bounce)) => self.send(t, bounce).await,
+        }
+    }
+
+    pub(super) async fn on_iq(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
+        el.set_attr("from", self.full.clone());
+        let kind = match el.attr("type") {
+            Some("get") => Kind::IqGet,
+            Some("set") => Kind::IqSet,
+            Some("result" | "error") => {
+                if let (Some((pid, _)), Some(id)) = (&self.ping, el.attr("id")) {
+                    if pid == id {
+                        self.ping = None;
+                        return Ok(());
+                    }
+                }
+                if let Ok(Dest::User(u, Some(r))) = self.resolve(el.attr("to")) {
+                    self.services.hub.deliver_to_resource(u, &r, el);
+                }
+                return Ok(());
+            }
+            _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
+        };
+        let payload = match (el.attr("id"), el.elements().next()) {
+            (Some(_), Some(p)) if el.elements().count() == 1 => p.clone(),
+            _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
+        };
+        if let Ok(Dest::User(peer, _)) = self.resolve(el.attr("to")) {
+            if let Err(bounce) = privacy::screen(
+                &self.services,
+                self.user,
+                peer,
+                crate::privacy::Kind::Iq,
+                &el,
+            )
+            .await
+            {
+                return match bounce {
+                    Some(b) => self.send(t, b).await,
+                    None => Ok(()),
+                };
+            }
+        }
+        let target = match self.resolve(el.attr("to")) {
+            Ok(Dest::Room(room)) => return self.room_iq(t, el, payload, Some(room)).await,
+            Ok(Dest::MucService) => return self.room_iq(t, el, payload, None).await,
+            Ok(Dest::Server) => Target::Server,
+            Ok(Dest::User(u, None)) if u == self.user => Target::Server,
+            Ok(Dest::User(u, None)) => Target::User(u),
+            Ok(Dest::User(u, Some(r))) => {
+                // An iq to another connection's full JID is routed as is.
+                if self.services.hub.deliver_to_resource(u, &r, el.clone()) {
+                    return Ok(());
+                }
+                return self
+                    .reply_error(t, &el, StanzaError::service_unavailable())
+                    .await;
+            }
+            Err(e) => return self.reply_error(t, &el, e).await,
+        };
+        if payload.is("bind", ns::BIND) {
+            return self.reply_error(t, &el, StanzaError::not_allowed()).await;
+        }
+        let reg = self.services.dispatch.get(kind, &payload.ns);
+        let handler = reg
+            .filter(|r| target == Target::Server || r.for_users)
+            .and_then(|r| r.handler);
+        let Some(handler) = handler else {
+            return self
+                .reply_error(t, &el, StanzaError::service_unavailable())
+                .await;
+        };
+        let reply = handler(Request {
+            services: &self.services,
+            user: self.user,
+            conn: self.conn,
+            jid: &self.jid,
+            target,
+            stanza: &el,
+            payload: &payload,
+        })
+        .await;
+        let out = match reply {
+            Ok(p) => iq_result(&el, self.domain(), p),
+            Err(e) => e.reply_to(&el, self.domain()),
+        };
+        self.send(t, out).await
+    }
+
+    /// An iq to the MUC service or a room: exactly one answer.
+    async fn room_iq(
+        &mut self,
+        t: &mut Transport,
+        el: Element,
+        payload: Element,
+        room: Option<muc::RoomAddr>,
+    ) -> Result<(), End> {
+        let get = el.attr("type") == Some("get");
+        let reply = match load_actor(&self.services, self.user, &mut self.app).await {
+            Ok(actor) => muc::on_iq(&self.services, &actor, get, &payload, room).await,
+            Err(e) => Err(e),
+        };
+        let out = match reply {
+            Ok(p) => iq_result(&el, self.domain(), p),
+            Err(e) => e.reply_to(&el, self.domain()),
+        };
+        self.send(t, out).await
+    }
+}
