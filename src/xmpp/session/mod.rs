@@ -20,6 +20,7 @@ use super::ext::{
     carbons, correction, history, markers, message_delete, muc, offline, roster, status_streaming,
 };
 use super::ns;
+use super::stanza::StreamCondition;
 use super::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
 use super::stream::transport::ReadError;
 use super::stream::{Element, Node, Packet, Transport};
@@ -48,7 +49,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
     {
         Ok(n) => n,
         Err(_) => {
-            t.fail("connection-timeout").await;
+            t.fail(StreamCondition::ConnectionTimeout).await;
             return;
         }
     };
@@ -163,7 +164,7 @@ fn sasl_failure(condition: &str) -> Element {
 
 async fn read_fault(t: &mut Transport, e: ReadError) {
     match e {
-        ReadError::Fault(f) => t.fail(f.condition()).await,
+        ReadError::Fault(f) => t.fail(f.into()).await,
         ReadError::Closed | ReadError::Io(_) => t.abandon(),
     }
 }
@@ -180,7 +181,7 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
             }
             Ok(Packet::Stanza(_)) => {
                 let _ = t.send_header(s.domain(), &random_hex(8)).await;
-                t.fail("not-well-formed").await;
+                t.fail(StreamCondition::NotWellFormed).await;
                 return Negotiated::Done;
             }
             Err(e) => {
@@ -192,7 +193,7 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
             }
         }
         if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
-            t.fail(condition).await;
+            t.fail(StreamCondition::of_revocation(condition)).await;
             return Negotiated::Done;
         }
         let offer = features(s, t, authed.is_some());
@@ -211,7 +212,7 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                     return Negotiated::Done;
                 }
                 Ok(Packet::StreamStart(_)) => {
-                    t.fail("not-well-formed").await;
+                    t.fail(StreamCondition::NotWellFormed).await;
                     return Negotiated::Done;
                 }
                 Err(e) => {
@@ -220,7 +221,7 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                 }
             };
             if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
-                t.fail(condition).await;
+                t.fail(StreamCondition::of_revocation(condition)).await;
                 return Negotiated::Done;
             }
             match (el.ns.as_str(), el.name.as_str(), authed.as_ref()) {
@@ -274,11 +275,11 @@ async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiated {
                     }
                 }
                 (ns::CLIENT | ns::TLS | ns::SASL | ns::SM, _, _) => {
-                    t.fail("not-authorized").await;
+                    t.fail(StreamCondition::NotAuthorized).await;
                     return Negotiated::Done;
                 }
                 _ => {
-                    t.fail("invalid-namespace").await;
+                    t.fail(StreamCondition::InvalidNamespace).await;
                     return Negotiated::Done;
                 }
             }
@@ -621,7 +622,7 @@ impl Session {
         }
         sm.keep(el.clone());
         if sm.unacked.len() > cap.saturating_mul(4) || sm.unacked_bytes > max_bytes {
-            t.fail("policy-violation").await;
+            t.fail(StreamCondition::PolicyViolation).await;
             return Err(End::Closed);
         }
         // Past half the byte bound, every stanza asks for an ack.
@@ -661,7 +662,7 @@ impl Session {
         let ping_timeout = Duration::from_secs(cfg.ping_timeout_secs.max(1));
         loop {
             if let Some(condition) = self.revoked.condition() {
-                t.fail(condition).await;
+                t.fail(StreamCondition::of_revocation(condition)).await;
                 return End::Closed;
             }
             let deadline = match &self.ping {
@@ -670,7 +671,7 @@ impl Session {
             };
             tokio::select! {
                 _ = shutdown.changed() => {
-                    t.fail("system-shutdown").await;
+                    t.fail(StreamCondition::SystemShutdown).await;
                     return End::Closed;
                 }
                 out = self.rx.recv() => match out {
@@ -695,13 +696,13 @@ impl Session {
                             return end;
                         }
                         if replaced {
-                            t.fail("conflict").await;
+                            t.fail(StreamCondition::Conflict).await;
                             return End::Closed;
                         }
                     }
                     Some(Outbound::Revoked) => continue,
                     Some(Outbound::Replaced) | None => {
-                        t.fail("conflict").await;
+                        t.fail(StreamCondition::Conflict).await;
                         return End::Closed;
                     }
                 },
@@ -724,11 +725,11 @@ impl Session {
                             return End::Clean;
                         }
                         Ok(Packet::StreamStart(_)) => {
-                            t.fail("not-well-formed").await;
+                            t.fail(StreamCondition::NotWellFormed).await;
                             return End::Closed;
                         }
                         Err(ReadError::Fault(f)) => {
-                            t.fail(f.condition()).await;
+                            t.fail(f.into()).await;
                             return End::Closed;
                         }
                         Err(ReadError::Closed | ReadError::Io(_)) => return End::Lost,
@@ -737,7 +738,7 @@ impl Session {
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.ping.is_some() {
                         tracing::debug!(jid = %self.full, "no answer to ping: closing");
-                        t.fail("connection-timeout").await;
+                        t.fail(StreamCondition::ConnectionTimeout).await;
                         return End::Lost;
                     }
                     let id = format!("ping-{}", random_hex(6));
@@ -787,9 +788,9 @@ impl Session {
                 }
                 let known = [ns::CLIENT, ns::SASL, ns::TLS, ns::BIND];
                 t.fail(if known.contains(&namespace) {
-                    "unsupported-stanza-type"
+                    StreamCondition::UnsupportedStanzaType
                 } else {
-                    "invalid-namespace"
+                    StreamCondition::InvalidNamespace
                 })
                 .await;
                 Err(End::Closed)
@@ -834,7 +835,7 @@ impl Session {
                 Ok(())
             }
             _ => {
-                t.fail("unsupported-stanza-type").await;
+                t.fail(StreamCondition::UnsupportedStanzaType).await;
                 Err(End::Closed)
             }
         }
@@ -1315,7 +1316,7 @@ impl Session {
                     let mut t = req.transport;
                     if let Some(condition) = self.revoked.condition() {
                         hub.forget_resumable(&id);
-                        t.fail(condition).await;
+                        t.fail(StreamCondition::of_revocation(condition)).await;
                         return None;
                     }
                     hub.set_auth(self.user, self.conn, req.auth);

@@ -340,6 +340,13 @@ impl StreamCondition {
         Self::ALL.into_iter().find(|c| c.as_str() == name)
     }
 
+    /// The condition a revocation ends its streams with: `hub/` names it (`reset` for a
+    /// password change, `not-authorized` otherwise) because it may not import XMPP types; a
+    /// name this table does not know ends the stream as `not-authorized`.
+    pub fn of_revocation(name: &str) -> StreamCondition {
+        Self::parse(name).unwrap_or(StreamCondition::NotAuthorized)
+    }
+
     /// `<stream:error>` carrying this condition (RFC 6120 §4.9.2).
     pub fn to_element(self) -> Element {
         Element::new("error", ns::STREAMS)
@@ -442,6 +449,31 @@ mod tests {
             assert_eq!(StreamCondition::parse(c.as_str()), Some(c));
         }
         assert_eq!(StreamCondition::parse("no-such-condition"), None);
+    }
+
+    #[test]
+    fn a_revocation_ends_the_stream_with_its_condition_or_not_authorized() {
+        assert_eq!(
+            StreamCondition::of_revocation("reset"),
+            StreamCondition::Reset
+        );
+        assert_eq!(
+            StreamCondition::of_revocation("something-else"),
+            StreamCondition::NotAuthorized
+        );
+    }
+
+    #[test]
+    fn a_reader_fault_ends_the_stream_with_the_same_condition() {
+        use Fault::*;
+        for f in [
+            NotWellFormed,
+            PolicyViolation,
+            RestrictedXml,
+            InvalidNamespace,
+        ] {
+            assert_eq!(StreamCondition::from(f).as_str(), f.condition());
+        }
     }
 
     #[test]
