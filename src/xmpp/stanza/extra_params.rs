@@ -1,8 +1,8 @@
 //! The ConnectyCube `<extraParams xmlns='jabber:client'>` payload, written once: the names the
 //! protocol owns, one decoder (element → [`ExtraParams`]), one encoder ([`ExtraParams`] →
-//! element), and the ConnectyCube chat message built on them ([`CcMessage`]). Live fan-out of
-//! REST messages, room join history and history stamping all write through here, so a stored
-//! message looks the same to a client whichever way it arrives.
+//! element), and stamping. The ConnectyCube chat message built on it is `super::message`. Live
+//! fan-out of REST messages, room join history and history stamping all write through here, so
+//! a stored message looks the same to a client whichever way it arrives.
 //!
 //! The wire rules (docs/protocol/connectycube-js-sdk.md §5.1): scalars are element text,
 //! attachments are `<attachment/>` elements with attributes only, **nested custom parameters
@@ -17,9 +17,8 @@ use serde_json::{Map, Value};
 
 use super::super::ns;
 use super::super::stream::{Element, Node};
-use super::kind::MessageType;
 use super::StanzaError;
-use crate::model::message::{Message, MessageView};
+use crate::model::message::Message;
 use crate::model::ObjectId;
 
 /// `<extraParams>` children the server writes (or reads as protocol): never a custom parameter.
@@ -62,7 +61,7 @@ pub const REST_NOT_CUSTOM: [&str; 19] = [
 ];
 
 /// A custom parameter name as the chat layer stores it: not protocol, not a message field.
-fn is_custom(name: &str) -> bool {
+pub(super) fn is_custom(name: &str) -> bool {
     !RESERVED.contains(&name) && !REST_NOT_CUSTOM.contains(&name)
 }
 
@@ -314,174 +313,13 @@ pub fn value_of(root: &Element) -> Value {
     }
 }
 
-/// A ConnectyCube chat message: the parts of `<message>` the chat service stores and the SDK
-/// reads. Other payloads (markers, corrections, chat states) are not part of it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CcMessage {
-    pub id: Option<String>,
-    pub kind: MessageType,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub body: Option<String>,
-    /// `None`: the message carries no `<extraParams>`.
-    pub extra: Option<ExtraParams>,
-    /// XEP-0333 `<markable/>`.
-    pub markable: bool,
-}
-
-impl CcMessage {
-    /// Reads the ConnectyCube parts of any message element. A `type` RFC 6121 does not define
-    /// reads as `normal` (RFC 6121 §5.2.2).
-    pub fn read(el: &Element) -> CcMessage {
-        CcMessage {
-            id: el.attr("id").map(str::to_owned),
-            kind: MessageType::of(el).unwrap_or(MessageType::Normal),
-            from: el.attr("from").map(str::to_owned),
-            to: el.attr("to").map(str::to_owned),
-            body: el.child("body", ns::CLIENT).map(Element::text),
-            extra: ExtraParams::of(el).map(ExtraParams::decode),
-            markable: el.child("markable", ns::CHAT_MARKERS).is_some(),
-        }
-    }
-
-    /// The message a REST `send_to_chat` event carries (`chat::messages::to_event_json`: the
-    /// message's fields plus its custom parameters at the top level) in `dialog`.
-    pub fn from_event(v: &Value, dialog: &ObjectId) -> CcMessage {
-        let id = v
-            .get("_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let custom = v
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| is_custom(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        CcMessage {
-            id: Some(id.clone()),
-            kind: MessageType::Normal,
-            from: None,
-            to: None,
-            body: v.get("message").and_then(Value::as_str).map(str::to_owned),
-            extra: Some(ExtraParams {
-                save_to_history: true,
-                dialog_id: Some(dialog.to_string()),
-                message_id: Some(id),
-                date_sent: v.get("date_sent").and_then(Value::as_i64),
-                attachments: objects(v.get("attachments")),
-                custom,
-            }),
-            markable: v.get("markable").and_then(Value::as_bool) == Some(true),
-        }
-    }
-
-    /// Sets type and addresses (builder).
-    pub fn addressed(mut self, kind: MessageType, from: String, to: Option<String>) -> Self {
-        self.kind = kind;
-        self.from = Some(from);
-        self.to = to;
-        self
-    }
-
-    /// `<message type id from to>` with `<body>`, `<extraParams>` and `<markable/>`, in that
-    /// order. `normal` is written as an explicit type.
-    pub fn to_element(&self) -> Element {
-        let mut m = Element::new("message", ns::CLIENT).with_attr("type", self.kind.as_str());
-        if let Some(id) = &self.id {
-            m.set_attr("id", id.clone());
-        }
-        if let Some(f) = &self.from {
-            m.set_attr("from", f.clone());
-        }
-        if let Some(t) = &self.to {
-            m.set_attr("to", t.clone());
-        }
-        if let Some(b) = &self.body {
-            m.push(Element::new("body", ns::CLIENT).with_text(b.clone()));
-        }
-        if let Some(x) = &self.extra {
-            m.push(x.to_element());
-        }
-        if self.markable {
-            m.push(Element::new("markable", ns::CHAT_MARKERS));
-        }
-        m
-    }
-}
-
-/// The attachment objects of a stored list (the chat rules admit objects only).
-fn objects(list: Option<&Value>) -> Vec<Map<String, Value>> {
-    list.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_object().cloned())
-        .collect()
-}
-
-impl TryFrom<&Element> for CcMessage {
-    type Error = StanzaError;
-
-    fn try_from(el: &Element) -> Result<Self, Self::Error> {
-        if !el.is("message", ns::CLIENT) {
-            return Err(StanzaError::bad_request());
-        }
-        Ok(Self::read(el))
-    }
-}
-
-impl From<&CcMessage> for Element {
-    fn from(m: &CcMessage) -> Element {
-        m.to_element()
-    }
-}
-
-impl From<CcMessage> for Element {
-    fn from(m: CcMessage) -> Element {
-        m.to_element()
-    }
-}
-
-impl From<&MessageView> for CcMessage {
-    /// A stored message as the SDK reads it: id, body, markable, and `<extraParams>` with
-    /// `save_to_history`, `dialog_id`, `message_id`, `date_sent`, attachments and custom
-    /// parameters. Type and addresses are the caller's ([`CcMessage::addressed`]).
-    fn from(v: &MessageView) -> CcMessage {
-        let m = &v.message;
-        CcMessage {
-            id: Some(m.id.to_string()),
-            kind: MessageType::Normal,
-            from: None,
-            to: None,
-            body: m.body.clone(),
-            extra: Some(ExtraParams {
-                save_to_history: true,
-                dialog_id: Some(m.dialog_id.to_string()),
-                message_id: Some(m.id.to_string()),
-                date_sent: Some(m.date_sent),
-                attachments: objects(Some(&m.attachments)),
-                custom: m.custom.clone(),
-            }),
-            markable: m.markable,
-        }
-    }
-}
-
-/// A stored message as a stanza of `kind` from `from` to `to`: what room join history sends
-/// (before its XEP-0203 `<delay/>`), written by the same encoder as live fan-out.
-pub fn message_from_view(v: &MessageView, kind: MessageType, from: String, to: &str) -> Element {
-    CcMessage::from(v)
-        .addressed(kind, from, Some(to.to_owned()))
-        .to_element()
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::model::message::MessageView;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
+    pub(crate) fn obj(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -600,7 +438,7 @@ mod tests {
         assert!(ExtraParams::of(&el).is_some());
     }
 
-    fn view() -> MessageView {
+    pub(crate) fn view() -> MessageView {
         let t = time::OffsetDateTime::UNIX_EPOCH;
         MessageView {
             message: Message {
@@ -627,54 +465,9 @@ mod tests {
     }
 
     #[test]
-    fn a_cc_message_round_trips_through_its_element() {
-        let m = CcMessage::from(&view()).addressed(
-            MessageType::Groupchat,
-            "42_d@muc.localhost/1001".into(),
-            Some("1002-42@localhost".into()),
-        );
-        let mut expected = m.clone();
-        // The decoder reads leaves as strings, as the SDK does.
-        if let Some(x) = expected.extra.as_mut() {
-            x.attachments = vec![obj(json!({"type": "image", "size": "12"}))];
-        }
-        assert_eq!(CcMessage::try_from(&m.to_element()), Ok(expected));
-    }
-
-    #[test]
-    fn a_stored_message_and_its_rest_event_encode_the_same() {
-        let v = view();
-        let event = json!({
-            "_id": v.message.id, "chat_dialog_id": v.message.dialog_id, "sender_id": 1001,
-            "recipient_id": 0, "message": "hi", "attachments": v.message.attachments,
-            "date_sent": v.message.date_sent, "markable": true,
-            "nested": {"a": "1"}, "k": "v",
-        });
-        assert_eq!(
-            CcMessage::from_event(&event, &v.message.dialog_id).to_element(),
-            CcMessage::from(&v).to_element()
-        );
-    }
-
-    #[test]
-    fn join_history_is_the_stored_message_addressed() {
-        let el = message_from_view(&view(), MessageType::Groupchat, "r/1001".into(), "u");
-        assert_eq!(el.attr("type"), Some("groupchat"));
-        assert_eq!(el.attr("from"), Some("r/1001"));
-        assert_eq!(el.attr("to"), Some("u"));
-        let x = ExtraParams::of(&el).unwrap();
-        assert!(x
-            .child("nested", ns::CLIENT)
-            .unwrap()
-            .child("a", ns::CLIENT)
-            .is_some());
-    }
-
-    #[test]
     fn only_an_extra_params_element_decodes_as_one() {
         let el = Element::new("body", ns::CLIENT);
         assert!(ExtraParams::try_from(&el).is_err());
-        assert!(CcMessage::try_from(&el).is_err());
     }
 
     /// Depth of `{"a": {"a": … "leaf"}}`, walked without recursion.
@@ -702,9 +495,8 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn the_hot_types_stay_small() {
+    fn extra_params_stay_small() {
         assert_eq!(std::mem::size_of::<ExtraParams>(), 120);
-        assert_eq!(std::mem::size_of::<CcMessage>(), 224);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Stanza-level vocabulary: JIDs, the user a JID names, and the typed stanza parts handlers
 //! read instead of raw attributes: RFC 6120 stanza and stream errors (`error`), the
-//! message/presence/iq `type` values (`kind`) and the ConnectyCube `<extraParams>` payload
-//! (`extra_params`). Pure values and their XML, no I/O; it routes and decides nothing.
+//! message/presence/iq `type` values (`kind`), the ConnectyCube `<extraParams>` payload
+//! (`extra_params`) and the ConnectyCube chat message (`message`). Pure values and their XML, no I/O; it routes and decides nothing.
 
 use std::fmt;
 
@@ -12,9 +12,11 @@ use crate::model::{AppId, UserId};
 pub mod error;
 pub mod extra_params;
 pub mod kind;
+pub mod message;
 
 pub use error::{Condition, ErrorType, StanzaError, StreamCondition};
 pub use kind::{IqType, MessageType, PresenceType, UnknownType};
+pub use message::{message_from_view, CcMessage};
 
 /// `local@domain/resource`, each part as written (no stringprep: local parts are numeric ids).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
