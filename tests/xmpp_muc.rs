@@ -659,6 +659,69 @@ async fn leaving_a_group_or_unsubscribing_from_a_public_dialog_over_rest_ends_ro
     nothing_but_sentinel(&srv, &mut a, &mut c, u[2].1).await;
 }
 
+/// A custom parameter of a received message's `<extraParams>` as the SDK reads it: an element
+/// with children is an object of them, a leaf is its text (docs/protocol §5.1).
+fn custom_param(m: &Element, name: &str) -> Value {
+    fn read(e: &Element) -> Value {
+        if e.elements().next().is_none() {
+            return Value::String(e.text());
+        }
+        Value::Object(e.elements().map(|c| (c.name.clone(), read(c))).collect())
+    }
+    m.child("extraParams", "jabber:client")
+        .and_then(|x| x.child(name, "jabber:client"))
+        .map(read)
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_nested_custom_parameter_reads_the_same_live_on_room_join_and_over_rest() {
+    let srv = TestServer::start().await;
+    let (u, d) = group(&srv, "nest", 2).await;
+    let r = room(&srv, &d);
+    let nested = json!({"a": "1", "b": "two"});
+    let mut a = online(&srv, u[0].1).await;
+    let mut b = online(&srv, u[1].1).await;
+    // Sent over XMPP as the SDK writes it: nested elements.
+    a.send_raw(&format!(
+        "<message to='{r}' type='groupchat' id='6b0809bbf5504c5e5300c001'><body>x</body>\
+         <extraParams xmlns='jabber:client'><save_to_history>1</save_to_history>\
+         <nested><a>1</a><b>two</b></nested></extraParams></message>"
+    ))
+    .await;
+    a.expect_named("message").await;
+    let live = b.expect_named("message").await;
+    assert_eq!(custom_param(&live, "nested"), nested, "live, from XMPP");
+    // Sent over REST with send_to_chat.
+    let created = srv
+        .http
+        .post_json(
+            "/chat/Message",
+            Some(&u[0].0),
+            json!({"chat_dialog_id": d, "message": "y", "send_to_chat": 1, "nested": nested}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let live = b.expect_named("message").await;
+    assert_eq!(custom_param(&live, "nested"), nested, "live, from REST");
+    // REST reads both back as the same object.
+    let items = history(&srv, &u[1].0, &d).await;
+    assert_eq!(items.len(), 2);
+    for item in &items {
+        assert_eq!(item["nested"], nested, "over REST: {item}");
+    }
+    // Room join history writes both as nested elements too.
+    b.send_raw(&join(&r, u[1].1, "n:join", "<history maxstanzas='2'/>"))
+        .await;
+    b.expect("self presence", |e| e.attr("id") == Some("n:join"))
+        .await;
+    for _ in 0..2 {
+        let old = b.expect_named("message").await;
+        assert!(old.child("delay", "urn:xmpp:delay").is_some());
+        assert_eq!(custom_param(&old, "nested"), nested, "on room join");
+    }
+}
+
 /// Not a timed test: `cargo test --release --test suite fan_out_measured -- --ignored --nocapture`
 /// prints group fan-out throughput for one sender and a 100-occupant room (all online, none
 /// joined), messages not stored (the membership cache path).

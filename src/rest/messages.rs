@@ -12,28 +12,10 @@ use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::messages::{message_query, MessageUpdate, NewMessage};
 use crate::model::message::MessageView;
 
-/// Response fields a custom parameter may not shadow.
-const RESERVED: [&str; 19] = [
-    "_id",
-    "chat_dialog_id",
-    "recipient_id",
-    "message",
-    "attachments",
-    "markable",
-    "send_to_chat",
-    "date_sent",
-    "created_at",
-    "updated_at",
-    "sender_id",
-    "read_ids",
-    "delivered_ids",
-    "views_count",
-    "read",
-    "reactions",
-    "edited_at",
-    "save_to_history",
-    "dialog_id",
-];
+/// Request names that are never custom parameters: the message's own fields and the two
+/// `extraParams` names the server writes itself. One list, kept beside the `extraParams`
+/// reserved names it overlaps (see there why the two differ).
+const RESERVED: [&str; 19] = crate::xmpp::stanza::extra_params::REST_NOT_CUSTOM;
 
 /// A message as the API shows it to `me`, as a `Value` for answers that embed it.
 pub fn message_json(v: &MessageView, me: i64) -> Value {

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::ext::{muc, offline};
 use super::ns;
-use super::stanza::{random_hex, UserKey};
+use super::stanza::extra_params::{self, ExtraParams};
+use super::stanza::{random_hex, CcMessage, MessageType, UserKey};
 use super::stream::Element;
 use super::Services;
 use crate::chat::ChatEvent;
@@ -54,80 +54,19 @@ fn origin(
     dialog: &ObjectId,
     by: i64,
     domain: &str,
-) -> (&'static str, String) {
+) -> (MessageType, String) {
     if kind == DialogType::Private {
-        ("chat", user_jid(app, by, domain))
+        (MessageType::Chat, user_jid(app, by, domain))
     } else {
-        ("groupchat", format!("{app}_{dialog}@muc.{domain}/{by}"))
+        (
+            MessageType::Groupchat,
+            format!("{app}_{dialog}@muc.{domain}/{by}"),
+        )
     }
 }
 
 fn extra(dialog: &ObjectId) -> Element {
-    Element::new("extraParams", ns::CLIENT)
-        .with_child(Element::new("dialog_id", ns::CLIENT).with_text(dialog.to_string()))
-}
-
-/// A custom parameter as an element: scalars as text, objects as child elements. The chat layer
-/// admitted only XML names nested at most `chat.max_custom_params_depth` levels
-/// (`chat/params.rs`), which bounds this recursion; the writer drops any other name.
-fn param(name: &str, v: &Value) -> Element {
-    let e = Element::new(name, ns::CLIENT);
-    match v {
-        Value::Object(m) => m.iter().fold(e, |e, (k, v)| e.with_child(param(k, v))),
-        Value::String(s) => e.with_text(s.clone()),
-        Value::Null => e,
-        other => e.with_text(other.to_string()),
-    }
-}
-
-/// The stanza for a message created over REST with `send_to_chat=1`.
-fn message_stanza(v: &Value, typ: &str, from: &str, dialog: &ObjectId) -> Element {
-    const KNOWN: [&str; 8] = [
-        "_id",
-        "chat_dialog_id",
-        "sender_id",
-        "recipient_id",
-        "message",
-        "attachments",
-        "date_sent",
-        "markable",
-    ];
-    let id = v["_id"].as_str().unwrap_or_default().to_string();
-    let mut x = extra(dialog)
-        .with_child(Element::new("save_to_history", ns::CLIENT).with_text("1"))
-        .with_child(Element::new("date_sent", ns::CLIENT).with_text(v["date_sent"].to_string()))
-        .with_child(Element::new("message_id", ns::CLIENT).with_text(id.clone()));
-    for a in v["attachments"].as_array().into_iter().flatten() {
-        let mut att = Element::new("attachment", ns::CLIENT);
-        for (k, val) in a.as_object().into_iter().flatten() {
-            let text = val
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| val.to_string());
-            att.set_attr(k, text);
-        }
-        x.push(att);
-    }
-    for (k, val) in v
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
-    {
-        x.push(param(k, val));
-    }
-    let mut m = Element::new("message", ns::CLIENT)
-        .with_attr("type", typ)
-        .with_attr("id", id)
-        .with_attr("from", from);
-    if let Some(body) = v["message"].as_str() {
-        m.push(Element::new("body", ns::CLIENT).with_text(body));
-    }
-    m.push(x);
-    if v["markable"].as_bool() == Some(true) {
-        m.push(Element::new("markable", ns::CHAT_MARKERS));
-    }
-    m
+    ExtraParams::dialog(dialog).to_element()
 }
 
 /// The 1:1 recipients a message from `sender` may reach: privacy lists and blocks are
@@ -151,7 +90,8 @@ async fn send_each(services: &Services, app: AppId, users: &[i64], stanza: &Elem
         let mut s = stanza.clone();
         s.set_attr("to", user_jid(app, u, domain));
         let delivered = services.hub.deliver_to_user(key(app, u), &s);
-        if delivered == 0 && s.attr("type") == Some("chat") && offline::worth_keeping(&s) {
+        let chat = MessageType::of(&s) == Ok(MessageType::Chat);
+        if delivered == 0 && chat && offline::worth_keeping(&s) {
             offline::store(services, key(app, u), &s).await;
         }
     }
@@ -169,7 +109,9 @@ async fn deliver(services: &Services, e: ChatEvent) {
         } => {
             let sender = message["sender_id"].as_i64().unwrap_or_default();
             let (typ, from) = origin(kind, app, &dialog, sender, &domain);
-            let stanza = message_stanza(&message, typ, &from, &dialog);
+            let stanza = CcMessage::from_event(&message, &dialog)
+                .addressed(typ, from, None)
+                .to_element();
             if kind == DialogType::Private {
                 let to = permitted(services, app, sender, recipients).await;
                 send_each(services, app, &to, &stanza).await;
@@ -198,7 +140,7 @@ async fn deliver(services: &Services, e: ChatEvent) {
             let (typ, from) = origin(kind, app, &dialog, by, &domain);
             for m in messages {
                 let stanza = Element::new("message", ns::CLIENT)
-                    .with_attr("type", typ)
+                    .with_attr("type", typ.as_str())
                     .with_attr("id", random_hex(12))
                     .with_attr("from", from.clone())
                     .with_child(
@@ -220,7 +162,7 @@ async fn deliver(services: &Services, e: ChatEvent) {
         } => {
             let (typ, from) = origin(kind, app, &dialog, sender, &domain);
             let stanza = Element::new("message", ns::CLIENT)
-                .with_attr("type", typ)
+                .with_attr("type", typ.as_str())
                 .with_attr("id", random_hex(12))
                 .with_attr("from", from)
                 .with_child(Element::new("body", ns::CLIENT).with_text(body))
@@ -244,7 +186,7 @@ async fn deliver(services: &Services, e: ChatEvent) {
             let marker = if read { "displayed" } else { "received" };
             for (m, sender) in messages {
                 let stanza = Element::new("message", ns::CLIENT)
-                    .with_attr("type", "chat")
+                    .with_attr("type", MessageType::Chat.as_str())
                     .with_attr("id", random_hex(12))
                     .with_attr("from", user_jid(app, by, &domain))
                     .with_child(
@@ -283,7 +225,7 @@ async fn deliver(services: &Services, e: ChatEvent) {
                 );
             }
             let stanza = Element::new("message", ns::CLIENT)
-                .with_attr("type", typ)
+                .with_attr("type", typ.as_str())
                 .with_attr("id", random_hex(12))
                 .with_attr("from", from)
                 .with_child(extra(&dialog))
@@ -301,10 +243,10 @@ async fn deliver(services: &Services, e: ChatEvent) {
                 Element::new("moduleIdentifier", ns::CLIENT).with_text("SystemNotifications"),
             );
             for (k, v) in &params {
-                x.push(param(k, v));
+                x.push(extra_params::param(k, v));
             }
             let stanza = Element::new("message", ns::CLIENT)
-                .with_attr("type", "headline")
+                .with_attr("type", MessageType::Headline.as_str())
                 .with_attr("id", id.to_string())
                 .with_attr("from", user_jid(app, from, &domain))
                 .with_child(x);

@@ -33,6 +33,7 @@ use crate::hub::Hub;
 use crate::identity::Identity;
 use crate::limits::{ConnLimiter, ConnRefusal};
 use crate::model::Clock;
+use stanza::StreamCondition;
 use stream::transport::{RawIo, TransportConfig};
 use stream::{Limits, Transport};
 
@@ -218,8 +219,8 @@ async fn refuse(
         .send_header(services.domain(), &stanza::random_hex(8))
         .await;
     t.fail(match why {
-        ConnRefusal::Total => "resource-constraint",
-        ConnRefusal::PerIp => "policy-violation",
+        ConnRefusal::Total => StreamCondition::ResourceConstraint,
+        ConnRefusal::PerIp => StreamCondition::PolicyViolation,
     })
     .await;
 }

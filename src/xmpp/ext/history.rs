@@ -3,104 +3,44 @@
 //! then stamped with `dialog_id`, `date_sent` and `message_id` before delivery. It decides
 //! nothing about who may send (the chat rules do) and routes nothing.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::chat::messages::{NewMessage, Stored};
 use crate::chat::Actor;
 use crate::model::ObjectId;
 use crate::xmpp::ns;
+use crate::xmpp::stanza::extra_params::ExtraParams;
+use crate::xmpp::stanza::CcMessage;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
-/// `extraParams` children that are protocol, not the sender's custom parameters.
-const RESERVED: [&str; 5] = [
-    "save_to_history",
-    "dialog_id",
-    "date_sent",
-    "message_id",
-    "attachment",
-];
-
-fn extra(el: &Element) -> Option<&Element> {
-    el.child("extraParams", ns::CLIENT)
-}
-
 /// Does the sender ask for this message to be stored?
 pub fn wanted(el: &Element) -> bool {
-    extra(el)
-        .and_then(|x| x.child("save_to_history", ns::CLIENT))
-        .is_some_and(|s| s.text().trim() == "1")
-}
-
-/// A custom parameter's value: its text, or an object of its children.
-fn value_of(e: &Element) -> Value {
-    let kids: Vec<&Element> = e.elements().collect();
-    if kids.is_empty() {
-        return Value::String(e.text());
-    }
-    Value::Object(kids.iter().map(|k| (k.name.clone(), value_of(k))).collect())
+    ExtraParams::wants_history(el)
 }
 
 /// The chat-domain message a stanza describes (to a dialog, or to a user's private dialog).
 pub fn new_message(el: &Element, dialog_id: Option<String>, recipient: Option<i64>) -> NewMessage {
-    let x = extra(el);
-    let mut custom = Map::new();
-    let mut attachments = Vec::new();
-    for c in x.into_iter().flat_map(|x| x.elements()) {
-        if c.name == "attachment" {
-            attachments.push(Value::Object(
-                c.attrs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                    .collect(),
-            ));
-        } else if !RESERVED.contains(&c.name.as_str()) {
-            custom.insert(c.name.clone(), value_of(c));
-        }
-    }
-    let date_sent = x
-        .and_then(|x| x.child("date_sent", ns::CLIENT))
-        .and_then(|d| d.text().trim().parse::<i64>().ok());
+    let m = CcMessage::read(el);
+    let x = m.extra.unwrap_or_default();
     NewMessage {
         dialog_id,
         recipient_id: recipient,
-        id: el
-            .attr("id")
-            .filter(|i| ObjectId::is_valid(i))
-            .map(str::to_owned),
-        body: el.child("body", ns::CLIENT).map(Element::text),
-        attachments,
-        custom,
-        markable: el.child("markable", ns::CHAT_MARKERS).is_some(),
+        id: m.id.filter(|i| ObjectId::is_valid(i)),
+        body: m.body,
+        attachments: x.attachments.into_iter().map(Value::Object).collect(),
+        custom: x.custom,
+        markable: m.markable,
         send_to_chat: false,
-        date_sent,
+        date_sent: x.date_sent,
     }
 }
 
 /// Writes `dialog_id`, `date_sent` and `message_id` into the stanza's `extraParams`, replacing
 /// what the sender wrote, so every recipient sees the stored values.
 pub fn stamp(el: &mut Element, stored: &Stored) {
-    let m = &stored.view.message;
-    let values = [
-        ("dialog_id", m.dialog_id.to_string()),
-        ("date_sent", m.date_sent.to_string()),
-        ("message_id", m.id.to_string()),
-    ];
-    if extra(el).is_none() {
-        el.push(Element::new("extraParams", ns::CLIENT));
-    }
-    for n in el.children.iter_mut() {
-        if let crate::xmpp::stream::element::Node::Element(x) = n {
-            if x.name == "extraParams" && x.ns == ns::CLIENT {
-                for (name, value) in &values {
-                    x.children.retain(|c| !matches!(c, crate::xmpp::stream::element::Node::Element(e) if e.name == *name));
-                    x.push(Element::new(name, ns::CLIENT).with_text(value.clone()));
-                }
-                break;
-            }
-        }
-    }
+    ExtraParams::stamp(el, &stored.view.message);
 }
 
 /// Stores a 1:1 message in the private dialog of sender and recipient (created on first
@@ -161,6 +101,7 @@ fn save(m: &mut Routed) -> BoxFuture<'_, Flow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xmpp::ns;
 
     fn stanza() -> Element {
         Element::new("message", ns::CLIENT)

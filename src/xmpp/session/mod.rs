@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::dispatch::{Kind, Request, Target};
 use super::ext::{muc, offline, presence, status_streaming};
 use super::ns;
-use super::stanza::{random_hex, Jid, StanzaError, UserKey};
+use super::stanza::{random_hex, Jid, StanzaError, StreamCondition, UserKey};
 use super::stream::transport::ReadError;
 use super::stream::{Element, Packet, Transport};
 use super::Services;
@@ -41,7 +41,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
     {
         Ok(n) => n,
         Err(_) => {
-            t.fail("connection-timeout").await;
+            t.fail(StreamCondition::ConnectionTimeout).await;
             return;
         }
     };
@@ -189,7 +189,7 @@ impl Session {
         let ping_timeout = Duration::from_secs(cfg.ping_timeout_secs.max(1));
         loop {
             if let Some(condition) = self.revoked.condition() {
-                t.fail(condition).await;
+                t.fail(StreamCondition::of_revocation(condition)).await;
                 return End::Closed;
             }
             let deadline = match &self.ping {
@@ -198,7 +198,7 @@ impl Session {
             };
             tokio::select! {
                 _ = shutdown.changed() => {
-                    t.fail("system-shutdown").await;
+                    t.fail(StreamCondition::SystemShutdown).await;
                     return End::Closed;
                 }
                 out = self.rx.recv() => match out {
@@ -223,13 +223,13 @@ impl Session {
                             return end;
                         }
                         if replaced {
-                            t.fail("conflict").await;
+                            t.fail(StreamCondition::Conflict).await;
                             return End::Closed;
                         }
                     }
                     Some(Outbound::Revoked) => continue,
                     Some(Outbound::Replaced) | None => {
-                        t.fail("conflict").await;
+                        t.fail(StreamCondition::Conflict).await;
                         return End::Closed;
                     }
                 },
@@ -252,11 +252,11 @@ impl Session {
                             return End::Clean;
                         }
                         Ok(Packet::StreamStart(_)) => {
-                            t.fail("not-well-formed").await;
+                            t.fail(StreamCondition::NotWellFormed).await;
                             return End::Closed;
                         }
                         Err(ReadError::Fault(f)) => {
-                            t.fail(f.condition()).await;
+                            t.fail(f.into()).await;
                             return End::Closed;
                         }
                         Err(ReadError::Closed | ReadError::Io(_)) => return End::Lost,
@@ -265,7 +265,7 @@ impl Session {
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.ping.is_some() {
                         tracing::debug!(jid = %self.full, "no answer to ping: closing");
-                        t.fail("connection-timeout").await;
+                        t.fail(StreamCondition::ConnectionTimeout).await;
                         return End::Lost;
                     }
                     let id = format!("ping-{}", random_hex(6));
@@ -315,9 +315,9 @@ impl Session {
                 }
                 let known = [ns::CLIENT, ns::SASL, ns::TLS, ns::BIND];
                 t.fail(if known.contains(&namespace) {
-                    "unsupported-stanza-type"
+                    StreamCondition::UnsupportedStanzaType
                 } else {
-                    "invalid-namespace"
+                    StreamCondition::InvalidNamespace
                 })
                 .await;
                 Err(End::Closed)

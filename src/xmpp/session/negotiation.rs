@@ -13,7 +13,7 @@ use crate::config::PlainAuth;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
 use crate::identity::{ChatAuth, IdentityError};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{iq_result, random_hex, Jid, StanzaError, UserKey};
+use crate::xmpp::stanza::{iq_result, random_hex, Jid, StanzaError, StreamCondition, UserKey};
 use crate::xmpp::stream::transport::ReadError;
 use crate::xmpp::stream::{Element, Packet, Transport};
 use crate::xmpp::Services;
@@ -74,7 +74,7 @@ fn sasl_failure(condition: &str) -> Element {
 
 async fn read_fault(t: &mut Transport, e: ReadError) {
     match e {
-        ReadError::Fault(f) => t.fail(f.condition()).await,
+        ReadError::Fault(f) => t.fail(f.into()).await,
         ReadError::Closed | ReadError::Io(_) => t.abandon(),
     }
 }
@@ -91,7 +91,7 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
             }
             Ok(Packet::Stanza(_)) => {
                 let _ = t.send_header(s.domain(), &random_hex(8)).await;
-                t.fail("not-well-formed").await;
+                t.fail(StreamCondition::NotWellFormed).await;
                 return Negotiated::Done;
             }
             Err(e) => {
@@ -103,7 +103,7 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
             }
         }
         if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
-            t.fail(condition).await;
+            t.fail(StreamCondition::of_revocation(condition)).await;
             return Negotiated::Done;
         }
         let offer = features(s, t, authed.is_some());
@@ -122,7 +122,7 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                     return Negotiated::Done;
                 }
                 Ok(Packet::StreamStart(_)) => {
-                    t.fail("not-well-formed").await;
+                    t.fail(StreamCondition::NotWellFormed).await;
                     return Negotiated::Done;
                 }
                 Err(e) => {
@@ -131,7 +131,7 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                 }
             };
             if let Some(condition) = authed.as_ref().and_then(|a| a.revoked.condition()) {
-                t.fail(condition).await;
+                t.fail(StreamCondition::of_revocation(condition)).await;
                 return Negotiated::Done;
             }
             match (el.ns.as_str(), el.name.as_str(), authed.as_ref()) {
@@ -185,11 +185,11 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                     }
                 }
                 (ns::CLIENT | ns::TLS | ns::SASL | ns::SM, _, _) => {
-                    t.fail("not-authorized").await;
+                    t.fail(StreamCondition::NotAuthorized).await;
                     return Negotiated::Done;
                 }
                 _ => {
-                    t.fail("invalid-namespace").await;
+                    t.fail(StreamCondition::InvalidNamespace).await;
                     return Negotiated::Done;
                 }
             }

@@ -15,7 +15,7 @@ use super::{is_stanza, End, Session};
 use crate::hub::{Outbound, PendingAuth};
 use crate::identity::ChatAuth;
 use crate::xmpp::ns;
-use crate::xmpp::stanza::random_hex;
+use crate::xmpp::stanza::{random_hex, StreamCondition};
 use crate::xmpp::stream::{Element, Node, Transport};
 use crate::xmpp::Services;
 
@@ -123,7 +123,7 @@ impl Session {
         }
         sm.keep(el.clone());
         if sm.unacked.len() > cap.saturating_mul(4) || sm.unacked_bytes > max_bytes {
-            t.fail("policy-violation").await;
+            t.fail(StreamCondition::PolicyViolation).await;
             return Err(End::Closed);
         }
         // Past half the byte bound, every stanza asks for an ack.
@@ -172,7 +172,7 @@ impl Session {
                 Ok(())
             }
             _ => {
-                t.fail("unsupported-stanza-type").await;
+                t.fail(StreamCondition::UnsupportedStanzaType).await;
                 Err(End::Closed)
             }
         }
@@ -213,7 +213,7 @@ impl Session {
                     let mut t = req.transport;
                     if let Some(condition) = self.revoked.condition() {
                         hub.forget_resumable(&id);
-                        t.fail(condition).await;
+                        t.fail(StreamCondition::of_revocation(condition)).await;
                         return None;
                     }
                     hub.set_auth(self.user, self.conn, req.auth);

@@ -24,6 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::element::{escape_into, Element};
 use super::reader::{parse_element, Fault, Framer, Limits, Packet};
 use crate::xmpp::ns;
+use crate::xmpp::stanza::StreamCondition;
 
 /// A TCP socket, before or after TLS.
 pub enum RawIo {
@@ -382,10 +383,8 @@ impl Transport {
     }
 
     /// Sends a stream error with an RFC 6120 condition, then closes the stream.
-    pub async fn fail(&mut self, condition: &str) {
-        let err = Element::new("error", ns::STREAMS)
-            .with_child(Element::new(condition, ns::STREAM_ERRORS));
-        let _ = self.send(&err).await;
+    pub async fn fail(&mut self, condition: StreamCondition) {
+        let _ = self.send(&condition.to_element()).await;
         self.close().await;
     }
 

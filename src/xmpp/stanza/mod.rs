@@ -1,11 +1,22 @@
-//! Stanza-level vocabulary: JIDs, the user a JID names, and RFC 6120 stanza errors (with the
-//! legacy `code` attribute the official SDK reads). Pure values, no I/O.
+//! Stanza-level vocabulary: JIDs, the user a JID names, and the typed stanza parts handlers
+//! read instead of raw attributes: RFC 6120 stanza and stream errors (`error`), the
+//! message/presence/iq `type` values (`kind`), the ConnectyCube `<extraParams>` payload
+//! (`extra_params`) and the ConnectyCube chat message (`message`). Pure values and their XML, no I/O; it routes and decides nothing.
 
 use std::fmt;
 
 use super::ns;
 use super::stream::Element;
 use crate::model::{AppId, UserId};
+
+pub mod error;
+pub mod extra_params;
+pub mod kind;
+pub mod message;
+
+pub use error::{Condition, ErrorType, StanzaError, StreamCondition};
+pub use kind::{IqType, MessageType, PresenceType, UnknownType};
+pub use message::{message_from_view, CcMessage};
 
 /// `local@domain/resource`, each part as written (no stringprep: local parts are numeric ids).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -129,103 +140,6 @@ impl From<&crate::chat::ChatError> for StanzaError {
             E::Db(_) => base,
             other => base.with_text(other.to_string()),
         }
-    }
-}
-
-/// An RFC 6120 stanza error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StanzaError {
-    pub kind: &'static str,
-    pub condition: &'static str,
-    pub code: u16,
-    pub text: Option<String>,
-}
-
-impl StanzaError {
-    const fn new(kind: &'static str, condition: &'static str, code: u16) -> Self {
-        StanzaError {
-            kind,
-            condition,
-            code,
-            text: None,
-        }
-    }
-    pub const fn service_unavailable() -> Self {
-        Self::new("cancel", "service-unavailable", 503)
-    }
-    pub const fn bad_request() -> Self {
-        Self::new("modify", "bad-request", 400)
-    }
-    pub const fn item_not_found() -> Self {
-        Self::new("cancel", "item-not-found", 404)
-    }
-    pub const fn not_allowed() -> Self {
-        Self::new("cancel", "not-allowed", 405)
-    }
-    pub const fn forbidden() -> Self {
-        Self::new("auth", "forbidden", 403)
-    }
-    pub const fn not_authorized() -> Self {
-        Self::new("auth", "not-authorized", 401)
-    }
-    pub const fn internal_server_error() -> Self {
-        Self::new("wait", "internal-server-error", 500)
-    }
-    pub const fn resource_constraint() -> Self {
-        Self::new("wait", "resource-constraint", 500)
-    }
-    pub const fn remote_server_not_found() -> Self {
-        Self::new("cancel", "remote-server-not-found", 404)
-    }
-    pub const fn recipient_unavailable() -> Self {
-        Self::new("wait", "recipient-unavailable", 404)
-    }
-    pub const fn not_acceptable() -> Self {
-        Self::new("modify", "not-acceptable", 406)
-    }
-    /// RFC 6120 §8.3.3.12, type `wait`: a rate limit; the client may retry later.
-    pub const fn policy_violation_wait() -> Self {
-        Self::new("wait", "policy-violation", 406)
-    }
-    pub const fn conflict() -> Self {
-        Self::new("cancel", "conflict", 409)
-    }
-
-    pub fn with_text(mut self, t: impl Into<String>) -> Self {
-        self.text = Some(t.into());
-        self
-    }
-
-    pub fn to_element(&self) -> Element {
-        let mut e = Element::new("error", ns::CLIENT)
-            .with_attr("type", self.kind)
-            .with_attr("code", self.code.to_string())
-            .with_child(Element::new(self.condition, ns::STANZAS));
-        if let Some(t) = &self.text {
-            e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
-        }
-        e
-    }
-
-    /// The error reply to `stanza` (RFC 6120 §8.3): same name and id, from/to swapped, the
-    /// original payload kept.
-    pub fn reply_to(&self, stanza: &Element, server: &str) -> Element {
-        let mut e = Element::new(&stanza.name, ns::CLIENT).with_attr("type", "error");
-        if let Some(id) = stanza.attr("id") {
-            e.set_attr("id", id);
-        }
-        e.set_attr("from", stanza.attr("to").unwrap_or(server));
-        if let Some(from) = stanza.attr("from") {
-            e.set_attr("to", from);
-        }
-        e.children = stanza
-            .children
-            .iter()
-            .filter(|n| !matches!(n, super::stream::Node::Element(c) if c.name == "error"))
-            .cloned()
-            .collect();
-        e.push(self.to_element());
-        e
     }
 }
 
