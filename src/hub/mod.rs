@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::identity::{ChatAuth, Revocation, Revoker};
-use crate::xmpp::stanza::UserKey;
+use crate::model::UserKey;
 use crate::xmpp::stream::Element;
 
 /// A connection's id, unique for the life of the process.

@@ -5,7 +5,7 @@ pub mod filter;
 pub mod ids;
 pub mod time;
 
-pub use ids::{AppId, SessionId, UserId};
+pub use ids::{AppId, SessionId, UserId, UserKey};
 pub use time::Clock;
 pub mod account;
 
