@@ -12,6 +12,7 @@
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
+//! - `xml`      — the owned XML element and its writer, XML names and characters (no protocol).
 //! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.
 
 pub mod chat;
@@ -24,4 +25,5 @@ pub mod model;
 pub mod rest;
 pub mod secret_file;
 pub mod server;
+pub mod xml;
 pub mod xmpp;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::identity::{ChatAuth, Revocation, Revoker};
 use crate::model::UserKey;
-use crate::xmpp::stream::Element;
+use crate::xml::Element;
 
 /// A connection's id, unique for the life of the process.
 pub type ConnId = u64;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::ConnId;
 use crate::model::{AppId, Dialog};
-use crate::xmpp::stream::Element;
+use crate::xml::Element;
 
 /// A room: the dialog's application and id.
 pub type RoomKey = (AppId, String);

@@ -13,7 +13,8 @@ pub use account::{Application, Session, User};
 pub mod dialog;
 pub mod message;
 pub mod object_id;
-pub mod xml;
+/// XML names and characters now live in `crate::xml::names`; this path stays for callers.
+pub use crate::xml::names as xml;
 
 pub use dialog::{Dialog, DialogType};
 pub use object_id::ObjectId;
