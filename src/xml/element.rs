@@ -136,15 +136,14 @@ impl Element {
         }
         out.push_str(&self.name);
         match prefixed {
-            Some(p) => {
-                if !p.bound {
-                    out.push_str(" xmlns:");
-                    out.push_str(p.prefix);
-                    out.push_str("=\"");
-                    escape_into(out, p.ns, true);
-                    out.push('"');
-                }
+            Some(p) if !p.bound => {
+                out.push_str(" xmlns:");
+                out.push_str(p.prefix);
+                out.push_str("=\"");
+                escape_into(out, p.ns, true);
+                out.push('"');
             }
+            Some(_) => {}
             None if self.ns != scope.default_ns => {
                 out.push_str(" xmlns=\"");
                 escape_into(out, &self.ns, true);

@@ -30,13 +30,7 @@ use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
 use crate::identity::{ChatAuth, IdentityError};
 
 /// A new connection asking a parked stream-management session to continue on it.
-pub struct ResumeRequest {
-    pub transport: Transport,
-    /// The client's count of stanzas it received.
-    pub h: u32,
-    /// How the new connection authenticated.
-    pub auth: ChatAuth,
-}
+pub type ResumeRequest = crate::hub::ResumeRequest<Transport>;
 
 /// Runs a connection to its end.
 pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Receiver<bool>) {
@@ -1303,7 +1297,7 @@ impl Session {
             .as_ref()
             .filter(|s| s.resumable && s.unacked_bytes <= max_bytes)?;
         let id = sm.id.clone();
-        let (tx, mut rq) = mpsc::channel(1);
+        let (tx, mut rq) = mpsc::channel::<ResumeRequest>(1);
         let hub = self.services.hub.clone();
         hub.park_resumable(&id, self.user, tx);
         let deadline =
