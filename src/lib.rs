@@ -52,6 +52,11 @@ mod layering {
             &["config", "db", "identity", "limits", "model", "xml"],
         ),
         ("hub", &["identity", "model", "xml"]),
+        // An adapter: the domain's services, never the other adapter or the live state.
+        (
+            "rest",
+            &["chat", "config", "db", "identity", "limits", "model", "xml"],
+        ),
     ];
 
     /// Every `.rs` file under `dir`, with its module path (`hub/rooms.rs` → `[hub, rooms]`).

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::chat::{Chat, Events};
 use crate::config::Config;
-use crate::db::{Database, DbPool, Ownership};
+use crate::db::{Database, DbPool, Health, Ownership};
 use crate::hub::Hub;
 use crate::identity::{self, Identity};
 use crate::model::Clock;
@@ -85,7 +85,7 @@ impl Server {
         let state = Arc::new(rest::State {
             limits: rest::RestLimits::new(&config.http),
             config,
-            pool,
+            health: Health::new(pool),
             identity: identity.clone(),
             chat: chat.clone(),
             routes: rest::router::table(),

@@ -6,6 +6,7 @@ pub mod cached;
 pub mod dialogs;
 pub mod embedded;
 mod filter;
+pub mod health;
 pub mod messages;
 pub mod migrate;
 pub mod privacy;
@@ -18,6 +19,7 @@ use tokio_postgres::NoTls;
 
 use crate::config::Config;
 pub use embedded::Embedded;
+pub use health::Health;
 
 pub type DbPool = Pool;
 /// A transaction on a pooled connection (with its statement cache).
