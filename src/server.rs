@@ -1,5 +1,7 @@
-//! Wiring: opens the database, syncs applications, binds the listeners, runs until SIGINT or
-//! SIGTERM, then stops accepting, drains and stops the embedded database. No request logic.
+//! Wiring: opens the database, syncs applications, builds the services (identity, chat, hub,
+//! readiness) and hands each adapter only the ones it needs, binds the listeners, runs until
+//! SIGINT or SIGTERM, then stops accepting, drains and stops the embedded database. No request
+//! logic.
 
 use std::error::Error;
 use std::fs::File;

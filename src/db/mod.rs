@@ -1,5 +1,6 @@
-//! PostgreSQL: the pool, the embedded server, migrations and one repository per table family.
-//! SQL lives only here; no business rule does.
+//! PostgreSQL: the pool, the embedded server, migrations, one repository per table family and
+//! the readiness check (`Health`). SQL lives only here; no business rule does, and it imports
+//! only `model` and `config` (no domain service, no adapter).
 
 pub mod apps;
 pub mod cached;

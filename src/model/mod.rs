@@ -1,5 +1,6 @@
-//! Typed values shared by every layer: ids, time, filter operators.
-//! Holds no I/O and no business rules.
+//! Typed values shared by every layer: ids (integer ids, [`UserKey`], [`ObjectId`]), time,
+//! filter operators, accounts, dialogs and messages as plain data. Holds no I/O and no business
+//! rules, and imports nothing of the crate but `xml` (re-exported as `model::xml`).
 
 pub mod filter;
 pub mod ids;
