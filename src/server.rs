@@ -1,5 +1,7 @@
-//! Wiring: opens the database, syncs applications, binds the listeners, runs until SIGINT or
-//! SIGTERM, then stops accepting, drains and stops the embedded database. No request logic.
+//! Wiring: opens the database, syncs applications, builds the services (identity, chat, hub,
+//! readiness) and hands each adapter only the ones it needs, binds the listeners, runs until
+//! SIGINT or SIGTERM, then stops accepting, drains and stops the embedded database. No request
+//! logic.
 
 use std::error::Error;
 use std::fs::File;
@@ -14,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::chat::{Chat, Events};
 use crate::config::Config;
-use crate::db::{Database, DbPool, Ownership};
+use crate::db::{Database, DbPool, Health, Ownership};
 use crate::hub::Hub;
 use crate::identity::{self, Identity};
 use crate::model::Clock;
@@ -84,7 +86,7 @@ impl Server {
         let state = Arc::new(rest::State {
             limits: rest::RestLimits::new(&config.http),
             config,
-            pool,
+            health: Health::new(pool),
             identity: identity.clone(),
             chat: chat.clone(),
             routes: rest::router::table(),

@@ -760,3 +760,103 @@ async fn fan_out_measured() {
         deliveries as f64 / took.as_secs_f64()
     );
 }
+
+/// The room of a public dialog follows REST, the authority on who reads a dialog's history:
+/// a user who has not subscribed sees the dialog (it is findable, its occupants are listed) but
+/// reads its messages only with `allow_preview`; the room's join (which shows that history)
+/// is allowed exactly then, refused with `item-not-found` otherwise, and allowed for both once
+/// subscribed.
+#[tokio::test]
+async fn a_non_subscriber_may_join_a_public_dialogs_room_exactly_when_rest_lets_them_read_it() {
+    let srv = TestServer::start().await;
+    let u = srv.users("pj", 2).await;
+    let (owner, reader) = (&u[0], &u[1]);
+    let closed = id(&srv
+        .dialog(&owner.0, json!({"type": 4, "name": "Closed"}))
+        .await);
+    let open = id(&srv
+        .dialog(
+            &owner.0,
+            json!({"type": 4, "name": "Preview", "permissions": {"allow_preview": true}}),
+        )
+        .await);
+    let mut o = online(&srv, owner.1).await;
+    let mut r = online(&srv, reader.1).await;
+    let no_history = "<history maxstanzas='0'/>";
+    for d in [&closed, &open] {
+        o.send_raw(&join(&room(&srv, d), owner.1, "o:join", no_history))
+            .await;
+        let own = o
+            .expect("the owner's self-presence", |e| e.name == "presence")
+            .await;
+        assert!(status_codes(&own).contains(&"110".to_string()), "{own:?}");
+    }
+
+    let mut attempt = 0;
+    for subscribed in [false, true] {
+        if subscribed {
+            for d in [&closed, &open] {
+                let s = srv
+                    .http
+                    .post_json(
+                        &format!("/chat/Dialog/{d}/subscribe"),
+                        Some(&reader.0),
+                        json!({}),
+                    )
+                    .await;
+                assert!(s.status == 200 || s.status == 201, "{}", s.body);
+            }
+        }
+        for d in [&closed, &open] {
+            // The dialog itself is visible to the reader either way.
+            let occupants = srv
+                .http
+                .get(&format!("/chat/Dialog/{d}/occupants"), Some(&reader.0))
+                .await;
+            assert_eq!(occupants.status, 200, "{}", occupants.body);
+            let rest = srv
+                .http
+                .get(
+                    &format!("/chat/Message?chat_dialog_id={d}&mark_as_read=0"),
+                    Some(&reader.0),
+                )
+                .await
+                .status;
+            let expected = match (subscribed, d == &open) {
+                (false, false) => 404,
+                _ => 200,
+            };
+            assert_eq!(rest, expected, "REST history, subscribed={subscribed}, {d}");
+
+            attempt += 1;
+            let jid = format!("r:join{attempt}");
+            r.send_raw(&join(&room(&srv, d), reader.1, &jid, no_history))
+                .await;
+            let answer = r
+                .expect("the join's answer", |e| {
+                    e.name == "presence"
+                        && (e.attr("type") == Some("error")
+                            || status_codes(e).contains(&"110".to_string()))
+                })
+                .await;
+            if rest == 200 {
+                assert_eq!(answer.attr("type"), None, "joined {d}: {answer:?}");
+                let leave = format!(
+                    "<presence to='{}/{}' type='unavailable'/>",
+                    room(&srv, d),
+                    reader.1
+                );
+                r.send_raw(&leave).await;
+                let left = r.expect("the leave", |e| e.name == "presence").await;
+                assert_eq!(left.attr("type"), Some("unavailable"));
+            } else {
+                assert_eq!(answer.attr("type"), Some("error"), "{answer:?}");
+                assert_eq!(answer.attr("id"), Some(jid.as_str()));
+                let err = answer.child("error", "jabber:client").unwrap();
+                assert!(err
+                    .child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas")
+                    .is_some());
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::params::{self, Bounds, Keys};
 use super::query::{asks_public_only, dialog_query};
-use super::rules::{self, Action, Role};
+use super::rules::{self, Action, Role, Visibility};
 use super::{Actor, Chat, ChatError, ChatEvent};
 use crate::db::dialogs::{self as repo, Member};
 use crate::model::dialog::{DialogQuery, DialogView};
@@ -442,9 +442,7 @@ impl Chat {
         }
         let member = repo::member(tx, &id, me).await?;
         let role = rules::role_of(&dialog, me, member.is_some());
-        let visible =
-            role != Role::Outsider || dialog.kind == DialogType::Public || dialog.allow_preview;
-        if !visible {
+        if rules::visible(role, &dialog) == Visibility::Hidden {
             return Err(not_found());
         }
         Ok((dialog, role, member))
@@ -836,10 +834,8 @@ impl Chat {
         let skip = skip.unwrap_or(0).max(0);
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (d, role, _) = self.load(&tx, actor, id, false).await?;
-        if role == Role::Outsider && !d.allow_preview && d.kind != DialogType::Public {
-            return Err(ChatError::NotFound(format!("Dialog {id} not found")));
-        }
+        // Loaded means visible: a public dialog's subscribers are listed to anyone.
+        let (d, _, _) = self.load(&tx, actor, id, false).await?;
         let ids: Vec<i64> = if d.kind.lists_occupants() {
             let mut o = d.occupants.clone();
             o.sort_unstable();

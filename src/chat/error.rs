@@ -1,4 +1,5 @@
-//! The chat layer's one error type; `rest/error.rs` (and later the XMPP layer) map it once.
+//! The chat layer's one error type; each adapter maps it once (`rest/error.rs` to a status and
+//! body, `xmpp/stanza.rs` to an RFC 6120 condition).
 
 use crate::db::DbError;
 use crate::identity::IdentityError;

@@ -1,5 +1,6 @@
-//! Domain events, published only after their transaction commits. The hub turns them into
-//! stanzas for connected users; nothing here knows about XMPP.
+//! Domain events, published only after their transaction commits. The XMPP adapter
+//! (`xmpp/fanout.rs`, `xmpp/ext/muc.rs`) turns them into stanzas for connected users; nothing
+//! here knows about XMPP or the hub.
 
 use serde_json::Value;
 use tokio::sync::broadcast;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::params::{self, Bounds, Keys};
-use super::rules::{self, Action, Role};
+use super::rules::{self, Action, Role, Visibility};
 use super::{Actor, Chat, ChatError, ChatEvent};
 use crate::db::dialogs as dialog_repo;
 use crate::db::messages::{self as repo, NewMessage as Row};
@@ -146,15 +146,6 @@ const ATTACHMENT_KEYS: [&str; 11] = [
     "height",
     "duration",
     "data",
-];
-
-/// `extraParams` children the server writes itself: no custom parameter may take their names.
-const RESERVED_PARAMS: [&str; 5] = [
-    "save_to_history",
-    "dialog_id",
-    "date_sent",
-    "message_id",
-    "attachment",
 ];
 
 /// The system-message child the server writes itself.
@@ -475,7 +466,7 @@ impl Chat {
             &new.custom,
             Keys::AllNames,
             self.custom_bounds(),
-            &RESERVED_PARAMS,
+            &crate::model::message::RESERVED,
         )?;
         let id = match &new.id {
             Some(s) => s
@@ -486,7 +477,7 @@ impl Chat {
         let attachments = self.clean_attachments(new.attachments.clone())?;
         let custom = Value::Object(new.custom.clone());
         let (dialog, role) = self.target_dialog(tx, actor, new, known).await?;
-        if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
+        if rules::visible(role, &dialog) == Visibility::Hidden {
             return Err(ChatError::NotFound(format!(
                 "Dialog {} not found",
                 dialog.id
@@ -545,7 +536,7 @@ impl Chat {
         let (dialog, role) = self
             .target_dialog(&tx, actor, &probe, &Prefetched::default())
             .await?;
-        if role == Role::Outsider && !dialog.allow_preview && dialog.kind != DialogType::Public {
+        if rules::visible(role, &dialog) == Visibility::Hidden {
             return Err(ChatError::NotFound(format!("Dialog {dialog_id} not found")));
         }
         rules::check(role, dialog.kind, Action::SendMessage)?;
@@ -554,7 +545,9 @@ impl Chat {
         Ok((dialog, recipients))
     }
 
-    /// For joining a room: may the actor read this dialog, and who are its members?
+    /// For joining a room: may the actor read this dialog's history, and who are its members?
+    /// Exactly REST's `GET /chat/Message` rule ([`rules::visible`] up to `History`): a room
+    /// shows its history on join.
     pub async fn room_for_read(
         &self,
         actor: &Actor,
@@ -562,21 +555,15 @@ impl Chat {
     ) -> Result<(Dialog, Vec<i64>), ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let (dialog, role, _) = self.readable(&tx, actor, dialog_id).await?;
-        rules::check(role, dialog.kind, Action::Read).or_else(|e| {
-            if dialog.allow_preview {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        let (dialog, _, _) = self.readable(&tx, actor, dialog_id).await?;
         let mut members = self.recipients(&tx, &dialog, actor.user).await?;
         members.push(actor.user.0);
         tx.commit().await?;
         Ok((dialog, members))
     }
 
-    /// Loads a dialog the actor may read, with their inbox entry.
+    /// Loads a dialog whose history the actor may read, with their inbox entry. Anything less
+    /// visible is "not found" (a public dialog a user has not subscribed to included).
     async fn readable(
         &self,
         tx: &crate::db::Tx<'_>,
@@ -589,7 +576,7 @@ impl Chat {
             .await?
             .ok_or_else(nf)?;
         let (role, member) = self.role(tx, actor, &d).await?;
-        if role == Role::Outsider && !d.allow_preview {
+        if rules::visible(role, &d) < Visibility::History {
             return Err(nf());
         }
         Ok((d, role, member))

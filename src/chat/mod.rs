@@ -1,6 +1,8 @@
 //! The chat domain: dialogs, messages, reactions, unread counts, search. Every mutation is one
-//! PostgreSQL transaction, then a domain event. Roles are decided in `rules.rs` only; adapters
-//! (REST, XMPP) parse, call one function here, and render.
+//! PostgreSQL transaction, then a domain event. Roles and visibility are decided in `rules.rs`
+//! only; adapters (REST, XMPP) parse, call one function here, and render. It must not import
+//! an adapter or the hub (checked by `lib.rs`'s layering test): live delivery follows its
+//! events.
 
 pub mod dialogs;
 mod error;

@@ -1,7 +1,7 @@
 //! User-keyed values that the real-time layer writes into stanzas or the store keeps as JSON:
 //! a message's custom parameters, a system message's parameters, attachments, dialog `data`.
 //! One walk checks them all, iteratively (never recursing on the caller's nesting):
-//! keys that become element or attribute names are XML names (`model::xml::is_param_name`),
+//! keys that become element or attribute names are XML names (`xml::names::is_param_name`),
 //! no string holds a character XML forbids (which PostgreSQL refuses too, for NUL), and the
 //! sizes stay within the configured bounds. A refusal names the field as the caller wrote it
 //! in bracket form (`attachments[0][x]`, `data[a][b]`, or the bare key of a top-level custom
@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::ChatError;
-use crate::model::xml;
+use crate::xml::names as xml;
 
 /// Bounds of one tree of values.
 #[derive(Clone, Copy, Debug)]

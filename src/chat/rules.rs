@@ -1,5 +1,6 @@
 //! Roles and privileges: the seed's table made literal. Every "may user U do X in dialog D"
-//! is answered here, once; REST and XMPP only call [`check`]. Holds no I/O.
+//! and "may user U see dialog D" is answered here, once; REST and XMPP only call [`check`] and
+//! [`visible`] (through the chat service). Holds no I/O and imports nothing from the adapters.
 
 use std::fmt;
 
@@ -105,6 +106,33 @@ pub fn role_of(dialog: &Dialog, user: UserId, subscribed: bool) -> Role {
         Role::Regular
     } else {
         Role::Outsider
+    }
+}
+
+/// How much of a dialog a user sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Visibility {
+    /// Nothing, not even that it exists: every request naming it is "not found".
+    Hidden,
+    /// The dialog itself (its record, its occupants, whether one may post), not its messages:
+    /// a public dialog to a user who has not subscribed.
+    Dialog,
+    /// The dialog and its history (REST `GET /chat/Message`, joining its XMPP room).
+    History,
+}
+
+/// **Who may see this dialog**, written once. Members see everything. A user outside the
+/// dialog sees its history only when `allow_preview` is on; without it, a public dialog is
+/// still findable (it can be subscribed to) but its messages are the subscribers' (the spec:
+/// "for public chat user's IDs should belong to occupants_count"), and any other dialog is
+/// hidden. REST reads, REST and XMPP sends, and room joins all ask this.
+pub fn visible(role: Role, dialog: &Dialog) -> Visibility {
+    if role != Role::Outsider || dialog.allow_preview {
+        Visibility::History
+    } else if dialog.kind == DialogType::Public {
+        Visibility::Dialog
+    } else {
+        Visibility::Hidden
     }
 }
 
@@ -259,6 +287,77 @@ mod tests {
         owner_can_manage_admins_in_broadcast_dialog: SuperAdmin Broadcast ManageAdmins => true;
         owner_can_delete_broadcast_dialog_for_everyone: SuperAdmin Broadcast DeleteDialogForEveryone => true;
         owner_can_send_in_broadcast_dialog: SuperAdmin Broadcast SendMessage => true;
+    }
+
+    mod visibility {
+        //! One test per (dialog type, role, preview): what of the dialog that user sees.
+        use super::super::{visible, Visibility};
+        use super::*;
+        use crate::model::{AppId, Dialog, ObjectId, UserId};
+
+        fn dialog(kind: DialogType, allow_preview: bool) -> Dialog {
+            let now = time::OffsetDateTime::UNIX_EPOCH;
+            Dialog {
+                id: ObjectId::generate(0),
+                application_id: AppId(1),
+                kind,
+                owner: UserId(1),
+                name: None,
+                photo: None,
+                description: None,
+                occupants: vec![],
+                admins: vec![],
+                pinned: vec![],
+                occupants_count: 0,
+                extensions: None,
+                data: None,
+                allow_preview,
+                last_message_id: None,
+                last_message: None,
+                last_message_user_id: None,
+                last_message_date_sent: None,
+                created_at: now,
+                updated_at: now,
+            }
+        }
+
+        macro_rules! sees {
+            ($($name:ident: $role:ident $kind:ident preview=$preview:literal => $sight:ident;)*) => {$(
+                #[test]
+                fn $name() {
+                    assert_eq!(visible($role, &dialog($kind, $preview)), Visibility::$sight);
+                }
+            )*};
+        }
+
+        sees! {
+            members_see_a_private_dialogs_history: Regular Private preview=false => History;
+            outsiders_do_not_see_a_private_dialog: Outsider Private preview=false => Hidden;
+            members_see_a_group_dialogs_history: Regular Group preview=false => History;
+            admins_see_a_group_dialogs_history: Admin Group preview=false => History;
+            owners_see_a_group_dialogs_history: SuperAdmin Group preview=false => History;
+            outsiders_do_not_see_a_group_dialog: Outsider Group preview=false => Hidden;
+            outsiders_see_a_previewable_group_dialogs_history: Outsider Group preview=true => History;
+            subscribers_see_a_public_dialogs_history: Regular Public preview=false => History;
+            admins_see_a_public_dialogs_history: Admin Public preview=false => History;
+            non_subscribers_see_a_public_dialog_but_not_its_history: Outsider Public preview=false => Dialog;
+            non_subscribers_see_a_previewable_public_dialogs_history: Outsider Public preview=true => History;
+            everyone_sees_a_broadcast_dialogs_history: Regular Broadcast preview=false => History;
+        }
+
+        #[test]
+        fn an_outsider_of_a_broadcast_dialog_does_not_exist() {
+            // Everyone of the application is in a broadcast dialog: `role_of` never answers
+            // `Outsider` for one, whatever the inbox says.
+            let d = dialog(Broadcast, false);
+            assert_eq!(role_of(&d, UserId(7), false), Regular);
+        }
+
+        #[test]
+        fn visibility_is_ordered_from_nothing_to_everything() {
+            assert!(Visibility::Hidden < Visibility::Dialog);
+            assert!(Visibility::Dialog < Visibility::History);
+        }
     }
 
     #[test]

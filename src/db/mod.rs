@@ -1,11 +1,13 @@
-//! PostgreSQL: the pool, the embedded server, migrations and one repository per table family.
-//! SQL lives only here; no business rule does.
+//! PostgreSQL: the pool, the embedded server, migrations, one repository per table family and
+//! the readiness check (`Health`). SQL lives only here; no business rule does, and it imports
+//! only `model` and `config` (no domain service, no adapter).
 
 pub mod apps;
 pub mod cached;
 pub mod dialogs;
 pub mod embedded;
 mod filter;
+pub mod health;
 pub mod messages;
 pub mod migrate;
 pub mod privacy;
@@ -18,6 +20,7 @@ use tokio_postgres::NoTls;
 
 use crate::config::Config;
 pub use embedded::Embedded;
+pub use health::Health;
 
 pub type DbPool = Pool;
 /// A transaction on a pooled connection (with its statement cache).

@@ -2,10 +2,13 @@
 //! connection's resource, flags (available, carbons, client state) and a sender handle; plus
 //! status-streaming subscriptions and resumable stream-management sessions. Routing and REST →
 //! XMPP fan-out go through it. It holds no socket, no SQL and no XML parsing: it moves owned
-//! `Element`s into per-connection queues. Room occupancy lives in `rooms`.
+//! `crate::xml::Element`s into per-connection queues. Room occupancy lives in `rooms`.
+//! It must not import an adapter (`xmpp`, `rest`) nor decide a chat rule: adapters call it,
+//! never the reverse (checked by `lib.rs`'s layering test).
 
 pub mod rooms;
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::identity::{ChatAuth, Revocation, Revoker};
-use crate::xmpp::stanza::UserKey;
-use crate::xmpp::stream::Element;
+use crate::model::UserKey;
+use crate::xml::Element;
 
 /// A connection's id, unique for the life of the process.
 pub type ConnId = u64;
@@ -69,8 +72,19 @@ impl Revoked {
     }
 }
 
+/// A new connection asking a parked stream-management session to continue on it. The hub only
+/// carries it from the new connection's task to the parked one: `T` is the adapter's transport,
+/// which the hub never looks into.
+pub struct ResumeRequest<T> {
+    pub transport: T,
+    /// The client's count of stanzas it received.
+    pub h: u32,
+    /// How the new connection authenticated.
+    pub auth: ChatAuth,
+}
+
 /// Handed to a parked stream-management session to resume it on a new connection.
-pub type ResumeSender = mpsc::Sender<crate::xmpp::session::ResumeRequest>;
+pub type ResumeSender<T> = mpsc::Sender<ResumeRequest<T>>;
 
 struct Conn {
     id: ConnId,
@@ -104,7 +118,9 @@ struct State {
     /// The same subscriptions by subscribing connection (bounded per connection; all of a
     /// connection's go when it is unregistered).
     status_by_conn: HashMap<ConnId, HashSet<UserKey>>,
-    resumable: HashMap<String, (UserKey, ResumeSender)>,
+    /// Parked sessions by stream-management id: the owner, and a [`ResumeSender`] of the
+    /// adapter's transport type (stored without it, so the hub names no adapter type).
+    resumable: HashMap<String, (UserKey, Box<dyn Any + Send>)>,
     /// Streams authenticated but not bound yet: revocations reach them too.
     pending: HashMap<u64, (UserKey, ChatAuth, Revoked)>,
     next_pending: u64,
@@ -379,15 +395,25 @@ impl Hub {
     }
 
     /// A dropped stream-management session waits under `id` for a resumption.
-    pub fn park_resumable(&self, id: &str, user: UserKey, tx: ResumeSender) {
-        self.lock().resumable.insert(id.to_owned(), (user, tx));
+    pub fn park_resumable<T: Send + 'static>(&self, id: &str, user: UserKey, tx: ResumeSender<T>) {
+        self.lock()
+            .resumable
+            .insert(id.to_owned(), (user, Box::new(tx)));
     }
 
-    /// Takes the parked session `id` if it belongs to `user`.
-    pub fn take_resumable(&self, id: &str, user: UserKey) -> Option<ResumeSender> {
+    /// Takes the parked session `id` if it belongs to `user` (and was parked with a sender of
+    /// this transport type, which an adapter's own sessions always are).
+    pub fn take_resumable<T: Send + 'static>(
+        &self,
+        id: &str,
+        user: UserKey,
+    ) -> Option<ResumeSender<T>> {
         let mut st = self.lock();
         match st.resumable.get(id) {
-            Some((owner, _)) if *owner == user => st.resumable.remove(id).map(|(_, tx)| tx),
+            Some((owner, tx)) if *owner == user && tx.is::<ResumeSender<T>>() => {
+                let (_, tx) = st.resumable.remove(id)?;
+                tx.downcast::<ResumeSender<T>>().ok().map(|tx| *tx)
+            }
             _ => None,
         }
     }
@@ -475,6 +501,17 @@ mod tests {
             app: AppId(1),
             user: UserId(u),
         }
+    }
+
+    #[test]
+    fn a_parked_session_is_taken_once_and_only_by_its_owner() {
+        let hub = Hub::new();
+        let (tx, _rx) = mpsc::channel::<ResumeRequest<&'static str>>(1);
+        hub.park_resumable("sm1", key(1), tx);
+        assert!(hub.take_resumable::<&str>("sm1", key(2)).is_none());
+        assert!(hub.take_resumable::<&str>("other", key(1)).is_none());
+        assert!(hub.take_resumable::<&str>("sm1", key(1)).is_some());
+        assert!(hub.take_resumable::<&str>("sm1", key(1)).is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

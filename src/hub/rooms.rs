@@ -2,7 +2,8 @@
 //! occupancy, nick = user id), and a membership cache per dialog so a group message costs no
 //! database round trip once its sender has been checked. The cache is invalidated by chat
 //! events (occupants changed, dialog deleted), by an epoch that makes a load racing an
-//! invalidation harmless, and by a short expiry as a backstop. No SQL, no rules, no sockets.
+//! invalidation harmless, and by a short expiry as a backstop. No SQL, no rules, no sockets,
+//! nothing from the adapters.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::ConnId;
 use crate::model::{AppId, Dialog};
-use crate::xmpp::stream::Element;
+use crate::xml::Element;
 
 /// A room: the dialog's application and id.
 pub type RoomKey = (AppId, String);

@@ -1,6 +1,7 @@
 //! Applications, users and sessions: who is calling, and every rule about accounts (signatures,
 //! token lifetime, sign-up validation, "only yourself"). Adapters call it; it holds no SQL and
-//! no wire format.
+//! no wire format, and must not import an adapter or the hub (revocations reach live streams
+//! through the [`Revoker`] the server wires in).
 
 pub mod apps;
 mod error;

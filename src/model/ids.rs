@@ -1,5 +1,6 @@
 //! Integer identifiers of applications, users and sessions, kept apart by type so an
-//! application id can never be passed where a user id is expected.
+//! application id can never be passed where a user id is expected; and [`UserKey`], a user
+//! together with their application.
 
 use std::fmt;
 use std::str::FromStr;
@@ -43,6 +44,14 @@ int_id!(
     /// A REST session (app session or user session).
     SessionId
 );
+
+/// A user of one application: the key of everything live about a user (connections, rooms,
+/// subscriptions). The XMPP adapter adds how it is written in a JID (`{user_id}-{app_id}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserKey {
+    pub app: AppId,
+    pub user: UserId,
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,45 @@ use time::OffsetDateTime;
 
 use super::ObjectId;
 
+/// `<extraParams>` children the server writes (or reads as protocol): never a custom parameter.
+/// The chat rules refuse a custom parameter with one of these names; the XMPP codec never reads
+/// one as a custom parameter. One list for every layer, so it lives here with the message type.
+pub const RESERVED: [&str; 5] = [
+    "save_to_history",
+    "dialog_id",
+    "date_sent",
+    "message_id",
+    "attachment",
+];
+
+/// Names in a REST `POST /chat/Message` request that are never custom parameters, dropped
+/// quietly: the message resource's own fields (request fields, and answer fields a custom
+/// parameter would otherwise shadow), plus `save_to_history` and `dialog_id`, which SDK-shaped
+/// requests carry and the server writes itself. It differs from [`RESERVED`] on purpose: the
+/// other reserved names (`message_id`, `attachment`) are *refused* by the chat rules, so the
+/// client learns its parameter was not kept; `date_sent` is a request field of both.
+pub const REST_NOT_CUSTOM: [&str; 19] = [
+    "_id",
+    "chat_dialog_id",
+    "recipient_id",
+    "message",
+    "attachments",
+    "markable",
+    "send_to_chat",
+    "date_sent",
+    "created_at",
+    "updated_at",
+    "sender_id",
+    "read_ids",
+    "delivered_ids",
+    "views_count",
+    "read",
+    "reactions",
+    "edited_at",
+    "save_to_history",
+    "dialog_id",
+];
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
     pub id: ObjectId,

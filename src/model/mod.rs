@@ -1,11 +1,12 @@
-//! Typed values shared by every layer: ids, time, filter operators.
-//! Holds no I/O and no business rules.
+//! Typed values shared by every layer: ids (integer ids, [`UserKey`], [`ObjectId`]), time,
+//! filter operators, accounts, dialogs and messages as plain data. Holds no I/O and no business
+//! rules, and imports nothing of the crate but `xml` (re-exported as `model::xml`).
 
 pub mod filter;
 pub mod ids;
 pub mod time;
 
-pub use ids::{AppId, SessionId, UserId};
+pub use ids::{AppId, SessionId, UserId, UserKey};
 pub use time::Clock;
 pub mod account;
 
@@ -13,7 +14,8 @@ pub use account::{Application, Session, User};
 pub mod dialog;
 pub mod message;
 pub mod object_id;
-pub mod xml;
+/// XML names and characters now live in `crate::xml::names`; this path stays for callers.
+pub use crate::xml::names as xml;
 
 pub use dialog::{Dialog, DialogType};
 pub use object_id::ObjectId;

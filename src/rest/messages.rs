@@ -10,12 +10,7 @@ use super::json::MessageJson;
 use super::users::user_json;
 use super::{ApiError, Ctx, Params, Reply};
 use crate::chat::messages::{message_query, MessageUpdate, NewMessage};
-use crate::model::message::MessageView;
-
-/// Request names that are never custom parameters: the message's own fields and the two
-/// `extraParams` names the server writes itself. One list, kept beside the `extraParams`
-/// reserved names it overlaps (see there why the two differ).
-const RESERVED: [&str; 19] = crate::xmpp::stanza::extra_params::REST_NOT_CUSTOM;
+use crate::model::message::{MessageView, REST_NOT_CUSTOM};
 
 /// A message as the API shows it to `me`, as a `Value` for answers that embed it.
 pub fn message_json(v: &MessageView, me: i64) -> Value {
@@ -120,7 +115,7 @@ pub async fn create(ctx: Ctx) -> Result<Reply, ApiError> {
     let custom: Map<String, Value> = p
         .root()
         .iter()
-        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .filter(|(k, _)| !REST_NOT_CUSTOM.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let new = NewMessage {

@@ -1,5 +1,7 @@
 //! The REST adapter: HTTP/1.1 on hyper, the route table, parameter extraction, authentication
-//! and the error shape. Handlers are thin: parse, call one domain function, render.
+//! and the error shape. Handlers are thin: parse, call one domain function, render. It must
+//! not hold the database pool or run SQL (readiness goes through `db::Health`), nor reach the
+//! XMPP adapter or the hub: what XMPP clients see of a REST change follows the chat events.
 
 pub mod conn;
 mod dialogs;
@@ -34,7 +36,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::chat::{Actor, Chat};
 use crate::config::{Config, HttpConfig};
-use crate::db::DbPool;
+use crate::db::Health;
 use crate::identity::{Caller, Identity};
 use crate::limits::conns::ip_key;
 use crate::limits::rate::retry_after_secs;
@@ -45,7 +47,8 @@ pub use extract::Params;
 /// What every handler can reach.
 pub struct State {
     pub config: Arc<Config>,
-    pub pool: DbPool,
+    /// Readiness (`/readyz`); REST holds no database pool.
+    pub health: Health,
     pub identity: Identity,
     pub chat: Chat,
     pub routes: Vec<router::Route>,

@@ -13,20 +13,13 @@ use tokio::time::Instant;
 
 use super::{is_stanza, End, Session};
 use crate::hub::{Outbound, PendingAuth};
-use crate::identity::ChatAuth;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, StreamCondition};
 use crate::xmpp::stream::{Element, Node, Transport};
 use crate::xmpp::Services;
 
 /// A new connection asking a parked stream-management session to continue on it.
-pub struct ResumeRequest {
-    pub transport: Transport,
-    /// The client's count of stanzas it received.
-    pub h: u32,
-    /// How the new connection authenticated.
-    pub auth: ChatAuth,
-}
+pub type ResumeRequest = crate::hub::ResumeRequest<Transport>;
 
 /// XEP-0198 resumption: hands the transport to the parked session. On failure returns the
 /// `<failed/>` to send.
@@ -201,7 +194,7 @@ impl Session {
             .as_ref()
             .filter(|s| s.resumable && s.unacked_bytes <= max_bytes)?;
         let id = sm.id.clone();
-        let (tx, mut rq) = mpsc::channel(1);
+        let (tx, mut rq) = mpsc::channel::<ResumeRequest>(1);
         let hub = self.services.hub.clone();
         hub.park_resumable(&id, self.user, tx);
         let deadline =

@@ -21,44 +21,7 @@ use super::StanzaError;
 use crate::model::message::Message;
 use crate::model::ObjectId;
 
-/// `<extraParams>` children the server writes (or reads as protocol): never a custom parameter.
-/// The chat rules refuse a custom parameter with one of these names (`chat/messages.rs`
-/// `RESERVED_PARAMS`, which holds the same five: `chat/` may not import from `xmpp/`).
-pub const RESERVED: [&str; 5] = [
-    "save_to_history",
-    "dialog_id",
-    "date_sent",
-    "message_id",
-    "attachment",
-];
-
-/// Names in a REST `POST /chat/Message` request that are never custom parameters, dropped
-/// quietly: the message resource's own fields (request fields, and answer fields a custom
-/// parameter would otherwise shadow), plus `save_to_history` and `dialog_id`, which SDK-shaped
-/// requests carry and the server writes itself. It differs from [`RESERVED`] on purpose: the
-/// other reserved names (`message_id`, `attachment`) are *refused* by the chat rules, so the
-/// client learns its parameter was not kept; `date_sent` is a request field of both.
-pub const REST_NOT_CUSTOM: [&str; 19] = [
-    "_id",
-    "chat_dialog_id",
-    "recipient_id",
-    "message",
-    "attachments",
-    "markable",
-    "send_to_chat",
-    "date_sent",
-    "created_at",
-    "updated_at",
-    "sender_id",
-    "read_ids",
-    "delivered_ids",
-    "views_count",
-    "read",
-    "reactions",
-    "edited_at",
-    "save_to_history",
-    "dialog_id",
-];
+pub use crate::model::message::{RESERVED, REST_NOT_CUSTOM};
 
 /// A custom parameter name as the chat layer stores it: not protocol, not a message field.
 pub(super) fn is_custom(name: &str) -> bool {

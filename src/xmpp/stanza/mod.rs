@@ -83,12 +83,7 @@ impl fmt::Display for Jid {
     }
 }
 
-/// A user of one application: the key of everything live about a user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct UserKey {
-    pub app: AppId,
-    pub user: UserId,
-}
+pub use crate::model::UserKey;
 
 impl UserKey {
     /// Parses `{user_id}-{app_id}`.

@@ -1,7 +1,7 @@
 //! XML 1.0 (fifth edition) names and characters: the one place that says which strings may be
 //! written as an element or attribute name and which characters may appear in XML text at all.
-//! Used by the chat layer (user keys that become element names) and by the XMPP writer (its
-//! last guard). Pure functions, no I/O.
+//! Used by the chat layer (user keys that become element names), by the element writer (its
+//! last guard) and by the XMPP reader. Pure functions, no I/O.
 
 /// `NameStartChar` of XML 1.0 (including ':').
 pub fn is_name_start_char(c: char) -> bool {

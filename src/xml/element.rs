@@ -1,9 +1,9 @@
 //! The owned XML element every layer above the reader works with: name, namespace, attributes,
 //! children and text, plus escaping-correct serialisation. It never holds raw XML text and knows
-//! nothing about stanza semantics.
+//! nothing about stanza semantics, nor any protocol's namespaces: what is declared around an
+//! element is the caller's [`Scope`] (the XMPP adapter's framing lives in `xmpp::stream`).
 
-use crate::model::xml;
-use crate::xmpp::ns;
+use super::names as xml;
 
 /// A child of an element: another element or a run of (unescaped) text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,58 +106,50 @@ impl Element {
         s
     }
 
-    /// Serialises as a top-level element of a `jabber:client` stream (TCP framing: the stream
-    /// header declares `jabber:client` and the `stream` prefix).
-    pub fn to_stream_xml(&self) -> String {
+    /// Serialises this element in `scope` (see [`Element::write_xml`]).
+    pub fn to_xml(&self, scope: Scope<'_>) -> String {
         let mut out = String::with_capacity(256);
-        self.write(&mut out, ns::CLIENT, true);
+        self.write_xml(&mut out, scope);
         out
     }
 
-    /// Appends the stream serialisation to `out` (several stanzas, one write).
-    pub fn write_stream_xml(&self, out: &mut String) {
-        self.write(out, ns::CLIENT, true);
-    }
-
-    /// Serialises as a self-contained document (WebSocket framing: every frame declares its
-    /// namespaces, including the `stream` prefix on `stream:*` elements).
-    pub fn to_standalone_xml(&self) -> String {
-        let mut out = String::with_capacity(256);
-        self.write(&mut out, "", false);
-        out
-    }
-
-    /// Writes this element, or nothing at all when its name is not an XML name: the bytes
-    /// written are always exactly one well-formed element (or none). An attribute whose name
-    /// cannot be written (not a name, a namespace declaration — the writer declares namespaces
-    /// itself —, a prefix other than `xml`, a repeat) is left out, as is a child element with
-    /// an invalid name; each omission is logged. Text and attribute values are escaped and
-    /// characters XML forbids are replaced (see [`escape_into`]). Names from users are refused
-    /// before they get here (`chat::params`); this is the last guard.
+    /// Appends this element to `out`, or nothing at all when its name is not an XML name: the
+    /// bytes written are always exactly one well-formed element (or none). An attribute whose
+    /// name cannot be written (not a name, a namespace declaration — the writer declares
+    /// namespaces itself —, a prefix other than `xml`, a repeat) is left out, as is a child
+    /// element with an invalid name; each omission is logged. Text and attribute values are
+    /// escaped and characters XML forbids are replaced (see [`escape_into`]). Names from users
+    /// are refused before they get here (`chat::params`); this is the last guard.
     ///
-    /// `parent_ns` is the default namespace in scope; `stream_prefix_bound` says whether the
-    /// `stream` prefix is declared already (by the stream header, or an ancestor).
-    fn write(&self, out: &mut String, parent_ns: &str, stream_prefix_bound: bool) {
+    /// `scope` says what is declared around the element: the default namespace, and the one
+    /// namespace written with a fixed prefix, if any, with whether that prefix is bound yet.
+    pub fn write_xml(&self, out: &mut String, scope: Scope<'_>) {
         if !xml::is_ncname(&self.name) {
             tracing::warn!(name = %self.name.escape_debug(), "not writing an element with an invalid name");
             return;
         }
-        let streams = self.ns == ns::STREAMS;
+        let prefixed = scope.prefixed.filter(|p| p.ns == self.ns);
         out.push('<');
-        if streams {
-            out.push_str("stream:");
+        if let Some(p) = prefixed {
+            out.push_str(p.prefix);
+            out.push(':');
         }
         out.push_str(&self.name);
-        if streams {
-            if !stream_prefix_bound {
-                out.push_str(" xmlns:stream=\"");
-                out.push_str(ns::STREAMS);
+        match prefixed {
+            Some(p) if !p.bound => {
+                out.push_str(" xmlns:");
+                out.push_str(p.prefix);
+                out.push_str("=\"");
+                escape_into(out, p.ns, true);
                 out.push('"');
             }
-        } else if self.ns != parent_ns {
-            out.push_str(" xmlns=\"");
-            escape_into(out, &self.ns, true);
-            out.push('"');
+            Some(_) => {}
+            None if self.ns != scope.default_ns => {
+                out.push_str(" xmlns=\"");
+                escape_into(out, &self.ns, true);
+                out.push('"');
+            }
+            None => {}
         }
         for (i, (k, v)) in self.attrs.iter().enumerate() {
             let repeated = self.attrs.iter().take(i).any(|(p, _)| p == k);
@@ -176,23 +168,53 @@ impl Element {
             return;
         }
         out.push('>');
-        // A prefixed `stream:*` element leaves the default namespace as it was, so its children
-        // inherit the parent's (the stream's `jabber:client`, or none when standalone).
-        let inner_ns = if streams { parent_ns } else { &self.ns };
-        let bound = stream_prefix_bound || streams;
+        // A prefixed element leaves the default namespace as it was, so its children inherit
+        // the parent's (the stream's `jabber:client`, or none when standalone).
+        let inner = Scope {
+            default_ns: if prefixed.is_some() {
+                scope.default_ns
+            } else {
+                &self.ns
+            },
+            prefixed: scope.prefixed.map(|p| Prefixed {
+                bound: p.bound || prefixed.is_some(),
+                ..p
+            }),
+        };
         for c in &self.children {
             match c {
-                Node::Element(e) => e.write(out, inner_ns, bound),
+                Node::Element(e) => e.write_xml(out, inner),
                 Node::Text(t) => escape_into(out, t, false),
             }
         }
         out.push_str("</");
-        if streams {
-            out.push_str("stream:");
+        if let Some(p) = prefixed {
+            out.push_str(p.prefix);
+            out.push(':');
         }
         out.push_str(&self.name);
         out.push('>');
     }
+}
+
+/// What is declared where an element is written, so the writer declares only what changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// The default namespace in scope (`""`: none).
+    pub default_ns: &'a str,
+    /// The namespace written with a fixed prefix rather than as a default namespace, if any.
+    pub prefixed: Option<Prefixed<'a>>,
+}
+
+/// A namespace always written with one prefix (XMPP's `stream:`). `prefix` must be an `NCName`
+/// (it is a constant of the caller, never user input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefixed<'a> {
+    pub prefix: &'a str,
+    pub ns: &'a str,
+    /// Whether the prefix is declared already (by an enclosing header); if not, the outermost
+    /// element written in that namespace declares it.
+    pub bound: bool,
 }
 
 /// May `k` be written as an attribute name? An XML name that is not a namespace declaration
@@ -233,86 +255,109 @@ pub fn escape_into(out: &mut String, s: &str, attr: bool) {
 mod tests {
     use super::*;
 
+    // XMPP's framing, spelled out here so that this module stays free of the adapter.
+    const CLIENT: &str = "jabber:client";
+    const STREAMS: &str = "http://etherx.jabber.org/streams";
+    const STREAM_PREFIX: Prefixed = Prefixed {
+        prefix: "stream",
+        ns: STREAMS,
+        bound: true,
+    };
+    /// Inside a stream whose header declared `jabber:client` and the `stream` prefix.
+    const IN_STREAM: Scope = Scope {
+        default_ns: CLIENT,
+        prefixed: Some(STREAM_PREFIX),
+    };
+    /// A self-contained document (a WebSocket frame).
+    const STANDALONE: Scope = Scope {
+        default_ns: "",
+        prefixed: Some(Prefixed {
+            bound: false,
+            ..STREAM_PREFIX
+        }),
+    };
+
     #[test]
     fn text_and_attributes_are_escaped_on_write() {
-        let e = Element::new("body", ns::CLIENT)
+        let e = Element::new("body", CLIENT)
             .with_attr("a", "x\"<&'")
             .with_text("1 < 2 & 3 > 0");
         assert_eq!(
-            e.to_stream_xml(),
+            e.to_xml(IN_STREAM),
             "<body a=\"x&quot;&lt;&amp;&apos;\">1 &lt; 2 &amp; 3 &gt; 0</body>"
         );
     }
 
     #[test]
     fn namespace_is_declared_only_where_it_changes() {
-        let e = Element::new("iq", ns::CLIENT).with_child(Element::new("ping", ns::PING));
+        let e = Element::new("iq", CLIENT).with_child(Element::new("ping", "urn:xmpp:ping"));
         assert_eq!(
-            e.to_stream_xml(),
+            e.to_xml(IN_STREAM),
             "<iq><ping xmlns=\"urn:xmpp:ping\"/></iq>"
         );
         assert_eq!(
-            e.to_standalone_xml(),
+            e.to_xml(STANDALONE),
             "<iq xmlns=\"jabber:client\"><ping xmlns=\"urn:xmpp:ping\"/></iq>"
         );
     }
 
     #[test]
     fn standalone_stream_features_declare_the_stream_prefix() {
-        let f = Element::new("features", ns::STREAMS).with_child(Element::new("bind", ns::BIND));
+        let f = Element::new("features", STREAMS)
+            .with_child(Element::new("bind", "urn:ietf:params:xml:ns:xmpp-bind"));
         assert_eq!(
-            f.to_standalone_xml(),
+            f.to_xml(STANDALONE),
             "<stream:features xmlns:stream=\"http://etherx.jabber.org/streams\"><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"
         );
     }
 
     #[test]
     fn forbidden_characters_never_reach_the_output() {
-        let e = Element::new("body", ns::CLIENT)
+        let e = Element::new("body", CLIENT)
             .with_attr("a", "nul\u{0}bell\u{7}\u{FFFE}")
             .with_text("x\u{0}y\u{1B}z\u{FFFF}");
         assert_eq!(
-            e.to_stream_xml(),
+            e.to_xml(IN_STREAM),
             "<body a=\"nul\u{FFFD}bell\u{FFFD}\u{FFFD}\">x\u{FFFD}y\u{FFFD}z\u{FFFD}</body>"
         );
     }
 
     #[test]
     fn whitespace_in_attribute_values_survives_as_character_references() {
-        let e = Element::new("x", ns::CLIENT)
+        let e = Element::new("x", CLIENT)
             .with_attr("a", "t\tn\nr\r")
             .with_text("r\rn\n");
         assert_eq!(
-            e.to_stream_xml(),
+            e.to_xml(IN_STREAM),
             "<x a=\"t&#9;n&#10;r&#13;\">r&#13;n\n</x>"
         );
     }
 
     #[test]
     fn a_child_with_an_invalid_name_is_left_out() {
-        let e = Element::new("extraParams", ns::CLIENT)
-            .with_child(Element::new("ok", ns::CLIENT).with_text("1"))
+        let e = Element::new("extraParams", CLIENT)
+            .with_child(Element::new("ok", CLIENT).with_text("1"))
             .with_child(
                 Element::new(
                     "x/></extraParams></message><message from=\"999-1@localhost\"><body>FORGED</body></message><message><extraParams><y",
-                    ns::CLIENT,
+                    CLIENT,
                 )
                 .with_text("v"),
             )
-            .with_child(Element::new("", ns::CLIENT))
-            .with_child(Element::new("a:b", ns::CLIENT));
-        assert_eq!(e.to_stream_xml(), "<extraParams><ok>1</ok></extraParams>");
+            .with_child(Element::new("", CLIENT))
+            .with_child(Element::new("a:b", CLIENT));
+        assert_eq!(e.to_xml(IN_STREAM), "<extraParams><ok>1</ok></extraParams>");
     }
 
     #[test]
     fn an_element_with_an_invalid_name_writes_nothing() {
-        assert_eq!(Element::new("a b", ns::CLIENT).to_stream_xml(), "");
-        assert_eq!(Element::new("", ns::CLIENT).to_standalone_xml(), "");
+        assert_eq!(Element::new("a b", CLIENT).to_xml(IN_STREAM), "");
+        assert_eq!(Element::new("", CLIENT).to_xml(STANDALONE), "");
     }
 
     #[test]
     fn unwritable_attributes_are_left_out() {
-        let mut e = Element::new("attachment", ns::CLIENT)
+        let mut e = Element::new("attachment", CLIENT)
             .with_attr("type", "image")
             .with_attr("a\"b", "1")
             .with_attr("x/><evil", "1")
@@ -323,7 +368,7 @@ mod tests {
             .with_attr("9", "1");
         e.attrs.push(("type".into(), "again".into()));
         assert_eq!(
-            e.to_stream_xml(),
+            e.to_xml(IN_STREAM),
             "<attachment type=\"image\" xml:lang=\"en\"/>"
         );
     }
@@ -365,7 +410,7 @@ mod tests {
             }
         }
         fn element(&mut self, depth: usize) -> Element {
-            const NSS: [&str; 4] = [ns::CLIENT, "urn:x\"<&>", "", ns::STREAMS];
+            const NSS: [&str; 4] = [CLIENT, "urn:x\"<&>", "", STREAMS];
             let mut e = Element::new(&self.name(), self.pick(&NSS));
             for _ in 0..self.below(4) {
                 let (k, v) = (self.name(), self.string());
@@ -397,7 +442,7 @@ mod tests {
         let doc = match in_stream {
             true => format!(
                 "<stream:stream xmlns=\"jabber:client\" xmlns:stream=\"{}\">{text}</stream:stream>",
-                ns::STREAMS
+                STREAMS
             ),
             false => text.to_owned(),
         };
@@ -485,7 +530,7 @@ mod tests {
                 // Most stanzas have a server-chosen top-level name.
                 e.name = "message".into();
             }
-            for (out, in_stream) in [(e.to_stream_xml(), true), (e.to_standalone_xml(), false)] {
+            for (out, in_stream) in [(e.to_xml(IN_STREAM), true), (e.to_xml(STANDALONE), false)] {
                 if out.is_empty() {
                     assert!(!xml::is_ncname(&e.name), "{e:?} wrote nothing");
                     continue;
