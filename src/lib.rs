@@ -54,6 +54,8 @@ mod layering {
             &["config", "db", "identity", "limits", "model", "xml"],
         ),
         ("hub", &["identity", "model", "xml"]),
+        // Privacy rules: neutral, so both adapters can ask them; no adapter here either.
+        ("privacy", &["db", "hub", "model"]),
         // An adapter: the domain's services, never the other adapter or the live state.
         (
             "rest",

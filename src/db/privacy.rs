@@ -1,6 +1,6 @@
 //! The `xmpp_privacy_lists`, `xmpp_privacy_items` and `xmpp_blocklist` tables: each user's
 //! XEP-0016 privacy lists (named, ordered items, at most one default) and XEP-0191 block list.
-//! Typed values in and out; which rule wins is decided in `xmpp::ext::privacy`, not here.
+//! Typed values in and out; which rule wins is decided in `crate::privacy`, not here.
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,7 @@
 
 pub mod filter;
 pub mod ids;
+pub mod jid;
 pub mod time;
 
 pub use ids::{AppId, SessionId, UserId, UserKey};

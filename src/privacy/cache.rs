@@ -9,7 +9,8 @@ use super::rules::{RosterView, Rules};
 use super::Env;
 use crate::db::{self, DbError, DbPool};
 use crate::hub::{ConnId, Hub};
-use crate::xmpp::stanza::{Jid, UserKey};
+use crate::model::jid::Jid;
+use crate::model::UserKey;
 
 /// Users whose rules the cache holds before it starts over (users without any privacy data
 /// share one empty entry, so this is mostly keys).

@@ -24,7 +24,8 @@ pub use rules::{evaluate, Rules, Subject, Traffic};
 use crate::db::privacy::Kinds;
 use crate::db::DbPool;
 use crate::hub::Hub;
-use crate::xmpp::stanza::{Jid, UserKey};
+use crate::model::jid::Jid;
+use crate::model::UserKey;
 
 /// What the decisions read: the cache, storage (on a cache miss), the live connections (for
 /// active lists) and the chat domain (to spell JIDs). Implemented by each adapter's services.

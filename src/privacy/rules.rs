@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::db::privacy::{Action, Kinds, Matcher, PrivacyItem, Stored};
-use crate::xmpp::stanza::{Jid, UserKey};
+use crate::model::jid::Jid;
+use crate::model::UserKey;
 
 /// A user's roster as the `group` and `subscription` items see it: bare JID → (subscription,
 /// groups).
