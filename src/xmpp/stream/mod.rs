@@ -3,6 +3,7 @@
 //! elements (which namespaces the stream header declared). Handlers above never see XML text.
 //! The element type itself is protocol-neutral and lives in `crate::xml`.
 
+mod parse;
 pub mod reader;
 pub mod tls;
 pub mod transport;
