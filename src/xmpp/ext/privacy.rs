@@ -27,7 +27,7 @@ use crate::xmpp::dispatch::{
     BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
 };
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
+use crate::xmpp::stanza::{random_hex, Condition, ErrorType, Jid, StanzaError, UserKey};
 use crate::xmpp::stream::{Element, Node};
 use crate::xmpp::Services;
 
@@ -139,12 +139,7 @@ pub async fn screen(
 pub fn bounce(d: Decision, stanza: &Element, domain: &str) -> Element {
     match d {
         Decision::Blocked => {
-            let err = StanzaError {
-                kind: "cancel",
-                condition: "not-acceptable",
-                code: 406,
-                text: None,
-            };
+            let err = StanzaError::new(ErrorType::Cancel, Condition::NotAcceptable);
             let mut reply = err.reply_to(stanza, domain);
             if let Some(Node::Element(e)) = reply.children.last_mut() {
                 e.push(Element::new("blocked", ns::BLOCKING_ERRORS));
