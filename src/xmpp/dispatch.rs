@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::ext;
-use super::stanza::{Jid, StanzaError, UserKey};
+use super::stanza::{Jid, MessageType, PresenceType, StanzaError, UnknownType, UserKey};
 use super::stream::Element;
 use super::Services;
 use crate::hub::ConnId;
@@ -245,17 +245,23 @@ impl Routed {
         self.services.domain()
     }
 
-    /// The stanza's `type` attribute.
-    // TODO(stanza types): return `MessageType` / `PresenceType` once `xmpp::stanza` has them.
-    pub fn kind(&self) -> Option<&str> {
-        self.stanza.attr("type")
+    /// A message's `type` (absent is `normal`). `Err` for a value outside RFC 6121: each hook
+    /// says what it does with one (none guesses `normal` for it).
+    pub fn message_type(&self) -> Result<MessageType, UnknownType> {
+        MessageType::of(&self.stanza)
+    }
+
+    /// A presence's `type` (absent is available). `Err` for a value outside RFC 6121: each
+    /// hook says what it does with one.
+    pub fn presence_type(&self) -> Result<PresenceType, UnknownType> {
+        PresenceType::of(&self.stanza)
     }
 
     /// The recipient of a 1:1 `chat` message (what the Apply hooks act on): `None` for rooms
-    /// and other types.
+    /// and other types, an unknown one included.
     pub fn chat_to_user(&self) -> Option<UserKey> {
         match &self.to {
-            To::User(u, _) if self.kind() == Some("chat") => Some(*u),
+            To::User(u, _) if self.message_type() == Ok(MessageType::Chat) => Some(*u),
             _ => None,
         }
     }

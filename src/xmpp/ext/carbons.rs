@@ -7,7 +7,7 @@ use crate::xmpp::dispatch::{
     BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
 };
 use crate::xmpp::ns;
-use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::stanza::{MessageType, StanzaError};
 use crate::xmpp::stream::Element;
 
 /// XEP-0334 hints namespace (`<no-copy/>`).
@@ -62,7 +62,7 @@ fn toggle(req: Request<'_>) -> BoxFuture<'_, Reply> {
 
 /// Whether `msg` (already stamped) is eligible for carbons.
 pub fn eligible(msg: &Element) -> bool {
-    msg.attr("type") == Some("chat")
+    MessageType::of(msg) == Ok(MessageType::Chat)
         && msg.child("private", ns::CARBONS).is_none()
         && msg.child("no-copy", HINTS).is_none()
 }

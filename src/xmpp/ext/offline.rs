@@ -14,7 +14,7 @@ use crate::xmpp::dispatch::{
     BoxFuture, Extension, Flow, Hook, On, Phase, Registration, Routed, To,
 };
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{Jid, StanzaError, UserKey};
+use crate::xmpp::stanza::{Jid, MessageType, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::{reader, Element};
 use crate::xmpp::Services;
 
@@ -52,7 +52,7 @@ fn keep_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
         let To::User(target, _) = m.to else {
             return Flow::Next;
         };
-        if m.kind() == Some("error") || !worth_keeping(&m.stanza) {
+        if m.message_type() == Ok(MessageType::Error) || !worth_keeping(&m.stanza) {
             return Flow::Next;
         }
         match keep(&m.services, target, &m.stanza).await {
@@ -67,7 +67,7 @@ fn keep_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
 fn keep_subscription(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
         if let To::User(target, _) = m.to {
-            if m.kind() == Some("subscribe") {
+            if m.presence_type() == Ok(PresenceType::Subscribe) {
                 store_subscription(&m.services, target, &m.bare, &m.stanza).await;
             }
         }
@@ -77,8 +77,11 @@ fn keep_subscription(m: &mut Routed) -> BoxFuture<'_, Flow> {
 
 /// Whether `msg` is kept when its recipient is offline.
 pub fn worth_keeping(msg: &Element) -> bool {
-    matches!(msg.attr("type").unwrap_or("normal"), "chat" | "normal")
-        && (msg.child("body", ns::CLIENT).is_some() || msg.child_ns(MARKERS).is_some())
+    // An unknown type is not kept (RFC 6121 would let it count as `normal`; it never has).
+    matches!(
+        MessageType::of(msg),
+        Ok(MessageType::Chat | MessageType::Normal)
+    ) && (msg.child("body", ns::CLIENT).is_some() || msg.child_ns(MARKERS).is_some())
 }
 
 /// Why a message was not kept offline.

@@ -18,7 +18,7 @@ use crate::hub::ConnId;
 use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, To};
 use crate::xmpp::ext::{offline, roster};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{StanzaError, UserKey};
+use crate::xmpp::stanza::{PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
@@ -48,45 +48,33 @@ pub struct State {
     subs: Vec<UserKey>,
 }
 
-/// A subscription presence type (RFC 6121 §3), or `None` for any other presence.
-// TODO(stanza types): `PresenceType::is_subscription` once `xmpp::stanza` has it.
-fn subscription(kind: Option<&str>) -> Option<&str> {
-    kind.filter(|k| {
-        matches!(
-            *k,
-            "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"
-        )
-    })
-}
-
 /// Whether `presence` is a subscription presence (privacy does not screen those).
 pub fn is_subscription(presence: &Element) -> bool {
-    subscription(presence.attr("type")).is_some()
+    PresenceType::of(presence).is_ok_and(PresenceType::is_subscription)
 }
 
 fn deliver(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
         match m.to.clone() {
             To::Broadcast => broadcast(m).await,
-            To::User(target, resource) => {
-                if is_subscription(&m.stanza) {
-                    subscribe(m, target).await
-                } else {
-                    directed(m, target, resource)
-                }
-            }
+            To::User(target, resource) => match m.presence_type() {
+                Ok(sub) if sub.is_subscription() => subscribe(m, sub, target).await,
+                // Anything else, an unknown type included, is a directed presence.
+                _ => directed(m, target, resource),
+            },
             To::Room(_) => Flow::Next,
         }
     })
 }
 
-/// A presence without `to`: available (initial or an update) or unavailable.
+/// A presence without `to`: available (initial or an update) or unavailable; any other type,
+/// an unknown one included, is ignored.
 async fn broadcast(m: &mut Routed) -> Flow {
-    match m.kind() {
-        None => {
+    match m.presence_type() {
+        Ok(PresenceType::Available) => {
             available(m).await;
         }
-        Some("unavailable") => {
+        Ok(PresenceType::Unavailable) => {
             let el = Some(m.stanza.clone());
             go_unavailable(
                 &m.services,
@@ -183,9 +171,8 @@ async fn initial_probe(s: &Arc<Services>, user: UserKey) -> db::xmpp::PresencePr
 /// A subscription presence: both rosters updated, then relayed between bare JIDs. (A request
 /// to an offline contact waits in `ext::offline`; an approval is followed by our presence,
 /// below.)
-async fn subscribe(m: &mut Routed, target: UserKey) -> Flow {
-    let sub = m.kind().unwrap_or_default().to_owned();
-    if let Err(e) = roster::subscription(&m.services, m.user, &sub, target).await {
+async fn subscribe(m: &mut Routed, sub: PresenceType, target: UserKey) -> Flow {
+    if let Err(e) = roster::subscription(&m.services, m.user, sub, target).await {
         return Flow::Refuse(e);
     }
     // Subscription presences travel between bare JIDs.
@@ -200,7 +187,7 @@ async fn subscribe(m: &mut Routed, target: UserKey) -> Flow {
 fn approved(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
         if let To::User(target, _) = m.to {
-            if m.kind() == Some("subscribed") && m.presence.available {
+            if m.presence_type() == Ok(PresenceType::Subscribed) && m.presence.available {
                 let p = Element::new("presence", ns::CLIENT)
                     .with_attr("from", m.full.clone())
                     .with_attr("to", target.bare_jid(m.domain()).to_string());
@@ -211,11 +198,12 @@ fn approved(m: &mut Routed) -> BoxFuture<'_, Flow> {
     })
 }
 
-/// A directed presence (privacy already screened it).
+/// A directed presence (privacy already screened it). Only available and unavailable change
+/// what is undone at logout; any other type, an unknown one included, is delivered as is.
 fn directed(m: &mut Routed, target: UserKey, resource: Option<String>) -> Flow {
     let to = m.stanza.attr("to").unwrap_or_default().to_owned();
-    match m.kind() {
-        None => {
+    match m.presence_type() {
+        Ok(PresenceType::Available) => {
             // Remembered to send unavailable at logout: a bounded set, so past the bound a
             // presence to one more JID is refused rather than silently never undone.
             let max = m.services.config.xmpp.directed_presences_max;
@@ -227,7 +215,7 @@ fn directed(m: &mut Routed, target: UserKey, resource: Option<String>) -> Flow {
             }
             directed.insert(to, (target, resource.clone()));
         }
-        Some("unavailable") => {
+        Ok(PresenceType::Unavailable) => {
             m.presence.directed.remove(&to);
         }
         _ => {}

@@ -27,7 +27,9 @@ use crate::xmpp::dispatch::{
     BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
 };
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
+use crate::xmpp::stanza::{
+    random_hex, Condition, ErrorType, IqType, Jid, MessageType, StanzaError, UserKey,
+};
 use crate::xmpp::stream::{Element, Node};
 use crate::xmpp::Services;
 
@@ -125,8 +127,15 @@ pub async fn screen(
     if d == Decision::Allow {
         return Ok(());
     }
-    let answer = matches!(stanza.attr("type"), Some("error" | "result")) && kind == Stanza::Iq;
-    if kind == Stanza::Presence || stanza.attr("type") == Some("error") || answer {
+    // A refused presence, message error or iq answer is dropped silently; any other message
+    // (one of unknown type included) or iq request earns the bounce. An iq of unknown type
+    // never gets here: routing answers it `bad-request` first.
+    let silent = match kind {
+        Stanza::Presence => true,
+        Stanza::Message => MessageType::of(stanza) == Ok(MessageType::Error),
+        Stanza::Iq => matches!(IqType::of(stanza), Ok(IqType::Result | IqType::Error)),
+    };
+    if silent {
         return Err(None);
     }
     Err(Some(bounce(d, stanza, services.domain())))
@@ -139,12 +148,7 @@ pub async fn screen(
 pub fn bounce(d: Decision, stanza: &Element, domain: &str) -> Element {
     match d {
         Decision::Blocked => {
-            let err = StanzaError {
-                kind: "cancel",
-                condition: "not-acceptable",
-                code: 406,
-                text: None,
-            };
+            let err = StanzaError::new(ErrorType::Cancel, Condition::NotAcceptable);
             let mut reply = err.reply_to(stanza, domain);
             if let Some(Node::Element(e)) = reply.children.last_mut() {
                 e.push(Element::new("blocked", ns::BLOCKING_ERRORS));

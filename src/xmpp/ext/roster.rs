@@ -11,7 +11,7 @@
 use crate::db::{self, xmpp::RosterItem};
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
+use crate::xmpp::stanza::{random_hex, Jid, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
@@ -227,12 +227,12 @@ async fn update(
 pub async fn subscription(
     services: &Services,
     user: UserKey,
-    kind: &str,
+    kind: PresenceType,
     contact: UserKey,
 ) -> Result<(), StanzaError> {
     match kind {
-        "subscribe" => update(services, user, contact, true, |i| i.ask = true).await,
-        "subscribed" => {
+        PresenceType::Subscribe => update(services, user, contact, true, |i| i.ask = true).await,
+        PresenceType::Subscribed => {
             update(services, user, contact, true, |i| {
                 i.subscription = add(&i.subscription, "from")
             })
@@ -243,7 +243,7 @@ pub async fn subscription(
             })
             .await
         }
-        "unsubscribe" => {
+        PresenceType::Unsubscribe => {
             update(services, user, contact, false, |i| {
                 i.subscription = remove(&i.subscription, "to");
                 i.ask = false;
@@ -254,7 +254,7 @@ pub async fn subscription(
             })
             .await
         }
-        "unsubscribed" => {
+        PresenceType::Unsubscribed => {
             update(services, user, contact, false, |i| {
                 i.subscription = remove(&i.subscription, "from")
             })

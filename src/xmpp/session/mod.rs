@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::dispatch::{Kind, Request, Target};
 use super::ext::{muc, offline, presence, status_streaming};
 use super::ns;
-use super::stanza::{random_hex, Jid, StanzaError, StreamCondition, UserKey};
+use super::stanza::{is_error, random_hex, Jid, StanzaError, StreamCondition, UserKey};
 use super::stream::transport::ReadError;
 use super::stream::{Element, Packet, Transport};
 use super::Services;
@@ -331,7 +331,7 @@ impl Session {
         el: &Element,
         err: StanzaError,
     ) -> Result<(), End> {
-        if el.attr("type") == Some("error") {
+        if is_error(el) {
             return Ok(());
         }
         let reply = err.reply_to(el, self.domain());

@@ -13,7 +13,9 @@ use crate::config::PlainAuth;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
 use crate::identity::{ChatAuth, IdentityError};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{iq_result, random_hex, Jid, StanzaError, StreamCondition, UserKey};
+use crate::xmpp::stanza::{
+    iq_result, random_hex, IqType, Jid, StanzaError, StreamCondition, UserKey,
+};
 use crate::xmpp::stream::transport::ReadError;
 use crate::xmpp::stream::{Element, Packet, Transport};
 use crate::xmpp::Services;
@@ -247,7 +249,7 @@ async fn bind_or_answer(
     iq: Element,
 ) -> Option<Negotiated> {
     let user = pending.user;
-    let is_set = iq.attr("type") == Some("set");
+    let is_set = IqType::of(&iq) == Ok(IqType::Set);
     let reply = if let (true, Some(bind)) = (is_set, iq.child("bind", ns::BIND)) {
         let requested = bind
             .child("resource", ns::BIND)

@@ -13,7 +13,7 @@ use crate::xmpp::dispatch::{
 };
 use crate::xmpp::ext::{muc, privacy};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{iq_result, Jid, StanzaError, UserKey};
+use crate::xmpp::stanza::{iq_result, IqType, Jid, MessageType, StanzaError, UserKey};
 use crate::xmpp::stream::{Element, Transport};
 
 use super::{End, Session};
@@ -34,11 +34,15 @@ fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
         let To::User(target, resource) = &m.to else {
             return Flow::Next;
         };
-        let kind = m.kind().unwrap_or("normal");
+        // An unknown type is delivered like `normal` (RFC 6121 §5.2.2), as it always was.
+        let resource_only = matches!(
+            m.message_type(),
+            Ok(MessageType::Headline | MessageType::Error)
+        );
         let hub = &m.services.hub;
         m.delivered = match resource {
             Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => 1,
-            Some(_) if kind == "headline" || kind == "error" => 0,
+            Some(_) if resource_only => 0,
             _ => hub.deliver_to_user(*target, &m.stanza),
         };
         Flow::Next
@@ -107,7 +111,7 @@ impl Session {
             Ok(Dest::Server | Dest::MucService) => return Ok(()),
             Err(e) => return self.reply_error(t, &el, e).await,
         };
-        if matches!(to, To::User(..)) && el.attr("type") == Some("groupchat") {
+        if matches!(to, To::User(..)) && MessageType::of(&el) == Ok(MessageType::Groupchat) {
             let e = StanzaError::bad_request().with_text("groupchat messages go to a room");
             return self.reply_error(t, &el, e).await;
         }
@@ -172,10 +176,10 @@ impl Session {
 
     pub(super) async fn on_iq(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
         el.set_attr("from", self.full.clone());
-        let kind = match el.attr("type") {
-            Some("get") => Kind::IqGet,
-            Some("set") => Kind::IqSet,
-            Some("result" | "error") => {
+        let kind = match IqType::of(&el) {
+            Ok(IqType::Get) => Kind::IqGet,
+            Ok(IqType::Set) => Kind::IqSet,
+            Ok(IqType::Result | IqType::Error) => {
                 if let (Some((pid, _)), Some(id)) = (&self.ping, el.attr("id")) {
                     if pid == id {
                         self.ping = None;
@@ -187,7 +191,8 @@ impl Session {
                 }
                 return Ok(());
             }
-            _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
+            // RFC 6120 §8.2.3: an iq without one of the four types is a bad request.
+            Err(unknown) => return self.reply_error(t, &el, unknown.into()).await,
         };
         let payload = match (el.attr("id"), el.elements().next()) {
             (Some(_), Some(p)) if el.elements().count() == 1 => p.clone(),
@@ -210,8 +215,8 @@ impl Session {
             }
         }
         let target = match self.resolve(el.attr("to")) {
-            Ok(Dest::Room(room)) => return self.room_iq(t, el, payload, Some(room)).await,
-            Ok(Dest::MucService) => return self.room_iq(t, el, payload, None).await,
+            Ok(Dest::Room(room)) => return self.room_iq(t, el, kind, payload, Some(room)).await,
+            Ok(Dest::MucService) => return self.room_iq(t, el, kind, payload, None).await,
             Ok(Dest::Server) => Target::Server,
             Ok(Dest::User(u, None)) if u == self.user => Target::Server,
             Ok(Dest::User(u, None)) => Target::User(u),
@@ -260,10 +265,11 @@ impl Session {
         &mut self,
         t: &mut Transport,
         el: Element,
+        kind: Kind,
         payload: Element,
         room: Option<muc::RoomAddr>,
     ) -> Result<(), End> {
-        let get = el.attr("type") == Some("get");
+        let get = kind == Kind::IqGet;
         let reply = match load_actor(&self.services, self.user, &mut self.app).await {
             Ok(actor) => muc::on_iq(&self.services, &actor, get, &payload, room).await,
             Err(e) => Err(e),

@@ -140,30 +140,31 @@ impl Condition {
     }
 }
 
-/// An RFC 6120 stanza error.
-///
-/// `kind` and `condition` are the wire strings, always taken from [`ErrorType::as_str`] and
-/// [`Condition::as_str`] (build one with [`StanzaError::new`] or a named constructor): one
-/// extension still writes this struct literally, so the fields stay strings until it moves to
-/// the constructors.
+/// An RFC 6120 stanza error: its type, its defined condition and an optional human text. The
+/// legacy `code` is not stored: it follows from the condition ([`StanzaError::code`]), so the
+/// two cannot disagree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StanzaError {
-    pub kind: &'static str,
-    pub condition: &'static str,
-    pub code: u16,
+    pub kind: ErrorType,
+    pub condition: Condition,
     pub text: Option<String>,
 }
 
 impl StanzaError {
-    /// An error of `kind` with `condition` and its legacy code.
+    /// An error of `kind` with `condition`.
     pub const fn new(kind: ErrorType, condition: Condition) -> Self {
         StanzaError {
-            kind: kind.as_str(),
-            condition: condition.as_str(),
-            code: condition.code(),
+            kind,
+            condition,
             text: None,
         }
     }
+
+    /// The legacy numeric `code` written with the error (XEP-0086), the condition's.
+    pub const fn code(&self) -> u16 {
+        self.condition.code()
+    }
+
     pub const fn service_unavailable() -> Self {
         Self::new(ErrorType::Cancel, Condition::ServiceUnavailable)
     }
@@ -212,9 +213,9 @@ impl StanzaError {
 
     pub fn to_element(&self) -> Element {
         let mut e = Element::new("error", ns::CLIENT)
-            .with_attr("type", self.kind)
-            .with_attr("code", self.code.to_string())
-            .with_child(Element::new(self.condition, ns::STANZAS));
+            .with_attr("type", self.kind.as_str())
+            .with_attr("code", self.code().to_string())
+            .with_child(Element::new(self.condition.as_str(), ns::STANZAS));
         if let Some(t) = &self.text {
             e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
         }
@@ -428,7 +429,10 @@ mod tests {
             (StanzaError::conflict(), "cancel", "conflict", 409),
         ];
         for (e, kind, condition, code) in table {
-            assert_eq!((e.kind, e.condition, e.code), (kind, condition, code));
+            assert_eq!(
+                (e.kind.as_str(), e.condition.as_str(), e.code()),
+                (kind, condition, code)
+            );
         }
     }
 

@@ -28,6 +28,14 @@ impl From<UnknownType> for StanzaError {
     }
 }
 
+/// Whether `stanza` (a message, presence or iq) is an error: `type='error'` is spelled the same
+/// in all three (RFC 6120 §8.3.1), so this holds for any of them. An error is never answered
+/// with another error.
+pub fn is_error(stanza: &Element) -> bool {
+    // The three enums read "error" alike; one of them is enough for any stanza.
+    IqType::of(stanza) == Ok(IqType::Error)
+}
+
 /// RFC 6121 §5.2.2: a message's `type`; absent means `normal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MessageType {
@@ -112,6 +120,18 @@ impl PresenceType {
             PresenceType::Probe => "probe",
             PresenceType::Error => "error",
         }
+    }
+
+    /// A subscription presence (RFC 6121 §3): `subscribe`, `subscribed`, `unsubscribe` or
+    /// `unsubscribed`.
+    pub const fn is_subscription(self) -> bool {
+        matches!(
+            self,
+            PresenceType::Subscribe
+                | PresenceType::Subscribed
+                | PresenceType::Unsubscribe
+                | PresenceType::Unsubscribed
+        )
     }
 
     /// The attribute to write: none for available.
@@ -210,6 +230,28 @@ mod tests {
             Error,
         ] {
             assert_eq!(PresenceType::from_attr(t.attr()), Ok(t));
+        }
+    }
+
+    #[test]
+    fn the_four_subscription_types_and_no_other_are_subscriptions() {
+        use PresenceType::*;
+        for t in [Subscribe, Subscribed, Unsubscribe, Unsubscribed] {
+            assert!(t.is_subscription());
+        }
+        for t in [Available, Unavailable, Probe, Error] {
+            assert!(!t.is_subscription());
+        }
+    }
+
+    #[test]
+    fn an_error_is_type_error_whichever_the_stanza() {
+        use super::super::super::ns;
+        for name in ["message", "presence", "iq"] {
+            let el = Element::new(name, ns::CLIENT);
+            assert!(!is_error(&el));
+            assert!(is_error(&el.clone().with_attr("type", "error")));
+            assert!(!is_error(&el.with_attr("type", "Error")));
         }
     }
 

@@ -12,7 +12,7 @@ pub mod kind;
 pub mod message;
 
 pub use error::{Condition, ErrorType, StanzaError, StreamCondition};
-pub use kind::{IqType, MessageType, PresenceType, UnknownType};
+pub use kind::{is_error, IqType, MessageType, PresenceType, UnknownType};
 pub use message::{message_from_view, CcMessage};
 
 pub use crate::model::jid::Jid;

@@ -11,7 +11,7 @@ use crate::hub::rooms::Occupant;
 use crate::hub::ConnId;
 use crate::model::{AppId, Dialog, UserId};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{StanzaError, UserKey};
+use crate::xmpp::stanza::{PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
@@ -45,8 +45,10 @@ fn status_with_shim(x: &mut Element, code: &str) {
 
 fn occupant_presence(room_jid: &str, uid: i64, template: &Element, item: Element) -> Element {
     let mut p = Element::new("presence", ns::CLIENT).with_attr("from", format!("{room_jid}/{uid}"));
-    if let Some(show) = template.attr("type") {
-        p.set_attr("type", show);
+    // The template is the joining presence, so available today (no `type`); an unknown type
+    // never reaches here (see `on_presence`).
+    if let Some(t) = PresenceType::of(template).ok().and_then(PresenceType::attr) {
+        p.set_attr("type", t);
     }
     for c in template.elements() {
         if c.ns != ns::MUC && c.ns != ns::MUC_USER {
@@ -136,9 +138,9 @@ pub async fn on_presence(
         }
         p
     };
-    match el.attr("type") {
-        None => {}
-        Some("unavailable") => {
+    match PresenceType::of(&el) {
+        Ok(PresenceType::Available) => {}
+        Ok(PresenceType::Unavailable) => {
             let mut mine = unavailable(&Element::new("presence", ns::CLIENT))
                 .with_attr("from", format!("{rjid}/{uid}"));
             if let Some(Some(gone)) = s.hub.rooms.leave(&k, uid, conn) {
@@ -148,9 +150,9 @@ pub async fn on_presence(
             }
             return Ok(vec![self_addr(with_status(mine, &[], true))]);
         }
-        Some("error") => return Ok(Vec::new()),
-        // Subscriptions and probes mean nothing to a room.
-        Some(_) => return Ok(Vec::new()),
+        Ok(PresenceType::Error) => return Ok(Vec::new()),
+        // Subscriptions and probes mean nothing to a room; an unknown type is ignored too.
+        _ => return Ok(Vec::new()),
     }
     let nick = room.nick.as_deref().ok_or_else(|| {
         StanzaError::bad_request().with_text("a join names the nick: room/{user_id}")

@@ -31,7 +31,7 @@ use crate::model::{AppId, DialogType, ObjectId, UserId};
 use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Reply, Routed, To};
 use crate::xmpp::ext::history;
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{StanzaError, UserKey};
+use crate::xmpp::stanza::{MessageType, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
@@ -100,7 +100,7 @@ fn deliver_presence(m: &mut Routed) -> BoxFuture<'_, Flow> {
 /// Delivered hook: an unavailable broadcast presence takes the connection out of its rooms.
 fn leave_on_unavailable(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
-        if m.to == To::Broadcast && m.kind() == Some("unavailable") {
+        if m.to == To::Broadcast && m.presence_type() == Ok(PresenceType::Unavailable) {
             leave_all(&m.services, m.user, m.conn);
         }
         Flow::Next
@@ -232,9 +232,10 @@ pub async fn on_message(
     mut el: Element,
     room: RoomAddr,
 ) -> Result<(), StanzaError> {
-    match el.attr("type") {
-        Some("error") => return Ok(()),
-        Some("groupchat") => {}
+    match MessageType::of(&el) {
+        Ok(MessageType::Error) => return Ok(()),
+        Ok(MessageType::Groupchat) => {}
+        // Any other type, an unknown one included, is refused.
         _ => {
             return Err(StanzaError::bad_request().with_text(
                 "messages to a room are type groupchat; private messages are not served",
