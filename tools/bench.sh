@@ -286,7 +286,11 @@ stop_parley() {
         kill -INT "$pid"
         for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         # A server still draining after 30 s would be measured again as the "fresh" process.
-        kill -0 "$pid" 2>/dev/null && { log "parley did not stop in 30 s: killed"; kill -KILL "$pid"; sleep 1; }
+        if kill -0 "$pid" 2>/dev/null; then
+            log "parley did not stop in 30 s: killed"
+            kill -KILL "$pid"
+            sleep 1
+        fi
     fi
 }
 
