@@ -23,7 +23,7 @@ PARLEY_XMPP_CERT_FILE="$work/fullchain.pem" PARLEY_XMPP_KEY_FILE="$work/privkey.
     "$bin" config check "$root/config/production.example.toml"
 
 echo "check-deploy: compose and container files"
-python3 - "$root/deploy/compose.yaml" "$root/deploy/Containerfile" <<'PY'
+python3 - "$root/deploy/compose.yaml" "$root/deploy/Containerfile" "$work" <<'PY'
 import sys, yaml
 compose = yaml.safe_load(open(sys.argv[1]))
 services = compose["services"]
@@ -31,7 +31,8 @@ assert {"db", "parley"} <= set(services), services.keys()
 assert services["parley"]["depends_on"]["db"]["condition"] == "service_healthy"
 assert services["db"]["image"].startswith("postgres:15")
 from dockerfile_parse import DockerfileParser
-df = DockerfileParser()
+# The parser keeps a copy as <dir>/Dockerfile: a scratch directory, not the work tree.
+df = DockerfileParser(path=sys.argv[3])
 df.content = open(sys.argv[2]).read()
 stages = [i for i in df.structure if i["instruction"] == "FROM"]
 assert len(stages) >= 2, "multi-stage build"
