@@ -584,4 +584,24 @@ mod tests {
             assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)), "{stanza}");
         }
     }
+
+    /// Found by the `xml_reader` fuzz target: a NUL in a namespace was read, then written as
+    /// U+FFFD, so the element did not read back the same.
+    #[test]
+    fn characters_xml_forbids_are_not_well_formed_in_text_attributes_and_namespaces() {
+        for stanza in [
+            "<message><body>a\u{0}b</body></message>",
+            "<message><body>a&#0;b</body></message>",
+            "<message><body>&#x1F;</body></message>",
+            "<message id='a\u{1}'/>",
+            "<message id='&#x8;'/>",
+            "<message xmlns='urn:\u{0}x'/>",
+            "<message><![CDATA[\u{B}]]></message>",
+        ] {
+            let out = all(&[HEADER, stanza]);
+            assert_eq!(out.last(), Some(&Err(Fault::NotWellFormed)), "{stanza:?}");
+        }
+        let out = all(&[HEADER, "<message><body>tab\tline\ncr\r</body></message>"]);
+        assert!(matches!(out.last(), Some(Ok(Packet::Stanza(_)))), "{out:?}");
+    }
 }
