@@ -270,6 +270,20 @@ impl Routed {
     pub async fn actor(&mut self) -> Result<crate::chat::Actor, StanzaError> {
         load_actor(&self.services, self.user, &mut self.app).await
     }
+
+    /// For an Apply hook that changes history from a 1:1 `chat` message carrying the payload
+    /// `<name xmlns=ns>`: `None` when the stanza is not such a message (the hook passes it on),
+    /// else the sender as the chat domain sees them.
+    pub async fn chat_change_actor(
+        &mut self,
+        name: &str,
+        ns: &str,
+    ) -> Option<Result<crate::chat::Actor, StanzaError>> {
+        if self.chat_to_user().is_none() || self.stanza.child(name, ns).is_none() {
+            return None;
+        }
+        Some(self.actor().await)
+    }
 }
 
 /// The user as the chat domain sees them; the application is loaded into `app` once.

@@ -23,12 +23,10 @@ pub const EXTENSION: Extension = Extension {
 /// and not relayed.
 fn apply_hook(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
-        if m.chat_to_user().is_none() || m.stanza.child("remove", ns::MESSAGE_DELETE).is_none() {
-            return Flow::Next;
-        }
-        let res = match m.actor().await {
-            Ok(actor) => apply(&m.services, &actor, &m.stanza).await,
-            Err(e) => Err(e),
+        let res = match m.chat_change_actor("remove", ns::MESSAGE_DELETE).await {
+            None => return Flow::Next,
+            Some(Ok(actor)) => apply(&m.services, &actor, &m.stanza).await,
+            Some(Err(e)) => Err(e),
         };
         res.map_or_else(Flow::Refuse, |()| Flow::Next)
     })
