@@ -22,6 +22,7 @@ pub struct Config {
     pub log_format: String,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
+    pub admin: AdminConfig,
     pub xmpp: XmppConfig,
     pub ws: WsConfig,
     pub sessions: SessionConfig,
@@ -44,6 +45,23 @@ pub struct DatabaseConfig {
     pub embedded_user: String,
     /// Turn off fsync in the embedded server. Only for throw-away test databases.
     pub embedded_unsafe_fast: bool,
+}
+
+/// The operator's listener: metrics and probes, off the public ports.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Admin listener address (`/metrics`, `/healthz`, `/readyz`); keep it on loopback or a
+    /// private network: it answers without authentication.
+    pub addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -332,6 +350,7 @@ impl Default for Config {
             log_format: "human".into(),
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
+            admin: AdminConfig::default(),
             xmpp: XmppConfig::default(),
             ws: WsConfig::default(),
             sessions: SessionConfig::default(),

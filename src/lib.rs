@@ -23,6 +23,7 @@ pub mod hub;
 pub mod identity;
 pub mod limits;
 pub mod model;
+pub mod ops;
 pub mod privacy;
 pub mod rest;
 pub mod secret_file;
@@ -56,6 +57,8 @@ mod layering {
         ("hub", &["identity", "model", "xml"]),
         // Privacy rules: neutral, so both adapters can ask them; no adapter here either.
         ("privacy", &["db", "hub", "model"]),
+        // Observing the process: probes and metrics; no chat rules, no SQL of its own.
+        ("ops", &["config", "db", "hub"]),
         // An adapter: the domain's services, never the other adapter or the live state.
         (
             "rest",

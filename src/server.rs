@@ -20,12 +20,15 @@ use crate::db::{Database, DbPool, Health, Ownership};
 use crate::hub::Hub;
 use crate::identity::{self, Identity};
 use crate::model::Clock;
+use crate::ops;
 use crate::rest;
 use crate::xmpp::{self, ListenerKind};
 
 /// A running server: its bound addresses and the means to stop it.
 pub struct Server {
     pub http_addr: SocketAddr,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_addr: SocketAddr,
     /// The chat service, whose events the real-time layer (and tests) subscribe to.
     pub chat: Chat,
     /// XMPP client-to-server (STARTTLS).
@@ -61,6 +64,13 @@ impl Server {
         );
         let listener = rest::bind(config.http.addr).await?;
         let http_addr = listener.local_addr()?;
+        let admin_listener = ops::admin::bind(config.admin.addr).await?;
+        let admin_addr = admin_listener.local_addr()?;
+        // Installed before anything records, so no early sample is lost.
+        ops::telemetry::handle();
+        let admin = Arc::new(ops::admin::AdminState {
+            health: Health::new(pool.clone()),
+        });
         let xmpp_listeners = xmpp::bind(&config).await?;
         let xmpp_addr = xmpp_listeners.xmpp.local_addr()?;
         let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
@@ -94,6 +104,7 @@ impl Server {
         let (tx, rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(rest::serve(listener, state, rx.clone())),
+            tokio::spawn(ops::admin::serve(admin_listener, admin, rx.clone())),
             tokio::spawn(xmpp::serve(
                 xmpp_listeners.xmpp,
                 ListenerKind::Starttls,
@@ -130,6 +141,7 @@ impl Server {
         ];
         Ok(Server {
             http_addr,
+            admin_addr,
             chat,
             xmpp_addr,
             xmpp_tls_addr,
@@ -211,6 +223,7 @@ async fn serve_until_signal(
     let dev_app = identity::apps::ensure_dev_app(&db.pool, &clock, &config.data_dir).await?;
     let server = Server::start(config.clone(), db.pool.clone(), clock).await?;
     tracing::info!(addr = %server.http_addr, "REST API listening");
+    tracing::info!(addr = %server.admin_addr, "admin listener (metrics, probes)");
     tracing::info!(
         xmpp = %server.xmpp_addr,
         xmpp_tls = %server.xmpp_tls_addr,

@@ -124,6 +124,7 @@ fn spawn_parley(data: &Path, port: u16) -> Spawned {
         .env("PARLEY_XMPP_ADDR", "127.0.0.1:0")
         .env("PARLEY_XMPP_TLS_ADDR", "127.0.0.1:0")
         .env("PARLEY_WS_ADDR", "127.0.0.1:0")
+        .env("PARLEY_ADMIN_ADDR", "127.0.0.1:0")
         .env("PARLEY_DATABASE_URL", "")
         .env("PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST", "true")
         .env("PARLEY_PASSWORDS_ARGON2_MEMORY_KIB", "256")

@@ -26,3 +26,4 @@ mod xmpp_thirdparty;
 mod hostile_auth;
 mod hostile_revocation;
 mod hostile_tenants;
+mod ops_admin;

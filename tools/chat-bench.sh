@@ -30,7 +30,7 @@ chmod 755 "$data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 api="http://127.0.0.1:$port"
 # XMPP listeners on free ports: the defaults may belong to another Parley on this machine.
-export PARLEY_XMPP_ADDR=127.0.0.1:0 PARLEY_XMPP_TLS_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=127.0.0.1:0
+export PARLEY_XMPP_ADDR=127.0.0.1:0 PARLEY_XMPP_TLS_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=127.0.0.1:0 PARLEY_ADMIN_ADDR=127.0.0.1:0
 # wrk sends thousands of requests per second with one token from 127.0.0.1: lift the request and
 # message rate limits (0 = unlimited), which do not exempt loopback.
 export PARLEY_HTTP_REQUESTS_PER_SEC_PER_IP=0 PARLEY_HTTP_REQUESTS_PER_SEC_PER_TOKEN=0 \

@@ -192,6 +192,7 @@ pub async fn fresh_database() -> tokio_postgres::Config {
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.admin.addr = "127.0.0.1:0".parse().unwrap();
     c.xmpp.addr = "127.0.0.1:0".parse().unwrap();
     c.xmpp.tls_addr = "127.0.0.1:0".parse().unwrap();
     c.ws.addr = "127.0.0.1:0".parse().unwrap();
@@ -267,6 +268,11 @@ impl TestServer {
     /// The running server's chat service (to watch its domain events).
     pub fn chat(&self) -> &parley::chat::Chat {
         &self.server.as_ref().expect("server running").chat
+    }
+
+    /// The admin listener (metrics and probes).
+    pub fn admin(&self) -> Http {
+        Http::new(self.server.as_ref().expect("server running").admin_addr)
     }
 
     /// The running server's session registry (to watch its live state).

@@ -19,7 +19,7 @@ log="$data/parley.log"
 
 PARLEY_DATA_DIR="$data" PARLEY_HTTP_ADDR="127.0.0.1:$http_port" PARLEY_DATABASE_URL= \
   PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$xmpp_tls_port" \
-  PARLEY_WS_ADDR="127.0.0.1:$ws_port" \
+  PARLEY_WS_ADDR="127.0.0.1:$ws_port" PARLEY_ADMIN_ADDR=127.0.0.1:0 \
   PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn "$bin" serve >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"; }
