@@ -21,6 +21,7 @@ mod xmpp_limits;
 mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;
+mod xmpp_rfc;
 mod xmpp_thirdparty;
 
 mod hostile_auth;

@@ -51,8 +51,11 @@ pub enum Kind {
 /// Where an iq was addressed, as far as handlers care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// The server, or the sender's own bare JID.
+    /// The server (`to` = the domain).
     Server,
+    /// The sender's own account: an iq with no `to`, or to the sender's bare JID, which the
+    /// server answers on the account's behalf (RFC 6120 §10.3.3). Every server handler takes it.
+    Account,
     /// Another user's bare JID, answered by the server on the user's behalf.
     User(UserKey),
 }

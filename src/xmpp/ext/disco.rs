@@ -42,7 +42,9 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
                     q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
                 }
             }
-            Target::User(_) => {
+            // An account (one's own or a contact's) is answered as the account (XEP-0030 §3.1),
+            // not as the server.
+            Target::Account | Target::User(_) => {
                 q.push(
                     Element::new("identity", ns::DISCO_INFO)
                         .with_attr("category", "account")

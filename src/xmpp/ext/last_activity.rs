@@ -20,7 +20,8 @@ pub const HANDLERS: &[Registration] = &[Registration {
 fn last(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
         let seconds = match req.target {
-            Target::Server => 0,
+            // The server's uptime is not told; one's own account is online, asking.
+            Target::Server | Target::Account => 0,
             // Routing already refused other applications; kept as a second guard.
             Target::User(u) if !req.user.same_app(&u) => {
                 return Err(StanzaError::service_unavailable())

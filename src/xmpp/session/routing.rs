@@ -59,6 +59,11 @@ pub(super) enum Dest {
 }
 
 impl Session {
+    /// Whether `dest` is this session's own account (bare JID).
+    fn is_own(&self, dest: &Dest) -> bool {
+        matches!(dest, Dest::User(u, None) if *u == self.user)
+    }
+
     /// Where a stanza's `to` points.
     pub(super) fn resolve(&self, to: Option<&str>) -> Result<Dest, StanzaError> {
         let Some(to) = to else {
@@ -176,6 +181,11 @@ impl Session {
 
     pub(super) async fn on_iq(&mut self, t: &mut Transport, mut el: Element) -> Result<(), End> {
         el.set_attr("from", self.full.clone());
+        // RFC 6120 §10.3.3: no `to` means the account itself, and §8.1.2.1 has the answer come
+        // from the account's bare JID (clients such as aioxmpp drop one "from" the domain).
+        if el.attr("to").is_none() {
+            el.set_attr("to", self.jid.bare().to_string());
+        }
         let kind = match IqType::of(&el) {
             Ok(IqType::Get) => Kind::IqGet,
             Ok(IqType::Set) => Kind::IqSet,
@@ -198,7 +208,9 @@ impl Session {
             (Some(_), Some(p)) if el.elements().count() == 1 => p.clone(),
             _ => return self.reply_error(t, &el, StanzaError::bad_request()).await,
         };
-        if let Ok(Dest::User(peer, _)) = self.resolve(el.attr("to")) {
+        // One's own account is never screened by one's own privacy lists (iqs to oneself).
+        let dest = self.resolve(el.attr("to")).ok().filter(|d| !self.is_own(d));
+        if let Some(Dest::User(peer, _)) = dest {
             if let Err(bounce) = privacy::screen(
                 &self.services,
                 self.user,
@@ -218,7 +230,7 @@ impl Session {
             Ok(Dest::Room(room)) => return self.room_iq(t, el, kind, payload, Some(room)).await,
             Ok(Dest::MucService) => return self.room_iq(t, el, kind, payload, None).await,
             Ok(Dest::Server) => Target::Server,
-            Ok(Dest::User(u, None)) if u == self.user => Target::Server,
+            Ok(Dest::User(u, None)) if u == self.user => Target::Account,
             Ok(Dest::User(u, None)) => Target::User(u),
             Ok(Dest::User(u, Some(r))) => {
                 // An iq to another connection's full JID is routed as is.
@@ -236,7 +248,7 @@ impl Session {
         }
         let reg = self.services.dispatch.get(kind, &payload.ns);
         let handler = reg
-            .filter(|r| target == Target::Server || r.for_users)
+            .filter(|r| !matches!(target, Target::User(_)) || r.for_users)
             .and_then(|r| r.handler);
         let Some(handler) = handler else {
             return self

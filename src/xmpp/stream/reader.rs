@@ -203,8 +203,20 @@ impl Framer {
                 }
                 b'/' => {
                     let Some(end) = self.find_resumable(lt, b">") else {
+                        // An end tag holds a name and white space only: a `<` in it can never
+                        // become well-formed, so do not wait for the `>`.
+                        if self.buf.get(lt + 2..).is_some_and(|t| t.contains(&b'<')) {
+                            return Err(Fault::NotWellFormed);
+                        }
                         return Ok(None);
                     };
+                    if self
+                        .buf
+                        .get(lt + 2..lt + end)
+                        .is_some_and(|t| t.contains(&b'<'))
+                    {
+                        return Err(Fault::NotWellFormed);
+                    }
                     self.scan = lt + end + 1;
                     match self.depth {
                         0 => return Err(Fault::NotWellFormed),
@@ -226,9 +238,15 @@ impl Framer {
                         r if r.at == lt => (r.done, r.quote),
                         _ => (1, None),
                     };
+                    // A tag starts with a name (XML 1.0 §3.1); `<<`, `< a` and the like are
+                    // refused at once rather than waited on.
+                    if from == 1 && !self.buf.get(lt + 1).is_some_and(|&b| starts_name(b)) {
+                        return Err(Fault::NotWellFormed);
+                    }
                     let end = match tag_end(&self.buf[lt..], from, quote) {
                         Ok(end) => end,
-                        Err((done, quote)) => {
+                        Err(TagScan::Bad) => return Err(Fault::NotWellFormed),
+                        Err(TagScan::More(done, quote)) => {
                             self.resume = Resume {
                                 at: lt,
                                 done,
@@ -353,11 +371,26 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Why a tag's end was not found.
+enum TagScan {
+    /// Unfinished: how far the scan got, and the open quote.
+    More(usize, Option<u8>),
+    /// A `<` inside the tag: forbidden even in attribute values (XML 1.0 §3.1, `AttValue`).
+    Bad,
+}
+
+/// Whether `b` can start an element name: an ASCII letter, `_`, `:` or any non-ASCII byte (the
+/// tokenizer checks the full name rule once the tag is complete).
+fn starts_name(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
+}
+
 /// Index of the `>` closing the tag at the start of `s`, skipping quoted attribute values;
-/// scanning starts at `from` with `quote` open. Unfinished: how far it got, and the open quote.
-fn tag_end(s: &[u8], from: usize, mut quote: Option<u8>) -> Result<usize, (usize, Option<u8>)> {
+/// scanning starts at `from` with `quote` open.
+fn tag_end(s: &[u8], from: usize, mut quote: Option<u8>) -> Result<usize, TagScan> {
     for (i, &b) in s.iter().enumerate().skip(from.max(1)) {
         match quote {
+            _ if b == b'<' => return Err(TagScan::Bad),
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if b == b'"' || b == b'\'' => quote = Some(b),
@@ -365,7 +398,7 @@ fn tag_end(s: &[u8], from: usize, mut quote: Option<u8>) -> Result<usize, (usize
             None => {}
         }
     }
-    Err((s.len(), quote))
+    Err(TagScan::More(s.len(), quote))
 }
 
 #[cfg(test)]
@@ -518,6 +551,32 @@ mod tests {
             "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>",
         ]);
         assert_eq!(out.last(), Some(&Err(Fault::InvalidNamespace)));
+    }
+
+    #[test]
+    fn a_lt_that_cannot_start_a_tag_is_refused_without_waiting() {
+        for bad in [
+            "<<",
+            "< message/>",
+            "<message><</message>",
+            "<a b='<'/>",
+            "<1/>",
+        ] {
+            let got = all(&[HEADER, bad]);
+            assert!(
+                matches!(got.last(), Some(Err(Fault::NotWellFormed))),
+                "{bad}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lt_inside_an_end_tag_is_refused_without_waiting() {
+        let got = all(&[HEADER, "<message></mess<"]);
+        assert!(
+            matches!(got.last(), Some(Err(Fault::NotWellFormed))),
+            "{got:?}"
+        );
     }
 
     #[test]
