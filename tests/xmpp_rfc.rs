@@ -119,3 +119,70 @@ async fn ill_formed_xml_before_authentication_ends_the_stream_at_once() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn software_version_names_parley_and_its_version_only() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_ver").await;
+    let mut c = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let r = c
+        .iq(
+            "v1",
+            "<iq type='get' id='v1' to='localhost'><query xmlns='jabber:iq:version'/></iq>",
+        )
+        .await;
+    let q = r.child("query", "jabber:iq:version").expect("a version");
+    assert_eq!(
+        q.child("name", "jabber:iq:version").map(|n| n.text()),
+        Some("Parley".into())
+    );
+    assert!(q.child("version", "jabber:iq:version").is_some(), "{r:?}");
+    assert!(
+        q.child("os", "jabber:iq:version").is_none(),
+        "the OS is not told"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn entity_time_is_the_servers_clock_in_utc() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_time").await;
+    let mut c = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let r = c
+        .iq(
+            "t1",
+            "<iq type='get' id='t1' to='localhost'><time xmlns='urn:xmpp:time'/></iq>",
+        )
+        .await;
+    let t = r.child("time", "urn:xmpp:time").expect("a time");
+    assert_eq!(
+        t.child("tzo", "urn:xmpp:time").map(|n| n.text()),
+        Some("+00:00".into())
+    );
+    let utc = t
+        .child("utc", "urn:xmpp:time")
+        .map(|n| n.text())
+        .unwrap_or_default();
+    let expected = parley::model::time::iso(srv.clock.now());
+    // Same minute as the server's clock, in XEP-0082 form.
+    assert_eq!(utc.get(..16), expected.get(..16), "{utc} vs {expected}");
+    assert!(utc.ends_with('Z'), "{utc}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn version_and_time_of_another_users_bare_jid_are_not_answered_for_them() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_vt").await;
+    let (bob, _) = srv.chat_user("bob_vt").await;
+    let mut c = Client::login(srv.xmpp, Via::Tcp, &alice, PASSWORD).await;
+    let r = c
+        .iq(
+            "v2",
+            &format!("<iq type='get' id='v2' to='{bob}@localhost'><query xmlns='jabber:iq:version'/></iq>"),
+        )
+        .await;
+    assert_eq!(r.attr("type"), Some("error"), "{r:?}");
+    srv.stop().await;
+}

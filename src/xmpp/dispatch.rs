@@ -360,6 +360,8 @@ pub fn table() -> Dispatch {
     Dispatch::new(&[
         Extension::handlers(ext::core::HANDLERS),
         Extension::handlers(ext::ping::HANDLERS),
+        Extension::handlers(ext::version::HANDLERS),
+        Extension::handlers(ext::time::HANDLERS),
         Extension::handlers(ext::disco::HANDLERS),
         ext::carbons::EXTENSION,
         Extension::handlers(ext::csi::HANDLERS),

@@ -63,3 +63,7 @@ pub const MUC: &str = "http://jabber.org/protocol/muc";
 pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// XEP-0085 Chat State Notifications.
 pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0092 Software Version.
+pub const VERSION: &str = "jabber:iq:version";
+/// XEP-0202 Entity Time.
+pub const TIME: &str = "urn:xmpp:time";

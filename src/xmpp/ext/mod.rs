@@ -17,3 +17,5 @@ pub mod presence;
 pub mod privacy;
 pub mod roster;
 pub mod status_streaming;
+pub mod time;
+pub mod version;
