@@ -28,3 +28,4 @@ mod hostile_auth;
 mod hostile_revocation;
 mod hostile_tenants;
 mod ops_admin;
+mod rest_openapi;

@@ -10,6 +10,7 @@ pub mod extract;
 mod health;
 mod json;
 mod messages;
+mod openapi;
 pub mod router;
 mod session;
 mod users;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use hyper::Method;
 
 use super::error::ApiError;
-use super::{dialogs, health, messages, session, users, Ctx, Reply};
+use super::{dialogs, health, messages, openapi, session, users, Ctx, Reply};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -30,6 +30,8 @@ pub fn table() -> Vec<Route> {
     routes![
         GET "healthz" => health::alive,
         GET "readyz" => health::ready,
+        // Served as `/openapi.json` (the `.json` suffix is optional on every path).
+        GET "openapi" => openapi::document,
         POST "session" => session::create,
         GET "session" => session::get,
         DELETE "session" => session::destroy,
