@@ -27,3 +27,5 @@ mod hostile_auth;
 mod hostile_revocation;
 mod hostile_tenants;
 mod ops_admin;
+mod ops_logs;
+mod ops_tls_reload;

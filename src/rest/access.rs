@@ -96,12 +96,12 @@ pub fn record(a: &Answered<'_>) {
         ($level:ident) => {
             tracing::$level!(
                 target: "parley::access",
-                method = a.method,
-                route = a.route,
+                method = %a.method,
+                route = %a.route,
                 status,
                 bytes = a.bytes,
                 latency_ms,
-                request_id = a.request_id,
+                request_id = %a.request_id,
                 peer = %a.peer,
                 "request"
             )
