@@ -60,9 +60,12 @@ mod layering {
         // Observing the process: probes and metrics; no chat rules, no SQL of its own.
         ("ops", &["config", "db", "hub"]),
         // An adapter: the domain's services, never the other adapter or the live state.
+        // `ops`: only the metric names of `ops::telemetry`, so each name is defined once.
         (
             "rest",
-            &["chat", "config", "db", "identity", "limits", "model", "xml"],
+            &[
+                "chat", "config", "db", "identity", "limits", "model", "ops", "xml",
+            ],
         ),
     ];
 

@@ -39,6 +39,8 @@ pub struct Server {
     pub ws_addr: SocketAddr,
     /// The live session registry (REST → XMPP fan-out goes through `Hub::deliver_to_user`).
     pub hub: Arc<Hub>,
+    /// The XMPP listeners' certificate, read again by `reload_tls`.
+    tls: Arc<xmpp::stream::tls::ReloadableTls>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -75,7 +77,7 @@ impl Server {
         let xmpp_addr = xmpp_listeners.xmpp.local_addr()?;
         let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
         let ws_addr = xmpp_listeners.ws.local_addr()?;
-        let tls = xmpp::tls_acceptor(&config).map_err(std::io::Error::other)?;
+        let tls = Arc::new(xmpp::load_tls(&config).map_err(std::io::Error::other)?);
         let services = Arc::new(xmpp::Services {
             config: config.clone(),
             identity: identity.clone(),
@@ -84,7 +86,7 @@ impl Server {
             hub: hub.clone(),
             chat: chat.clone(),
             dispatch: xmpp::dispatch::table(),
-            tls,
+            tls: tls.acceptor(),
             privacy: xmpp::ext::privacy::PrivacyCache::new(),
             conns: crate::limits::ConnLimiter::new(
                 config.xmpp.max_connections,
@@ -147,9 +149,16 @@ impl Server {
             xmpp_tls_addr,
             ws_addr,
             hub,
+            tls,
             shutdown: tx,
             tasks,
         })
+    }
+
+    /// Reads the XMPP certificate files again: new connections get the new certificate, open
+    /// ones carry on. False (and logged) when the files do not load; the old one stays.
+    pub fn reload_tls(&self) -> bool {
+        xmpp::reload_tls(&self.tls)
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by config), and returns.
@@ -221,6 +230,8 @@ async fn serve_until_signal(
 ) -> Result<(), Box<dyn Error>> {
     identity::apps::sync_config(&db.pool, &clock, &config.applications).await?;
     let dev_app = identity::apps::ensure_dev_app(&db.pool, &clock, &config.data_dir).await?;
+    // Registered before anything listens: SIGHUP's default action would end the process.
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let server = Server::start(config.clone(), db.pool.clone(), clock).await?;
     tracing::info!(addr = %server.http_addr, "REST API listening");
     tracing::info!(addr = %server.admin_addr, "admin listener (metrics, probes)");
@@ -238,7 +249,18 @@ async fn serve_until_signal(
         if config.ws.tls { "wss" } else { "ws" },
         server.ws_addr
     );
-    wait_for_signal().await;
+    let reload = async {
+        // `None` only when the signal driver is gone: nothing left to reload for.
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the TLS certificate");
+            server.reload_tls();
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = reload => {}
+    }
     tracing::info!("shutting down: draining requests");
     server.shutdown().await;
     Ok(())

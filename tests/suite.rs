@@ -29,3 +29,5 @@ mod hostile_revocation;
 mod hostile_tenants;
 mod ops_admin;
 mod rest_openapi;
+mod ops_logs;
+mod ops_tls_reload;

@@ -3,6 +3,7 @@
 //! not hold the database pool or run SQL (readiness goes through `db::Health`), nor reach the
 //! XMPP adapter or the hub: what XMPP clients see of a REST change follows the chat events.
 
+mod access;
 pub mod conn;
 mod dialogs;
 pub mod error;
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -34,6 +35,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
 
 use crate::chat::{Actor, Chat};
 use crate::config::{Config, HttpConfig};
@@ -270,20 +272,46 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// One request, start to end: its id and span, the route, the limits, the handler, the answer,
+/// and what it leaves for the operator (`access`).
 async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let request_id = access::request_id(req.headers());
+    // Every log line of the request (the handler's, the domain's) carries its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let method = access::method_label(req.method());
+    let segs = router::segments(req.uri().path());
+    let (route, target) = match router::find(&state.routes, req.method(), &segs) {
+        router::Match::Found(route, args) => (route.pattern, Ok((route.handler, args))),
+        router::Match::WrongMethod(pattern) => (
+            pattern,
+            Err(ApiError::base(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{} is not allowed here", req.method()),
+            )),
+        ),
+        router::Match::NotFound => (
+            access::UNMATCHED,
+            Err(ApiError::not_found("No such API endpoint")),
+        ),
+    };
     let expires = Arc::new(OnceLock::new());
     let result = if let Err(e) = state.limits.admit(peer.ip(), req.headers()) {
         Err(e)
-    } else if method == Method::OPTIONS {
+    } else if req.method() == Method::OPTIONS {
         Ok(Reply::empty())
     } else {
-        contain_panic(dispatch(state, peer, req, expires.clone())).await
+        match target {
+            Ok((handler, args)) => {
+                let work = dispatch(state, peer, req, handler, args, expires.clone());
+                contain_panic(work).instrument(span.clone()).await
+            }
+            Err(e) => Err(e),
+        }
     };
     let (status, body, retry_after) = match result {
         Ok(r) => (r.status, r.body, None),
@@ -293,12 +321,21 @@ async fn handle(
             e.retry_after,
         ),
     };
-    if status.is_server_error() {
-        tracing::warn!(%method, %path, %status, "request failed");
-    } else {
-        tracing::debug!(%method, %path, %status, "request");
-    }
+    let answered = access::Answered {
+        method,
+        route,
+        status,
+        bytes: body.len(),
+        started,
+        request_id: &request_id,
+        peer,
+    };
+    span.in_scope(|| access::record(&answered));
     let mut resp = respond(status, body, expires.get().copied());
+    // Sane by construction (`access::request_id`), so always a valid header value.
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(access::REQUEST_ID, v);
+    }
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -311,23 +348,15 @@ async fn handle(
     Ok(resp)
 }
 
+/// Reads the body and runs the route's handler.
 async fn dispatch(
     state: Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    handler: router::Handler,
+    args: Vec<String>,
     expires: Arc<OnceLock<OffsetDateTime>>,
 ) -> Result<Reply, ApiError> {
-    let segs = router::segments(req.uri().path());
-    let (handler, args) = match router::find(&state.routes, req.method(), &segs) {
-        router::Match::Found(route, args) => (route.handler, args),
-        router::Match::WrongMethod => {
-            return Err(ApiError::base(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("{} is not allowed here", req.method()),
-            ))
-        }
-        router::Match::NotFound => return Err(ApiError::not_found("No such API endpoint")),
-    };
     let (parts, body) = req.into_parts();
     let limit = state.config.http.max_body_bytes;
     let body_time = Duration::from_secs(state.config.http.body_timeout_secs.max(1));
@@ -415,12 +444,12 @@ fn respond(
     h.insert(
         "access-control-allow-headers",
         HeaderValue::from_static(
-            "Content-Type, CB-Token, CB-AuthKey, CB-SDK, ConnectyCube-REST-API-Version",
+            "Content-Type, CB-Token, CB-AuthKey, CB-SDK, ConnectyCube-REST-API-Version, X-Request-Id",
         ),
     );
     h.insert(
         "access-control-expose-headers",
-        HeaderValue::from_static("CB-Token-ExpirationDate"),
+        HeaderValue::from_static("CB-Token-ExpirationDate, X-Request-Id"),
     );
     if let Some(t) = expires {
         let fmt =

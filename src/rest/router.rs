@@ -76,8 +76,8 @@ pub fn table() -> Vec<Route> {
 /// What a request path resolved to.
 pub enum Match<'a> {
     Found(&'a Route, Vec<String>),
-    /// The path exists, but not for this method.
-    WrongMethod,
+    /// The path exists, but not for this method: the pattern it matched.
+    WrongMethod(&'static str),
     NotFound,
 }
 
@@ -103,19 +103,18 @@ pub fn segments(path: &str) -> Vec<String> {
 }
 
 pub fn find<'a>(table: &'a [Route], method: &Method, segs: &[String]) -> Match<'a> {
-    let mut path_known = false;
+    let mut path_known = None;
     for route in table {
         if let Some(args) = captures(route.pattern, segs) {
             if route.method == method {
                 return Match::Found(route, args);
             }
-            path_known = true;
+            path_known = path_known.or(Some(route.pattern));
         }
     }
-    if path_known {
-        Match::WrongMethod
-    } else {
-        Match::NotFound
+    match path_known {
+        Some(pattern) => Match::WrongMethod(pattern),
+        None => Match::NotFound,
     }
 }
 
@@ -180,7 +179,7 @@ mod tests {
         let t = table();
         assert!(matches!(
             find(&t, &Method::PATCH, &segs("/session")),
-            Match::WrongMethod
+            Match::WrongMethod("session")
         ));
         assert!(matches!(
             find(&t, &Method::GET, &segs("/nothing")),

@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::db::DbPool;
@@ -92,6 +93,18 @@ pub enum ListenerKind {
     WebSocket { tls: bool },
 }
 
+impl ListenerKind {
+    /// The transport's name in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ListenerKind::Starttls => "tcp",
+            ListenerKind::DirectTls => "tls",
+            ListenerKind::WebSocket { tls: false } => "ws",
+            ListenerKind::WebSocket { tls: true } => "wss",
+        }
+    }
+}
+
 /// The three bound XMPP listeners.
 pub struct Listeners {
     pub xmpp: TcpListener,
@@ -107,8 +120,9 @@ pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
     })
 }
 
-/// Loads the configured certificate, or generates the development one.
-pub fn tls_acceptor(config: &Config) -> Result<TlsAcceptor, stream::tls::TlsError> {
+/// Loads the configured certificate, or generates the development one; `reload_tls` reads the
+/// same files again.
+pub fn load_tls(config: &Config) -> Result<stream::tls::ReloadableTls, stream::tls::TlsError> {
     let (cert, key) = stream::tls::cert_paths(
         &config.xmpp.cert_file,
         &config.xmpp.key_file,
@@ -116,7 +130,27 @@ pub fn tls_acceptor(config: &Config) -> Result<TlsAcceptor, stream::tls::TlsErro
         &config.domain,
     )?;
     tracing::info!(cert = %cert.display(), "XMPP TLS certificate");
-    stream::tls::acceptor(&cert, &key)
+    stream::tls::ReloadableTls::load(&cert, &key)
+}
+
+/// Reads the certificate files again (SIGHUP): new connections get the new certificate, open
+/// ones keep theirs. A file that does not load leaves the current certificate in place and is
+/// logged as an error, so a botched renewal never takes TLS down.
+pub fn reload_tls(tls: &stream::tls::ReloadableTls) -> bool {
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!(cert = %tls.cert_file().display(), "XMPP TLS certificate reloaded");
+            true
+        }
+        Err(e) => {
+            tracing::error!(
+                cert = %tls.cert_file().display(),
+                error = %e,
+                "XMPP TLS certificate not reloaded; still using the previous one"
+            );
+            false
+        }
+    }
 }
 
 /// Accepts connections until shutdown, then waits (bounded) for their streams to close.
@@ -233,7 +267,17 @@ async fn counted(
     shutdown: watch::Receiver<bool>,
     permit: ConnPermit,
 ) {
-    connection(tcp, peer, kind, services, shutdown).await;
+    // Every log line of the connection carries its transport and peer, and its user once SASL
+    // succeeds (recorded by the negotiation).
+    let span = tracing::info_span!(
+        "xmpp",
+        transport = kind.label(),
+        %peer,
+        user = tracing::field::Empty
+    );
+    connection(tcp, peer, kind, services, shutdown)
+        .instrument(span)
+        .await;
     drop(permit);
 }
 

@@ -452,6 +452,14 @@ impl Client {
             .await
     }
 
+    /// The certificate (DER) the server presented on this TLS connection.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let Io::Tls(tls) = &self.io else {
+            return None;
+        };
+        Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+    }
+
     /// Drops the socket without closing the stream.
     pub fn drop_socket(&mut self) {
         self.io = Io::Closed;

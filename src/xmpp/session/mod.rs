@@ -143,7 +143,10 @@ impl Session {
     }
 
     async fn run(mut self, mut t: Transport, mut shutdown: watch::Receiver<bool>) {
-        loop {
+        // In the connection's span: with its transport, peer and user, the two lines bracket a
+        // session in the logs.
+        tracing::debug!(jid = %self.full, "XMPP session bound");
+        let end = loop {
             let end = self.serve(&mut t, &mut shutdown).await;
             if end == End::Lost {
                 if let Some(next) = Box::pin(self.park(&mut shutdown)).await {
@@ -151,9 +154,10 @@ impl Session {
                     continue;
                 }
             }
-            break;
-        }
+            break end;
+        };
         Box::pin(self.cleanup()).await;
+        tracing::debug!(?end, "XMPP session ended");
     }
 
     async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {

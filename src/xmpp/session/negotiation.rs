@@ -151,6 +151,9 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                         if t.send(&Element::new("success", ns::SASL)).await.is_err() {
                             return Negotiated::Done;
                         }
+                        // The connection's span (`xmpp::counted`) names its user from here on.
+                        tracing::Span::current()
+                            .record("user", tracing::field::display(user.bare_jid(s.domain())));
                         authed = Some(s.hub.authenticated(user, auth));
                         t.restart();
                         break;
