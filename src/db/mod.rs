@@ -10,6 +10,7 @@ mod filter;
 pub mod health;
 pub mod messages;
 pub mod migrate;
+pub mod notify;
 pub mod privacy;
 pub mod sessions;
 pub mod users;

@@ -51,7 +51,7 @@ impl Revoked {
         let v = match r {
             Revocation::Account { .. } => Self::ACCOUNT_GONE,
             Revocation::Password { .. } => Self::RESET,
-            Revocation::Token { .. } => Self::NOT_AUTHORIZED,
+            Revocation::Token { .. } | Revocation::Sessions { .. } => Self::NOT_AUTHORIZED,
         };
         // An account's deletion outranks whatever was set before (nothing is written for it).
         self.0.fetch_max(v, Ordering::AcqRel);
