@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod notify;
 pub mod privacy;
 pub mod sessions;
+pub mod stats;
 pub mod users;
 pub mod xmpp;
 

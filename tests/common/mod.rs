@@ -247,9 +247,11 @@ impl TestServer {
         )
         .await
         .expect("create app");
-        let server = Server::start(Arc::new(config), pool.clone(), clock.clone())
+        let mut server = Server::start(Arc::new(config), pool.clone(), clock.clone())
             .await
             .expect("start server");
+        // As `parley serve` does: operator commands reach the live streams through the database.
+        server.listen_for_revocations(pg.clone());
         TestServer {
             http: Http::new(server.http_addr),
             xmpp: xmpp::Addrs {
