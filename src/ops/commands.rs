@@ -90,7 +90,9 @@ pub async fn user(identity: &Identity, cmd: UserCommand) -> Result<Report, Ident
                     shown(u.login.as_deref(), 24),
                     shown(u.email.as_deref(), 28),
                     shown(u.full_name.as_deref(), 24),
-                    u.last_request_at.map(date).unwrap_or_else(|| "-".into()),
+                    u.last_request_at
+                        .map(short_date)
+                        .unwrap_or_else(|| "-".into()),
                     if ban.is_some() { "yes" } else { "-" },
                 );
             }
@@ -116,11 +118,13 @@ pub async fn user(identity: &Identity, cmd: UserCommand) -> Result<Report, Ident
                 ("email", opt(&u.email)),
                 ("full name", opt(&u.full_name)),
                 ("external id", opt(&u.external_id)),
-                ("created", date(u.created_at)),
-                ("updated", date(u.updated_at)),
+                ("created", short_date(u.created_at)),
+                ("updated", short_date(u.updated_at)),
                 (
                     "last request",
-                    u.last_request_at.map(date).unwrap_or_else(|| "-".into()),
+                    u.last_request_at
+                        .map(short_date)
+                        .unwrap_or_else(|| "-".into()),
                 ),
             ] {
                 text += &format!("{k:<14} {v}\n");
@@ -130,7 +134,7 @@ pub async fn user(identity: &Identity, cmd: UserCommand) -> Result<Report, Ident
                     text += &format!(
                         "{:<14} since {} ({})\n",
                         "banned",
-                        date(b.at),
+                        short_date(b.at),
                         shown(b.reason.as_deref(), 200)
                     )
                 }
@@ -339,6 +343,18 @@ fn done(u: &User, what: &str, text: String) -> Report {
 
 fn date(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// A UTC time to the second, for a person (`2025-01-31 12:00:00Z`).
+fn short_date(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{} {:02}:{:02}:{:02}Z",
+        t.date(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// A user-typed value for a terminal: control characters escaped, at most `max` characters

@@ -277,6 +277,11 @@ impl TestServer {
         Http::new(self.server.as_ref().expect("server running").admin_addr)
     }
 
+    /// The admin listener's address (for `PARLEY_ADMIN_ADDR` of a command run against it).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("server running").admin_addr
+    }
+
     /// The running server's session registry (to watch its live state).
     pub fn hub(&self) -> &parley::hub::Hub {
         &self.server.as_ref().expect("server running").hub
