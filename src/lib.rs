@@ -57,8 +57,13 @@ mod layering {
         ("hub", &["identity", "model", "xml"]),
         // Privacy rules: neutral, so both adapters can ask them; no adapter here either.
         ("privacy", &["db", "hub", "model"]),
-        // Observing the process: probes and metrics; no chat rules, no SQL of its own.
-        ("ops", &["config", "db", "hub"]),
+        // Observing and driving the process: probes, metrics, live numbers (the hub's and the
+        // connection caps' counts, `limits`) and the operator's commands, which call the
+        // account rules (`identity`) with typed ids (`model`); no chat rules, no SQL of its own.
+        (
+            "ops",
+            &["config", "db", "hub", "identity", "limits", "model"],
+        ),
         // An adapter: the domain's services, never the other adapter or the live state.
         // `ops`: only the metric names of `ops::telemetry`, so each name is defined once.
         (

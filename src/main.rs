@@ -1,4 +1,5 @@
-//! The `parley` command: `serve` (default), `migrate`, `app create|list`, `config defaults`.
+//! The `parley` command: `serve` (default), `migrate`, `app create|list`, `config defaults`,
+//! and the operator's `user …`, `session kick`, `stats` (their logic is in `ops::commands`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,9 @@ use clap::{Parser, Subcommand};
 use parley::config::Config;
 use parley::db::{Database, Ownership};
 use parley::identity::apps::{self, NewApp};
+use parley::identity::Identity;
 use parley::model::Clock;
+use parley::ops;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +41,28 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Manage users: list, show, delete, ban, unban.
+    User {
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ops::commands::UserCommand,
+    },
+    /// Manage live sessions: kick a user.
+    Session {
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ops::commands::SessionCommand,
+    },
+    /// Database counts, and the live numbers of the running server (its admin listener).
+    Stats {
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -139,6 +164,30 @@ fn main() -> ExitCode {
             Command::Serve => parley::server::run(config).await,
             Command::Migrate => with_db(&config, |_| async { Ok(()) }).await,
             Command::App { command } => app_command(&config, command).await,
+            Command::User { json, command } => {
+                with_identity(&config, |id| async move {
+                    ops::commands::user(&id, command).await?.print(json);
+                    Ok(())
+                })
+                .await
+            }
+            Command::Session { json, command } => {
+                with_identity(&config, |id| async move {
+                    ops::commands::session(&id, command).await?.print(json);
+                    Ok(())
+                })
+                .await
+            }
+            Command::Stats { json } => {
+                let admin = config.admin.addr;
+                with_db(&config, |pool| async move {
+                    ops::commands::stats(&pool, &Clock::new(), admin)
+                        .await?
+                        .print(json);
+                    Ok(())
+                })
+                .await
+            }
             Command::Config { .. } => Ok(()),
         }
     });
@@ -191,6 +240,19 @@ where
     let result = f(db.pool.clone()).await;
     db.shutdown().await;
     result
+}
+
+/// Like [`with_db`], with the identity service the account commands go through.
+async fn with_identity<F, Fut>(config: &Config, f: F) -> Result<(), BoxError>
+where
+    F: FnOnce(Identity) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BoxError>>,
+{
+    let (sessions, passwords) = (config.sessions.clone(), config.passwords.clone());
+    with_db(config, |pool| {
+        f(Identity::new(pool, Clock::new(), sessions, passwords))
+    })
+    .await
 }
 
 async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxError> {

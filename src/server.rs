@@ -70,9 +70,7 @@ impl Server {
         let admin_addr = admin_listener.local_addr()?;
         // Installed before anything records, so no early sample is lost.
         ops::telemetry::handle();
-        let admin = Arc::new(ops::admin::AdminState {
-            health: Health::new(pool.clone()),
-        });
+
         let xmpp_listeners = xmpp::bind(&config).await?;
         let xmpp_addr = xmpp_listeners.xmpp.local_addr()?;
         let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
@@ -95,8 +93,18 @@ impl Server {
             refusals: Arc::new(tokio::sync::Semaphore::new(xmpp::REFUSALS_IN_FLIGHT)),
         });
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
+        let rest_limits = rest::RestLimits::new(&config.http);
+        let admin = Arc::new(ops::admin::AdminState {
+            health: Health::new(pool.clone()),
+            live: ops::stats::Live {
+                hub: hub.clone(),
+                rest_conns: rest_limits.conns.clone(),
+                xmpp_conns: services.conns.clone(),
+                started: std::time::Instant::now(),
+            },
+        });
         let state = Arc::new(rest::State {
-            limits: rest::RestLimits::new(&config.http),
+            limits: rest_limits,
             config,
             health: Health::new(pool),
             identity: identity.clone(),
@@ -159,6 +167,23 @@ impl Server {
     /// ones carry on. False (and logged) when the files do not load; the old one stays.
     pub fn reload_tls(&self) -> bool {
         xmpp::reload_tls(&self.tls)
+    }
+
+    /// Closes the live streams other processes revoke (`parley session kick`, `parley user
+    /// ban|delete`, later other nodes): their notices arrive over PostgreSQL `LISTEN` on a
+    /// dedicated connection to `pg`, opened again with backoff when it drops.
+    pub fn listen_for_revocations(&mut self, pg: tokio_postgres::Config) {
+        let hub = self.hub.clone();
+        let listener = crate::db::notify::listen(
+            pg,
+            crate::db::notify::REVOKE_CHANNEL,
+            self.shutdown.subscribe(),
+            move |notice| match identity::Revocation::from_notice(notice) {
+                Some(r) => identity::Revoker::revoke(hub.as_ref(), &r),
+                None => tracing::warn!(notice, "unreadable revocation notice ignored"),
+            },
+        );
+        self.tasks.push(tokio::spawn(listener));
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by config), and returns.
@@ -232,7 +257,8 @@ async fn serve_until_signal(
     let dev_app = identity::apps::ensure_dev_app(&db.pool, &clock, &config.data_dir).await?;
     // Registered before anything listens: SIGHUP's default action would end the process.
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let server = Server::start(config.clone(), db.pool.clone(), clock).await?;
+    let mut server = Server::start(config.clone(), db.pool.clone(), clock).await?;
+    server.listen_for_revocations(db.pg_config.clone());
     tracing::info!(addr = %server.http_addr, "REST API listening");
     tracing::info!(addr = %server.admin_addr, "admin listener (metrics, probes)");
     tracing::info!(

@@ -31,3 +31,4 @@ mod ops_admin;
 mod rest_openapi;
 mod ops_logs;
 mod ops_tls_reload;
+mod ops_cli;

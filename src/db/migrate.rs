@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_offline_sender",
         sql: include_str!("../../migrations/0006_offline_sender.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_user_ban",
+        sql: include_str!("../../migrations/0007_user_ban.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

@@ -10,8 +10,10 @@ mod filter;
 pub mod health;
 pub mod messages;
 pub mod migrate;
+pub mod notify;
 pub mod privacy;
 pub mod sessions;
+pub mod stats;
 pub mod users;
 pub mod xmpp;
 

@@ -176,3 +176,16 @@ pub async fn purge(
         .await?;
     Ok((s, n))
 }
+
+/// Ends every session of `user` and tells running servers (`notice`, see [`super::notify`]),
+/// in one transaction; returns how many sessions ended.
+pub async fn revoke_all(pool: &DbPool, user: UserId, notice: &str) -> Result<u64, DbError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let n = tx
+        .x("DELETE FROM sessions WHERE user_id = $1", &[&user.0])
+        .await?;
+    super::notify::send(&tx, notice).await?;
+    tx.commit().await?;
+    Ok(n)
+}

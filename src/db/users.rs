@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use super::{Cached, DbError, DbPool};
+use crate::model::account::Ban;
 use crate::model::account::{UserField, UserFields, UserFilterValue, UserQuery};
 use crate::model::filter::FilterOp;
 use crate::model::{AppId, User, UserId};
@@ -148,8 +149,15 @@ pub async fn update(
 /// rows (`dialog_members`), offline stanzas, their roster and their entries in other users'
 /// rosters (matched by the JID local part `local`, `{id}-{app}`), privacy lists (items
 /// cascade), block list, last activity. Their messages and reactions, and their id in dialogs'
-/// occupants, stay: they are the other participants' record. False when there was no such user.
-pub async fn delete(pool: &DbPool, app: AppId, id: UserId, local: &str) -> Result<bool, DbError> {
+/// occupants, stay: they are the other participants' record. Running servers are told with
+/// `notice` (see [`super::notify`]) when it commits. False when there was no such user.
+pub async fn delete(
+    pool: &DbPool,
+    app: AppId,
+    id: UserId,
+    local: &str,
+    notice: &str,
+) -> Result<bool, DbError> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
     let gone = tx
@@ -185,6 +193,7 @@ pub async fn delete(pool: &DbPool, app: AppId, id: UserId, local: &str) -> Resul
         &[a, &local],
     )
     .await?;
+    super::notify::send(&tx, notice).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -384,4 +393,103 @@ pub async fn search(pool: &DbPool, app: AppId, q: &UserQuery) -> Result<(Vec<Use
     );
     let rows = c.dq(&sql, &refs(&params)).await?;
     Ok((rows.iter().map(from_row).collect(), total))
+}
+
+fn ban_at(r: &Row, o: usize) -> Option<Ban> {
+    r.get::<_, Option<OffsetDateTime>>(o).map(|at| Ban {
+        at,
+        reason: r.get(o + 1),
+    })
+}
+
+/// A user's ban, if any: what the ban rule asks before a session opens.
+pub async fn ban_of(pool: &DbPool, app: AppId, id: UserId) -> Result<Option<Ban>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .q01(
+            "SELECT banned_at, ban_reason FROM users WHERE application_id = $1 AND id = $2",
+            &[&app.0, &id.0],
+        )
+        .await?;
+    Ok(row.and_then(|r| ban_at(&r, 0)))
+}
+
+/// A user of any application, with their ban: operators name users by id alone (ids are
+/// unique across applications).
+pub async fn find_any(pool: &DbPool, id: UserId) -> Result<Option<(User, Option<Ban>)>, DbError> {
+    let c = pool.get().await?;
+    let sql = format!("SELECT {COLUMNS}, banned_at, ban_reason FROM users WHERE id = $1");
+    Ok(c.q01(&sql, &[&id.0])
+        .await?
+        .map(|r| (from_row(&r), ban_at(&r, 20))))
+}
+
+/// One page of users in id order, of one application or of all, with their bans and the total.
+pub async fn list_with_bans(
+    pool: &DbPool,
+    app: Option<AppId>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<(User, Option<Ban>)>, i64), DbError> {
+    let c = pool.get().await?;
+    let app = app.map(|a| a.0);
+    let total: i64 = c
+        .q1(
+            "SELECT count(*) FROM users WHERE $1::BIGINT IS NULL OR application_id = $1",
+            &[&app],
+        )
+        .await?
+        .get(0);
+    let sql = format!(
+        "SELECT {COLUMNS}, banned_at, ban_reason FROM users
+         WHERE $1::BIGINT IS NULL OR application_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
+    );
+    let rows = c.q(&sql, &[&app, &limit, &offset]).await?;
+    Ok((
+        rows.iter().map(|r| (from_row(r), ban_at(r, 20))).collect(),
+        total,
+    ))
+}
+
+/// Bans a user (a second ban replaces the reason and keeps the first date), ends every session
+/// of theirs and tells running servers (`notice`, see [`super::notify`]), in one transaction:
+/// no session survives a committed ban, and no server hears of a ban that rolled back. False
+/// when there is no such user.
+pub async fn ban(
+    pool: &DbPool,
+    app: AppId,
+    id: UserId,
+    now: OffsetDateTime,
+    reason: Option<&str>,
+    notice: &str,
+) -> Result<bool, DbError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let found = tx
+        .x(
+            "UPDATE users SET banned_at = COALESCE(banned_at, $3), ban_reason = $4
+             WHERE application_id = $1 AND id = $2",
+            &[&app.0, &id.0, &now, &reason],
+        )
+        .await?
+        > 0;
+    if !found {
+        return Ok(false);
+    }
+    tx.x("DELETE FROM sessions WHERE user_id = $1", &[&id.0])
+        .await?;
+    super::notify::send(&tx, notice).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Lifts a ban; false when there is no such user.
+pub async fn unban(pool: &DbPool, app: AppId, id: UserId) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    Ok(c.x(
+        "UPDATE users SET banned_at = NULL, ban_reason = NULL WHERE application_id = $1 AND id = $2",
+        &[&app.0, &id.0],
+    )
+    .await?
+        > 0)
 }

@@ -51,7 +51,7 @@ impl Revoked {
         let v = match r {
             Revocation::Account { .. } => Self::ACCOUNT_GONE,
             Revocation::Password { .. } => Self::RESET,
-            Revocation::Token { .. } => Self::NOT_AUTHORIZED,
+            Revocation::Token { .. } | Revocation::Sessions { .. } => Self::NOT_AUTHORIZED,
         };
         // An account's deletion outranks whatever was set before (nothing is written for it).
         self.0.fetch_max(v, Ordering::AcqRel);
@@ -140,6 +140,22 @@ impl Drop for PendingAuth {
     fn drop(&mut self) {
         self.hub.lock().pending.remove(&self.id);
     }
+}
+
+/// The registry's size: see [`Hub::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Users with at least one bound stream.
+    pub users_online: usize,
+    /// Bound streams (parked stream-management sessions keep theirs until they end).
+    pub streams: usize,
+    /// Streams past SASL, not bound yet.
+    pub authenticating: usize,
+    /// Stream-management sessions waiting for a resumption.
+    pub parked_sessions: usize,
+    /// Stanzas queued towards all streams, and towards the slowest one.
+    pub queued_stanzas: usize,
+    pub largest_queue: usize,
 }
 
 /// Why a connection could not be registered.
@@ -373,6 +389,25 @@ impl Hub {
             .or_default()
             .insert((subscriber, conn));
         true
+    }
+
+    /// The registry's size now, for operators (`GET /stats` on the admin listener). One pass
+    /// under the lock; no user is named.
+    pub fn stats(&self) -> HubStats {
+        let st = self.lock();
+        let mut out = HubStats {
+            users_online: st.users.values().filter(|c| !c.is_empty()).count(),
+            authenticating: st.pending.len(),
+            parked_sessions: st.resumable.len(),
+            ..HubStats::default()
+        };
+        for c in st.users.values().flatten() {
+            let queued = c.tx.max_capacity().saturating_sub(c.tx.capacity());
+            out.streams += 1;
+            out.queued_stanzas += queued;
+            out.largest_queue = out.largest_queue.max(queued);
+        }
+        out
     }
 
     /// Status-streaming bookkeeping now: (targets watched, subscriptions held). For tests and

@@ -256,6 +256,12 @@ impl Rooms {
         occ
     }
 
+    /// Live rooms (at least one joined occupant) and the occupants in them, for operators.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.rooms.len(), st.rooms.values().map(HashMap::len).sum())
+    }
+
     /// The room's occupants now.
     pub fn occupants(&self, key: &RoomKey) -> Vec<Occupant> {
         self.lock()

@@ -16,6 +16,9 @@ pub enum IdentityError {
     NeedUser,
     #[error("{0}")]
     Forbidden(String),
+    /// An operator banned the account (`parley user ban`): no session, no XMPP stream.
+    #[error("This account is banned")]
+    Banned,
     #[error("{0}")]
     NotFound(String),
     /// A request field is missing or wrong; `field` is named in the answer.

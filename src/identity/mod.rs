@@ -5,6 +5,7 @@
 
 pub mod apps;
 mod error;
+pub mod operator;
 pub mod revocation;
 pub mod secrets;
 mod sessions;

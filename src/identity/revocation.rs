@@ -6,7 +6,7 @@
 //!
 //! Stream errors (RFC 6120 §4.9.3): a revoked token or a deleted account closes with
 //! `<not-authorized/>` (the stream's authentication no longer holds; Prosody does the same for
-//! a deleted account); a password change with `<reset/>` (the credentials the stream was
+//! a deleted account), and so does an operator's kick or ban; a password change with `<reset/>` (the credentials the stream was
 //! established with were revoked during its life, §4.9.3.16).
 
 use crate::model::{AppId, UserId};
@@ -39,6 +39,9 @@ pub enum Revocation {
     },
     /// The account is gone: every stream and parked session of the user.
     Account { app: AppId, user: UserId },
+    /// An operator ended every session of the user (`parley session kick`, a ban): every
+    /// stream and parked session closes, but the account stays (its messages wait offline).
+    Sessions { app: AppId, user: UserId },
 }
 
 impl Revocation {
@@ -47,14 +50,39 @@ impl Revocation {
         match *self {
             Revocation::Token { app, user, .. }
             | Revocation::Password { app, user, .. }
-            | Revocation::Account { app, user } => (app, user),
+            | Revocation::Account { app, user }
+            | Revocation::Sessions { app, user } => (app, user),
+        }
+    }
+
+    /// The revocation as a notice for other processes (`db::notify`): `account {user}-{app}` or
+    /// `sessions {user}-{app}` (the user named as in its JID). Only what an operator or another
+    /// node can revoke has one; a token or password revocation stays in the process.
+    pub fn notice(&self) -> Option<String> {
+        let (kind, app, user) = match *self {
+            Revocation::Account { app, user } => ("account", app, user),
+            Revocation::Sessions { app, user } => ("sessions", app, user),
+            Revocation::Token { .. } | Revocation::Password { .. } => return None,
+        };
+        Some(format!("{kind} {}-{}", user.0, app.0))
+    }
+
+    /// Reads a notice written by [`Revocation::notice`]; `None` for anything else.
+    pub fn from_notice(notice: &str) -> Option<Revocation> {
+        let (kind, who) = notice.split_once(' ')?;
+        let (user, app) = who.split_once('-')?;
+        let (app, user) = (AppId(app.parse().ok()?), UserId(user.parse().ok()?));
+        match kind {
+            "account" => Some(Revocation::Account { app, user }),
+            "sessions" => Some(Revocation::Sessions { app, user }),
+            _ => None,
         }
     }
 
     /// Whether a stream of the user that authenticated with `auth` loses it.
     pub fn covers(&self, auth: ChatAuth) -> bool {
         match (self, auth) {
-            (Revocation::Account { .. }, _) => true,
+            (Revocation::Account { .. } | Revocation::Sessions { .. }, _) => true,
             (Revocation::Token { token, .. }, ChatAuth::Token(t)) => *token == t,
             (Revocation::Token { .. }, ChatAuth::Password) => false,
             (Revocation::Password { .. }, ChatAuth::Password) => true,
@@ -66,7 +94,9 @@ impl Revocation {
     pub fn condition(&self) -> &'static str {
         match self {
             Revocation::Password { .. } => "reset",
-            Revocation::Token { .. } | Revocation::Account { .. } => "not-authorized",
+            Revocation::Token { .. } | Revocation::Account { .. } | Revocation::Sessions { .. } => {
+                "not-authorized"
+            }
         }
     }
 }
@@ -110,5 +140,40 @@ mod tests {
         assert!(d.covers(ChatAuth::Password) && d.covers(ChatAuth::Token(a)));
         assert_eq!(d.condition(), "not-authorized");
         assert_eq!(p.condition(), "reset");
+        let k = Revocation::Sessions { app, user };
+        assert!(k.covers(ChatAuth::Password) && k.covers(ChatAuth::Token(a)));
+    }
+
+    #[test]
+    fn an_operator_revocation_crosses_processes_as_a_notice_and_nothing_else_does() {
+        let (app, user) = (AppId(3), UserId(1001));
+        for r in [
+            Revocation::Account { app, user },
+            Revocation::Sessions { app, user },
+        ] {
+            let notice = r.notice().expect("has a notice");
+            assert_eq!(Revocation::from_notice(&notice), Some(r));
+        }
+        assert_eq!(
+            Revocation::Sessions { app, user }.notice().as_deref(),
+            Some("sessions 1001-3")
+        );
+        let token = Revocation::Token {
+            app,
+            user,
+            token: [0; 32],
+        };
+        assert_eq!(token.notice(), None);
+        for junk in [
+            "",
+            "sessions",
+            "sessions 1001",
+            "kick 1001-3",
+            "sessions x-3",
+            "sessions 1001-3-4",
+            "account 99999999999999999999-1",
+        ] {
+            assert_eq!(Revocation::from_notice(junk), None, "{junk:?}");
+        }
     }
 }

@@ -169,6 +169,7 @@ impl Identity {
         {
             return Err(IdentityError::Unauthorized);
         }
+        self.refuse_banned(app, user.id).await?;
         Ok(Some(user))
     }
 
@@ -309,7 +310,7 @@ impl Identity {
     }
 
     /// The XMPP password check: a live session token of that user **in that application**, or
-    /// the user's password. `None`: refused (a wrong password is counted by the throttle);
+    /// the user's password; `Banned` when either is right but an operator banned the user. `None`: refused (a wrong password is counted by the throttle);
     /// `Throttled`: too many wrong passwords from `peer`, the password was not checked. A live
     /// token is accepted even then: it cannot be guessed, and its owner must not be locked out
     /// by someone guessing their password.
@@ -324,20 +325,20 @@ impl Identity {
         if secret.len() <= 128 {
             let digest = token_digest(secret);
             if db::sessions::live_for_user(self.pool(), &digest, app, user, now).await? {
+                self.refuse_banned(app, user).await?;
                 return Ok(Some(ChatAuth::Token(digest)));
             }
         }
         self.throttle().check(peer, Some((app, user)))?;
-        match db::users::password_hash(self.pool(), app, user).await? {
-            Some(hash) => Ok(self
-                .password_matches(app, user, secret, hash, peer)
-                .await?
-                .then_some(ChatAuth::Password)),
-            None => {
-                self.throttle().failed(peer, None);
-                Ok(None)
-            }
+        let Some(hash) = db::users::password_hash(self.pool(), app, user).await? else {
+            self.throttle().failed(peer, None);
+            return Ok(None);
+        };
+        if !self.password_matches(app, user, secret, hash, peer).await? {
+            return Ok(None);
         }
+        self.refuse_banned(app, user).await?;
+        Ok(Some(ChatAuth::Password))
     }
 
     /// Deletes expired sessions and nonces that can no longer be replayed.

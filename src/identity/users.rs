@@ -207,13 +207,25 @@ impl Identity {
                 "You can delete only your own user".into(),
             ));
         }
-        let local = format!("{id}-{}", caller.app.id);
-        db::users::delete(self.pool(), caller.app.id, id, &local).await?;
-        self.revoke(Revocation::Account {
-            app: caller.app.id,
-            user: id,
-        });
+        self.remove_account(caller.app.id, id).await?;
         Ok(())
+    }
+
+    /// Deletes an account (see `db::users::delete`) and closes its streams, here and, through
+    /// the database's notice, in every running server. False when there was no such user.
+    pub(super) async fn remove_account(
+        &self,
+        app: AppId,
+        id: UserId,
+    ) -> Result<bool, IdentityError> {
+        let local = format!("{id}-{app}");
+        let revocation = Revocation::Account { app, user: id };
+        let notice = revocation.notice().unwrap_or_default();
+        let gone = db::users::delete(self.pool(), app, id, &local, &notice).await?;
+        if gone {
+            self.revoke(revocation);
+        }
+        Ok(gone)
     }
 
     pub async fn user(&self, app: AppId, id: UserId) -> Result<User, IdentityError> {

@@ -42,6 +42,14 @@ pub struct User {
     pub last_request_at: Option<OffsetDateTime>,
 }
 
+/// An operator's ban of a user: no session opens for them while it stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ban {
+    pub at: OffsetDateTime,
+    /// The operator's note; shown to operators, never to the user.
+    pub reason: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Session {
     pub id: SessionId,

@@ -1,5 +1,5 @@
 //! The admin listener (`admin.addr`): `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `GET /readyz`. Meant for loopback or a private network: it answers without authentication,
+//! `GET /readyz`, `GET /stats` (live numbers as JSON, read by `parley stats`). Meant for loopback or a private network: it answers without authentication,
 //! so it must never serve anything a chat user could abuse, and it never joins the public
 //! listeners. Bounded like every listener: few connections, small requests, short timeouts.
 
@@ -28,6 +28,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the admin endpoints read.
 pub struct AdminState {
     pub health: Health,
+    /// The live numbers of `GET /stats`.
+    pub live: super::stats::Live,
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -98,7 +100,12 @@ async fn handle(
                 serde_json::json!({ "status": "unavailable", "reason": e.to_string() }).to_string(),
             ),
         },
-        (_, "/metrics" | "/healthz" | "/readyz") => (
+        (&Method::GET, "/stats") => (
+            StatusCode::OK,
+            "application/json",
+            state.live.snapshot().to_string(),
+        ),
+        (_, "/metrics" | "/healthz" | "/readyz" | "/stats") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n".into(),

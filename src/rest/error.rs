@@ -99,6 +99,7 @@ impl From<IdentityError> for ApiError {
             E::Unauthorized => Self::base(StatusCode::UNAUTHORIZED, "Unauthorized"),
             E::NeedUser => Self::base(StatusCode::FORBIDDEN, "Forbidden. Need user."),
             E::Forbidden(m) => Self::base(StatusCode::FORBIDDEN, &m),
+            E::Banned => Self::base(StatusCode::FORBIDDEN, "This account is banned"),
             E::NotFound(m) => Self::not_found(&m),
             E::Invalid { field, message } => Self::invalid(&field, &message),
             E::Throttled { retry_after_secs } => Self {

@@ -248,9 +248,11 @@ impl TestServer {
         )
         .await
         .expect("create app");
-        let server = Server::start(Arc::new(config), pool.clone(), clock.clone())
+        let mut server = Server::start(Arc::new(config), pool.clone(), clock.clone())
             .await
             .expect("start server");
+        // As `parley serve` does: operator commands reach the live streams through the database.
+        server.listen_for_revocations(pg.clone());
         TestServer {
             http: Http::new(server.http_addr),
             xmpp: xmpp::Addrs {
@@ -274,6 +276,11 @@ impl TestServer {
     /// The admin listener (metrics and probes).
     pub fn admin(&self) -> Http {
         Http::new(self.server.as_ref().expect("server running").admin_addr)
+    }
+
+    /// The admin listener's address (for `PARLEY_ADMIN_ADDR` of a command run against it).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("server running").admin_addr
     }
 
     /// The running server's session registry (to watch its live state).

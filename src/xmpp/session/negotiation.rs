@@ -233,6 +233,8 @@ async fn authenticate(
     {
         Ok(Some(how)) => Ok((creds.user, how)),
         Ok(None) => Err("not-authorized"),
+        // RFC 6120 §6.5.1: the account is disabled (until an operator lifts the ban).
+        Err(IdentityError::Banned) => Err("account-disabled"),
         Err(IdentityError::Throttled { .. }) => {
             tracing::info!(%ip, user = %creds.user.user, "SASL throttled");
             Err("not-authorized")
