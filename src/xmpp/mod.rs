@@ -33,6 +33,7 @@ use crate::hub::Hub;
 use crate::identity::Identity;
 use crate::limits::{ConnLimiter, ConnPermit, ConnRefusal};
 use crate::model::Clock;
+use crate::ops::telemetry;
 use stanza::StreamCondition;
 use stream::transport::{RawIo, TransportConfig};
 use stream::{Limits, Transport};
@@ -92,6 +93,35 @@ pub enum ListenerKind {
     WebSocket { tls: bool },
 }
 
+impl ListenerKind {
+    /// The `transport` label of the connection metrics.
+    fn label(self) -> &'static str {
+        match self {
+            ListenerKind::Starttls => "starttls",
+            ListenerKind::DirectTls => "direct_tls",
+            ListenerKind::WebSocket { .. } => "websocket",
+        }
+    }
+}
+
+/// Holds one unit of the open-connections gauge for as long as the connection task lives (a
+/// panic or an abort at shutdown included).
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn new(kind: ListenerKind) -> Self {
+        let open = metrics::gauge!(telemetry::XMPP_CONNECTIONS, "transport" => kind.label());
+        open.increment(1.0);
+        Self(open)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// The three bound XMPP listeners.
 pub struct Listeners {
     pub xmpp: TcpListener,
@@ -134,10 +164,16 @@ pub async fn serve(
                     let _ = tcp.set_nodelay(true);
                     match services.conns.try_acquire(peer.ip()) {
                         Ok(permit) => {
+                            metrics::counter!(telemetry::XMPP_CONNECTIONS_ACCEPTED, "transport" => kind.label()).increment(1);
                             let (services, shutdown) = (services.clone(), shutdown.clone());
                             conns.spawn(counted(tcp, peer, kind, services, shutdown, permit));
                         }
                         Err(why) => {
+                            let reason = match why {
+                                ConnRefusal::Total => "max_connections",
+                                ConnRefusal::PerIp => "max_connections_per_ip",
+                            };
+                            metrics::counter!(telemetry::XMPP_CONNECTIONS_REFUSED, "transport" => kind.label(), "reason" => reason).increment(1);
                             if let Ok(slot) = services.refusals.clone().try_acquire_owned() {
                                 let services = services.clone();
                                 conns.spawn(async move {
@@ -233,8 +269,10 @@ async fn counted(
     shutdown: watch::Receiver<bool>,
     permit: ConnPermit,
 ) {
+    let open = OpenConnection::new(kind);
     connection(tcp, peer, kind, services, shutdown).await;
     drop(permit);
+    drop(open);
 }
 
 async fn connection(
