@@ -291,19 +291,16 @@ impl Identity {
         creds: Credentials,
         peer: IpAddr,
     ) -> Result<User, IdentityError> {
-        let found = self.check_credentials(caller.app.id, &creds, peer).await;
-        let found = match found {
+        let found = match self.check_credentials(caller.app.id, &creds, peer).await {
+            Ok(Some(user)) => Ok(user),
             Ok(None) => {
-                // An unknown login: counted like a wrong password (which the check counted).
                 self.throttle().failed(peer, None);
                 Err(IdentityError::Unauthorized)
             }
-            other => other,
+            Err(e) => Err(e),
         };
         count_login("rest_login", &found);
-        let Some(user) = found? else {
-            return Err(IdentityError::Unauthorized);
-        };
+        let user = found?;
         let now = self.clock().now();
         db::sessions::set_user(self.pool(), caller.session.id, Some(user.id), now).await?;
         db::users::touch(self.pool(), user.id, now).await?;

@@ -104,6 +104,24 @@ impl ListenerKind {
     }
 }
 
+fn count_accepted(kind: ListenerKind) {
+    metrics::counter!(telemetry::XMPP_CONNECTIONS_ACCEPTED, "transport" => kind.label())
+        .increment(1);
+}
+
+fn count_refused(kind: ListenerKind, why: &ConnRefusal) {
+    let reason = match why {
+        ConnRefusal::Total => "max_connections",
+        ConnRefusal::PerIp => "max_connections_per_ip",
+    };
+    metrics::counter!(
+        telemetry::XMPP_CONNECTIONS_REFUSED,
+        "transport" => kind.label(),
+        "reason" => reason
+    )
+    .increment(1);
+}
+
 /// Holds one unit of the open-connections gauge for as long as the connection task lives (a
 /// panic or an abort at shutdown included).
 struct OpenConnection(metrics::Gauge);
@@ -164,16 +182,12 @@ pub async fn serve(
                     let _ = tcp.set_nodelay(true);
                     match services.conns.try_acquire(peer.ip()) {
                         Ok(permit) => {
-                            metrics::counter!(telemetry::XMPP_CONNECTIONS_ACCEPTED, "transport" => kind.label()).increment(1);
+                            count_accepted(kind);
                             let (services, shutdown) = (services.clone(), shutdown.clone());
                             conns.spawn(counted(tcp, peer, kind, services, shutdown, permit));
                         }
                         Err(why) => {
-                            let reason = match why {
-                                ConnRefusal::Total => "max_connections",
-                                ConnRefusal::PerIp => "max_connections_per_ip",
-                            };
-                            metrics::counter!(telemetry::XMPP_CONNECTIONS_REFUSED, "transport" => kind.label(), "reason" => reason).increment(1);
+                            count_refused(kind, &why);
                             if let Ok(slot) = services.refusals.clone().try_acquire_owned() {
                                 let services = services.clone();
                                 conns.spawn(async move {
