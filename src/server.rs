@@ -43,6 +43,8 @@ pub struct Server {
     tls: Arc<xmpp::stream::tls::ReloadableTls>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Sets this server's pool and hub gauges at each scrape; unregistered when dropped.
+    _gauges: ops::telemetry::SamplerGuard,
 }
 
 impl Server {
@@ -70,7 +72,7 @@ impl Server {
         let admin_addr = admin_listener.local_addr()?;
         // Installed before anything records, so no early sample is lost.
         ops::telemetry::handle();
-
+        let gauges = sample_gauges(pool.clone(), hub.clone());
         let xmpp_listeners = xmpp::bind(&config).await?;
         let xmpp_addr = xmpp_listeners.xmpp.local_addr()?;
         let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
@@ -160,6 +162,7 @@ impl Server {
             tls,
             shutdown: tx,
             tasks,
+            _gauges: gauges,
         })
     }
 
@@ -193,6 +196,25 @@ impl Server {
             let _ = t.await;
         }
     }
+}
+
+/// The gauges read at scrape time: the database pool's counts and the hub's sizes. Each is a
+/// lock and a length (the hub's session count walks its users), paid once per scrape instead of
+/// on every checkout, connection or join. With several servers in one process (tests) the last
+/// registered wins; a deployment runs one.
+fn sample_gauges(pool: DbPool, hub: Arc<Hub>) -> ops::telemetry::SamplerGuard {
+    use ops::telemetry as t;
+    t::on_scrape(move || {
+        let s = pool.status();
+        metrics::gauge!(t::DB_POOL_MAX).set(s.max_size as f64);
+        metrics::gauge!(t::DB_POOL_CONNECTIONS).set(s.size as f64);
+        metrics::gauge!(t::DB_POOL_AVAILABLE).set(s.available as f64);
+        metrics::gauge!(t::DB_POOL_WAITING).set(s.waiting as f64);
+        let (users, sessions) = hub.counts();
+        metrics::gauge!(t::HUB_USERS_ONLINE).set(users as f64);
+        metrics::gauge!(t::HUB_SESSIONS).set(sessions as f64);
+        metrics::gauge!(t::HUB_ROOMS).set(hub.rooms.live() as f64);
+    })
 }
 
 /// Deletes expired sessions and spent nonces every ten minutes.

@@ -32,3 +32,4 @@ mod rest_openapi;
 mod ops_logs;
 mod ops_tls_reload;
 mod ops_cli;
+mod ops_metrics;

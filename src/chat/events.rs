@@ -2,8 +2,11 @@
 //! (`xmpp/fanout.rs`, `xmpp/ext/muc.rs`) turns them into stanzas for connected users; nothing
 //! here knows about XMPP or the hub.
 
+use std::time::Instant;
+
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::model::{AppId, DialogType, ObjectId};
 
@@ -87,7 +90,33 @@ pub enum ChatEvent {
 /// The in-process event bus. A cluster bus (NATS) later implements the same two calls.
 #[derive(Clone)]
 pub struct Events {
-    tx: broadcast::Sender<ChatEvent>,
+    tx: broadcast::Sender<Published>,
+}
+
+/// An event with the moment it was published, so the fan-out can measure its lag.
+#[derive(Clone, Debug)]
+struct Published {
+    at: Instant,
+    event: ChatEvent,
+}
+
+/// A subscriber's end of the bus. Like `broadcast::Receiver`: a subscriber that falls more
+/// than the bus's capacity behind gets `Lagged` and misses events.
+pub struct Subscription(broadcast::Receiver<Published>);
+
+impl Subscription {
+    pub async fn recv(&mut self) -> Result<ChatEvent, RecvError> {
+        Ok(self.0.recv().await?.event)
+    }
+
+    /// The next event and when it was published.
+    pub async fn recv_timed(&mut self) -> Result<(ChatEvent, Instant), RecvError> {
+        self.0.recv().await.map(|p| (p.event, p.at))
+    }
+
+    pub fn try_recv(&mut self) -> Result<ChatEvent, TryRecvError> {
+        Ok(self.0.try_recv()?.event)
+    }
 }
 
 impl Default for Events {
@@ -105,10 +134,13 @@ impl Events {
 
     /// Publishes after commit; having no listener is fine.
     pub fn publish(&self, e: ChatEvent) {
-        let _ = self.tx.send(e);
+        let _ = self.tx.send(Published {
+            at: Instant::now(),
+            event: e,
+        });
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        Subscription(self.tx.subscribe())
     }
 }

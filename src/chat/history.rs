@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, Stored};
 use super::{Actor, Chat, ChatError};
+use crate::ops::telemetry::{
+    DB_QUERY_DURATION, HISTORY_BATCH_SIZE, MESSAGES_STORED, MESSAGE_STORE_DURATION,
+};
 
 struct Job {
     actor: Actor,
@@ -37,6 +40,7 @@ impl Chat {
             tx
         });
         let (done, result) = oneshot::channel();
+        let started = std::time::Instant::now();
         queue
             .send(Job {
                 actor: actor.clone(),
@@ -45,12 +49,15 @@ impl Chat {
             })
             .await
             .map_err(|_| ChatError::Unavailable("the history writer has stopped".into()))?;
-        result
+        let stored = result
             .await
-            .map_err(|_| ChatError::Unavailable("the history writer has stopped".into()))?
+            .map_err(|_| ChatError::Unavailable("the history writer has stopped".into()))?;
+        metrics::histogram!(MESSAGE_STORE_DURATION).record(started.elapsed());
+        stored
     }
 
     async fn commit_batch(&self, batch: Vec<Job>) {
+        metrics::histogram!(HISTORY_BATCH_SIZE).record(batch.len() as f64);
         match self.try_batch(&batch).await {
             Ok(results) => {
                 for (job, r) in batch.into_iter().zip(results) {
@@ -84,12 +91,15 @@ impl Chat {
         let jobs: Vec<(&Actor, &NewMessage)> = batch.iter().map(|j| (&j.actor, &j.new)).collect();
         let results = self.store_many(&tx, &jobs).await?;
         tx.commit().await?;
-        tracing::debug!(size = batch.len(), elapsed = ?started.elapsed(), "message batch committed");
+        let elapsed = started.elapsed();
+        metrics::histogram!(DB_QUERY_DURATION, "query" => "history_batch").record(elapsed);
+        tracing::debug!(size = batch.len(), ?elapsed, "message batch committed");
         Ok(results)
     }
 
     fn finish(&self, job: Job, r: Result<Stored, ChatError>) {
         if let Ok(stored) = &r {
+            metrics::counter!(MESSAGES_STORED).increment(1);
             self.after_store(&job.actor, &job.new, stored);
         }
         let _ = job.done.send(r);

@@ -16,7 +16,7 @@ pub mod rules;
 use std::sync::Arc;
 
 pub use error::ChatError;
-pub use events::{ChatEvent, Events};
+pub use events::{ChatEvent, Events, Subscription};
 
 use crate::config::ChatConfig;
 use crate::db::DbPool;

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::identity::{ChatAuth, Revocation, Revoker};
 use crate::model::UserKey;
+use crate::ops::telemetry::QUEUE_DROPS;
 use crate::xml::Element;
 
 /// A connection's id, unique for the life of the process.
@@ -316,6 +317,13 @@ impl Hub {
             .collect()
     }
 
+    /// (users online, bound sessions) now, for the metrics. Walks every user under the lock:
+    /// called once per scrape, not per event.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.users.len(), st.users.values().map(Vec::len).sum())
+    }
+
     pub fn is_online(&self, user: UserKey) -> bool {
         self.lock().users.get(&user).is_some_and(|c| !c.is_empty())
     }
@@ -519,6 +527,7 @@ fn queue(c: &Conn, stanza: Element) -> bool {
     match c.tx.try_send(Outbound::Stanza(Box::new(stanza))) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics::counter!(QUEUE_DROPS, "queue" => "outbound").increment(1);
             tracing::warn!(conn = c.id, "outbound queue full: stanza dropped");
             false
         }

@@ -74,6 +74,11 @@ impl Rooms {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Rooms with at least one joined occupant (for the metrics).
+    pub fn live(&self) -> usize {
+        self.lock().rooms.len()
+    }
+
     /// The invalidation epoch; pass it back to [`Rooms::remember`].
     pub fn epoch(&self) -> u64 {
         self.lock().epoch

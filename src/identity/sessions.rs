@@ -11,6 +11,7 @@ use super::{Caller, ChatAuth, Identity, IdentityError, Revocation};
 use crate::db;
 use crate::model::account::UserFields;
 use crate::model::{AppId, Application, Session, User, UserId};
+use crate::ops::telemetry::{DB_QUERY_DURATION, LOGINS};
 
 /// A login or an email, with the password.
 #[derive(Clone, Debug)]
@@ -37,6 +38,18 @@ pub struct SessionRequest {
     pub peer: Option<IpAddr>,
 }
 
+/// Counts a REST password login by its outcome (`via`: `rest_session` or `rest_login`).
+fn count_login<T>(via: &'static str, r: &Result<T, IdentityError>) {
+    let outcome = match r {
+        Ok(_) => "success",
+        Err(IdentityError::Unauthorized | IdentityError::Invalid { .. }) => "failure",
+        Err(IdentityError::Throttled { .. }) => "throttled",
+        Err(_) => "error",
+    };
+    metrics::counter!(LOGINS, "via" => via, "method" => "password", "outcome" => outcome)
+        .increment(1);
+}
+
 impl Identity {
     /// `POST /session`: checks the application and signature, authenticates (or creates) the user.
     pub async fn create_session(
@@ -60,7 +73,11 @@ impl Identity {
         }
         let peer = req.peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let user = match req.credentials {
-            Some(c) => Some(self.user_for_session(&app, c, peer).await?),
+            Some(c) => {
+                let user = self.user_for_session(&app, c, peer).await;
+                count_login("rest_session", &user);
+                Some(user?)
+            }
             None => None,
         };
         let ts = req.timestamp.unwrap_or_else(|| self.clock().unix_seconds());
@@ -240,9 +257,11 @@ impl Identity {
             .filter(|t| !t.is_empty())
             .ok_or(IdentityError::TokenRequired)?;
         let now = self.clock().now();
-        let (mut session, app, user) = db::sessions::live(self.pool(), &token_hash(token), now)
-            .await?
-            .ok_or(IdentityError::SessionNotFound)?;
+        let started = std::time::Instant::now();
+        let live = db::sessions::live(self.pool(), &token_hash(token), now).await;
+        metrics::histogram!(DB_QUERY_DURATION, "query" => "session_lookup")
+            .record(started.elapsed());
+        let (mut session, app, user) = live?.ok_or(IdentityError::SessionNotFound)?;
         // Refreshing at most once a minute keeps a burst of requests from writing every time.
         let ttl = self.ttl();
         let slack = Duration::seconds(60).min(ttl / 2);
@@ -273,10 +292,16 @@ impl Identity {
         creds: Credentials,
         peer: IpAddr,
     ) -> Result<User, IdentityError> {
-        let Some(user) = self.check_credentials(caller.app.id, &creds, peer).await? else {
-            self.throttle().failed(peer, None);
-            return Err(IdentityError::Unauthorized);
+        let found = match self.check_credentials(caller.app.id, &creds, peer).await {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => {
+                self.throttle().failed(peer, None);
+                Err(IdentityError::Unauthorized)
+            }
+            Err(e) => Err(e),
         };
+        count_login("rest_login", &found);
+        let user = found?;
         let now = self.clock().now();
         db::sessions::set_user(self.pool(), caller.session.id, Some(user.id), now).await?;
         db::users::touch(self.pool(), user.id, now).await?;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::ext::{muc, offline};
 use super::ns;
@@ -14,21 +14,29 @@ use super::stanza::extra_params::{self, ExtraParams};
 use super::stanza::{random_hex, CcMessage, MessageType, UserKey};
 use super::stream::Element;
 use super::Services;
-use crate::chat::ChatEvent;
+use crate::chat::{ChatEvent, Subscription};
 use crate::model::{AppId, DialogType, ObjectId, UserId};
+use crate::ops::telemetry::{FANOUT_LAG, QUEUE_DROPS};
 use crate::privacy::{self, Decision, Kind as Stanza};
 
 /// Delivers chat events until shutdown.
 pub async fn run(
     services: Arc<Services>,
-    mut events: broadcast::Receiver<ChatEvent>,
+    mut events: Subscription,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => deliver(&services, e).await,
-                Err(RecvError::Lagged(n)) => tracing::warn!(n, "real-time fan-out fell behind; events were dropped"),
+            e = events.recv_timed() => match e {
+                Ok((e, published)) => {
+                    if deliver(&services, e).await {
+                        metrics::histogram!(FANOUT_LAG).record(published.elapsed());
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    metrics::counter!(QUEUE_DROPS, "queue" => "fanout_events").increment(n);
+                    tracing::warn!(n, "real-time fan-out fell behind; events were dropped");
+                }
                 Err(RecvError::Closed) => return,
             },
             _ = shutdown.changed() => return,
@@ -97,7 +105,8 @@ async fn send_each(services: &Services, app: AppId, users: &[i64], stanza: &Elem
     }
 }
 
-async fn deliver(services: &Services, e: ChatEvent) {
+/// Delivers one event; false when it is not the fan-out's to deliver.
+async fn deliver(services: &Services, e: ChatEvent) -> bool {
     let domain = services.domain().to_owned();
     match e {
         ChatEvent::MessageSent {
@@ -256,6 +265,7 @@ async fn deliver(services: &Services, e: ChatEvent) {
             services.hub.deliver_to_user(key(app, to), &s);
         }
         // Occupancy changes belong to the rooms; stream-caused events were relayed already.
-        _ => {}
+        _ => return false,
     }
+    true
 }

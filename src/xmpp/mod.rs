@@ -34,6 +34,7 @@ use crate::hub::Hub;
 use crate::identity::Identity;
 use crate::limits::{ConnLimiter, ConnPermit, ConnRefusal};
 use crate::model::Clock;
+use crate::ops::telemetry;
 use stanza::StreamCondition;
 use stream::transport::{RawIo, TransportConfig};
 use stream::{Limits, Transport};
@@ -94,7 +95,7 @@ pub enum ListenerKind {
 }
 
 impl ListenerKind {
-    /// The transport's name in logs and metrics.
+    /// The transport's name in logs and in the `transport` label of the connection metrics.
     pub fn label(self) -> &'static str {
         match self {
             ListenerKind::Starttls => "tcp",
@@ -102,6 +103,42 @@ impl ListenerKind {
             ListenerKind::WebSocket { tls: false } => "ws",
             ListenerKind::WebSocket { tls: true } => "wss",
         }
+    }
+}
+
+fn count_accepted(kind: ListenerKind) {
+    metrics::counter!(telemetry::XMPP_CONNECTIONS_ACCEPTED, "transport" => kind.label())
+        .increment(1);
+}
+
+fn count_refused(kind: ListenerKind, why: &ConnRefusal) {
+    let reason = match why {
+        ConnRefusal::Total => "max_connections",
+        ConnRefusal::PerIp => "max_connections_per_ip",
+    };
+    metrics::counter!(
+        telemetry::XMPP_CONNECTIONS_REFUSED,
+        "transport" => kind.label(),
+        "reason" => reason
+    )
+    .increment(1);
+}
+
+/// Holds one unit of the open-connections gauge for as long as the connection task lives (a
+/// panic or an abort at shutdown included).
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn new(kind: ListenerKind) -> Self {
+        let open = metrics::gauge!(telemetry::XMPP_CONNECTIONS, "transport" => kind.label());
+        open.increment(1.0);
+        Self(open)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 
@@ -168,10 +205,12 @@ pub async fn serve(
                     let _ = tcp.set_nodelay(true);
                     match services.conns.try_acquire(peer.ip()) {
                         Ok(permit) => {
+                            count_accepted(kind);
                             let (services, shutdown) = (services.clone(), shutdown.clone());
                             conns.spawn(counted(tcp, peer, kind, services, shutdown, permit));
                         }
                         Err(why) => {
+                            count_refused(kind, &why);
                             if let Ok(slot) = services.refusals.clone().try_acquire_owned() {
                                 let services = services.clone();
                                 conns.spawn(async move {
@@ -267,6 +306,7 @@ async fn counted(
     shutdown: watch::Receiver<bool>,
     permit: ConnPermit,
 ) {
+    let open = OpenConnection::new(kind);
     // Every log line of the connection carries its transport and peer, and its user once SASL
     // succeeds (recorded by the negotiation).
     let span = tracing::info_span!(
@@ -279,6 +319,7 @@ async fn counted(
         .instrument(span)
         .await;
     drop(permit);
+    drop(open);
 }
 
 async fn connection(

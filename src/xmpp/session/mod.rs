@@ -28,6 +28,7 @@ use super::stream::{Element, Packet, Transport};
 use super::Services;
 use crate::db;
 use crate::hub::{ConnId, Outbound, Revoked};
+use crate::ops::telemetry::{XMPP_STANZAS_RECEIVED, XMPP_STANZAS_SENT};
 use negotiation::{negotiate, Negotiated};
 use sm::Sm;
 
@@ -137,6 +138,17 @@ fn is_stanza(el: &Element) -> bool {
     el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence" | "iq")
 }
 
+/// Counts a stanza written to the stream. Literal labels: the metric keys are built once,
+/// statically, so this allocates nothing per stanza.
+fn count_sent(el: &Element) {
+    match el.name.as_str() {
+        "message" => metrics::counter!(XMPP_STANZAS_SENT, "kind" => "message").increment(1),
+        "presence" => metrics::counter!(XMPP_STANZAS_SENT, "kind" => "presence").increment(1),
+        "iq" => metrics::counter!(XMPP_STANZAS_SENT, "kind" => "iq").increment(1),
+        _ => {}
+    }
+}
+
 impl Session {
     fn domain(&self) -> &str {
         &self.services.config.domain
@@ -163,6 +175,7 @@ impl Session {
     async fn send(&mut self, t: &mut Transport, el: Element) -> Result<(), End> {
         let ask_ack = self.track_sent(t, &el).await?;
         t.send(&el).await.map_err(|_| End::Lost)?;
+        count_sent(&el);
         if ask_ack {
             t.send(&Element::new("r", ns::SM))
                 .await
@@ -174,7 +187,9 @@ impl Session {
     /// Like [`Session::send`] for queued stanzas, written together (see `WRITE_BATCH`).
     async fn send_batch(&mut self, t: &mut Transport, batch: Vec<Element>) -> Result<(), End> {
         if self.sm.is_none() {
-            return t.send_all(&batch).await.map_err(|_| End::Lost);
+            t.send_all(&batch).await.map_err(|_| End::Lost)?;
+            batch.iter().for_each(count_sent);
+            return Ok(());
         }
         let mut out = Vec::with_capacity(batch.len() + 1);
         for el in batch {
@@ -184,7 +199,9 @@ impl Session {
                 out.push(Element::new("r", ns::SM));
             }
         }
-        t.send_all(&out).await.map_err(|_| End::Lost)
+        t.send_all(&out).await.map_err(|_| End::Lost)?;
+        out.iter().for_each(count_sent);
+        Ok(())
     }
 
     async fn serve(&mut self, t: &mut Transport, shutdown: &mut watch::Receiver<bool>) -> End {
@@ -295,9 +312,18 @@ impl Session {
             }
         }
         match (el.ns.as_str(), el.name.as_str()) {
-            (ns::CLIENT, "message") => self.on_message(t, el).await,
-            (ns::CLIENT, "presence") => self.on_presence(t, el).await,
-            (ns::CLIENT, "iq") => self.on_iq(t, el).await,
+            (ns::CLIENT, "message") => {
+                metrics::counter!(XMPP_STANZAS_RECEIVED, "kind" => "message").increment(1);
+                self.on_message(t, el).await
+            }
+            (ns::CLIENT, "presence") => {
+                metrics::counter!(XMPP_STANZAS_RECEIVED, "kind" => "presence").increment(1);
+                self.on_presence(t, el).await
+            }
+            (ns::CLIENT, "iq") => {
+                metrics::counter!(XMPP_STANZAS_RECEIVED, "kind" => "iq").increment(1);
+                self.on_iq(t, el).await
+            }
             (ns::SM, name) => self.on_sm(t, name, &el).await,
             (namespace, _) => {
                 let reg = self.services.dispatch.get(Kind::Nonza, namespace);

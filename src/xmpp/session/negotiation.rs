@@ -12,6 +12,7 @@ use super::sm::resume;
 use crate::config::PlainAuth;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
 use crate::identity::{ChatAuth, IdentityError};
+use crate::ops::telemetry::LOGINS;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{
     iq_result, random_hex, IqType, Jid, StanzaError, StreamCondition, UserKey,
@@ -219,6 +220,7 @@ async fn authenticate(
     let creds = match sasl::parse_plain(&auth.text(), s.domain()) {
         Ok(c) => c,
         Err(e) => {
+            count_login("password", "failure");
             s.identity.login_attempt_failed(ip);
             return Err(match e {
                 sasl::PlainError::Malformed => "incorrect-encoding",
@@ -231,19 +233,41 @@ async fn authenticate(
         .check_chat_secret(creds.user.app, creds.user.user, &creds.secret, ip)
         .await
     {
-        Ok(Some(how)) => Ok((creds.user, how)),
-        Ok(None) => Err("not-authorized"),
+        Ok(Some(how)) => {
+            let method = match how {
+                ChatAuth::Token(_) => "token",
+                ChatAuth::Password => "password",
+            };
+            count_login(method, "success");
+            Ok((creds.user, how))
+        }
+        Ok(None) => {
+            count_login("password", "failure");
+            Err("not-authorized")
+        }
         // RFC 6120 §6.5.1: the account is disabled (until an operator lifts the ban).
-        Err(IdentityError::Banned) => Err("account-disabled"),
+        Err(IdentityError::Banned) => {
+            count_login("password", "failure");
+            Err("account-disabled")
+        }
         Err(IdentityError::Throttled { .. }) => {
+            count_login("password", "throttled");
             tracing::info!(%ip, user = %creds.user.user, "SASL throttled");
             Err("not-authorized")
         }
         Err(e) => {
+            count_login("password", "error");
             tracing::warn!(error = %e, "checking chat credentials");
             Err("temporary-auth-failure")
         }
     }
+}
+
+/// Counts a SASL login attempt. A refused secret counts as a password: a token that is not live
+/// is indistinguishable from a wrong password.
+fn count_login(method: &'static str, outcome: &'static str) {
+    metrics::counter!(LOGINS, "via" => "xmpp_sasl", "method" => method, "outcome" => outcome)
+        .increment(1);
 }
 
 /// Handles an iq between authentication and bind: bind, legacy session, or an error.

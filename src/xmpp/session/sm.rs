@@ -223,6 +223,7 @@ impl Session {
                         if t.send(el).await.is_err() {
                             return None;
                         }
+                        super::count_sent(el);
                     }
                     self.last_rx = Instant::now();
                     self.ping = None;

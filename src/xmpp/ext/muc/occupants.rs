@@ -8,8 +8,9 @@ use tokio::sync::{broadcast, watch};
 
 use super::join::{to_occupants, unavailable, with_status};
 use super::{room_jid, user_key};
-use crate::chat::ChatEvent;
+use crate::chat::{ChatEvent, Subscription};
 use crate::hub::rooms::RoomKey;
+use crate::ops::telemetry::QUEUE_DROPS;
 use crate::xmpp::ns;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
@@ -80,7 +81,7 @@ pub fn on_event(s: &Services, e: &ChatEvent) {
 /// committed after start is missed).
 pub async fn watch_events(
     s: Arc<Services>,
-    mut events: broadcast::Receiver<ChatEvent>,
+    mut events: Subscription,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -88,6 +89,7 @@ pub async fn watch_events(
             e = events.recv() => match e {
                 Ok(e) => on_event(&s, &e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics::counter!(QUEUE_DROPS, "queue" => "room_events").increment(n);
                     tracing::warn!(missed = n, "room events lagged: membership cache cleared");
                     s.hub.rooms.invalidate_all();
                 }
