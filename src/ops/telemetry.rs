@@ -28,5 +28,13 @@ pub fn render() -> String {
     handle().map(|h| h.render()).unwrap_or_default()
 }
 
+/// Deaths of the embedded PostgreSQL, each followed by a restart by its supervisor.
+pub const DB_EMBEDDED_RESTARTS: &str = "parley_db_embedded_restarts_total";
+
 /// Metric names and their help text, registered with the recorder once.
-fn describe() {}
+fn describe() {
+    metrics::describe_counter!(
+        DB_EMBEDDED_RESTARTS,
+        "Times the embedded PostgreSQL died and its supervisor restarted it"
+    );
+}
