@@ -27,3 +27,4 @@ mod hostile_auth;
 mod hostile_revocation;
 mod hostile_tenants;
 mod ops_admin;
+mod ops_recovery;
