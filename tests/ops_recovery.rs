@@ -105,7 +105,12 @@ impl Node {
                 json!({"type": 3, "occupants_ids": other.to_string()}),
             )
             .await;
-        assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.body);
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{} {}",
+            r.status,
+            r.body
+        );
         r.json()["_id"].as_str().unwrap().to_owned()
     }
 
@@ -224,7 +229,8 @@ impl Load {
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
-                        let body = json!({"chat_dialog_id": dialog, "message": format!("w{w}-{i}")});
+                        let body =
+                            json!({"chat_dialog_id": dialog, "message": format!("w{w}-{i}")});
                         let (h, t) = (http.clone(), token.clone());
                         // A request the server never answered (it was killed) is not acked.
                         let Ok(r) = tokio::spawn(async move {
@@ -378,7 +384,12 @@ async fn a_message_the_dead_database_did_not_take_is_not_acked_and_is_stored_whe
     let mut c = Client::login(addrs, Via::Tcp, &local, PASSWORD).await;
     c.send_raw("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
         .await;
-    let previd = c.expect_named("enabled").await.attr("id").unwrap().to_owned();
+    let previd = c
+        .expect_named("enabled")
+        .await
+        .attr("id")
+        .unwrap()
+        .to_owned();
 
     // One message at a time, each acked only once stored; the database dies meanwhile.
     let mut acked = Vec::new();
