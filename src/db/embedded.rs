@@ -442,3 +442,37 @@ fn lookup_account(name: &str) -> Result<Account, EmbeddedError> {
         gid,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a killed postmaster that its parent has not reaped yet (a zombie, still listed
+    /// in /proc with its name) was taken for a running server and "adopted", so the start after
+    /// a crash failed to connect.
+    #[test]
+    fn a_killed_but_unreaped_postmaster_is_not_running() {
+        let dir = std::env::temp_dir().join(format!("parley-zombie-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // A process whose name is "postgres", like a postmaster.
+        let exe = dir.join("postgres");
+        fs::copy("/bin/sleep", &exe).unwrap();
+        let mut child = Command::new(&exe).arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(is_postgres_process(pid), "a live postgres is running");
+        // SAFETY: signalling our own child; it stays a zombie until `wait` below.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_dead(pid) {
+            assert!(Instant::now() < deadline, "the child did not die");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "still listed");
+        assert!(
+            !is_postgres_process(pid),
+            "a zombie is not a running server"
+        );
+        let _ = child.wait();
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
