@@ -1,6 +1,6 @@
 //! PostgreSQL: the pool, the embedded server and its supervisor, migrations, one repository per
-//! table family and the readiness check (`Health`). SQL lives only here; no business rule does, and it imports
-//! only `model` and `config` (no domain service, no adapter).
+//! table family and the readiness check (`Health`). SQL lives only here; no business rule does,
+//! and it imports only `model` and `config` (no domain service, no adapter).
 
 pub mod apps;
 pub mod cached;
