@@ -198,12 +198,13 @@ fn spawn(
 }
 
 /// Writers posting messages to one dialog over REST in a loop, each request on its own
-/// connection, recording what was acknowledged (2xx) and every other answer.
+/// connection, recording what was acknowledged (2xx) and every other answer (status,
+/// `Retry-After`, body).
 struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<String>>>,
     count: Arc<AtomicU64>,
-    refused: Arc<Mutex<Vec<(u16, String)>>>,
+    refused: Arc<Mutex<Vec<(u16, Option<String>, String)>>>,
     writers: Vec<JoinHandle<()>>,
 }
 
@@ -246,7 +247,8 @@ impl Load {
                             acked.lock().unwrap().push(id);
                             count.fetch_add(1, Ordering::Relaxed);
                         } else {
-                            refused.lock().unwrap().push((r.status, r.body));
+                            let retry = r.header("Retry-After").map(str::to_owned);
+                            refused.lock().unwrap().push((r.status, retry, r.body));
                         }
                         tokio::time::sleep(Duration::from_millis(3)).await;
                     }
@@ -275,7 +277,7 @@ impl Load {
     }
 
     /// Stops the writers → (acknowledged message ids, other answers).
-    async fn finish(self) -> (Vec<String>, Vec<(u16, String)>) {
+    async fn finish(self) -> (Vec<String>, Vec<(u16, Option<String>, String)>) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.writers {
             let _ = w.await;
@@ -312,9 +314,10 @@ async fn a_killed_embedded_postgres_is_restarted_and_no_acknowledged_rest_write_
     load.wait_for_more(20, Duration::from_secs(10)).await;
     let (acked, refused) = load.finish().await;
 
-    // What failed, failed clearly: 503 with the JSON error shape, never a silent success.
-    for (status, body) in &refused {
+    // What failed, failed clearly: 503 with the JSON error shape and a time to retry.
+    for (status, retry_after, body) in &refused {
         assert_eq!(*status, 503, "{body}");
+        assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
         let body: Value = serde_json::from_str(body).expect("a JSON error");
         assert!(body["errors"]["base"].is_array(), "{body}");
     }
