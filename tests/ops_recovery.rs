@@ -197,6 +197,9 @@ fn spawn(
     cmd.spawn().map(Spawned).expect("spawn parley")
 }
 
+/// An answer other than 2xx: status, `Retry-After`, body.
+type Refusal = (u16, Option<String>, String);
+
 /// Writers posting messages to one dialog over REST in a loop, each request on its own
 /// connection, recording what was acknowledged (2xx) and every other answer (status,
 /// `Retry-After`, body).
@@ -204,7 +207,7 @@ struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<String>>>,
     count: Arc<AtomicU64>,
-    refused: Arc<Mutex<Vec<(u16, Option<String>, String)>>>,
+    refused: Arc<Mutex<Vec<Refusal>>>,
     writers: Vec<JoinHandle<()>>,
 }
 
@@ -277,7 +280,7 @@ impl Load {
     }
 
     /// Stops the writers → (acknowledged message ids, other answers).
-    async fn finish(self) -> (Vec<String>, Vec<(u16, Option<String>, String)>) {
+    async fn finish(self) -> (Vec<String>, Vec<Refusal>) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.writers {
             let _ = w.await;
