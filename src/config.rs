@@ -45,6 +45,13 @@ pub struct DatabaseConfig {
     pub embedded_user: String,
     /// Turn off fsync in the embedded server. Only for throw-away test databases.
     pub embedded_unsafe_fast: bool,
+    /// At start-up, how long to keep trying to reach the database (embedded: to start it while
+    /// an old server's processes are still exiting after a crash; external: to connect while it
+    /// boots) before giving up.
+    pub start_timeout_secs: u64,
+    /// Longest wait between two attempts to restart an embedded PostgreSQL that died (the wait
+    /// doubles from 250 ms up to this).
+    pub restart_backoff_max_secs: u64,
 }
 
 /// The operator's listener: metrics and probes, off the public ports.
@@ -369,6 +376,8 @@ impl Default for DatabaseConfig {
             pg_bin_dir: String::new(),
             embedded_user: "postgres".into(),
             embedded_unsafe_fast: false,
+            start_timeout_secs: 30,
+            restart_backoff_max_secs: 10,
         }
     }
 }

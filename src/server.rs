@@ -264,7 +264,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn Error>> {
     let _lock = lock_data_dir(&config.data_dir)?;
     raise_open_file_limit();
     let clock = Clock::new();
-    let db = Database::open(&config, Ownership::Server).await?;
+    let mut db = Database::open(&config, Ownership::Server).await?;
+    // The embedded PostgreSQL is restarted if it dies while we serve.
+    db.supervise(&config, || {
+        metrics::counter!(ops::telemetry::DB_EMBEDDED_RESTARTS).increment(1)
+    });
     let result = serve_until_signal(&config, &db, clock).await;
     db.shutdown().await;
     result

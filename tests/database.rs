@@ -83,7 +83,7 @@ fn missing_server_binaries_name_the_package_to_install() {
     assert!(err.contains("apt-get install postgresql"), "{err}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -92,7 +92,7 @@ fn free_port() -> u16 {
 }
 
 /// A spawned server that is killed if the test ends early (a panic must not leave it running).
-struct Spawned(Child);
+pub(crate) struct Spawned(pub(crate) Child);
 
 impl std::ops::Deref for Spawned {
     type Target = Child;
@@ -115,9 +115,11 @@ impl Drop for Spawned {
     }
 }
 
-fn spawn_parley(data: &Path, port: u16) -> Spawned {
-    Command::new(env!("CARGO_BIN_EXE_parley"))
-        .arg("serve")
+/// The `parley` binary set up to serve REST on `port` from data directory `data`, every other
+/// listener on a free port; callers may override any variable before spawning it.
+pub(crate) fn parley_command(data: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
+    cmd.arg("serve")
         .env("PARLEY_DATA_DIR", data)
         .env("PARLEY_HTTP_ADDR", format!("127.0.0.1:{port}"))
         // Any free port: the defaults may be taken by a Parley running on this machine.
@@ -130,13 +132,18 @@ fn spawn_parley(data: &Path, port: u16) -> Spawned {
         .env("PARLEY_PASSWORDS_ARGON2_MEMORY_KIB", "256")
         .env("PARLEY_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn spawn_parley(data: &Path, port: u16) -> Spawned {
+    parley_command(data, port)
         .spawn()
         .map(Spawned)
         .expect("spawn parley")
 }
 
-async fn wait_ready(http: &Http, child: &mut Spawned) {
+pub(crate) async fn wait_ready(http: &Http, child: &mut Spawned) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -152,12 +159,12 @@ async fn wait_ready(http: &Http, child: &mut Spawned) {
     }
 }
 
-fn kill9(pid: i32) {
+pub(crate) fn kill9(pid: i32) {
     // SAFETY: sending a signal to a pid we own.
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
-fn postmaster_pid(data: &Path) -> Option<i32> {
+pub(crate) fn postmaster_pid(data: &Path) -> Option<i32> {
     std::fs::read_to_string(data.join("postgres/data/postmaster.pid"))
         .ok()?
         .lines()
@@ -167,7 +174,7 @@ fn postmaster_pid(data: &Path) -> Option<i32> {
         .ok()
 }
 
-async fn wait_gone(pid: i32) {
+pub(crate) async fn wait_gone(pid: i32) {
     for _ in 0..100 {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return;
@@ -178,8 +185,8 @@ async fn wait_gone(pid: i32) {
 }
 
 /// Stops whatever a failed run leaves behind: the server child and its embedded PostgreSQL.
-struct Cleanup {
-    data: PathBuf,
+pub(crate) struct Cleanup {
+    pub(crate) data: PathBuf,
 }
 
 impl Drop for Cleanup {

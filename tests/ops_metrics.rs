@@ -335,10 +335,7 @@ async fn connections_over_a_cap_are_counted_as_refused_with_the_reason() {
         &starttls,
         1.0,
     );
-    let refused = [
-        ("transport", "tcp"),
-        ("reason", "max_connections_per_ip"),
-    ];
+    let refused = [("transport", "tcp"), ("reason", "max_connections_per_ip")];
     assert_moved(
         &before,
         &after,

@@ -106,7 +106,7 @@ fn every_documented_operation_is_served_by_the_route_it_names() {
                 as_pattern(&path),
                 "{method} {path} is served by another route"
             ),
-            Match::WrongMethod => panic!("{method} {path} is documented but answers 405"),
+            Match::WrongMethod(_) => panic!("{method} {path} is documented but answers 405"),
             Match::NotFound => panic!("{method} {path} is documented but answers 404"),
         }
     }

@@ -8,6 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use crate::config::DatabaseConfig;
 
@@ -38,6 +39,15 @@ pub enum EmbeddedError {
         what: String,
         source: std::io::Error,
     },
+    #[error(
+        "processes of an earlier PostgreSQL (pids {pids:?}) still run in {pgdata} after {waited} s; \
+         stop them (kill them if they hang), then start Parley again"
+    )]
+    Leftovers {
+        pids: Vec<i32>,
+        pgdata: PathBuf,
+        waited: u64,
+    },
     #[error("{what} failed ({status}):\n{detail}")]
     Command {
         what: String,
@@ -67,6 +77,8 @@ pub struct Embedded {
     bin: PathBuf,
     owner: Option<Account>,
     fast: bool,
+    /// How long [`Embedded::start`] keeps trying (`database.start_timeout_secs`).
+    start_timeout: Duration,
 }
 
 impl Embedded {
@@ -91,6 +103,7 @@ impl Embedded {
             bin,
             owner,
             fast: cfg.embedded_unsafe_fast,
+            start_timeout: Duration::from_secs(cfg.start_timeout_secs),
         })
     }
 
@@ -116,26 +129,50 @@ impl Embedded {
     /// Makes sure the cluster exists and runs: initialises it on first use, adopts a server
     /// already running (left by a killed Parley, or serving a running one), and clears a stale
     /// `postmaster.pid` after a crash. True when this call started the server.
+    ///
+    /// After a crash (a power cut, a killed postmaster) the old server's processes may still be
+    /// exiting and holding its shared memory: this waits for them, and retries a failed start,
+    /// for up to `database.start_timeout_secs`, then names what is in the way.
     pub fn start(&self) -> Result<bool, EmbeddedError> {
         self.prepare_dirs()?;
         if !self.pgdata.join("PG_VERSION").exists() {
             self.initdb()?;
         }
         self.write_settings()?;
-        // Right after a crash the old server's children may hold shared memory for a moment.
+        let deadline = Instant::now() + self.start_timeout;
         let mut attempt = 0;
+        let mut told_waiting = false;
         loop {
-            attempt += 1;
             if self.running_postmaster().is_some() {
                 tracing::info!(pgdata = %self.pgdata.display(), "the embedded PostgreSQL is already running; using it");
                 return Ok(false);
             }
+            // The postmaster is gone but some of its children are not: starting now would put a
+            // second server on the same files, and removing the lock file would disarm
+            // PostgreSQL's own check against that. Wait for them.
+            let leftovers = self.leftover_processes();
+            if !leftovers.is_empty() {
+                if Instant::now() >= deadline {
+                    return Err(EmbeddedError::Leftovers {
+                        pids: leftovers,
+                        pgdata: self.pgdata.clone(),
+                        waited: self.start_timeout.as_secs(),
+                    });
+                }
+                if !told_waiting {
+                    tracing::warn!(pids = ?leftovers, "processes of a crashed embedded PostgreSQL are still exiting; waiting for them");
+                    told_waiting = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            attempt += 1;
             self.clear_stale_lock_files();
             match self.pg_ctl_start() {
                 Ok(()) => return Ok(true),
-                Err(e) if attempt < 5 => {
+                Err(e) if Instant::now() < deadline => {
                     tracing::warn!(attempt, error = %e, "embedded PostgreSQL did not start; retrying");
-                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => return Err(e),
             }
@@ -192,6 +229,23 @@ impl Embedded {
             return None;
         }
         Some(pid)
+    }
+
+    /// Server processes (postmaster or children) still working in this data directory while no
+    /// live postmaster owns it: a crashed server's backends on their way out. PostgreSQL's
+    /// processes run with the data directory as their working directory.
+    fn leftover_processes(&self) -> Vec<i32> {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| is_postgres_process(pid))
+            .filter(|pid| {
+                fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == self.pgdata)
+            })
+            .collect()
     }
 
     fn prepare_dirs(&self) -> Result<(), EmbeddedError> {
@@ -310,11 +364,27 @@ fn is_postgres_process(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    // /proc/<pid>/comm is "postgres" for the postmaster (any owner).
-    match fs::read_to_string(format!("/proc/{pid}/comm")) {
+    // /proc/<pid>/comm is "postgres" for the postmaster and its children (any owner).
+    let named = match fs::read_to_string(format!("/proc/{pid}/comm")) {
         Ok(comm) => matches!(comm.trim(), "postgres" | "postmaster"),
         Err(_) => false,
-    }
+    };
+    // A killed process stays listed (a zombie) until its parent reaps it, and a daemonised
+    // postmaster's parent may be slow to (or, as PID 1 of some containers, never): it is dead.
+    named && !is_dead(pid)
+}
+
+/// The process has exited and only its entry remains (state Z or X in `/proc/<pid>/stat`).
+fn is_dead(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The state follows the command name, which is in parentheses and may contain any byte.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 1..))
+        .and_then(|rest| rest.split_whitespace().next());
+    matches!(state, Some("Z" | "X" | "x"))
 }
 
 fn find_binaries(configured: &str) -> Result<PathBuf, EmbeddedError> {
@@ -371,4 +441,38 @@ fn lookup_account(name: &str) -> Result<Account, EmbeddedError> {
         uid,
         gid,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a killed postmaster that its parent has not reaped yet (a zombie, still listed
+    /// in /proc with its name) was taken for a running server and "adopted", so the start after
+    /// a crash failed to connect.
+    #[test]
+    fn a_killed_but_unreaped_postmaster_is_not_running() {
+        let dir = std::env::temp_dir().join(format!("parley-zombie-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // A process whose name is "postgres", like a postmaster.
+        let exe = dir.join("postgres");
+        fs::copy("/bin/sleep", &exe).unwrap();
+        let mut child = Command::new(&exe).arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(is_postgres_process(pid), "a live postgres is running");
+        // SAFETY: signalling our own child; it stays a zombie until `wait` below.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_dead(pid) {
+            assert!(Instant::now() < deadline, "the child did not die");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "still listed");
+        assert!(
+            !is_postgres_process(pid),
+            "a zombie is not a running server"
+        );
+        let _ = child.wait();
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -1,6 +1,6 @@
-//! PostgreSQL: the pool, the embedded server, migrations, one repository per table family and
-//! the readiness check (`Health`). SQL lives only here; no business rule does, and it imports
-//! only `model` and `config` (no domain service, no adapter).
+//! PostgreSQL: the pool, the embedded server and its supervisor, migrations, one repository per
+//! table family and the readiness check (`Health`). SQL lives only here; no business rule does,
+//! and it imports only `model` and `config` (no domain service, no adapter).
 
 pub mod apps;
 pub mod cached;
@@ -14,8 +14,13 @@ pub mod notify;
 pub mod privacy;
 pub mod sessions;
 pub mod stats;
+pub mod supervisor;
 pub mod users;
 pub mod xmpp;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -23,6 +28,7 @@ use tokio_postgres::NoTls;
 use crate::config::Config;
 pub use embedded::Embedded;
 pub use health::Health;
+pub use supervisor::Supervisor;
 
 pub type DbPool = Pool;
 /// A transaction on a pooled connection (with its statement cache).
@@ -77,12 +83,16 @@ pub enum Ownership {
 pub struct Database {
     pub pool: DbPool,
     pub pg_config: tokio_postgres::Config,
-    pub embedded: Option<Embedded>,
+    pub embedded: Option<Arc<Embedded>>,
+    supervisor: Option<Supervisor>,
 }
 
 impl Database {
     /// Connects to `database.url`, or starts the embedded server; then applies migrations.
+    /// A database that does not answer yet (an external one booting, an embedded one whose
+    /// crashed predecessor is still exiting) is retried for `database.start_timeout_secs`.
     pub async fn open(config: &Config, ownership: Ownership) -> Result<Self, OpenError> {
+        let deadline = Instant::now() + Duration::from_secs(config.database.start_timeout_secs);
         let (pg_config, embedded) = if config.embedded_database() {
             let data_dir = config.data_dir.clone();
             let db_cfg = config.database.clone();
@@ -93,11 +103,12 @@ impl Database {
             })
             .await
             .map_err(|e| OpenError::Internal(e.to_string()))??;
-            create_database_if_missing(&emb.connect_config("postgres"), EMBEDDED_DB).await?;
+            let admin = emb.connect_config("postgres");
+            retrying(deadline, || create_database_if_missing(&admin, EMBEDDED_DB)).await?;
             let stop_later = started || ownership == Ownership::Server;
             (
                 emb.connect_config(EMBEDDED_DB),
-                Some(emb).filter(|_| stop_later),
+                Some(Arc::new(emb)).filter(|_| stop_later),
             )
         } else {
             (config.database.url.parse().map_err(OpenError::Url)?, None)
@@ -106,9 +117,23 @@ impl Database {
             pool: pool(pg_config.clone(), config.database.pool_size),
             pg_config,
             embedded,
+            supervisor: None,
         };
-        db.migrate().await?;
+        retrying(deadline, || db.migrate()).await?;
         Ok(db)
+    }
+
+    /// Watches the embedded server this process owns and restarts it if it dies (see
+    /// [`supervisor`]); nothing to do with an external database. `on_death` runs at each death.
+    pub fn supervise(&mut self, config: &Config, on_death: fn()) {
+        if let (Some(emb), None) = (&self.embedded, &self.supervisor) {
+            self.supervisor = Some(Supervisor::spawn(
+                emb.clone(),
+                self.pool.clone(),
+                Duration::from_secs(config.database.restart_backoff_max_secs),
+                on_death,
+            ));
+        }
     }
 
     pub async fn migrate(&self) -> Result<Vec<&'static str>, OpenError> {
@@ -126,6 +151,10 @@ impl Database {
 
     /// Closes the pool and stops the embedded server if this process owns one.
     pub async fn shutdown(self) {
+        // First, so the supervisor does not start again the server being stopped.
+        if let Some(s) = self.supervisor {
+            s.stop().await;
+        }
         self.pool.close();
         if let Some(emb) = self.embedded {
             match tokio::task::spawn_blocking(move || emb.stop()).await {
@@ -145,14 +174,39 @@ pub fn pool(pg_config: tokio_postgres::Config, size: usize) -> DbPool {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    // A request waits at most this long for a connection, then fails (503) instead of hanging.
+    // A request waits at most this long for a connection, then fails (503) instead of hanging;
+    // opening one to a server that does not answer (restarting, unreachable) is bounded too.
+    // Fast recycling still drops a connection whose server closed it (`is_closed`), so after a
+    // PostgreSQL restart the dead connections are discarded, never handed out again.
     // `build` only fails when timeouts lack a runtime, and the runtime is set here.
     Pool::builder(mgr)
         .max_size(size.max(1))
         .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
         .build()
         .expect("pool with tokio runtime")
+}
+
+/// Runs `attempt` until it stops failing to connect or `deadline` passes (then its last error).
+async fn retrying<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, OpenError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, OpenError>>,
+{
+    let mut told = false;
+    loop {
+        match attempt().await {
+            Err(OpenError::Connect(e)) if Instant::now() < deadline => {
+                if !told {
+                    tracing::warn!(error = %e, "PostgreSQL does not answer yet; retrying (database.start_timeout_secs)");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `CREATE DATABASE name` unless it exists (tolerating a concurrent creator).

@@ -50,6 +50,8 @@ pub const MESSAGE_STORE_DURATION: &str = "parley_message_store_duration_seconds"
 /// Histogram `{query}`: time of a hot-path database operation (`history_batch`: one group
 /// commit, connection wait included; `session_lookup`: resolving a `CB-Token`).
 pub const DB_QUERY_DURATION: &str = "parley_db_query_duration_seconds";
+/// Counter: deaths of the embedded PostgreSQL, each followed by a restart by its supervisor.
+pub const DB_EMBEDDED_RESTARTS: &str = "parley_db_embedded_restarts_total";
 /// Gauge: the pool's most connections (`database` pool size option).
 pub const DB_POOL_MAX: &str = "parley_db_pool_max_connections";
 /// Gauge: connections the pool holds now (busy and idle).
@@ -126,6 +128,7 @@ pub const METRICS: &[Metric] = &[
     m(DB_POOL_CONNECTIONS, Kind::Gauge, Unit::Count, "Connections the database pool holds (busy and idle)"),
     m(DB_POOL_AVAILABLE, Kind::Gauge, Unit::Count, "Idle connections in the database pool"),
     m(DB_POOL_WAITING, Kind::Gauge, Unit::Count, "Callers waiting for a database connection"),
+    m(DB_EMBEDDED_RESTARTS, Kind::Counter, Unit::Count, "Times the embedded PostgreSQL died and its supervisor restarted it"),
     m(HUB_SESSIONS, Kind::Gauge, Unit::Count, "Bound XMPP sessions (resources) in the hub"),
     m(HUB_USERS_ONLINE, Kind::Gauge, Unit::Count, "Users with at least one bound XMPP session"),
     m(HUB_ROOMS, Kind::Gauge, Unit::Count, "Group rooms with at least one joined occupant"),

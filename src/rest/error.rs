@@ -76,7 +76,7 @@ impl From<ChatError> for ApiError {
             ChatError::Invalid { field, message } => Self::invalid(&field, &message),
             ChatError::Identity(e) => e.into(),
             ChatError::Db(e) => IdentityError::Db(e).into(),
-            ChatError::Unavailable(m) => Self::base(StatusCode::SERVICE_UNAVAILABLE, &m),
+            ChatError::Unavailable(m) => Self::busy(&m, 1),
             ChatError::RateLimited {
                 message,
                 retry_after_secs,
@@ -114,10 +114,9 @@ impl From<IdentityError> for ApiError {
             E::Busy(m) => Self::busy(&m, 1),
             E::Db(e) => {
                 tracing::error!(error = %e, "database error");
-                Self::base(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The database is unavailable, try again",
-                )
+                // Nothing was stored; the database may be restarting (its supervisor does so
+                // within seconds): the client retries.
+                Self::busy("The database is unavailable, try again", 1)
             }
             E::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

@@ -101,15 +101,25 @@ pub enum Refused {
 
 impl Refused {
     /// The bounce the sender gets (one condition for every refusal, as the per-user bound has
-    /// always answered; the text tells which).
+    /// always answered; the text tells which). A failed store is not a refusal: `wait`, and
+    /// stream management does not ack it, so the sender sends it again rather than believe it
+    /// kept.
     pub fn stanza_error(self) -> StanzaError {
-        StanzaError::service_unavailable().with_text(match self {
-            Self::Unknown => "the recipient is unknown",
-            Self::UserFull => "the recipient cannot take more offline messages",
-            Self::SenderFull => "the recipient cannot take more offline messages from you",
-            Self::TooLarge => "the message is too large to keep offline",
-            Self::Failed => "the message could not be kept offline",
-        })
+        let refusal = StanzaError::service_unavailable();
+        let (error, text) = match self {
+            Self::Unknown => (refusal, "the recipient is unknown"),
+            Self::UserFull => (refusal, "the recipient cannot take more offline messages"),
+            Self::SenderFull => (
+                refusal,
+                "the recipient cannot take more offline messages from you",
+            ),
+            Self::TooLarge => (refusal, "the message is too large to keep offline"),
+            Self::Failed => (
+                StanzaError::internal_server_error(),
+                "the message could not be kept offline",
+            ),
+        };
+        error.with_text(text)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::xmpp::dispatch::{
 };
 use crate::xmpp::ext::{muc, privacy};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{iq_result, IqType, Jid, MessageType, StanzaError, UserKey};
+use crate::xmpp::stanza::{iq_result, Condition, IqType, Jid, MessageType, StanzaError, UserKey};
 use crate::xmpp::stream::{Element, Transport};
 
 use super::{End, Session};
@@ -174,6 +174,14 @@ impl Session {
         }
         match flow {
             Flow::Next | Flow::Done | Flow::Drop(None) => Ok(()),
+            // The server failed to take the message (its store failed): never acked.
+            Flow::Refuse(e)
+                if on == On::Message
+                    && e.condition == Condition::InternalServerError
+                    && self.sm.is_some() =>
+            {
+                Err(self.unhandled(t).await)
+            }
             Flow::Refuse(e) => self.reply_error(t, &m.stanza, e).await,
             Flow::Drop(Some(bounce)) => self.send(t, bounce).await,
         }

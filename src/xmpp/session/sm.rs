@@ -185,6 +185,20 @@ impl Session {
         }
     }
 
+    /// A stanza the server failed to handle (a message its store did not take, the database
+    /// being down): acking it would tell the client it is safe, and `h` counts stanzas, so
+    /// acking any later one would ack it too. So it is not counted, and the stream is closed
+    /// with `<internal-server-error/>` as if dropped: the client resumes (the `h` it gets back
+    /// stops before the message) or reconnects, and sends it again; nothing after it was read.
+    pub(super) async fn unhandled(&mut self, t: &mut Transport) -> End {
+        if let Some(sm) = &mut self.sm {
+            sm.h_in = sm.h_in.wrapping_sub(1);
+        }
+        tracing::warn!(jid = %self.full, "a message was not stored: closing its stream unacked so the client sends it again");
+        t.fail(StreamCondition::InternalServerError).await;
+        End::Lost
+    }
+
     /// A dropped resumable stream waits for `<resume/>`; returns the new transport.
     pub(super) async fn park(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Transport> {
         let max_bytes = self.services.config.xmpp.sm_parked_queue_bytes;

@@ -23,6 +23,8 @@ impl From<&crate::chat::ChatError> for StanzaError {
     fn from(e: &crate::chat::ChatError) -> Self {
         use crate::chat::ChatError as E;
         let base = match e {
+            // The store failed, not a rule: `wait`, and stream management does not ack it.
+            e if e.is_store_failure() => Self::internal_server_error(),
             E::Forbidden(_) => Self::forbidden(),
             E::NotFound(_) => Self::item_not_found(),
             E::Invalid { .. } => Self::bad_request(),
@@ -31,7 +33,8 @@ impl From<&crate::chat::ChatError> for StanzaError {
             E::RateLimited { .. } => Self::policy_violation_wait(),
         };
         match e {
-            E::Db(_) => base,
+            // The database's own words stay in the log.
+            E::Db(_) | E::Identity(crate::identity::IdentityError::Db(_)) => base,
             other => base.with_text(other.to_string()),
         }
     }
