@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_offline_sender",
         sql: include_str!("../../migrations/0006_offline_sender.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_archive",
+        sql: include_str!("../../migrations/0008_archive.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).
