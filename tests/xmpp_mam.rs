@@ -333,7 +333,7 @@ async fn with_selects_the_private_dialog_with_that_user() {
     let carol = format!("{}@localhost/phone", s.carol.local);
     let r = ask(&mut a, &query("w", None, &[("with", &carol)], "")).await;
     assert_eq!(r.bodies(), ["to carol"], "the resource is ignored");
-    assert_eq!(r.ids(), [s.to_carol.clone()]);
+    assert_eq!(r.ids(), std::slice::from_ref(&s.to_carol));
     s.srv.stop().await;
 }
 
@@ -667,7 +667,7 @@ async fn a_live_private_message_carries_the_id_the_archives_know_it_by() {
     assert_eq!(live, "6b0809bbf5504c5e53000010");
     assert_eq!(
         ask(&mut b, &query("s1", None, &[], "")).await.ids(),
-        [live.clone()]
+        std::slice::from_ref(&live)
     );
     assert_eq!(ask(&mut a, &query("s2", None, &[], "")).await.ids(), [live]);
     srv.stop().await;
