@@ -184,6 +184,13 @@ pub struct XmppConfig {
     pub privacy_max_items: usize,
     /// Most JIDs on one user's block list (XEP-0191).
     pub blocklist_max: usize,
+    /// Most messages in one page of a message archive query (XEP-0313); a larger `<max>`, or
+    /// none, gets this many.
+    pub mam_max_page: usize,
+    /// An archive query's RSM `<count>` and first `index` are given only while its result set
+    /// holds at most this many messages: counting costs a scan of the set (XEP-0059 lets a
+    /// server leave them out). 0 = never counted.
+    pub mam_count_max: usize,
     /// Seconds a dropped stream-management session stays resumable (XEP-0198).
     pub sm_resume_secs: u64,
     /// Bytes of un-acknowledged stanzas a live stream-management connection may hold; past it
@@ -433,6 +440,8 @@ impl Default for XmppConfig {
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,
+            mam_max_page: 100,
+            mam_count_max: 1000,
             sm_resume_secs: 300,
             sm_unacked_bytes: 4 << 20,
             sm_parked_queue_bytes: 1 << 20,

@@ -18,6 +18,7 @@ mod rest_users;
 mod xmpp_core;
 mod xmpp_history;
 mod xmpp_limits;
+mod xmpp_mam;
 mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;

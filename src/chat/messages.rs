@@ -100,7 +100,7 @@ impl Prefetched {
 }
 
 /// The unique key of the private dialog between the actor and `other`.
-fn private_key(actor: &Actor, other: i64) -> String {
+pub(super) fn private_key(actor: &Actor, other: i64) -> String {
     let (a, b) = (actor.user.0.min(other), actor.user.0.max(other));
     format!("{}:{a}:{b}", actor.app.id)
 }
@@ -564,7 +564,7 @@ impl Chat {
 
     /// Loads a dialog whose history the actor may read, with their inbox entry. Anything less
     /// visible is "not found" (a public dialog a user has not subscribed to included).
-    async fn readable(
+    pub(super) async fn readable(
         &self,
         tx: &crate::db::Tx<'_>,
         actor: &Actor,

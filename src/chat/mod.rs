@@ -4,6 +4,7 @@
 //! an adapter or the hub (checked by `lib.rs`'s layering test): live delivery follows its
 //! events.
 
+pub mod archive;
 pub mod dialogs;
 mod error;
 pub mod events;

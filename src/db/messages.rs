@@ -13,7 +13,7 @@ use crate::model::{ObjectId, UserId};
 use super::filter::{like_escape, refs, scalar, Param};
 use super::{Cached, Tx};
 
-const COLUMNS: &str = "m.id, m.dialog_id, m.seq, m.sender_id, m.recipient_id, m.body, m.attachments, m.custom, \
+pub(super) const COLUMNS: &str = "m.id, m.dialog_id, m.seq, m.sender_id, m.recipient_id, m.body, m.attachments, m.custom, \
      m.markable, m.date_sent, m.read_ids, m.delivered_ids, m.views_count, m.edited_at, m.created_at, m.updated_at";
 const NCOL: usize = 16;
 
@@ -22,7 +22,7 @@ fn oid(s: String) -> ObjectId {
     s.parse().unwrap_or_else(|_| ObjectId::generate(0))
 }
 
-fn from_row(r: &Row) -> Message {
+pub(super) fn from_row(r: &Row) -> Message {
     Message {
         id: oid(r.get(0)),
         dialog_id: oid(r.get(1)),

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_user_ban",
         sql: include_str!("../../migrations/0007_user_ban.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_archive",
+        sql: include_str!("../../migrations/0008_archive.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

@@ -3,6 +3,7 @@
 //! and it imports only `model` and `config` (no domain service, no adapter).
 
 pub mod apps;
+pub mod archive;
 pub mod cached;
 pub mod dialogs;
 pub mod embedded;

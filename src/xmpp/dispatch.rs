@@ -71,6 +71,9 @@ pub struct Request<'a> {
     /// The whole stanza (iq or nonza) and, for an iq, its payload child.
     pub stanza: &'a Element,
     pub payload: &'a Element,
+    /// Stanzas for the requesting connection, written in this order before the answer (the
+    /// results of an archive query precede its `<fin/>`).
+    pub before: &'a mut Vec<Element>,
 }
 
 /// The payload of the result (`None`: an empty result / nothing to send back).
@@ -363,6 +366,7 @@ pub fn table() -> Dispatch {
         Extension::handlers(ext::version::HANDLERS),
         Extension::handlers(ext::time::HANDLERS),
         Extension::handlers(ext::disco::HANDLERS),
+        Extension::handlers(ext::mam::HANDLERS),
         ext::carbons::EXTENSION,
         Extension::handlers(ext::csi::HANDLERS),
         Extension::handlers(ext::last_activity::HANDLERS),
@@ -373,6 +377,7 @@ pub fn table() -> Dispatch {
         Extension::handlers(ext::blocking::HANDLERS),
         ext::presence::EXTENSION,
         super::session::routing::EXTENSION,
+        ext::stanza_id::EXTENSION,
         ext::markers::EXTENSION,
         ext::correction::EXTENSION,
         ext::message_delete::EXTENSION,
@@ -519,7 +524,7 @@ mod tests {
     fn the_server_table_registers_message_and_presence_hooks() {
         let d = table();
         assert!(!d.hooks.of(On::Message, Phase::Screen).is_empty());
-        assert_eq!(d.hooks.of(On::Message, Phase::Apply).len(), 4);
+        assert_eq!(d.hooks.of(On::Message, Phase::Apply).len(), 5);
         assert!(!d.hooks.of(On::Presence, Phase::Deliver).is_empty());
         assert!(d.get(Kind::IqGet, crate::xmpp::ns::PING).is_some());
     }

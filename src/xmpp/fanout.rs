@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use super::ext::{muc, offline};
+use super::ext::{muc, offline, stanza_id};
 use super::ns;
 use super::stanza::extra_params::{self, ExtraParams};
 use super::stanza::{random_hex, CcMessage, MessageType, UserKey};
@@ -118,13 +118,24 @@ async fn deliver(services: &Services, e: ChatEvent) -> bool {
         } => {
             let sender = message["sender_id"].as_i64().unwrap_or_default();
             let (typ, from) = origin(kind, app, &dialog, sender, &domain);
-            let stanza = CcMessage::from_event(&message, &dialog)
+            let mut stanza = CcMessage::from_event(&message, &dialog)
                 .addressed(typ, from, None)
                 .to_element();
+            // XEP-0359: the id each recipient's archive (ext::mam) knows the message by.
+            let id = message["_id"].as_str().unwrap_or_default();
             if kind == DialogType::Private {
                 let to = permitted(services, app, sender, recipients).await;
-                send_each(services, app, &to, &stanza).await;
+                for u in to {
+                    let mut s = stanza.clone();
+                    stanza_id::stamp(&mut s, id, &user_jid(app, u, &domain));
+                    send_each(services, app, &[u], &s).await;
+                }
             } else {
+                stanza_id::stamp(
+                    &mut stanza,
+                    id,
+                    &muc::room_jid(services, app, dialog.as_str()),
+                );
                 // Rooms deliver as a groupchat from the client does: every online member (every
                 // online user for broadcast), joined previewers, the sender reflected, privacy
                 // honoured per recipient.

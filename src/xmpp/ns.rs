@@ -67,3 +67,13 @@ pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 pub const VERSION: &str = "jabber:iq:version";
 /// XEP-0202 Entity Time.
 pub const TIME: &str = "urn:xmpp:time";
+/// XEP-0313 Message Archive Management.
+pub const MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0313 `before-id`, `after-id` and `ids` query fields (a disco feature only).
+pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+/// XEP-0059 Result Set Management (paging archive queries).
+pub const RSM: &str = "http://jabber.org/protocol/rsm";
+/// XEP-0004 Data Forms (archive query fields).
+pub const DATA_FORMS: &str = "jabber:x:data";
+/// XEP-0359 Unique and Stable Stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";

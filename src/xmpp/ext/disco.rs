@@ -51,6 +51,12 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
                         .with_attr("type", "registered"),
                 );
                 q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_INFO));
+                // One's own account keeps a message archive (XEP-0313 §7).
+                if req.target == Target::Account {
+                    for f in crate::xmpp::ext::mam::ACCOUNT_FEATURES {
+                        q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
+                    }
+                }
             }
         }
         Ok(Some(q))

@@ -92,7 +92,12 @@ fn save(m: &mut Routed) -> BoxFuture<'_, Flow> {
             Err(e) => return Flow::Refuse(e),
         };
         match store_private(&m.services, &actor, target.user.0, &mut m.stanza).await {
-            Ok(_) => Flow::Next,
+            Ok(stored) => {
+                // XEP-0359: the id the recipient's archive (ext::mam) knows it by.
+                let by = target.bare_jid(m.services.domain()).to_string();
+                super::stanza_id::stamp(&mut m.stanza, stored.view.message.id.as_str(), &by);
+                Flow::Next
+            }
             Err(e) => Flow::Refuse(e),
         }
     })

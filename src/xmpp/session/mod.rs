@@ -328,6 +328,7 @@ impl Session {
             (namespace, _) => {
                 let reg = self.services.dispatch.get(Kind::Nonza, namespace);
                 if let Some(handler) = reg.and_then(|r| r.handler) {
+                    let mut before = Vec::new();
                     let reply = handler(Request {
                         services: &self.services,
                         user: self.user,
@@ -336,8 +337,12 @@ impl Session {
                         target: Target::Server,
                         stanza: &el,
                         payload: &el,
+                        before: &mut before,
                     })
                     .await;
+                    for b in before {
+                        self.send(t, b).await?;
+                    }
                     if let Ok(Some(r)) = reply {
                         self.send(t, r).await?;
                     }

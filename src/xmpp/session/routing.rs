@@ -263,6 +263,7 @@ impl Session {
                 .reply_error(t, &el, StanzaError::service_unavailable())
                 .await;
         };
+        let mut before = Vec::new();
         let reply = handler(Request {
             services: &self.services,
             user: self.user,
@@ -271,8 +272,12 @@ impl Session {
             target,
             stanza: &el,
             payload: &payload,
+            before: &mut before,
         })
         .await;
+        for b in before {
+            self.send(t, b).await?;
+        }
         let out = match reply {
             Ok(p) => iq_result(&el, self.domain(), p),
             Err(e) => e.reply_to(&el, self.domain()),
@@ -290,10 +295,22 @@ impl Session {
         room: Option<muc::RoomAddr>,
     ) -> Result<(), End> {
         let get = kind == Kind::IqGet;
+        let mut before = Vec::new();
         let reply = match load_actor(&self.services, self.user, &mut self.app).await {
-            Ok(actor) => muc::on_iq(&self.services, &actor, get, &payload, room).await,
+            Ok(actor) => {
+                let iq = muc::Iq {
+                    get,
+                    payload: &payload,
+                    from: &self.full,
+                    before: &mut before,
+                };
+                muc::on_iq(&self.services, &actor, iq, room).await
+            }
             Err(e) => Err(e),
         };
+        for b in before {
+            self.send(t, b).await?;
+        }
         let out = match reply {
             Ok(p) => iq_result(&el, self.domain(), p),
             Err(e) => e.reply_to(&el, self.domain()),

@@ -57,6 +57,8 @@ pub(super) fn history_message(rjid: &str, to: &str, v: &MessageView) -> Element 
     let stamp = time::OffsetDateTime::from_unix_timestamp(m.date_sent)
         .map(crate::model::time::iso)
         .unwrap_or_else(|_| crate::model::time::iso(m.created_at));
+    // XEP-0359: the id the room's archive (ext::mam) knows it by, as when it was live.
+    crate::xmpp::ext::stanza_id::stamp(&mut el, m.id.as_str(), rjid);
     el.push(
         Element::new("delay", ns::DELAY)
             .with_attr("from", rjid)

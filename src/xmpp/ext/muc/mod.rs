@@ -138,7 +138,8 @@ pub fn parse_room(local: &str, app: AppId, nick: Option<String>) -> Result<RoomA
     })
 }
 
-pub(super) fn room_jid(s: &Services, app: AppId, dialog: &str) -> String {
+/// The JID of the room of `dialog`: `{app}_{dialog}@muc.{domain}`.
+pub fn room_jid(s: &Services, app: AppId, dialog: &str) -> String {
     format!("{}_{dialog}@{}", app.0, service(s.domain()))
 }
 
@@ -283,6 +284,9 @@ pub async fn on_message(
         let new = history::new_message(&el, Some(room.dialog.clone()), None);
         let stored = s.chat.store_message(actor, new).await.map_err(chat_err)?;
         history::stamp(&mut el, &stored);
+        // XEP-0359: the id the room's archive (ext::mam) knows it by.
+        let by = room_jid(s, actor.app.id, &room.dialog);
+        super::stanza_id::stamp(&mut el, stored.view.message.id.as_str(), &by);
         let mut fresh = stored.recipients.clone();
         fresh.push(uid);
         members = Arc::new(fresh);
@@ -303,15 +307,35 @@ pub async fn on_message(
     Ok(())
 }
 
-/// An iq `get` to the MUC service (`room: None`) or to a room: disco#info and disco#items;
-/// anything else is not served.
-pub async fn on_iq(
-    s: &Services,
-    actor: &Actor,
-    get: bool,
-    payload: &Element,
-    room: Option<RoomAddr>,
-) -> Reply {
+/// An iq to the MUC service or a room, as routing hands it over.
+pub struct Iq<'a> {
+    /// `type='get'` (else `set`).
+    pub get: bool,
+    pub payload: &'a Element,
+    /// The requesting connection's full JID.
+    pub from: &'a str,
+    /// Stanzas for the requesting connection, written before the answer.
+    pub before: &'a mut Vec<Element>,
+}
+
+/// An iq to the MUC service (`room: None`) or to a room: disco#info and disco#items, and a
+/// room's message archive (`ext::mam`); anything else is not served.
+pub async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: Option<RoomAddr>) -> Reply {
+    let (get, payload) = (iq.get, iq.payload);
+    if payload.ns == ns::MAM {
+        return match room {
+            Some(room) if room.nick.is_none() => {
+                let rjid = room_jid(s, actor.app.id, &room.dialog);
+                let archive = crate::xmpp::ext::mam::Room {
+                    dialog: &room.dialog,
+                    jid: &rjid,
+                };
+                crate::xmpp::ext::mam::on_room_iq(s, actor, iq, archive).await
+            }
+            // The service and occupants keep no archive.
+            _ => Err(StanzaError::service_unavailable()),
+        };
+    }
     let disco_info = payload.is("query", ns::DISCO_INFO);
     let disco_items = payload.is("query", ns::DISCO_ITEMS);
     if !get || !(disco_info || disco_items) {
@@ -369,6 +393,8 @@ pub async fn on_iq(
         ns::MUC,
         ns::DISCO_INFO,
         ns::DISCO_ITEMS,
+        ns::MAM,
+        ns::MAM_EXTENDED,
         "muc_persistent",
         "muc_nonanonymous",
         access,
