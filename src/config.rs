@@ -28,6 +28,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub passwords: PasswordConfig,
     pub chat: ChatConfig,
+    pub calls: CallsConfig,
     /// Applications created or updated at start-up.
     pub applications: Vec<ApplicationConfig>,
 }
@@ -52,6 +53,30 @@ pub struct DatabaseConfig {
     /// Longest wait between two attempts to restart an embedded PostgreSQL that died (the wait
     /// doubles from 250 ms up to this).
     pub restart_backoff_max_secs: u64,
+}
+
+/// Voice and video calls: the ICE servers handed to clients, with short-lived TURN credentials.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// STUN and TURN server URLs given to clients (`stun:host:3478`, `turn:host:3478?transport=udp`,
+    /// `turns:host:5349?transport=tcp`).
+    pub ice_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn `static-auth-secret` with `use-auth-secret`).
+    /// Empty: no TURN credentials are issued and only the `stun:` URLs are handed out.
+    pub turn_secret: String,
+    /// Lifetime of a TURN credential, in seconds.
+    pub turn_ttl_secs: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            ice_urls: Vec::new(),
+            turn_secret: String::new(),
+            turn_ttl_secs: 86_400,
+        }
+    }
 }
 
 /// The operator's listener: metrics and probes, off the public ports.
@@ -370,6 +395,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             passwords: PasswordConfig::default(),
             chat: ChatConfig::default(),
+            calls: CallsConfig::default(),
             applications: Vec::new(),
         }
     }

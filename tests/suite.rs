@@ -10,6 +10,7 @@ mod hostile_limits;
 mod hostile_parsers;
 mod hostile_secrets;
 mod hostile_state;
+mod rest_calls;
 mod rest_dialogs;
 mod rest_messages;
 mod rest_service;

@@ -30,6 +30,10 @@ services = compose["services"]
 assert {"db", "parley"} <= set(services), services.keys()
 assert services["parley"]["depends_on"]["db"]["condition"] == "service_healthy"
 assert services["db"]["image"].startswith("postgres:15")
+# coturn checks the credentials Parley mints with the same secret.
+turn = services["turn"]
+assert "--use-auth-secret" in turn["command"], turn
+assert "PARLEY_CALLS_TURN_SECRET" in services["parley"]["environment"]
 from dockerfile_parse import DockerfileParser
 # The parser keeps a copy as <dir>/Dockerfile: a scratch directory, not the work tree.
 df = DockerfileParser(path=sys.argv[3])

@@ -77,6 +77,15 @@ pub enum ChatEvent {
         remove: Option<String>,
         recipients: Vec<i64>,
     },
+    /// A call signal sent through REST (`POST /calls/reject`): a `WebRTCVideoChat` headline to
+    /// one user, never stored.
+    CallSignal {
+        app: AppId,
+        id: ObjectId,
+        from: i64,
+        to: i64,
+        params: serde_json::Map<String, Value>,
+    },
     /// `POST /chat/Message/system`: a headline to one user, never stored.
     SystemMessage {
         app: AppId,

@@ -157,7 +157,7 @@ fn not_found(id: &str) -> ChatError {
 
 impl Chat {
     /// The bounds of a message's (or system message's) custom parameters.
-    fn custom_bounds(&self) -> Bounds {
+    pub(super) fn custom_bounds(&self) -> Bounds {
         let c = &self.inner.config;
         Bounds {
             what: "the custom parameters",

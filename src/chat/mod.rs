@@ -5,6 +5,7 @@
 //! events.
 
 pub mod archive;
+pub mod calls;
 pub mod dialogs;
 mod error;
 pub mod events;

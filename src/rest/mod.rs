@@ -4,6 +4,7 @@
 //! XMPP adapter or the hub: what XMPP clients see of a REST change follows the chat events.
 
 mod access;
+mod calls;
 pub mod conn;
 mod dialogs;
 pub mod error;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use hyper::Method;
 
 use super::error::ApiError;
-use super::{dialogs, health, messages, openapi, session, users, Ctx, Reply};
+use super::{calls, dialogs, health, messages, openapi, session, users, Ctx, Reply};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -70,6 +70,8 @@ pub fn table() -> Vec<Route> {
         PUT "chat/Message/{}" => messages::update,
         DELETE "chat/Message/{}" => messages::delete,
         GET "chat/search" => messages::search,
+        GET "calls/ice_servers" => calls::ice_servers,
+        POST "calls/reject" => calls::reject,
     ]
 }
 

@@ -108,6 +108,11 @@ async fn send_each(services: &Services, app: AppId, users: &[i64], stanza: &Elem
 /// Delivers one event; false when it is not the fan-out's to deliver.
 async fn deliver(services: &Services, e: ChatEvent) -> bool {
     let domain = services.domain().to_owned();
+    // The `moduleIdentifier` of a one-user headline (system message or call signal).
+    let module = match &e {
+        ChatEvent::CallSignal { .. } => crate::chat::calls::MODULE,
+        _ => "SystemNotifications",
+    };
     match e {
         ChatEvent::MessageSent {
             app,
@@ -258,10 +263,16 @@ async fn deliver(services: &Services, e: ChatEvent) -> bool {
             from,
             to,
             params,
+        }
+        | ChatEvent::CallSignal {
+            app,
+            id,
+            from,
+            to,
+            params,
         } => {
-            let mut x = Element::new("extraParams", ns::CLIENT).with_child(
-                Element::new("moduleIdentifier", ns::CLIENT).with_text("SystemNotifications"),
-            );
+            let mut x = Element::new("extraParams", ns::CLIENT)
+                .with_child(Element::new("moduleIdentifier", ns::CLIENT).with_text(module));
             for (k, v) in &params {
                 x.push(extra_params::param(k, v));
             }
