@@ -244,6 +244,10 @@ pub struct PasswordConfig {
     /// `POST /login` and sign-ups get 503 with `Retry-After`, and XMPP password logins
     /// `<temporary-auth-failure/>`.
     pub max_pending_hashes: usize,
+    /// PBKDF2 iterations of the SCRAM credentials (SCRAM-SHA-1 and SCRAM-SHA-256) derived
+    /// whenever a password is set; at least 4096 (RFC 7677). A change applies to passwords set
+    /// afterwards.
+    pub scram_iterations: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -461,6 +465,7 @@ impl Default for PasswordConfig {
             failures_per_minute: 10,
             throttle_max_keys: 100_000,
             max_pending_hashes: 64,
+            scram_iterations: 4096,
         }
     }
 }
@@ -526,6 +531,11 @@ impl Config {
                  or \"loopback\"",
                 self.xmpp.addr
             ));
+        }
+        if self.passwords.scram_iterations < 4096 {
+            out.push(
+                "passwords.scram_iterations: fewer than 4096 is below RFC 7677's minimum".to_string(),
+            );
         }
         if self.passwords.min_length < 8 {
             out.push("passwords.min_length: fewer than 8 characters is not safe".to_string());

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_offline_sender",
         sql: include_str!("../../migrations/0006_offline_sender.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_scram",
+        sql: include_str!("../../migrations/0009_scram.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).
