@@ -534,7 +534,8 @@ impl Config {
         }
         if self.passwords.scram_iterations < 4096 {
             out.push(
-                "passwords.scram_iterations: fewer than 4096 is below RFC 7677's minimum".to_string(),
+                "passwords.scram_iterations: fewer than 4096 is below RFC 7677's minimum"
+                    .to_string(),
             );
         }
         if self.passwords.min_length < 8 {

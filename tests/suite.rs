@@ -22,6 +22,7 @@ mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;
 mod xmpp_rfc;
+mod xmpp_scram;
 mod xmpp_thirdparty;
 
 mod hostile_auth;

@@ -148,7 +148,11 @@ pub async fn update(
     if let Some(p) = secrets {
         assign("password_hash", Box::new(p.hash.clone()), &mut params);
         assign("scram_sha1", Box::new(p.scram_sha1.clone()), &mut params);
-        assign("scram_sha256", Box::new(p.scram_sha256.clone()), &mut params);
+        assign(
+            "scram_sha256",
+            Box::new(p.scram_sha256.clone()),
+            &mut params,
+        );
     }
     let sql = format!(
         "UPDATE users SET {} WHERE application_id = $1 AND id = $2 RETURNING {COLUMNS}",

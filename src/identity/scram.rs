@@ -73,14 +73,12 @@ impl ScramHash {
     fn hmac(self, key: &[u8], msg: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha1 => {
-                let mut m =
-                    Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes any key length");
+                let mut m = Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes any key length");
                 m.update(msg);
                 m.finalize().into_bytes().to_vec()
             }
             ScramHash::Sha256 => {
-                let mut m =
-                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+                let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
                 m.update(msg);
                 m.finalize().into_bytes().to_vec()
             }
@@ -101,8 +99,8 @@ impl ScramHash {
             salt: &[u8],
             iterations: u32,
         ) -> Vec<u8> {
-            let keyed =
-                <M as hmac::digest::KeyInit>::new_from_slice(password).expect("HMAC takes any key length");
+            let keyed = <M as hmac::digest::KeyInit>::new_from_slice(password)
+                .expect("HMAC takes any key length");
             let mut m = keyed.clone();
             m.update(salt);
             m.update(&1u32.to_be_bytes());
@@ -575,8 +573,14 @@ mod tests {
             parse_client_first(b"n,,m=ext,n=u,r=x"),
             Err(ScramError::Extension)
         );
-        assert_eq!(parse_client_first(b"n,,n=a=b,r=x"), Err(ScramError::Malformed));
-        assert_eq!(parse_client_first(b"q,,n=u,r=x"), Err(ScramError::Malformed));
+        assert_eq!(
+            parse_client_first(b"n,,n=a=b,r=x"),
+            Err(ScramError::Malformed)
+        );
+        assert_eq!(
+            parse_client_first(b"q,,n=u,r=x"),
+            Err(ScramError::Malformed)
+        );
         assert_eq!(parse_client_first(b"n,,n=u"), Err(ScramError::Malformed));
         assert_eq!(
             parse_client_first(&vec![b'a'; MAX_MESSAGE_BYTES + 1]),
@@ -633,7 +637,11 @@ mod tests {
         let nonce = sf.split(',').next().unwrap();
         let mut theirs = b"p=tls-exporter,,".to_vec();
         theirs.extend_from_slice(&[2u8; 32]);
-        let fin = format!("c={},{nonce},p={}", B64.encode(theirs), B64.encode([0u8; 32]));
+        let fin = format!(
+            "c={},{nonce},p={}",
+            B64.encode(theirs),
+            B64.encode([0u8; 32])
+        );
         assert_eq!(
             ex.finish(fin.as_bytes()),
             Err(ScramError::ChannelBindingMismatch)

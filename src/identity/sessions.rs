@@ -200,7 +200,9 @@ impl Identity {
         peer: IpAddr,
     ) -> Result<bool, IdentityError> {
         self.throttle().check(peer, Some((app, user)))?;
-        let ok = self.verify_password(password.to_owned(), hash.clone()).await?;
+        let ok = self
+            .verify_password(password.to_owned(), hash.clone())
+            .await?;
         if !ok {
             self.throttle().failed(peer, Some((app, user)));
         } else {

@@ -1,5 +1,6 @@
 //! Stream negotiation, up to a bound resource: stream headers and features, STARTTLS, SASL
-//! PLAIN (the credential check is identity's, `sasl.rs` parses), resource binding with the
+//! PLAIN and SCRAM (the credential checks are identity's, `sasl.rs` parses and runs the SCRAM
+//! exchange), resource binding with the
 //! per-user connection cap, the legacy `<session/>`, and the hand-over to a parked
 //! stream-management session (`sm::resume`). Must not handle stanzas of a bound session.
 
@@ -7,10 +8,11 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::sasl;
+use super::sasl::{self, Refusal};
 use super::sm::resume;
 use crate::config::PlainAuth;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
+use crate::identity::scram::{self, ScramHash};
 use crate::identity::{ChatAuth, IdentityError};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{
@@ -54,10 +56,21 @@ fn features(s: &Services, t: &Transport, authed: bool) -> Element {
             f.push(st);
         }
         if plain_allowed(s, t) {
-            f.push(
-                Element::new("mechanisms", ns::SASL)
-                    .with_child(Element::new("mechanism", ns::SASL).with_text("PLAIN")),
-            );
+            let binding = t.tls_exporter().is_some();
+            let mut m = Element::new("mechanisms", ns::SASL);
+            for name in sasl::mechanisms(binding) {
+                m.push(Element::new("mechanism", ns::SASL).with_text(name));
+            }
+            f.push(m);
+            if binding {
+                // XEP-0440: which channel-binding type the -PLUS mechanisms use.
+                f.push(
+                    Element::new("sasl-channel-binding", ns::SASL_CB).with_child(
+                        Element::new("channel-binding", ns::SASL_CB)
+                            .with_attr("type", scram::TLS_EXPORTER),
+                    ),
+                );
+            }
         }
     } else {
         f.push(Element::new("bind", ns::BIND));
@@ -147,19 +160,24 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                     break; // restart
                 }
                 (ns::SASL, "auth", None) => match authenticate(s, t, &el).await {
-                    Ok((user, auth)) => {
-                        if t.send(&Element::new("success", ns::SASL)).await.is_err() {
+                    Ok((user, auth, data)) => {
+                        let mut success = Element::new("success", ns::SASL);
+                        if let Some(d) = data {
+                            success = success.with_text(d);
+                        }
+                        if t.send(&success).await.is_err() {
                             return Negotiated::Done;
                         }
                         authed = Some(s.hub.authenticated(user, auth));
                         t.restart();
                         break;
                     }
-                    Err(condition) => {
+                    Err(Refusal::Failure(condition)) => {
                         if t.send(&sasl_failure(condition)).await.is_err() {
                             return Negotiated::Done;
                         }
                     }
+                    Err(Refusal::Gone) => return Negotiated::Done,
                 },
                 (ns::SASL, "abort", None) => {
                     if t.send(&sasl_failure("aborted")).await.is_err() {
@@ -199,19 +217,40 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
     }
 }
 
+/// SASL: the user, how they proved it and the `<success>` data, or why not. Every mechanism
+/// needs what PLAIN needs (TLS, or `xmpp.plain_auth`); `-PLUS` needs channel-binding data.
+async fn authenticate(
+    s: &Arc<Services>,
+    t: &mut Transport,
+    auth: &Element,
+) -> Result<(UserKey, ChatAuth, Option<String>), Refusal> {
+    if !plain_allowed(s, t) {
+        return Err(Refusal::Failure("encryption-required"));
+    }
+    let mechanism = auth.attr("mechanism").unwrap_or_default();
+    if let Some((hash, plus)) = ScramHash::from_mechanism(mechanism) {
+        if plus && t.tls_exporter().is_none() {
+            return Err(Refusal::Failure("invalid-mechanism"));
+        }
+        let (user, data) = sasl::scram(s, t, auth, hash, plus).await?;
+        return Ok((user, ChatAuth::Password, Some(data)));
+    }
+    if mechanism != "PLAIN" {
+        return Err(Refusal::Failure("invalid-mechanism"));
+    }
+    plain(s, t, auth)
+        .await
+        .map(|(user, how)| (user, how, None))
+        .map_err(Refusal::Failure)
+}
+
 /// SASL PLAIN; returns the user and how they proved it, or the SASL failure condition. The
 /// check and its throttling are identity's (`Identity::check_chat_secret`).
-async fn authenticate(
+async fn plain(
     s: &Arc<Services>,
     t: &Transport,
     auth: &Element,
 ) -> Result<(UserKey, ChatAuth), &'static str> {
-    if !plain_allowed(s, t) {
-        return Err("encryption-required");
-    }
-    if auth.attr("mechanism") != Some("PLAIN") {
-        return Err("invalid-mechanism");
-    }
     let ip = t.peer.ip();
     let creds = match sasl::parse_plain(&auth.text(), s.domain()) {
         Ok(c) => c,
