@@ -99,7 +99,7 @@ pub struct HttpConfig {
     /// Requests one token may make at once above its rate.
     pub request_burst_per_token: u32,
     /// Most addresses and most tokens the request limiters track each (memory bound); the ones
-    /// idle longest are forgotten first.
+    /// idle longest are forgotten first. Also bounds the XMPP in-band registration limiter.
     pub rate_limit_max_keys: usize,
     /// Most parameters in one request: query and form pairs plus JSON leaf values, counted
     /// together; beyond it 422.
@@ -194,6 +194,15 @@ pub struct XmppConfig {
     /// Most open XMPP connections from one IP address (IPv6: one /64), all listeners together;
     /// beyond it a new one is closed with `<policy-violation/>`. 0 = unlimited.
     pub max_connections_per_ip: usize,
+    /// XEP-0077 in-band registration: a client may create an account before logging in (with a
+    /// login and a password, by the rules of REST sign-up). Off: not advertised, and the
+    /// registration iq is answered `service-unavailable`.
+    pub register_enabled: bool,
+    /// The application in-band registrations create users in (required when enabled).
+    pub register_application_id: i64,
+    /// In-band registration attempts per IP address (IPv6: one /64) per hour, all of them at
+    /// once at most (token bucket); beyond it `policy-violation` (type `wait`). 0 = unlimited.
+    pub registrations_per_hour_per_ip: u32,
 }
 
 /// When plain-text SASL is allowed without TLS.
@@ -434,6 +443,9 @@ impl Default for XmppConfig {
             outbound_queue: 1024,
             max_connections: 50_000,
             max_connections_per_ip: 1_000,
+            register_enabled: false,
+            register_application_id: 0,
+            registrations_per_hour_per_ip: 10,
         }
     }
 }
@@ -531,6 +543,13 @@ impl Config {
                  or \"loopback\"",
                 self.xmpp.addr
             ));
+        }
+        if self.xmpp.register_enabled && self.xmpp.register_application_id <= 0 {
+            out.push(
+                "xmpp.register_application_id: in-band registration is enabled; name the \
+                 application it creates users in"
+                    .to_string(),
+            );
         }
         if self.passwords.scram_iterations < 4096 {
             out.push(

@@ -21,6 +21,7 @@ mod xmpp_limits;
 mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;
+mod xmpp_register;
 mod xmpp_rfc;
 mod xmpp_scram;
 mod xmpp_thirdparty;

@@ -63,7 +63,7 @@ impl ScramHash {
     }
 
     /// Output length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             ScramHash::Sha1 => 20,
             ScramHash::Sha256 => 32,
@@ -187,8 +187,8 @@ impl Verifier {
             server_key: B64.decode(server).ok()?,
         };
         (mech == hash.mechanism()
-            && v.stored_key.len() == hash.len()
-            && v.server_key.len() == hash.len())
+            && v.stored_key.len() == hash.output_len()
+            && v.server_key.len() == hash.output_len())
         .then_some(v)
     }
 }
@@ -450,7 +450,7 @@ impl Exchange {
             return Err(ScramError::Extension);
         }
         let proof = B64.decode(proof).map_err(|_| ScramError::Malformed)?;
-        if proof.len() != self.hash.len() {
+        if proof.len() != self.hash.output_len() {
             return Err(ScramError::Malformed);
         }
         if !bool::from(cbind.as_slice().ct_eq(&self.cbind_input)) {

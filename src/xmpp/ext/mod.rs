@@ -15,6 +15,7 @@ pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod privacy;
+pub mod register;
 pub mod roster;
 pub mod status_streaming;
 pub mod time;

@@ -1,7 +1,8 @@
 //! Stream negotiation, up to a bound resource: stream headers and features, STARTTLS, SASL
 //! PLAIN and SCRAM (the credential checks are identity's, `sasl.rs` parses and runs the SCRAM
 //! exchange), resource binding with the
-//! per-user connection cap, the legacy `<session/>`, and the hand-over to a parked
+//! per-user connection cap, XEP-0077 registration before authentication (`ext::register`), the
+//! legacy `<session/>`, and the hand-over to a parked
 //! stream-management session (`sm::resume`). Must not handle stanzas of a bound session.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::config::PlainAuth;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
 use crate::identity::scram::{self, ScramHash};
 use crate::identity::{ChatAuth, IdentityError};
+use crate::xmpp::ext::register;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{
     iq_result, random_hex, IqType, Jid, StanzaError, StreamCondition, UserKey,
@@ -62,6 +64,9 @@ fn features(s: &Services, t: &Transport, authed: bool) -> Element {
                 m.push(Element::new("mechanism", ns::SASL).with_text(name));
             }
             f.push(m);
+            if register::enabled(s) {
+                f.push(register::feature());
+            }
             if binding {
                 // XEP-0440: which channel-binding type the -PLUS mechanisms use.
                 f.push(
@@ -181,6 +186,13 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                 },
                 (ns::SASL, "abort", None) => {
                     if t.send(&sasl_failure("aborted")).await.is_err() {
+                        return Negotiated::Done;
+                    }
+                }
+                (ns::CLIENT, "iq", None) if register::is_registration(&el) => {
+                    let allowed = plain_allowed(s, t);
+                    let reply = register::before_auth(s, &el, t.peer.ip(), allowed).await;
+                    if t.send(&reply).await.is_err() {
                         return Negotiated::Done;
                     }
                 }
