@@ -121,6 +121,12 @@ pub struct XmppConfig {
     /// When SASL PLAIN is allowed without TLS: `never`, `loopback` (clients on 127.0.0.0/8 or
     /// ::1) or `always`. Elsewhere STARTTLS is required before authentication.
     pub plain_auth: PlainAuth,
+    /// Which SCRAM mechanisms SASL offers besides PLAIN (wherever PLAIN is allowed; the
+    /// `-PLUS` variants on TLS 1.3 only): `off`, `sha256` (SCRAM-SHA-256 and -PLUS) or `all`
+    /// (SCRAM-SHA-1 and -PLUS too). Not `all` by default: the official JavaScript SDK (and
+    /// other XMPP libraries the ConnectyCube SDKs build on) takes SCRAM-SHA-1 whenever offered,
+    /// and SCRAM cannot check the session token such an SDK logs in with.
+    pub scram: ScramOffer,
     /// PEM certificate chain for TLS; empty with `key_file` empty: a self-signed development
     /// certificate for `domain` is generated under `<data_dir>/tls` on first start.
     pub cert_file: String,
@@ -203,6 +209,15 @@ pub struct XmppConfig {
     /// In-band registration attempts per IP address (IPv6: one /64) per hour, all of them at
     /// once at most (token bucket); beyond it `policy-violation` (type `wait`). 0 = unlimited.
     pub registrations_per_hour_per_ip: u32,
+}
+
+/// Which SCRAM mechanisms are offered.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScramOffer {
+    Off,
+    Sha256,
+    All,
 }
 
 /// When plain-text SASL is allowed without TLS.
@@ -415,6 +430,7 @@ impl Default for XmppConfig {
             addr: addr("127.0.0.1:5222"),
             tls_addr: addr("127.0.0.1:5223"),
             plain_auth: PlainAuth::Loopback,
+            scram: ScramOffer::Sha256,
             cert_file: String::new(),
             key_file: String::new(),
             max_stanza_bytes: 64 * 1024,

@@ -1,5 +1,6 @@
 //! SASL SCRAM-SHA-1 / SCRAM-SHA-256 (RFC 5802, 7677) and their `-PLUS` variants with
-//! `tls-exporter` channel binding (RFC 9266): which mechanisms each transport offers, logins
+//! `tls-exporter` channel binding (RFC 9266): which mechanisms each transport and `xmpp.scram`
+//! setting offer (SHA-1 only with `all`: the official SDK would take it), logins
 //! with the right and the wrong password, channel binding, token logins staying on PLAIN, the
 //! shared password throttle, credentials for accounts older than SCRAM, and slixmpp's own SCRAM
 //! against ours. The client side here is written from the RFCs, apart from the server's.
@@ -15,6 +16,14 @@ use sha2::Digest;
 
 use crate::common::xmpp::{Client, Via};
 use crate::common::{connect, test_config, TestServer, PASSWORD};
+use parley::config::ScramOffer;
+
+/// A server offering every SCRAM mechanism (`xmpp.scram = "all"`).
+async fn start_all() -> TestServer {
+    let mut cfg = test_config();
+    cfg.xmpp.scram = ScramOffer::All;
+    TestServer::start_with(cfg).await
+}
 
 const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
@@ -168,7 +177,7 @@ async fn scram_sha_256_logs_in_with_the_right_password_and_binds() {
 
 #[tokio::test]
 async fn scram_sha_1_logs_in_with_the_right_password() {
-    let srv = TestServer::start().await;
+    let srv = start_all().await;
     let (alice, _) = srv.chat_user("alice_scram1").await;
     let mut c = tls_client(&srv).await;
     assert_eq!(
@@ -180,7 +189,7 @@ async fn scram_sha_1_logs_in_with_the_right_password() {
 
 #[tokio::test]
 async fn scram_with_a_wrong_password_is_not_authorized() {
-    let srv = TestServer::start().await;
+    let srv = start_all().await;
     let (alice, _) = srv.chat_user("alice_scram_wrong").await;
     for mech in ["SCRAM-SHA-256", "SCRAM-SHA-1"] {
         let mut c = tls_client(&srv).await;
@@ -207,7 +216,7 @@ async fn scram_of_an_unknown_account_answers_like_a_real_one_then_fails() {
 
 #[tokio::test]
 async fn scram_plus_binds_the_login_to_the_tls_connection() {
-    let srv = TestServer::start().await;
+    let srv = start_all().await;
     let (alice, _) = srv.chat_user("alice_scram_plus").await;
     for mech in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] {
         let mut c = tls_client(&srv).await;
@@ -262,7 +271,7 @@ async fn mechanisms_offered_depend_on_the_transport() {
     // Plain TCP from loopback (xmpp.plain_auth = loopback): SCRAM and PLAIN, no binding.
     let mut c = Client::connect(srv.xmpp, Via::Tcp).await;
     let f = c.open().await;
-    assert_eq!(mechanisms(&f), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
+    assert_eq!(mechanisms(&f), ["SCRAM-SHA-256", "PLAIN"]);
     assert!(f
         .child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
         .is_none());
@@ -280,16 +289,37 @@ async fn mechanisms_offered_depend_on_the_transport() {
         "no -PLUS without TLS"
     );
     assert_eq!(
-        scram(&mut c, "SCRAM-SHA-1", &alice, PASSWORD, Cb::No).await,
+        scram(&mut c, "SCRAM-SHA-256", &alice, PASSWORD, Cb::No).await,
         "success"
     );
     // WebSocket without TLS: the same.
     let mut w = Client::connect(srv.xmpp, Via::Ws).await;
+    assert_eq!(mechanisms(&w.open().await), ["SCRAM-SHA-256", "PLAIN"]);
+    // TLS 1.3: the -PLUS variant first, and its binding type (XEP-0440).
+    let f = Client::connect(srv.xmpp, Via::DirectTls).await.open().await;
     assert_eq!(
-        mechanisms(&w.open().await),
-        ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+        mechanisms(&f),
+        ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN"]
     );
-    // TLS 1.3: the -PLUS variants first, and their binding type (XEP-0440).
+    let cb = f
+        .child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
+        .expect("XEP-0440 feature");
+    let types: Vec<_> = cb.elements().filter_map(|e| e.attr("type")).collect();
+    assert_eq!(types, ["tls-exporter"]);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn scram_sha_1_is_offered_only_when_configured_as_the_official_sdk_would_take_it() {
+    let srv = TestServer::start().await;
+    let (alice, _) = srv.chat_user("alice_no_sha1").await;
+    let mut c = tls_client(&srv).await;
+    assert_eq!(
+        scram(&mut c, "SCRAM-SHA-1", &alice, PASSWORD, Cb::No).await,
+        "invalid-mechanism"
+    );
+    srv.stop().await;
+    let srv = start_all().await;
     let f = Client::connect(srv.xmpp, Via::DirectTls).await.open().await;
     assert_eq!(
         mechanisms(&f),
@@ -301,11 +331,15 @@ async fn mechanisms_offered_depend_on_the_transport() {
             "PLAIN"
         ]
     );
-    let cb = f
+    srv.stop().await;
+    let mut cfg = test_config();
+    cfg.xmpp.scram = ScramOffer::Off;
+    let srv = TestServer::start_with(cfg).await;
+    let f = Client::connect(srv.xmpp, Via::DirectTls).await.open().await;
+    assert_eq!(mechanisms(&f), ["PLAIN"]);
+    assert!(f
         .child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
-        .expect("XEP-0440 feature");
-    let types: Vec<_> = cb.elements().filter_map(|e| e.attr("type")).collect();
-    assert_eq!(types, ["tls-exporter"]);
+        .is_none());
     srv.stop().await;
 }
 
@@ -356,7 +390,7 @@ async fn wrong_scram_proofs_count_towards_the_password_throttle() {
 
 #[tokio::test]
 async fn an_account_older_than_scram_gets_credentials_at_its_next_password_login() {
-    let srv = TestServer::start().await;
+    let srv = start_all().await;
     let (alice, _) = srv.chat_user("alice_scram_legacy").await;
     let id: i64 = alice.split('-').next().unwrap().parse().unwrap();
     let db = connect(&srv.pg).await;

@@ -50,6 +50,14 @@ impl ScramHash {
         }
     }
 
+    /// The SASL mechanism name of the channel-binding variant.
+    pub fn mechanism_plus(self) -> &'static str {
+        match self {
+            ScramHash::Sha1 => "SCRAM-SHA-1-PLUS",
+            ScramHash::Sha256 => "SCRAM-SHA-256-PLUS",
+        }
+    }
+
     /// The hash and whether it is the channel-binding (`-PLUS`) variant, for a mechanism name.
     pub fn from_mechanism(name: &str) -> Option<(ScramHash, bool)> {
         let (base, plus) = match name.strip_suffix("-PLUS") {

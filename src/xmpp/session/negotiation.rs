@@ -59,15 +59,16 @@ fn features(s: &Services, t: &Transport, authed: bool) -> Element {
         }
         if plain_allowed(s, t) {
             let binding = t.tls_exporter().is_some();
+            let offered = sasl::mechanisms(s.config.xmpp.scram, binding);
             let mut m = Element::new("mechanisms", ns::SASL);
-            for name in sasl::mechanisms(binding) {
-                m.push(Element::new("mechanism", ns::SASL).with_text(name));
+            for name in &offered {
+                m.push(Element::new("mechanism", ns::SASL).with_text(*name));
             }
             f.push(m);
             if register::enabled(s) {
                 f.push(register::feature());
             }
-            if binding {
+            if offered.iter().any(|m| m.ends_with("-PLUS")) {
                 // XEP-0440: which channel-binding type the -PLUS mechanisms use.
                 f.push(
                     Element::new("sasl-channel-binding", ns::SASL_CB).with_child(
@@ -229,8 +230,9 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
     }
 }
 
-/// SASL: the user, how they proved it and the `<success>` data, or why not. Every mechanism
-/// needs what PLAIN needs (TLS, or `xmpp.plain_auth`); `-PLUS` needs channel-binding data.
+/// SASL: the user, how they proved it and the `<success>` data, or why not. Only what this
+/// connection offered (`sasl::mechanisms`); every mechanism needs what PLAIN needs (TLS, or
+/// `xmpp.plain_auth`).
 async fn authenticate(
     s: &Arc<Services>,
     t: &mut Transport,
@@ -240,15 +242,13 @@ async fn authenticate(
         return Err(Refusal::Failure("encryption-required"));
     }
     let mechanism = auth.attr("mechanism").unwrap_or_default();
+    let offered = sasl::mechanisms(s.config.xmpp.scram, t.tls_exporter().is_some());
+    if !offered.contains(&mechanism) {
+        return Err(Refusal::Failure("invalid-mechanism"));
+    }
     if let Some((hash, plus)) = ScramHash::from_mechanism(mechanism) {
-        if plus && t.tls_exporter().is_none() {
-            return Err(Refusal::Failure("invalid-mechanism"));
-        }
         let (user, data) = sasl::scram(s, t, auth, hash, plus).await?;
         return Ok((user, ChatAuth::Password, Some(data)));
-    }
-    if mechanism != "PLAIN" {
-        return Err(Refusal::Failure("invalid-mechanism"));
     }
     plain(s, t, auth)
         .await

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 
+use crate::config::ScramOffer;
 use crate::identity::scram::{self, Binding, ScramError, ScramHash};
 use crate::identity::{IdentityError, ScramFailure};
 use crate::xmpp::ns;
@@ -27,13 +28,18 @@ pub(super) enum Refusal {
 }
 
 /// The mechanisms a connection offers, strongest first: SCRAM with channel binding when the
-/// connection has `tls-exporter` data (TLS 1.3), SCRAM, then PLAIN.
-pub(super) fn mechanisms(channel_binding: bool) -> Vec<&'static str> {
+/// connection has `tls-exporter` data (TLS 1.3), SCRAM, then PLAIN; SCRAM as `xmpp.scram` says.
+pub(super) fn mechanisms(offer: ScramOffer, channel_binding: bool) -> Vec<&'static str> {
+    let hashes: &[ScramHash] = match offer {
+        ScramOffer::Off => &[],
+        ScramOffer::Sha256 => &[ScramHash::Sha256],
+        ScramOffer::All => &ScramHash::ALL,
+    };
     let mut out = Vec::new();
     if channel_binding {
-        out.extend(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]);
+        out.extend(hashes.iter().map(|h| h.mechanism_plus()));
     }
-    out.extend(ScramHash::ALL.map(ScramHash::mechanism));
+    out.extend(hashes.iter().map(|h| h.mechanism()));
     out.push("PLAIN");
     out
 }
