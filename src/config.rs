@@ -131,7 +131,7 @@ pub struct HttpConfig {
     /// Requests one token may make at once above its rate.
     pub request_burst_per_token: u32,
     /// Most addresses and most tokens the request limiters track each (memory bound); the ones
-    /// idle longest are forgotten first.
+    /// idle longest are forgotten first. Also bounds the XMPP in-band registration limiter.
     pub rate_limit_max_keys: usize,
     /// Most parameters in one request: query and form pairs plus JSON leaf values, counted
     /// together; beyond it 422.
@@ -153,6 +153,12 @@ pub struct XmppConfig {
     /// When SASL PLAIN is allowed without TLS: `never`, `loopback` (clients on 127.0.0.0/8 or
     /// ::1) or `always`. Elsewhere STARTTLS is required before authentication.
     pub plain_auth: PlainAuth,
+    /// Which SCRAM mechanisms SASL offers besides PLAIN (wherever PLAIN is allowed; the
+    /// `-PLUS` variants on TLS 1.3 only): `off`, `sha256` (SCRAM-SHA-256 and -PLUS) or `all`
+    /// (SCRAM-SHA-1 and -PLUS too). Not `all` by default: the official JavaScript SDK (and
+    /// other XMPP libraries the ConnectyCube SDKs build on) takes SCRAM-SHA-1 whenever offered,
+    /// and SCRAM cannot check the session token such an SDK logs in with.
+    pub scram: ScramOffer,
     /// PEM certificate chain for TLS; empty with `key_file` empty: a self-signed development
     /// certificate for `domain` is generated under `<data_dir>/tls` on first start.
     pub cert_file: String,
@@ -233,6 +239,24 @@ pub struct XmppConfig {
     /// Most open XMPP connections from one IP address (IPv6: one /64), all listeners together;
     /// beyond it a new one is closed with `<policy-violation/>`. 0 = unlimited.
     pub max_connections_per_ip: usize,
+    /// XEP-0077 in-band registration: a client may create an account before logging in (with a
+    /// login and a password, by the rules of REST sign-up). Off: not advertised, and the
+    /// registration iq is answered `service-unavailable`.
+    pub register_enabled: bool,
+    /// The application in-band registrations create users in (required when enabled).
+    pub register_application_id: i64,
+    /// In-band registration attempts per IP address (IPv6: one /64) per hour, all of them at
+    /// once at most (token bucket); beyond it `policy-violation` (type `wait`). 0 = unlimited.
+    pub registrations_per_hour_per_ip: u32,
+}
+
+/// Which SCRAM mechanisms are offered.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScramOffer {
+    Off,
+    Sha256,
+    All,
 }
 
 /// When plain-text SASL is allowed without TLS.
@@ -283,6 +307,10 @@ pub struct PasswordConfig {
     /// `POST /login` and sign-ups get 503 with `Retry-After`, and XMPP password logins
     /// `<temporary-auth-failure/>`.
     pub max_pending_hashes: usize,
+    /// PBKDF2 iterations of the SCRAM credentials (SCRAM-SHA-1 and SCRAM-SHA-256) derived
+    /// whenever a password is set; at least 4096 (RFC 7677). A change applies to passwords set
+    /// afterwards.
+    pub scram_iterations: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -444,6 +472,7 @@ impl Default for XmppConfig {
             addr: addr("127.0.0.1:5222"),
             tls_addr: addr("127.0.0.1:5223"),
             plain_auth: PlainAuth::Loopback,
+            scram: ScramOffer::Sha256,
             cert_file: String::new(),
             key_file: String::new(),
             max_stanza_bytes: 64 * 1024,
@@ -474,6 +503,9 @@ impl Default for XmppConfig {
             outbound_queue: 1024,
             max_connections: 50_000,
             max_connections_per_ip: 1_000,
+            register_enabled: false,
+            register_application_id: 0,
+            registrations_per_hour_per_ip: 10,
         }
     }
 }
@@ -505,6 +537,7 @@ impl Default for PasswordConfig {
             failures_per_minute: 10,
             throttle_max_keys: 100_000,
             max_pending_hashes: 64,
+            scram_iterations: 4096,
         }
     }
 }
@@ -570,6 +603,19 @@ impl Config {
                  or \"loopback\"",
                 self.xmpp.addr
             ));
+        }
+        if self.xmpp.register_enabled && self.xmpp.register_application_id <= 0 {
+            out.push(
+                "xmpp.register_application_id: in-band registration is enabled; name the \
+                 application it creates users in"
+                    .to_string(),
+            );
+        }
+        if self.passwords.scram_iterations < 4096 {
+            out.push(
+                "passwords.scram_iterations: fewer than 4096 is below RFC 7677's minimum"
+                    .to_string(),
+            );
         }
         if self.passwords.min_length < 8 {
             out.push("passwords.min_length: fewer than 8 characters is not safe".to_string());

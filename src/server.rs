@@ -93,6 +93,10 @@ impl Server {
                 config.xmpp.max_connections_per_ip,
             ),
             refusals: Arc::new(tokio::sync::Semaphore::new(xmpp::REFUSALS_IN_FLIGHT)),
+            registrations: crate::limits::KeyedLimiter::per_hour(
+                config.xmpp.registrations_per_hour_per_ip,
+                config.http.rate_limit_max_keys,
+            ),
         });
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let rest_limits = rest::RestLimits::new(&config.http);

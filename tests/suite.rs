@@ -23,7 +23,9 @@ mod xmpp_mam;
 mod xmpp_muc;
 mod xmpp_privacy;
 mod xmpp_realtime;
+mod xmpp_register;
 mod xmpp_rfc;
+mod xmpp_scram;
 mod xmpp_thirdparty;
 
 mod hostile_auth;

@@ -28,7 +28,11 @@ async fn starttls_then_password_auth_binds_a_long_random_resource() {
     assert!(f.child("starttls", TLS).is_none(), "no STARTTLS twice");
     let mechs = f.child("mechanisms", SASL).expect("mechanisms");
     let names: Vec<String> = mechs.elements().map(|m| m.text()).collect();
-    assert_eq!(names, ["PLAIN"], "only what is implemented is offered");
+    assert_eq!(
+        names,
+        ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN"],
+        "only what is implemented is offered, strongest first"
+    );
     assert_eq!(c.auth(&alice, PASSWORD).await, "success");
     let f = c.open().await;
     assert!(f

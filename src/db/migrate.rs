@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_archive",
         sql: include_str!("../../migrations/0008_archive.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_scram",
+        sql: include_str!("../../migrations/0009_scram.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

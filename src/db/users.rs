@@ -80,22 +80,35 @@ fn field_values(f: &UserFields) -> Vec<(&'static str, Param)> {
     out
 }
 
+/// What is stored for a password: the argon2 hash (the REST check) and the SCRAM verifiers
+/// (`identity::scram`, the XMPP SCRAM logins), always written together.
+#[derive(Clone, Debug)]
+pub struct PasswordSecrets {
+    pub hash: String,
+    pub scram_sha1: String,
+    pub scram_sha256: String,
+}
+
 pub async fn insert(
     pool: &DbPool,
     app: AppId,
     fields: &UserFields,
-    password_hash: &str,
+    secrets: &PasswordSecrets,
     now: OffsetDateTime,
 ) -> Result<User, DbError> {
     let mut cols = vec![
         "application_id",
         "password_hash",
+        "scram_sha1",
+        "scram_sha256",
         "created_at",
         "updated_at",
     ];
     let mut params: Vec<Param> = vec![
         Box::new(app.0),
-        Box::new(password_hash.to_owned()),
+        Box::new(secrets.hash.clone()),
+        Box::new(secrets.scram_sha1.clone()),
+        Box::new(secrets.scram_sha256.clone()),
         Box::new(now),
         Box::new(now),
     ];
@@ -115,13 +128,13 @@ pub async fn insert(
     Ok(from_row(&row))
 }
 
-/// Applies the given fields (and a new password hash, if any); `None` when the user is gone.
+/// Applies the given fields (and a new password's secrets, if any); `None` when the user is gone.
 pub async fn update(
     pool: &DbPool,
     app: AppId,
     id: UserId,
     fields: &UserFields,
-    password_hash: Option<&str>,
+    secrets: Option<&PasswordSecrets>,
     now: OffsetDateTime,
 ) -> Result<Option<User>, DbError> {
     let mut sets = vec!["updated_at = $3".to_string()];
@@ -133,8 +146,14 @@ pub async fn update(
     for (col, p) in field_values(fields) {
         assign(col, p, &mut params);
     }
-    if let Some(h) = password_hash {
-        assign("password_hash", Box::new(h.to_owned()), &mut params);
+    if let Some(p) = secrets {
+        assign("password_hash", Box::new(p.hash.clone()), &mut params);
+        assign("scram_sha1", Box::new(p.scram_sha1.clone()), &mut params);
+        assign(
+            "scram_sha256",
+            Box::new(p.scram_sha256.clone()),
+            &mut params,
+        );
     }
     let sql = format!(
         "UPDATE users SET {} WHERE application_id = $1 AND id = $2 RETURNING {COLUMNS}",
@@ -267,6 +286,58 @@ pub async fn password_hash(
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// A user's stored SCRAM verifier for one mechanism (`sha256` or SHA-1); `None` when there is no
+/// such user or no verifier (a password set before SCRAM credentials existed).
+pub async fn scram(
+    pool: &DbPool,
+    app: AppId,
+    id: UserId,
+    sha256: bool,
+) -> Result<Option<String>, DbError> {
+    let sql = if sha256 {
+        "SELECT scram_sha256 FROM users WHERE application_id = $1 AND id = $2"
+    } else {
+        "SELECT scram_sha1 FROM users WHERE application_id = $1 AND id = $2"
+    };
+    let c = pool.get().await?;
+    Ok(c.q01(sql, &[&app.0, &id.0])
+        .await?
+        .and_then(|r| r.get::<_, Option<String>>(0)))
+}
+
+/// Whether a user lacks a SCRAM verifier (their password was set before SCRAM existed).
+pub async fn scram_missing(pool: &DbPool, app: AppId, id: UserId) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    Ok(c.q01(
+        "SELECT 1 FROM users WHERE application_id = $1 AND id = $2 \
+         AND (scram_sha1 IS NULL OR scram_sha256 IS NULL)",
+        &[&app.0, &id.0],
+    )
+    .await?
+    .is_some())
+}
+
+/// Stores SCRAM verifiers derived from a password just checked against `checked_hash`, only if
+/// that is still the password (a change in between wins) and they are still missing.
+pub async fn set_missing_scram(
+    pool: &DbPool,
+    app: AppId,
+    id: UserId,
+    checked_hash: &str,
+    scram_sha1: &str,
+    scram_sha256: &str,
+) -> Result<bool, DbError> {
+    let c = pool.get().await?;
+    Ok(c.x(
+        "UPDATE users SET scram_sha1 = $4, scram_sha256 = $5 \
+         WHERE application_id = $1 AND id = $2 AND password_hash = $3 \
+         AND (scram_sha1 IS NULL OR scram_sha256 IS NULL)",
+        &[&app.0, &id.0, &checked_hash, &scram_sha1, &scram_sha256],
+    )
+    .await?
+        > 0)
 }
 
 pub async fn touch(pool: &DbPool, id: UserId, now: OffsetDateTime) -> Result<(), DbError> {

@@ -7,6 +7,7 @@ pub mod apps;
 mod error;
 pub mod operator;
 pub mod revocation;
+pub mod scram;
 pub mod secrets;
 mod sessions;
 pub mod throttle;
@@ -16,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use error::IdentityError;
 pub use revocation::{ChatAuth, Revocation, Revoker};
-pub use sessions::{Credentials, SessionRequest};
+pub use sessions::{Credentials, ScramFailure, ScramLogin, SessionRequest};
 
 use crate::config::{PasswordConfig, SessionConfig};
 use crate::db::DbPool;
@@ -105,9 +106,13 @@ impl Identity {
         &self.inner.clock
     }
 
-    /// Hashes a new password, within `passwords.max_pending_hashes`.
-    async fn hash_password(&self, password: String) -> Result<String, IdentityError> {
-        secrets::hash_password(password, &self.inner.passwords, &self.inner.hashing).await
+    /// What is stored for a new password (argon2 hash and SCRAM verifiers), within
+    /// `passwords.max_pending_hashes`.
+    async fn hash_password(
+        &self,
+        password: String,
+    ) -> Result<crate::db::users::PasswordSecrets, IdentityError> {
+        secrets::password_secrets(password, &self.inner.passwords, &self.inner.hashing).await
     }
 
     /// Checks a password, within `passwords.max_pending_hashes`.

@@ -7,8 +7,10 @@ use hmac::{Hmac, Mac};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use super::scram::{ScramHash, Verifier};
 use super::IdentityError;
 use crate::config::PasswordConfig;
+use crate::db::users::PasswordSecrets;
 
 /// Password hashes running at once: one per core. Each argon2 run holds `argon2_memory_kib`
 /// (19 MiB by default); a login burst on the unbounded blocking pool ran dozens side by side,
@@ -80,22 +82,47 @@ async fn run_hashing<T: Send + 'static>(
         .map_err(|e| IdentityError::Internal(e.to_string()))
 }
 
-/// Hashes a password with argon2id on the blocking pool.
-pub async fn hash_password(
+/// Everything stored for a new password, in one job on the blocking pool: the argon2id hash
+/// and the SCRAM-SHA-1 and SCRAM-SHA-256 verifiers (`passwords.scram_iterations`).
+pub async fn password_secrets(
     password: String,
     cfg: &PasswordConfig,
     gate: &HashGate,
-) -> Result<String, IdentityError> {
+) -> Result<PasswordSecrets, IdentityError> {
     let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None)
         .map_err(|e| IdentityError::Internal(format!("argon2 parameters: {e}")))?;
+    let iterations = cfg.scram_iterations;
     run_hashing(gate, move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))
+            .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))?;
+        let (scram_sha1, scram_sha256) = scram_verifiers(&password, iterations);
+        Ok(PasswordSecrets {
+            hash,
+            scram_sha1,
+            scram_sha256,
+        })
     })
     .await?
+}
+
+/// The SCRAM-SHA-1 and SCRAM-SHA-256 verifiers of a password, as stored (CPU work: call it on
+/// the blocking pool).
+fn scram_verifiers(password: &str, iterations: u32) -> (String, String) {
+    let derive = |h| Verifier::derive(h, password, iterations).encode();
+    (derive(ScramHash::Sha1), derive(ScramHash::Sha256))
+}
+
+/// SCRAM verifiers for a password that was just checked (for accounts whose password predates
+/// them), within the gate.
+pub async fn derive_scram(
+    password: String,
+    iterations: u32,
+    gate: &HashGate,
+) -> Result<(String, String), IdentityError> {
+    run_hashing(gate, move || scram_verifiers(&password, iterations)).await
 }
 
 /// Checks a password against a stored hash (its own parameters are encoded in it); `Busy` when
@@ -227,12 +254,14 @@ mod tests {
             argon2_iterations: 1,
             min_length: 8,
             max_pending_hashes: 4,
+            scram_iterations: 16,
             ..PasswordConfig::default()
         };
         let gate = HashGate::new(4);
-        let h = hash_password("correct horse".into(), &cfg, &gate)
+        let h = password_secrets("correct horse".into(), &cfg, &gate)
             .await
-            .unwrap();
+            .unwrap()
+            .hash;
         assert!(verify_password("correct horse".into(), h.clone(), &gate)
             .await
             .unwrap());

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use time::{Duration, OffsetDateTime};
 
 use super::revocation::token_digest;
+use super::scram::{Binding, ClientFirst, Exchange, ScramError, ScramHash, Verifier};
 use super::secrets::{self, new_token, token_hash};
 use super::{Caller, ChatAuth, Identity, IdentityError, Revocation};
 use crate::db;
@@ -48,6 +49,22 @@ fn count_login<T>(via: &'static str, r: &Result<T, IdentityError>) {
     };
     metrics::counter!(LOGINS, "via" => via, "method" => "password", "outcome" => outcome)
         .increment(1);
+}
+
+/// A SCRAM login between its first and last step (holds no password).
+pub struct ScramLogin {
+    app: AppId,
+    user: UserId,
+    exchange: Exchange,
+}
+
+/// Why a SCRAM step failed.
+#[derive(Debug)]
+pub enum ScramFailure {
+    /// The exchange itself: malformed, wrong proof, channel binding.
+    Refused(ScramError),
+    /// Throttled, busy, or the database failed.
+    Identity(IdentityError),
 }
 
 impl Identity {
@@ -201,11 +218,96 @@ impl Identity {
         peer: IpAddr,
     ) -> Result<bool, IdentityError> {
         self.throttle().check(peer, Some((app, user)))?;
-        let ok = self.verify_password(password.to_owned(), hash).await?;
+        let ok = self
+            .verify_password(password.to_owned(), hash.clone())
+            .await?;
         if !ok {
             self.throttle().failed(peer, Some((app, user)));
+        } else {
+            self.complete_scram(app, user, password, &hash).await;
         }
         Ok(ok)
+    }
+
+    /// An account whose password predates SCRAM credentials gets them at its first successful
+    /// password login (the only moment the server holds the password). Best effort: a failure
+    /// is logged and the login goes on; SCRAM for that account keeps failing until the next.
+    async fn complete_scram(&self, app: AppId, user: UserId, password: &str, checked_hash: &str) {
+        let result = async {
+            if !db::users::scram_missing(self.pool(), app, user).await? {
+                return Ok(());
+            }
+            let (sha1, sha256) = secrets::derive_scram(
+                password.to_owned(),
+                self.inner.passwords.scram_iterations,
+                &self.inner.hashing,
+            )
+            .await?;
+            db::users::set_missing_scram(self.pool(), app, user, checked_hash, &sha1, &sha256)
+                .await?;
+            Ok::<_, IdentityError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, user = %user, "deriving SCRAM credentials at login");
+        }
+    }
+
+    /// SCRAM, first step, for the account (`app`, `user`) the client-first message names: the
+    /// server-first message. Past the wrong-password limit of `peer` nothing is looked up
+    /// (`Throttled`). An account without credentials gets an answer that looks the same and
+    /// fails at [`Identity::scram_finish`].
+    pub async fn scram_start(
+        &self,
+        app: AppId,
+        user: UserId,
+        hash: ScramHash,
+        first: &ClientFirst,
+        binding: Binding<'_>,
+        peer: IpAddr,
+    ) -> Result<(ScramLogin, String), ScramFailure> {
+        self.throttle()
+            .check(peer, Some((app, user)))
+            .map_err(|t| ScramFailure::Identity(t.into()))?;
+        let stored = db::users::scram(self.pool(), app, user, hash == ScramHash::Sha256)
+            .await
+            .map_err(|e| ScramFailure::Identity(e.into()))?;
+        let verifier = stored.and_then(|s| Verifier::decode(hash, &s));
+        let iterations = self.inner.passwords.scram_iterations;
+        match Exchange::start(hash, first, verifier, iterations, binding) {
+            Ok((exchange, server_first)) => Ok((
+                ScramLogin {
+                    app,
+                    user,
+                    exchange,
+                },
+                server_first,
+            )),
+            Err(e) => {
+                self.throttle().failed(peer, Some((app, user)));
+                Err(ScramFailure::Refused(e))
+            }
+        }
+    }
+
+    /// SCRAM, last step: the server-final message when the client's proof is right. Any
+    /// failure counts as a wrong password of that account from `peer`; a right proof of a
+    /// banned account is `Banned`, as with every other way in.
+    pub async fn scram_finish(
+        &self,
+        login: ScramLogin,
+        client_final: &[u8],
+        peer: IpAddr,
+    ) -> Result<String, ScramFailure> {
+        let (app, user) = (login.app, login.user);
+        let server_final = login.exchange.finish(client_final).map_err(|e| {
+            self.throttle().failed(peer, Some((app, user)));
+            ScramFailure::Refused(e)
+        })?;
+        self.refuse_banned(app, user)
+            .await
+            .map_err(ScramFailure::Identity)?;
+        Ok(server_final)
     }
 
     /// A malformed or unknown-account login attempt from `peer` (counted like a wrong password).

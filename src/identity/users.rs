@@ -123,8 +123,8 @@ impl Identity {
         let password = password.ok_or_else(|| IdentityError::invalid("password", "is required"))?;
         self.check_password(&password)?;
         validate(&fields)?;
-        let hash = self.hash_password(password).await?;
-        db::users::insert(self.pool(), app, &fields, &hash, self.clock().now())
+        let secrets = self.hash_password(password).await?;
+        db::users::insert(self.pool(), app, &fields, &secrets, self.clock().now())
             .await
             .map_err(taken)
     }
@@ -156,7 +156,7 @@ impl Identity {
             return Err(IdentityError::invalid("login", "or email is required"));
         }
         validate(&fields)?;
-        let hash = match password {
+        let secrets = match password {
             Some(new) => {
                 let old = old_password.ok_or_else(|| {
                     IdentityError::invalid("old_password", "is required to change the password")
@@ -180,13 +180,13 @@ impl Identity {
             caller.app.id,
             id,
             &fields,
-            hash.as_deref(),
+            secrets.as_ref(),
             self.clock().now(),
         )
         .await
         .map_err(taken)?
         .ok_or_else(|| IdentityError::NotFound(format!("User {id} not found")))?;
-        if hash.is_some() {
+        if secrets.is_some() {
             db::sessions::delete_others(self.pool(), id, caller.session.id).await?;
             self.revoke(Revocation::Password {
                 app: caller.app.id,

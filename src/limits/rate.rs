@@ -66,6 +66,15 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         }
     }
 
+    /// `per_hour` events per hour per key, all of them at once at most; 0 means unlimited. For
+    /// rare events (XMPP in-band registrations) a per-second rate cannot express.
+    pub fn per_hour(per_hour: u32, max_keys: usize) -> Self {
+        Self {
+            rate: f64::from(per_hour) / 3600.0,
+            ..Self::new(0, per_hour, max_keys)
+        }
+    }
+
     pub fn unlimited(&self) -> bool {
         self.rate <= 0.0
     }

@@ -34,7 +34,7 @@ pub const XMPP_STANZAS_SENT: &str = "parley_xmpp_stanzas_sent_total";
 // ---- Logins ------------------------------------------------------------------------------------
 
 /// Counter `{via, method, outcome}`: login attempts. `via`: `rest_session` (`POST /session` with
-/// credentials), `rest_login` (`POST /login`), `xmpp_sasl`; `method`: `password`, `token`;
+/// credentials), `rest_login` (`POST /login`), `xmpp_sasl`; `method`: `password`, `token`, `scram` (SASL SCRAM, any hash);
 /// `outcome`: `success`, `failure`, `throttled`, `error`.
 pub const LOGINS: &str = "parley_logins_total";
 
@@ -119,7 +119,7 @@ pub const METRICS: &[Metric] = &[
     m(XMPP_CONNECTIONS_REFUSED, Kind::Counter, Unit::Count, "XMPP connections refused by a connection cap, by transport and reason"),
     m(XMPP_STANZAS_RECEIVED, Kind::Counter, Unit::Count, "Stanzas read from bound XMPP streams, by kind (message, presence, iq)"),
     m(XMPP_STANZAS_SENT, Kind::Counter, Unit::Count, "Stanzas written to bound XMPP streams, by kind (message, presence, iq)"),
-    m(LOGINS, Kind::Counter, Unit::Count, "Login attempts, by entry point (rest_session, rest_login, xmpp_sasl), method (password, token) and outcome"),
+    m(LOGINS, Kind::Counter, Unit::Count, "Login attempts, by entry point (rest_session, rest_login, xmpp_sasl), method (password, token, scram) and outcome"),
     m(MESSAGES_STORED, Kind::Counter, Unit::Count, "Messages made durable by the history writer"),
     m(HISTORY_BATCH_SIZE, Kind::Histogram, Unit::Count, "Messages per group-commit transaction of the history writer"),
     m(MESSAGE_STORE_DURATION, Kind::Histogram, Unit::Seconds, "Time from handing a message to the history writer until it is durable"),

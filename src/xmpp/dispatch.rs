@@ -365,6 +365,7 @@ pub fn table() -> Dispatch {
         Extension::handlers(ext::ping::HANDLERS),
         Extension::handlers(ext::version::HANDLERS),
         Extension::handlers(ext::time::HANDLERS),
+        Extension::handlers(ext::register::HANDLERS),
         Extension::handlers(ext::disco::HANDLERS),
         Extension::handlers(ext::mam::HANDLERS),
         ext::carbons::EXTENSION,

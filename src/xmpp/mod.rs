@@ -56,6 +56,8 @@ pub struct Services {
     pub conns: Arc<ConnLimiter>,
     /// Refused connections being answered (at most `REFUSALS_IN_FLIGHT`).
     pub refusals: Arc<Semaphore>,
+    /// XEP-0077 registration attempts per address (`xmpp.registrations_per_hour_per_ip`).
+    pub registrations: crate::limits::KeyedLimiter<std::net::IpAddr>,
 }
 
 /// Connections refused by the caps that may be answered with a stream error at once; more are

@@ -13,6 +13,12 @@ pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 /// RFC 6120 SASL.
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// XEP-0440 SASL Channel-Binding Type Capability (stream feature).
+pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+/// XEP-0077 In-Band Registration (the iq payload).
+pub const REGISTER: &str = "jabber:iq:register";
+/// XEP-0077 In-Band Registration (the stream feature).
+pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
 /// RFC 6120 resource binding.
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 /// RFC 3921 legacy session establishment (answered, does nothing).

@@ -460,6 +460,17 @@ impl Client {
         Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
     }
 
+    /// RFC 9266 `tls-exporter` channel-binding data of a TLS 1.3 connection (SCRAM `-PLUS`).
+    pub fn tls_exporter(&self) -> Option<[u8; 32]> {
+        let Io::Tls(s) = &self.io else { return None };
+        let (_, conn) = s.get_ref();
+        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
+    }
+
     /// Drops the socket without closing the stream.
     pub fn drop_socket(&mut self) {
         self.io = Io::Closed;

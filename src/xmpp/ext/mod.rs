@@ -16,6 +16,7 @@ pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod privacy;
+pub mod register;
 pub mod roster;
 pub mod stanza_id;
 pub mod status_streaming;

@@ -1,18 +1,22 @@
 //! Stream negotiation, up to a bound resource: stream headers and features, STARTTLS, SASL
-//! PLAIN (the credential check is identity's, `sasl.rs` parses), resource binding with the
-//! per-user connection cap, the legacy `<session/>`, and the hand-over to a parked
+//! PLAIN and SCRAM (the credential checks are identity's, `sasl.rs` parses and runs the SCRAM
+//! exchange), resource binding with the
+//! per-user connection cap, XEP-0077 registration before authentication (`ext::register`), the
+//! legacy `<session/>`, and the hand-over to a parked
 //! stream-management session (`sm::resume`). Must not handle stanzas of a bound session.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::sasl;
+use super::sasl::{self, Refusal};
 use super::sm::resume;
 use crate::config::PlainAuth;
 use crate::hub::{ConnId, Outbound, PendingAuth, RegisterError, Revoked};
+use crate::identity::scram::{self, ScramHash};
 use crate::identity::{ChatAuth, IdentityError};
 use crate::ops::telemetry::LOGINS;
+use crate::xmpp::ext::register;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{
     iq_result, random_hex, IqType, Jid, StanzaError, StreamCondition, UserKey,
@@ -55,10 +59,25 @@ fn features(s: &Services, t: &Transport, authed: bool) -> Element {
             f.push(st);
         }
         if plain_allowed(s, t) {
-            f.push(
-                Element::new("mechanisms", ns::SASL)
-                    .with_child(Element::new("mechanism", ns::SASL).with_text("PLAIN")),
-            );
+            let binding = t.tls_exporter().is_some();
+            let offered = sasl::mechanisms(s.config.xmpp.scram, binding);
+            let mut m = Element::new("mechanisms", ns::SASL);
+            for name in &offered {
+                m.push(Element::new("mechanism", ns::SASL).with_text(*name));
+            }
+            f.push(m);
+            if register::enabled(s) {
+                f.push(register::feature());
+            }
+            if offered.iter().any(|m| m.ends_with("-PLUS")) {
+                // XEP-0440: which channel-binding type the -PLUS mechanisms use.
+                f.push(
+                    Element::new("sasl-channel-binding", ns::SASL_CB).with_child(
+                        Element::new("channel-binding", ns::SASL_CB)
+                            .with_attr("type", scram::TLS_EXPORTER),
+                    ),
+                );
+            }
         }
     } else {
         f.push(Element::new("bind", ns::BIND));
@@ -148,8 +167,12 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                     break; // restart
                 }
                 (ns::SASL, "auth", None) => match authenticate(s, t, &el).await {
-                    Ok((user, auth)) => {
-                        if t.send(&Element::new("success", ns::SASL)).await.is_err() {
+                    Ok((user, auth, data)) => {
+                        let mut success = Element::new("success", ns::SASL);
+                        if let Some(d) = data {
+                            success = success.with_text(d);
+                        }
+                        if t.send(&success).await.is_err() {
                             return Negotiated::Done;
                         }
                         // The connection's span (`xmpp::counted`) names its user from here on.
@@ -159,14 +182,22 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
                         t.restart();
                         break;
                     }
-                    Err(condition) => {
+                    Err(Refusal::Failure(condition)) => {
                         if t.send(&sasl_failure(condition)).await.is_err() {
                             return Negotiated::Done;
                         }
                     }
+                    Err(Refusal::Gone) => return Negotiated::Done,
                 },
                 (ns::SASL, "abort", None) => {
                     if t.send(&sasl_failure("aborted")).await.is_err() {
+                        return Negotiated::Done;
+                    }
+                }
+                (ns::CLIENT, "iq", None) if register::is_registration(&el) => {
+                    let allowed = plain_allowed(s, t);
+                    let reply = register::before_auth(s, &el, t.peer.ip(), allowed).await;
+                    if t.send(&reply).await.is_err() {
                         return Negotiated::Done;
                     }
                 }
@@ -203,19 +234,47 @@ pub(super) async fn negotiate(s: &Arc<Services>, t: &mut Transport) -> Negotiate
     }
 }
 
+/// SASL: the user, how they proved it and the `<success>` data, or why not. Only what this
+/// connection offered (`sasl::mechanisms`); every mechanism needs what PLAIN needs (TLS, or
+/// `xmpp.plain_auth`).
+async fn authenticate(
+    s: &Arc<Services>,
+    t: &mut Transport,
+    auth: &Element,
+) -> Result<(UserKey, ChatAuth, Option<String>), Refusal> {
+    if !plain_allowed(s, t) {
+        return Err(Refusal::Failure("encryption-required"));
+    }
+    let mechanism = auth.attr("mechanism").unwrap_or_default();
+    let offered = sasl::mechanisms(s.config.xmpp.scram, t.tls_exporter().is_some());
+    if !offered.contains(&mechanism) {
+        return Err(Refusal::Failure("invalid-mechanism"));
+    }
+    if let Some((hash, plus)) = ScramHash::from_mechanism(mechanism) {
+        let result = sasl::scram(s, t, auth, hash, plus).await;
+        count_login(
+            "scram",
+            match &result {
+                Ok(_) => "success",
+                Err(_) => "failure",
+            },
+        );
+        let (user, data) = result?;
+        return Ok((user, ChatAuth::Password, Some(data)));
+    }
+    plain(s, t, auth)
+        .await
+        .map(|(user, how)| (user, how, None))
+        .map_err(Refusal::Failure)
+}
+
 /// SASL PLAIN; returns the user and how they proved it, or the SASL failure condition. The
 /// check and its throttling are identity's (`Identity::check_chat_secret`).
-async fn authenticate(
+async fn plain(
     s: &Arc<Services>,
     t: &Transport,
     auth: &Element,
 ) -> Result<(UserKey, ChatAuth), &'static str> {
-    if !plain_allowed(s, t) {
-        return Err("encryption-required");
-    }
-    if auth.attr("mechanism") != Some("PLAIN") {
-        return Err("invalid-mechanism");
-    }
     let ip = t.peer.ip();
     let creds = match sasl::parse_plain(&auth.text(), s.domain()) {
         Ok(c) => c,

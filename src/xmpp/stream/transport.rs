@@ -209,6 +209,28 @@ impl Transport {
         )
     }
 
+    /// This connection's RFC 9266 `tls-exporter` channel-binding data (32 bytes, label
+    /// `EXPORTER-Channel-Binding`, no context), for SCRAM `-PLUS`. Only on TLS 1.3: on TLS 1.2
+    /// the exporter is safe only with the extended master secret, which is not checked here.
+    pub fn tls_exporter(&self) -> Option<[u8; 32]> {
+        let tls = match &self.inner {
+            Inner::Xml {
+                io: RawIo::Tls(t), ..
+            } => t,
+            Inner::Ws { ws } => match ws.get_ref() {
+                RawIo::Tls(t) => t,
+                RawIo::Plain(_) => return None,
+            },
+            _ => return None,
+        };
+        let (_, conn) = tls.get_ref();
+        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
+    }
+
     /// The next packet. Cancel-safe: bytes already read stay buffered.
     pub async fn next_packet(&mut self) -> Result<Packet, ReadError> {
         match &mut self.inner {
