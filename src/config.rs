@@ -222,6 +222,9 @@ pub struct XmppConfig {
     /// holds at most this many messages: counting costs a scan of the set (XEP-0059 lets a
     /// server leave them out). 0 = never counted.
     pub mam_count_max: usize,
+    /// Most elements one user keeps in private XML storage (XEP-0049); each is bounded by
+    /// `max_stanza_bytes`.
+    pub private_max_items: usize,
     /// Seconds a dropped stream-management session stays resumable (XEP-0198).
     pub sm_resume_secs: u64,
     /// Bytes of un-acknowledged stanzas a live stream-management connection may hold; past it
@@ -497,6 +500,7 @@ impl Default for XmppConfig {
             blocklist_max: 10_000,
             mam_max_page: 100,
             mam_count_max: 1000,
+            private_max_items: 64,
             sm_resume_secs: 300,
             sm_unacked_bytes: 4 << 20,
             sm_parked_queue_bytes: 1 << 20,

@@ -27,6 +27,7 @@ mod xmpp_register;
 mod xmpp_rfc;
 mod xmpp_scram;
 mod xmpp_thirdparty;
+mod xmpp_vcard;
 
 mod hostile_auth;
 mod hostile_revocation;

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_scram",
         sql: include_str!("../../migrations/0009_scram.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_vcard_private",
+        sql: include_str!("../../migrations/0013_vcard_private.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

@@ -6,6 +6,7 @@
 pub mod apps;
 mod error;
 pub mod operator;
+pub mod profile;
 pub mod revocation;
 pub mod scram;
 pub mod secrets;

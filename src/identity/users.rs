@@ -31,7 +31,7 @@ fn check_len(field: &str, v: &Option<String>, min: usize, max: usize) -> Result<
 }
 
 /// Field rules shared by sign-up and update.
-fn validate(f: &UserFields) -> Result<(), IdentityError> {
+pub(super) fn validate(f: &UserFields) -> Result<(), IdentityError> {
     if let Some(login) = &f.login {
         check_len("login", login, 3, 70)?;
         if login.as_deref().is_some_and(|l| l.trim() != l) {

@@ -365,6 +365,8 @@ pub fn table() -> Dispatch {
         Extension::handlers(ext::ping::HANDLERS),
         Extension::handlers(ext::version::HANDLERS),
         Extension::handlers(ext::time::HANDLERS),
+        Extension::handlers(ext::vcard::HANDLERS),
+        Extension::handlers(ext::private::HANDLERS),
         Extension::handlers(ext::register::HANDLERS),
         Extension::handlers(ext::disco::HANDLERS),
         Extension::handlers(ext::mam::HANDLERS),

@@ -83,3 +83,7 @@ pub const RSM: &str = "http://jabber.org/protocol/rsm";
 pub const DATA_FORMS: &str = "jabber:x:data";
 /// XEP-0359 Unique and Stable Stanza IDs.
 pub const SID: &str = "urn:xmpp:sid:0";
+/// XEP-0054 vcard-temp.
+pub const VCARD: &str = "vcard-temp";
+/// XEP-0049 Private XML Storage.
+pub const PRIVATE: &str = "jabber:iq:private";

@@ -18,6 +18,23 @@ pub use message::{message_from_view, CcMessage};
 pub use crate::model::jid::Jid;
 pub use crate::model::UserKey;
 
+impl From<&crate::identity::IdentityError> for StanzaError {
+    /// The one mapping from identity refusals (account data asked over XMPP) to RFC 6120
+    /// conditions.
+    fn from(e: &crate::identity::IdentityError) -> Self {
+        use crate::identity::IdentityError as E;
+        match e {
+            E::NotFound(_) => Self::item_not_found(),
+            E::Invalid { .. } => Self::not_acceptable().with_text(e.to_string()),
+            E::Forbidden(_) => Self::forbidden(),
+            E::Throttled { .. } | E::Busy(_) => Self::policy_violation_wait(),
+            // The database's own words stay in the log; `wait`: try again.
+            E::Db(_) | E::Internal(_) => Self::internal_server_error(),
+            _ => Self::not_authorized(),
+        }
+    }
+}
+
 impl From<&crate::chat::ChatError> for StanzaError {
     /// The one mapping from chat-domain refusals to RFC 6120 conditions.
     fn from(e: &crate::chat::ChatError) -> Self {
