@@ -16,6 +16,7 @@ mod rest_messages;
 mod rest_service;
 mod rest_session;
 mod rest_users;
+mod xmpp_aioxmpp;
 mod xmpp_core;
 mod xmpp_history;
 mod xmpp_limits;
