@@ -6,6 +6,8 @@
 #   tools/bench.sh fanout        one sender into rooms of 10, 100, 1,000 (parley, ejabberd)
 #   tools/bench.sh start|stop|pid ejabberd|prosody|parley
 #   tools/bench.sh table DIR      # print the markdown table for a results directory
+#   tools/bench.sh ab BIN_A BIN_B [SCENARIO]  # two Parley builds, interleaved A B A B …
+#                                 (BENCH_REPS pairs, default pairs50): the cost of a change
 #
 # Environment: BENCH_REPS (3), BENCH_DURATION (10 s per measured phase), BENCH_CONNS (10000),
 # BENCH_WORK (/tmp/parley-bench: configs, data, logs), BENCH_SERVERS ("relay parley ejabberd
@@ -562,8 +564,49 @@ main() {
             log "results in $dir"
             fanout_table "$dir"
             ;;
+        ab)
+            # The cost of a change: the same scenario on two builds, alternated so that both
+            # see the same machine (noise, thermal state, page cache); medians per build.
+            local a=$2 b=$3 want=${4:-pairs50} dir
+            build
+            cert
+            dir=$ROOT/tools/bench-results/ab-$(date -u +%Y%m%dT%H%M%SZ)
+            mkdir -p "$dir"
+            define_scenarios
+            local args=""
+            for entry in "${SCENARIOS[@]}"; do
+                IFS='|' read -r name sargs _ <<<"$entry"
+                [[ $name == "$want" ]] && args=$sargs
+            done
+            [[ -n $args ]] || { log "no scenario $want"; exit 2; }
+            for rep in $(seq "$REPS"); do
+                for side in a b; do
+                    PARLEY=$a
+                    [[ $side == b ]] && PARLEY=$b
+                    # A fresh data directory per build: users are provisioned by each.
+                    WORK=$ROOT/tools/bench-results/.ab-work-$side
+                    start_parley || exit 1
+                    log "$side ($PARLEY) $want rep $rep"
+                    run_one parley "$want" "$args" "$dir/${side}_${want}_${rep}.json"
+                    stop_parley
+                done
+            done
+            python3 - "$dir" "$want" "$a" "$b" <<'PY'
+import glob, json, os, statistics, sys
+d, want, a, b = sys.argv[1:5]
+for side, binary in (("a", a), ("b", b)):
+    rs = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(d, f"{side}_{want}_*.json")))]
+    rs = [r for r in rs if "na" not in r]
+    if not rs:
+        print(f"{side}: no result"); continue
+    m = [r["metrics"].get("msgs_per_s") or r["metrics"].get("deliveries_per_s") for r in rs]
+    p99 = [r["latency"]["p99_us"] / 1000 for r in rs]
+    print(f"{side} {binary}: {want} median {statistics.median(m):,.0f}/s (runs: "
+          + ", ".join(f"{x:,.0f}" for x in m) + f"), p99 median {statistics.median(p99):.2f} ms")
+PY
+            ;;
         *)
-            sed -n '2,12p' "$0"
+            sed -n '2,14p' "$0"
             exit 2
             ;;
     esac
