@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_archive",
         sql: include_str!("../../migrations/0008_archive.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_pep",
+        sql: include_str!("../../migrations/0010_pep.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).
