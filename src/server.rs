@@ -93,6 +93,8 @@ impl Server {
                 config.xmpp.max_connections_per_ip,
             ),
             refusals: Arc::new(tokio::sync::Semaphore::new(xmpp::REFUSALS_IN_FLIGHT)),
+            server_iqs: xmpp::server_iq::ServerIqs::new(config.xmpp.caps_cache_max),
+            caps: xmpp::ext::pep::caps::Cache::new(config.xmpp.caps_cache_max),
         });
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let rest_limits = rest::RestLimits::new(&config.http);

@@ -283,6 +283,52 @@ pub async fn items(
         .collect())
 }
 
+/// Replaces a node's configuration and drops the items beyond its `max_items` (all of them
+/// when it no longer persists items); false when there is no such node.
+pub async fn configure(
+    pool: &DbPool,
+    owner: UserKey,
+    node: &str,
+    config: &NodeConfig,
+) -> Result<bool, DbError> {
+    let (app, user) = (&owner.app.0, &owner.user.0);
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let n = tx
+        .x(
+            "UPDATE pep_nodes SET access_model = $4, max_items = $5, persist_items = $6
+             WHERE application_id = $1 AND user_id = $2 AND node = $3",
+            &[
+                app,
+                user,
+                &node,
+                &config.access_model.as_str(),
+                &config.max_items,
+                &config.persist_items,
+            ],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let keep = if config.persist_items {
+        i64::from(config.max_items)
+    } else {
+        0
+    };
+    tx.x(
+        "DELETE FROM pep_items
+         WHERE application_id = $1 AND user_id = $2 AND node = $3
+           AND item_id NOT IN (SELECT item_id FROM pep_items
+                               WHERE application_id = $1 AND user_id = $2 AND node = $3
+                               ORDER BY seq DESC LIMIT $4)",
+        &[app, user, &node, &keep],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Deletes a node and its items; false when there was none.
 pub async fn delete_node(pool: &DbPool, owner: UserKey, node: &str) -> Result<bool, DbError> {
     let c = pool.get().await?;

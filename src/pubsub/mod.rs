@@ -54,8 +54,8 @@ pub enum Error {
     Precondition(&'static str),
     /// A publish-option's value is not one Parley understands: the field.
     BadOption(&'static str),
-    /// A node name or item id that is empty or longer than `max_id_bytes`.
-    BadId,
+    /// A node name or item id that is empty or longer than `max_id_bytes` (the bound).
+    BadId(usize),
     PayloadTooBig(usize),
     TooManyNodes(i64),
     TooManyBytes(i64),
@@ -166,7 +166,7 @@ pub fn check_preconditions(
 /// A node name or item id within the bound.
 pub fn check_id(id: &str, limits: &Limits) -> Result<(), Error> {
     if id.is_empty() || id.len() > limits.max_id_bytes {
-        return Err(Error::BadId);
+        return Err(Error::BadId(limits.max_id_bytes));
     }
     Ok(())
 }
@@ -301,6 +301,37 @@ pub async fn delete_node(pool: &DbPool, owner: UserKey, node: &str) -> Result<No
         .map_err(db_err)?
         .ok_or(Error::NoSuchNode)?;
     if !db::pep::delete_node(pool, owner, node)
+        .await
+        .map_err(db_err)?
+    {
+        return Err(Error::NoSuchNode);
+    }
+    Ok(config)
+}
+
+/// The owner changes a node's configuration: each option given replaces the node's (XEP-0060
+/// §8.2.4); a lowered `max_items` drops the older items at once.
+pub async fn configure(
+    pool: &DbPool,
+    limits: &Limits,
+    owner: UserKey,
+    node: &str,
+    options: &Options,
+) -> Result<NodeConfig, Error> {
+    let mut config = db::pep::node(pool, owner, node)
+        .await
+        .map_err(db_err)?
+        .ok_or(Error::NoSuchNode)?;
+    if let Some(a) = options.access_model {
+        config.access_model = a;
+    }
+    if let Some(m) = options.max_items {
+        config.max_items = max_items(m, limits);
+    }
+    if let Some(p) = options.persist_items {
+        config.persist_items = p;
+    }
+    if !db::pep::configure(pool, owner, node, &config)
         .await
         .map_err(db_err)?
     {
@@ -473,8 +504,8 @@ mod tests {
 
     #[test]
     fn ids_are_non_empty_and_bounded() {
-        assert_eq!(check_id("", &LIMITS), Err(Error::BadId));
-        assert_eq!(check_id("123456789", &LIMITS), Err(Error::BadId));
+        assert_eq!(check_id("", &LIMITS), Err(Error::BadId(8)));
+        assert_eq!(check_id("123456789", &LIMITS), Err(Error::BadId(8)));
         assert_eq!(check_id("current", &LIMITS), Ok(()));
     }
 }
