@@ -27,6 +27,7 @@ const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
 
 struct User {
     local: String,
+    token: String,
 }
 
 impl User {
@@ -36,8 +37,8 @@ impl User {
 }
 
 async fn user(srv: &TestServer, login: &str) -> User {
-    let (local, _) = srv.chat_user(login).await;
-    User { local }
+    let (local, token) = srv.chat_user(login).await;
+    User { local, token }
 }
 
 async fn login(srv: &TestServer, u: &User) -> Client {
@@ -233,6 +234,7 @@ struct Story {
     srv: TestServer,
     alice: User,
     bob: User,
+    carol: User,
     a: Client,
     b: Client,
     c: Client,
@@ -254,6 +256,7 @@ async fn story_with(srv: TestServer, prefix: &str) -> Story {
         srv,
         alice,
         bob,
+        carol,
         a,
         b,
         c,
@@ -690,6 +693,58 @@ async fn a_contact_coming_online_is_sent_the_last_item_of_each_node_it_wants() {
     ))
     .await;
     no_event(&mut s.c, NICK).await;
+    s.srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_subscriber_is_sent_the_owners_last_items_when_approved() {
+    let mut s = story("pep_approved").await;
+    s.a.iq("p", &publish("p", NICK, "current", &nick("Alice"), &[]))
+        .await;
+    // Carol is online wanting nicks, but not Alice's contact: nothing yet.
+    online_wanting(&mut s.c, &[NICK]).await;
+    no_event(&mut s.c, NICK).await;
+    s.c.send_raw(&format!(
+        "<presence to='{}' type='subscribe'/>",
+        s.alice.bare()
+    ))
+    .await;
+    s.a.expect("subscription request", |e| {
+        e.name == "presence" && e.attr("type") == Some("subscribe")
+    })
+    .await;
+    s.a.send_raw(&format!(
+        "<presence to='{}' type='subscribed'/>",
+        s.carol.bare()
+    ))
+    .await;
+    let m = expect_event(&mut s.c, NICK).await;
+    assert_eq!(m.attr("from"), Some(s.alice.bare().as_str()));
+    s.srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_user_leaves_no_nodes_or_items_behind() {
+    let mut s = story("pep_gone").await;
+    s.a.iq("p", &publish("p", NICK, "current", &nick("Alice"), &[]))
+        .await;
+    let id: i64 = s.alice.local.split('-').next().unwrap().parse().unwrap();
+    let count = |table: &'static str| {
+        let pool = s.srv.pool.clone();
+        async move {
+            let c = pool.get().await.unwrap();
+            let sql = format!("SELECT count(*) FROM {table} WHERE user_id = $1");
+            c.query_one(&sql, &[&id]).await.unwrap().get::<_, i64>(0)
+        }
+    };
+    assert_eq!((count("pep_nodes").await, count("pep_items").await), (1, 1));
+    let r = s
+        .srv
+        .http
+        .delete(&format!("/users/{id}"), Some(&s.alice.token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((count("pep_nodes").await, count("pep_items").await), (0, 0));
     s.srv.stop().await;
 }
 
