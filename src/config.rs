@@ -228,6 +228,10 @@ pub struct XmppConfig {
     /// Seconds a client has to answer the server's disco#info query about its capabilities
     /// hash; an unanswered query is forgotten (asked again at the next presence with it).
     pub caps_query_timeout_secs: u64,
+    /// Most bytes of `+notify` node names kept for one capabilities hash (the rest of that
+    /// client's interests are ignored), so the cache's memory stays about
+    /// `caps_cache_max` × this at worst.
+    pub caps_max_notify_bytes: usize,
 }
 
 /// When plain-text SASL is allowed without TLS.
@@ -475,6 +479,7 @@ impl Default for XmppConfig {
             pep_max_id_bytes: 256,
             caps_cache_max: 4096,
             caps_query_timeout_secs: 30,
+            caps_max_notify_bytes: 8192,
         }
     }
 }

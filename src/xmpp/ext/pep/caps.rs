@@ -44,16 +44,24 @@ pub struct Features {
 }
 
 impl Features {
-    fn of(query: &Element) -> Features {
-        Features {
-            notify: query
-                .elements()
-                .filter(|f| f.is("feature", ns::DISCO_INFO))
-                .filter_map(|f| f.attr("var")?.strip_suffix("+notify"))
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }
+    /// The `+notify` nodes of a disco#info answer, at most `max_bytes` of names in all.
+    fn of(query: &Element, max_bytes: usize) -> Features {
+        let mut budget = max_bytes;
+        let notify = query
+            .elements()
+            .filter(|f| f.is("feature", ns::DISCO_INFO))
+            .filter_map(|f| f.attr("var")?.strip_suffix("+notify"))
+            .filter(|n| !n.is_empty())
+            .take_while(|n| match budget.checked_sub(n.len()) {
+                Some(left) => {
+                    budget = left;
+                    true
+                }
+                None => false,
+            })
+            .map(str::to_owned)
+            .collect();
+        Features { notify }
     }
 
     pub fn wants(&self, node: &str) -> bool {
@@ -323,7 +331,7 @@ async fn ask(
         tracing::debug!(%ver, "entity capabilities not verified");
         return;
     };
-    let f = Arc::new(Features::of(&query));
+    let f = Arc::new(Features::of(&query, s.config.xmpp.caps_max_notify_bytes));
     s.caps.insert(ver.clone(), f.clone());
     for (user, conn, full) in waiters {
         // Only if the connection still advertises this hash.
@@ -446,9 +454,20 @@ mod tests {
             .with_child(feature("urn:xmpp:avatar:metadata+notify"))
             .with_child(feature("urn:xmpp:avatar:metadata"))
             .with_child(feature("+notify"));
-        let f = Features::of(&q);
+        let f = Features::of(&q, 1000);
         assert!(f.wants("urn:xmpp:avatar:metadata"));
         assert_eq!(f.nodes(), ["urn:xmpp:avatar:metadata"]);
+    }
+
+    #[test]
+    fn notify_interests_past_the_byte_bound_are_ignored() {
+        let q = Element::new("query", ns::DISCO_INFO)
+            .with_child(feature("urn:a+notify"))
+            .with_child(feature("urn:b+notify"))
+            .with_child(feature("urn:c+notify"));
+        let f = Features::of(&q, 10);
+        assert!(f.wants("urn:a") && f.wants("urn:b"));
+        assert!(!f.wants("urn:c"));
     }
 
     #[test]
