@@ -115,7 +115,6 @@ pub async fn nodes(pool: &DbPool, owner: UserKey) -> Result<Vec<(String, NodeCon
 /// if the node persists items, stores the item (a known id is replaced and becomes the newest)
 /// and drops what is beyond the node's `max_items`. Returns the node's configuration as it was
 /// used (the existing one wins over `create` if another publish created it meanwhile).
-#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     pool: &DbPool,
     owner: UserKey,
