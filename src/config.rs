@@ -242,6 +242,30 @@ pub struct XmppConfig {
     /// Most open XMPP connections from one IP address (IPv6: one /64), all listeners together;
     /// beyond it a new one is closed with `<policy-violation/>`. 0 = unlimited.
     pub max_connections_per_ip: usize,
+    /// Largest PEP item payload (XEP-0163), in bytes as Parley writes it back; a larger publish
+    /// is refused with `<not-acceptable/><payload-too-big/>`.
+    pub pep_max_payload_bytes: usize,
+    /// Most items one PEP node keeps (what `pubsub#max_items` = `max` means); a larger
+    /// `max_items` is lowered to it, and older items are dropped past a node's own bound.
+    pub pep_max_items_per_node: i32,
+    /// Most PEP nodes one user may own; publishing to one more node is refused with
+    /// `<not-allowed/>`.
+    pub pep_max_nodes_per_user: i64,
+    /// Most payload bytes one user may keep over all their PEP nodes; a publish past it is
+    /// refused with `<resource-constraint/>`.
+    pub pep_max_bytes_per_user: i64,
+    /// Longest PEP node name or item id, in bytes; longer is refused with `<bad-request/>`.
+    pub pep_max_id_bytes: usize,
+    /// Most entity-capabilities hashes (XEP-0115 `ver`) whose verified feature lists are kept
+    /// in memory, shared by every connection; past it the oldest is forgotten.
+    pub caps_cache_max: usize,
+    /// Seconds a client has to answer the server's disco#info query about its capabilities
+    /// hash; an unanswered query is forgotten (asked again at the next presence with it).
+    pub caps_query_timeout_secs: u64,
+    /// Most bytes of `+notify` node names kept for one capabilities hash (the rest of that
+    /// client's interests are ignored), so the cache's memory stays about
+    /// `caps_cache_max` × this at worst.
+    pub caps_max_notify_bytes: usize,
     /// XEP-0077 in-band registration: a client may create an account before logging in (with a
     /// login and a password, by the rules of REST sign-up). Off: not advertised, and the
     /// registration iq is answered `service-unavailable`.
@@ -507,6 +531,14 @@ impl Default for XmppConfig {
             outbound_queue: 1024,
             max_connections: 50_000,
             max_connections_per_ip: 1_000,
+            pep_max_payload_bytes: 60 * 1024,
+            pep_max_items_per_node: 256,
+            pep_max_nodes_per_user: 64,
+            pep_max_bytes_per_user: 4 << 20,
+            pep_max_id_bytes: 256,
+            caps_cache_max: 4096,
+            caps_query_timeout_secs: 30,
+            caps_max_notify_bytes: 8192,
             register_enabled: false,
             register_application_id: 0,
             registrations_per_hour_per_ip: 10,

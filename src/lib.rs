@@ -9,6 +9,7 @@
 //! - `hub`      — live state: the session registry (user → connections), room occupancy and
 //!   membership cache, and fan-out to them.
 //! - `privacy`  — XEP-0016 lists and the block list: rules, per-user cache, the one decision.
+//! - `pubsub`   — personal eventing (XEP-0163 PEP) storage rules: nodes, items, access models.
 //! - `limits`   — rate limiters and connection caps (bounded bookkeeping, no I/O).
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod privacy;
+pub mod pubsub;
 pub mod rest;
 pub mod secret_file;
 pub mod server;
@@ -58,6 +60,9 @@ mod layering {
         ("hub", &["identity", "model", "ops", "xml"]),
         // Privacy rules: neutral, so both adapters can ask them; no adapter here either.
         ("privacy", &["db", "hub", "model"]),
+        // PEP storage rules: neutral like `privacy` (the roster is the `presence` access model),
+        // bounded by config; no adapter, no live state.
+        ("pubsub", &["config", "db", "model"]),
         // Observing and driving the process: probes, metrics, live numbers (the hub's and the
         // connection caps' counts, `limits`) and the operator's commands, which call the
         // account rules (`identity`) with typed ids (`model`); no chat rules, no SQL of its own.

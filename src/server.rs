@@ -97,6 +97,8 @@ impl Server {
                 config.xmpp.registrations_per_hour_per_ip,
                 config.http.rate_limit_max_keys,
             ),
+            server_iqs: xmpp::server_iq::ServerIqs::new(config.xmpp.caps_cache_max),
+            caps: xmpp::ext::pep::caps::Cache::new(config.xmpp.caps_cache_max),
         });
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let rest_limits = rest::RestLimits::new(&config.http);

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0009_scram.sql"),
     },
     Migration {
+        version: 10,
+        name: "0010_pep",
+        sql: include_str!("../../migrations/0010_pep.sql"),
+    },
+    Migration {
         version: 13,
         name: "0013_vcard_private",
         sql: include_str!("../../migrations/0013_vcard_private.sql"),

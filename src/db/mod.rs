@@ -12,6 +12,7 @@ pub mod health;
 pub mod messages;
 pub mod migrate;
 pub mod notify;
+pub mod pep;
 pub mod privacy;
 pub mod profile;
 pub mod sessions;

@@ -204,6 +204,8 @@ pub async fn delete(
         "DELETE FROM xmpp_privacy_lists WHERE application_id = $1 AND user_id = $2",
         "DELETE FROM xmpp_blocklist WHERE application_id = $1 AND user_id = $2",
         "DELETE FROM xmpp_last_activity WHERE application_id = $1 AND user_id = $2",
+        // Their PEP nodes (the items go with them).
+        "DELETE FROM pep_nodes WHERE application_id = $1 AND user_id = $2",
     ] {
         tx.x(sql, &[a, u]).await?;
     }

@@ -97,6 +97,9 @@ struct Conn {
     available: bool,
     carbons: bool,
     active: bool,
+    /// The entity-capabilities hash (XEP-0115 `ver`) of the connection's last available
+    /// presence: what it wants notified (XEP-0163 `+notify`) is looked up by it.
+    caps: Option<Arc<str>>,
 }
 
 /// A connection as the rest of the server may see it.
@@ -108,6 +111,8 @@ pub struct ConnInfo {
     pub carbons: bool,
     /// False after XEP-0352 `<inactive/>` or Tigase `mobile enable=true`: push-eligible.
     pub active: bool,
+    /// The XEP-0115 `ver` of its last available presence, if any.
+    pub caps: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -214,6 +219,7 @@ impl Hub {
             available: false,
             carbons: false,
             active: true,
+            caps: None,
         });
         Ok(id)
     }
@@ -301,6 +307,7 @@ impl Hub {
                         available: c.available,
                         carbons: c.carbons,
                         active: c.active,
+                        caps: c.caps.clone(),
                     })
                     .collect()
             })
@@ -345,6 +352,18 @@ impl Hub {
 
     pub fn set_carbons(&self, user: UserKey, conn: ConnId, on: bool) {
         self.update(user, conn, |c| c.carbons = on);
+    }
+
+    /// The connection's entity-capabilities hash (XEP-0115); returns the previous one.
+    pub fn set_caps(
+        &self,
+        user: UserKey,
+        conn: ConnId,
+        caps: Option<Arc<str>>,
+    ) -> Option<Arc<str>> {
+        let mut old = None;
+        self.update(user, conn, |c| old = std::mem::replace(&mut c.caps, caps));
+        old
     }
 
     /// Client state (XEP-0352 / Tigase mobile v2), kept for push decisions.

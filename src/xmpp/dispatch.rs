@@ -386,6 +386,7 @@ pub fn table() -> Dispatch {
         ext::message_delete::EXTENSION,
         ext::history::EXTENSION,
         ext::muc::EXTENSION,
+        ext::pep::EXTENSION,
     ])
 }
 

@@ -8,12 +8,14 @@
 //! - `stanza`    JIDs, user keys, stanza errors
 //! - `dispatch`  the table: (kind, namespace) → iq/nonza handler; message/presence hooks by phase
 //! - `ext/`      one file (or folder) per XEP, each one line in `dispatch::table()`
+//! - `server_iq` iqs the server sends clients (caps discovery), awaiting their answers
 //! - `fanout`    REST → XMPP: committed chat events become stanzas for connected users
 
 pub mod dispatch;
 pub mod ext;
 pub mod fanout;
 pub mod ns;
+pub mod server_iq;
 pub mod session;
 pub mod stanza;
 pub mod stream;
@@ -58,6 +60,10 @@ pub struct Services {
     pub refusals: Arc<Semaphore>,
     /// XEP-0077 registration attempts per address (`xmpp.registrations_per_hour_per_ip`).
     pub registrations: crate::limits::KeyedLimiter<std::net::IpAddr>,
+    /// Iqs the server asked clients, awaiting answers (caps discovery).
+    pub server_iqs: server_iq::ServerIqs,
+    /// Verified entity capabilities (XEP-0115) by hash: what PEP notifies each connection of.
+    pub caps: ext::pep::caps::Cache,
 }
 
 /// Connections refused by the caps that may be answered with a stream error at once; more are

@@ -87,3 +87,17 @@ pub const SID: &str = "urn:xmpp:sid:0";
 pub const VCARD: &str = "vcard-temp";
 /// XEP-0049 Private XML Storage.
 pub const PRIVATE: &str = "jabber:iq:private";
+/// XEP-0060 Publish-Subscribe (PEP's requests: publish, retract, items).
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0060 owner use cases (delete a node, its configuration).
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+/// XEP-0060 event notifications.
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// XEP-0060 application error conditions (`<precondition-not-met/>`, …).
+pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+/// XEP-0060 publish-options form type.
+pub const PUBSUB_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+/// XEP-0060 node configuration form type.
+pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+/// XEP-0115 Entity Capabilities.
+pub const CAPS: &str = "http://jabber.org/protocol/caps";

@@ -1,6 +1,7 @@
 //! XEP-0030 Service Discovery: info and items for the server and for user accounts. Features
 //! come from the dispatch table, so only what is registered is advertised; the server's items
-//! list the MUC service (`ext::muc` answers disco on the service and its rooms). Must not invent
+//! list the MUC service (`ext::muc` answers disco on the service and its rooms); an account is
+//! a PEP service (`ext::pep`): its identity and features, its nodes as items. Must not invent
 //! features or items.
 
 use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request, Target};
@@ -50,7 +51,12 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
                         .with_attr("category", "account")
                         .with_attr("type", "registered"),
                 );
+                // Every account is its own PEP service (XEP-0163 §4).
+                q.push(crate::xmpp::ext::pep::identity());
                 q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_INFO));
+                for f in crate::xmpp::ext::pep::ACCOUNT_FEATURES {
+                    q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
+                }
                 // One's own account keeps a message archive (XEP-0313 §7).
                 if req.target == Target::Account {
                     for f in crate::xmpp::ext::mam::ACCOUNT_FEATURES {
@@ -66,11 +72,32 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
 fn items(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
         let mut q = Element::new("query", ns::DISCO_ITEMS);
-        if req.target == Target::Server && req.payload.attr("node").is_none() {
+        if req.payload.attr("node").is_some() {
+            return Ok(Some(q));
+        }
+        let s = req.services;
+        let owner = match req.target {
+            Target::Server => {
+                q.push(
+                    Element::new("item", ns::DISCO_ITEMS)
+                        .with_attr("jid", crate::xmpp::ext::muc::service(s.domain()))
+                        .with_attr("name", "Group dialogs"),
+                );
+                return Ok(Some(q));
+            }
+            Target::Account => req.user,
+            Target::User(u) => u,
+        };
+        // An account's items are its PEP nodes the asker may read (XEP-0060 §5.2).
+        let nodes = crate::pubsub::nodes(&s.pool, s.domain(), owner, req.user)
+            .await
+            .map_err(|_| crate::xmpp::stanza::StanzaError::internal_server_error())?;
+        let jid = owner.bare_jid(s.domain()).to_string();
+        for node in nodes {
             q.push(
                 Element::new("item", ns::DISCO_ITEMS)
-                    .with_attr("jid", crate::xmpp::ext::muc::service(req.services.domain()))
-                    .with_attr("name", "Group dialogs"),
+                    .with_attr("jid", jid.clone())
+                    .with_attr("node", node),
             );
         }
         Ok(Some(q))

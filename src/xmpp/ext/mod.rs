@@ -13,6 +13,7 @@ pub mod markers;
 pub mod message_delete;
 pub mod muc;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod privacy;

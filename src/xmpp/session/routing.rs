@@ -204,8 +204,16 @@ impl Session {
                         return Ok(());
                     }
                 }
-                if let Ok(Dest::User(u, Some(r))) = self.resolve(el.attr("to")) {
-                    self.services.hub.deliver_to_resource(u, &r, el);
+                match self.resolve(el.attr("to")) {
+                    Ok(Dest::User(u, Some(r))) => {
+                        self.services.hub.deliver_to_resource(u, &r, el);
+                    }
+                    // To the server or the account: perhaps the answer to a question the server
+                    // asked this connection (`xmpp::server_iq`); anything else is dropped.
+                    Ok(d) if matches!(d, Dest::Server) || self.is_own(&d) => {
+                        let _ = self.services.server_iqs.answer(self.conn, el);
+                    }
+                    _ => {}
                 }
                 return Ok(());
             }

@@ -148,6 +148,9 @@ pub struct StanzaError {
     pub kind: ErrorType,
     pub condition: Condition,
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.4): `(name, namespace)`, such as
+    /// XEP-0060's `<precondition-not-met xmlns='…pubsub#errors'/>`.
+    pub app: Option<(&'static str, &'static str)>,
 }
 
 impl StanzaError {
@@ -157,6 +160,7 @@ impl StanzaError {
             kind,
             condition,
             text: None,
+            app: None,
         }
     }
 
@@ -211,6 +215,11 @@ impl StanzaError {
         self
     }
 
+    pub fn with_app(mut self, name: &'static str, ns: &'static str) -> Self {
+        self.app = Some((name, ns));
+        self
+    }
+
     pub fn to_element(&self) -> Element {
         let mut e = Element::new("error", ns::CLIENT)
             .with_attr("type", self.kind.as_str())
@@ -218,6 +227,9 @@ impl StanzaError {
             .with_child(Element::new(self.condition.as_str(), ns::STANZAS));
         if let Some(t) = &self.text {
             e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
+        }
+        if let Some((name, ns)) = self.app {
+            e.push(Element::new(name, ns));
         }
         e
     }
