@@ -169,7 +169,11 @@ impl Chat {
     /// most `chat.max_occupants_per_dialog` of them; a public dialog at most
     /// `chat.max_public_subscribers` subscribers. Broadcast dialogs reach every user of the
     /// application and list nobody.
-    pub(super) fn check_dialog_size(&self, kind: DialogType, count: usize) -> Result<(), ChatError> {
+    pub(super) fn check_dialog_size(
+        &self,
+        kind: DialogType,
+        count: usize,
+    ) -> Result<(), ChatError> {
         let cfg = &self.inner.config;
         if kind.lists_occupants() && count > cfg.max_occupants_per_dialog {
             return Err(ChatError::invalid(
@@ -647,13 +651,12 @@ impl Chat {
         let view = repo::view(tx, app.id, me, &d.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
-        let event = (!added.is_empty() || !removed.is_empty() || admins_changed).then(|| {
-            ChatEvent::OccupantsChanged {
-                app: app.id,
-                dialog: d.id,
-                added,
-                removed,
-            }
+        let changed = !added.is_empty() || !removed.is_empty() || admins_changed;
+        let event = changed.then_some(ChatEvent::OccupantsChanged {
+            app: app.id,
+            dialog: d.id,
+            added,
+            removed,
         });
         Ok((view, event))
     }

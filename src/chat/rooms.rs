@@ -403,7 +403,12 @@ impl Chat {
 
     /// **May the actor kick `target` out of the room** ([`rules::check_kick`])? A kick changes
     /// nothing stored: the live room takes them out.
-    pub async fn check_kick(&self, actor: &Actor, id: &str, target: UserId) -> Result<(), ChatError> {
+    pub async fn check_kick(
+        &self,
+        actor: &Actor,
+        id: &str,
+        target: UserId,
+    ) -> Result<(), ChatError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let (d, role, _) = self.load_room(&tx, actor, id, false).await?;

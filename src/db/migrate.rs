@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_archive",
         sql: include_str!("../../migrations/0008_archive.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_muc_rooms",
+        sql: include_str!("../../migrations/0013_muc_rooms.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).
