@@ -365,7 +365,9 @@ pub async fn on_message(
                 Err(e) => return Err(chat_err(e)),
             }
         }
-    } else if history::wanted(&el) && has_content(&el) {
+    } else if (history::wanted(&el) || room.name.is_some()) && has_content(&el) {
+        // A standard room keeps every message (its clients never ask, as the SDK does with
+        // `save_to_history`): join history and the room's archive read them back.
         let new = history::new_message(&el, Some(room.dialog.clone()), None);
         let stored = s.chat.store_message(actor, new).await.map_err(chat_err)?;
         history::stamp(&mut el, &stored);
