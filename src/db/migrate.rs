@@ -52,9 +52,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0008_archive.sql"),
     },
     Migration {
-        version: 13,
-        name: "0013_muc_rooms",
-        sql: include_str!("../../migrations/0013_muc_rooms.sql"),
+        version: 14,
+        name: "0014_muc_rooms",
+        sql: include_str!("../../migrations/0014_muc_rooms.sql"),
     },
 ];
 
