@@ -209,6 +209,9 @@ pub struct XmppConfig {
     /// occupant connection and shows to the others; a larger join or presence update is refused
     /// with `<not-acceptable/>`.
     pub room_presence_max_bytes: usize,
+    /// Joining an unknown `name@muc.{domain}` creates a standard room (XEP-0045 instant room,
+    /// backed by a new group dialog the joiner owns); off: such a join is `<item-not-found/>`.
+    pub room_creation: bool,
     /// Most privacy lists (XEP-0016) one user may keep.
     pub privacy_max_lists: usize,
     /// Most items in one privacy list (the official SDK writes two per blocked user).
@@ -519,6 +522,7 @@ impl Default for XmppConfig {
             directed_presences_max: 1000,
             rooms_joined_max: 1000,
             room_presence_max_bytes: 4096,
+            room_creation: true,
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,

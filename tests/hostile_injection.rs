@@ -589,6 +589,9 @@ async fn join_history_of_a_room_with_odd_stored_values_is_still_well_formed() {
     assert!(h.contains("<body>bell\u{FFFD}&lt;/body&gt;</body>"), "{h}");
     assert!(h.contains("url=\"x&#9;y\""), "{h}");
     assert!(!h.contains("FORGED") && !h.contains("urn:evil"), "{h}");
+    // The join ends with the room's subject (XEP-0045 §7.2.15).
+    let s = p.b.frame_named("<message").await;
+    assert!(s.contains("<subject"), "{s}");
     p.still_serves().await;
 }
 

@@ -41,3 +41,4 @@ mod ops_recovery;
 mod ops_tls_reload;
 mod rest_openapi;
 mod xmpp_pep;
+mod xmpp_muc_standard;

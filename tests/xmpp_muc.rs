@@ -70,6 +70,14 @@ async fn group(srv: &TestServer, prefix: &str, n: usize) -> (Vec<(String, i64)>,
     (u, id(&d))
 }
 
+/// The subject message that ends every join (XEP-0045 §7.2.15), read past.
+async fn subject(c: &mut Client) -> Element {
+    c.expect("the subject", |e| {
+        e.name == "message" && e.child("subject", "jabber:client").is_some()
+    })
+    .await
+}
+
 async fn online(srv: &TestServer, uid: i64) -> Client {
     Client::login(srv.xmpp, Via::Tcp, &srv.local(uid), PASSWORD).await
 }
@@ -109,6 +117,7 @@ async fn a_group_message_reaches_every_online_occupant_joined_or_not_and_is_refl
         .await;
     c.expect("self presence", |e| e.attr("id") == Some("j"))
         .await;
+    subject(&mut c).await;
     a.send_raw(&groupchat(&r, "g1", "hello group", false)).await;
     let from = format!("{r}/{}", u[0].1);
     for who in [&mut b, &mut c, &mut a] {
@@ -334,6 +343,7 @@ async fn history_on_join_honours_maxstanzas_with_delay_stamps() {
         assert!(m.child("delay", "urn:xmpp:delay").is_some());
         assert_eq!(extra(m, "dialog_id").as_deref(), Some(d.as_str()));
     }
+    subject(&mut b).await;
     // maxstanzas='0': nothing.
     let mut b2 = Client::login_as(
         srv.xmpp,
@@ -347,6 +357,7 @@ async fn history_on_join_honours_maxstanzas_with_delay_stamps() {
         .await;
     b2.expect("self presence", |e| e.attr("id") == Some("h2:join"))
         .await;
+    subject(&mut b2).await;
     nothing_but_sentinel(&srv, &mut a, &mut b2, u[1].1).await;
 }
 
@@ -423,6 +434,7 @@ async fn a_removed_occupant_stops_receiving_and_gets_unavailable_presence_and_an
         cl.send_raw(&join(&r, uid, jid, "<history maxstanzas='0'/>"))
             .await;
         cl.expect("self", |e| e.attr("id") == Some(jid)).await;
+        subject(cl).await;
     }
     a.send_raw(&groupchat(&r, "before", "one", false)).await;
     for cl in [&mut b, &mut c] {

@@ -169,7 +169,11 @@ impl Chat {
     /// most `chat.max_occupants_per_dialog` of them; a public dialog at most
     /// `chat.max_public_subscribers` subscribers. Broadcast dialogs reach every user of the
     /// application and list nobody.
-    fn check_dialog_size(&self, kind: DialogType, count: usize) -> Result<(), ChatError> {
+    pub(super) fn check_dialog_size(
+        &self,
+        kind: DialogType,
+        count: usize,
+    ) -> Result<(), ChatError> {
         let cfg = &self.inner.config;
         if kind.lists_occupants() && count > cfg.max_occupants_per_dialog {
             return Err(ChatError::invalid(
@@ -424,7 +428,7 @@ impl Chat {
 
     /// Loads a dialog with the caller's role and inbox entry. Dialogs the caller may not even
     /// see are "not found", so their existence does not leak.
-    async fn load(
+    pub(super) async fn load(
         &self,
         tx: &crate::db::Tx<'_>,
         actor: &Actor,
@@ -468,6 +472,25 @@ impl Chat {
         id: &str,
         u: DialogUpdate,
     ) -> Result<DialogView, ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let (view, event) = self.update_in(&tx, actor, id, u).await?;
+        tx.commit().await?;
+        if let Some(e) = event {
+            self.events().publish(e);
+        }
+        Ok(view)
+    }
+
+    /// [`Chat::update_dialog`] inside the caller's transaction (room affiliation changes add
+    /// their own writes to it); the event is the caller's to publish after the commit.
+    pub(super) async fn update_in(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        actor: &Actor,
+        id: &str,
+        u: DialogUpdate,
+    ) -> Result<(DialogView, Option<ChatEvent>), ChatError> {
         let me = actor.user;
         let app = actor.app.clone();
         for (field, len) in [
@@ -480,9 +503,7 @@ impl Chat {
         ] {
             self.check_id_list(field, len)?;
         }
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        let (mut d, role, _) = self.load(&tx, actor, id, true).await?;
+        let (mut d, role, _) = self.load(tx, actor, id, true).await?;
         let leaving_only = u.pull_occupants == [me.0];
         if u.changes_info() {
             rules::check(role, d.kind, Action::ChangeInfo)?;
@@ -517,7 +538,7 @@ impl Chat {
                 .filter(|o| !d.occupants.contains(o))
                 .collect(),
         );
-        self.check_users_exist(&tx, &app, "occupants_ids", &push_occupants)
+        self.check_users_exist(tx, &app, "occupants_ids", &push_occupants)
             .await?;
         // Roles in a room follow admins: the real-time layer re-reads the room when they change.
         let admins_changed = !u.push_admins.is_empty() || !u.pull_admins.is_empty();
@@ -527,7 +548,7 @@ impl Chat {
                 .filter(|a| !d.admins.contains(a))
                 .collect(),
         );
-        self.check_users_exist(&tx, &app, "admins_ids", &push_admins)
+        self.check_users_exist(tx, &app, "admins_ids", &push_admins)
             .await?;
         if u.pull_occupants.contains(&d.owner.0) && !leaving_only {
             return Err(ChatError::invalid(
@@ -550,7 +571,7 @@ impl Chat {
         let push_pinned = pinned_ids(&u.push_pinned)?;
         let pull_pinned = pinned_ids(&u.pull_pinned)?;
         if !push_pinned.is_empty() {
-            let found = crate::db::messages::existing_in_dialog(&tx, &d.id, &push_pinned).await?;
+            let found = crate::db::messages::existing_in_dialog(tx, &d.id, &push_pinned).await?;
             if let Some(missing) = push_pinned.iter().find(|p| !found.contains(p)) {
                 return Err(ChatError::invalid(
                     "pinned_messages_ids",
@@ -624,22 +645,20 @@ impl Chat {
         }
         self.check_id_list("pinned_messages_ids", d.pinned.len())?;
         d.updated_at = self.clock().now();
-        repo::save(&tx, &d).await?;
-        repo::add_members(&tx, &d, &added).await?;
-        repo::remove_members(&tx, &d.id, &removed).await?;
-        let view = repo::view(&tx, app.id, me, &d.id)
+        repo::save(tx, &d).await?;
+        repo::add_members(tx, &d, &added).await?;
+        repo::remove_members(tx, &d.id, &removed).await?;
+        let view = repo::view(tx, app.id, me, &d.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
-        tx.commit().await?;
-        if !added.is_empty() || !removed.is_empty() || admins_changed {
-            self.events().publish(ChatEvent::OccupantsChanged {
-                app: app.id,
-                dialog: d.id,
-                added,
-                removed,
-            });
-        }
-        Ok(view)
+        let changed = !added.is_empty() || !removed.is_empty() || admins_changed;
+        let event = changed.then_some(ChatEvent::OccupantsChanged {
+            app: app.id,
+            dialog: d.id,
+            added,
+            removed,
+        });
+        Ok((view, event))
     }
 
     /// `DELETE /chat/Dialog/{ids}`: without `force`, for the caller only (a group is left, a

@@ -505,7 +505,7 @@ impl Chat {
 
     /// Everyone in the dialog but `except`: occupants, or inbox members of public and broadcast
     /// dialogs (the real-time layer adds whoever is online in the room).
-    async fn recipients(
+    pub(super) async fn recipients(
         &self,
         tx: &crate::db::Tx<'_>,
         d: &Dialog,

@@ -13,6 +13,7 @@ mod history;
 pub mod messages;
 mod params;
 pub mod query;
+pub mod rooms;
 pub mod rules;
 
 use std::sync::Arc;

@@ -37,6 +37,15 @@ pub enum Action {
     PinMessages,
     ManageAdmins,
     DeleteDialogForEveryone,
+    /// XEP-0045 room configuration (the owner's form): members-only, persistence, who may
+    /// change the subject, alongside the name and description.
+    ConfigureRoom,
+    /// Change a room's subject when the room lets only moderators do so
+    /// ([`check_subject`]).
+    ChangeSubject,
+    /// Take someone out of a room without changing their membership (XEP-0045 kick); see
+    /// [`check_kick`] for whom.
+    Kick,
 }
 
 impl Action {
@@ -55,6 +64,9 @@ impl Action {
             Self::PinMessages => "pin messages",
             Self::ManageAdmins => "add or remove admins",
             Self::DeleteDialogForEveryone => "delete the dialog for everyone",
+            Self::ConfigureRoom => "configure the room",
+            Self::ChangeSubject => "change the subject",
+            Self::Kick => "kick occupants",
         }
     }
 }
@@ -168,6 +180,11 @@ pub fn least_role(kind: DialogType, action: Action) -> Option<Role> {
         (A::ChangeInfo, _) => Some(Admin),
         (A::ManageAdmins | A::DeleteDialogForEveryone, T::Private) => None,
         (A::ManageAdmins | A::DeleteDialogForEveryone, _) => Some(SuperAdmin),
+        // Rooms: private dialogs are 1:1 chats, not rooms.
+        (A::ConfigureRoom | A::ChangeSubject | A::Kick, T::Private) => None,
+        (A::ConfigureRoom, _) => Some(SuperAdmin),
+        // Moderators (owner and admins) change the subject and kick.
+        (A::ChangeSubject | A::Kick, _) => Some(Admin),
     }
 }
 
@@ -186,6 +203,39 @@ pub fn check(role: Role, kind: DialogType, action: Action) -> Result<(), Denied>
             type_name(kind)
         ))),
     }
+}
+
+/// **Who may change a room's subject**: moderators always; anyone who may post as well when
+/// the room's configuration lets participants change it (`muc#roomconfig_changesubject`).
+pub fn check_subject(role: Role, kind: DialogType, participants_may: bool) -> Result<(), Denied> {
+    if participants_may && check(role, kind, Action::SendMessage).is_ok() {
+        return Ok(());
+    }
+    check(role, kind, Action::ChangeSubject)
+}
+
+/// **Who may kick whom** out of a room: a moderator ([`Action::Kick`]) may kick anyone of a
+/// lower role, never a peer or a superior (an admin cannot kick another admin or the owner).
+pub fn check_kick(role: Role, target: Role, kind: DialogType) -> Result<(), Denied> {
+    check(role, kind, Action::Kick)?;
+    if target >= role {
+        return Err(Denied(format!(
+            "Forbidden: {role} may not kick {target} out of the room"
+        )));
+    }
+    Ok(())
+}
+
+/// **Who may enter a room**: whoever may read its history ([`visible`]), unless banned from
+/// it (affiliation outcast). An outsider entering an open standard room becomes a member.
+pub fn check_enter(visibility: Visibility, outcast: bool) -> Result<(), Denied> {
+    if outcast {
+        return Err(Denied("Forbidden: you are banned from this room".into()));
+    }
+    if visibility < Visibility::History {
+        return Err(Denied("Forbidden: the room is members-only".into()));
+    }
+    Ok(())
 }
 
 /// Most admins a dialog may have.
@@ -287,6 +337,40 @@ mod tests {
         owner_can_manage_admins_in_broadcast_dialog: SuperAdmin Broadcast ManageAdmins => true;
         owner_can_delete_broadcast_dialog_for_everyone: SuperAdmin Broadcast DeleteDialogForEveryone => true;
         owner_can_send_in_broadcast_dialog: SuperAdmin Broadcast SendMessage => true;
+
+        // Rooms (XEP-0045): the owner configures, moderators change the subject and kick.
+        owner_can_configure_a_group_room: SuperAdmin Group ConfigureRoom => true;
+        admin_cannot_configure_a_group_room: Admin Group ConfigureRoom => false;
+        regular_user_cannot_configure_a_group_room: Regular Group ConfigureRoom => false;
+        nobody_configures_a_private_dialog_as_a_room: SuperAdmin Private ConfigureRoom => false;
+        admin_can_change_a_group_rooms_subject: Admin Group ChangeSubject => true;
+        regular_user_cannot_change_a_moderated_subject: Regular Group ChangeSubject => false;
+        admin_can_kick_in_a_group_room: Admin Group Kick => true;
+        regular_user_cannot_kick_in_a_group_room: Regular Group Kick => false;
+    }
+
+    #[test]
+    fn participants_change_the_subject_only_when_the_room_lets_them() {
+        assert!(check_subject(Regular, Group, true).is_ok());
+        assert!(check_subject(Regular, Group, false).is_err());
+        assert!(check_subject(Admin, Group, false).is_ok());
+        assert!(check_subject(Outsider, Group, true).is_err());
+    }
+
+    #[test]
+    fn a_moderator_kicks_only_lower_roles() {
+        assert!(check_kick(Admin, Regular, Group).is_ok());
+        assert!(check_kick(Admin, Admin, Group).is_err());
+        assert!(check_kick(Admin, SuperAdmin, Group).is_err());
+        assert!(check_kick(SuperAdmin, Admin, Group).is_ok());
+        assert!(check_kick(Regular, Outsider, Group).is_err());
+    }
+
+    #[test]
+    fn an_outcast_never_enters_and_an_outsider_needs_sight_of_the_history() {
+        assert!(check_enter(Visibility::History, false).is_ok());
+        assert!(check_enter(Visibility::History, true).is_err());
+        assert!(check_enter(Visibility::Dialog, false).is_err());
     }
 
     mod visibility {

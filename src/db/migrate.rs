@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_vcard_private",
         sql: include_str!("../../migrations/0013_vcard_private.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_muc_rooms",
+        sql: include_str!("../../migrations/0014_muc_rooms.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod pep;
 pub mod privacy;
 pub mod profile;
+pub mod rooms;
 pub mod sessions;
 pub mod stats;
 pub mod supervisor;

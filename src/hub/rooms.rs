@@ -1,5 +1,6 @@
 //! Live room state for group dialogs: which connections have joined which room (XEP-0045
-//! occupancy, nick = user id), and a membership cache per dialog so a group message costs no
+//! occupancy: one nick per user, unique in the room; the SDK's nick is the user id), the names
+//! of live standard rooms (`name@muc.{domain}` ↔ dialog), and a membership cache per dialog so a group message costs no
 //! database round trip once its sender has been checked. The cache is invalidated by chat
 //! events (occupants changed, dialog deleted), by an epoch that makes a load racing an
 //! invalidation harmless, and by a short expiry as a backstop. No SQL, no rules, no sockets,
@@ -24,6 +25,8 @@ pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct Occupant {
     pub user: i64,
+    /// The occupant's nick (`room/{nick}`), unique in the room.
+    pub nick: String,
     /// The joined connections and their resources.
     pub conns: Vec<(ConnId, String)>,
     /// The presence the room shows for this occupant (`from` set, `to` left to the sender).
@@ -51,6 +54,31 @@ struct State {
     by_conn: HashMap<ConnId, HashSet<RoomKey>>,
     cache: HashMap<RoomKey, Cached>,
     epoch: u64,
+    /// Live standard rooms: (application, name) → dialog, and back. Entries go with the room's
+    /// last occupant, so they are bounded by the live rooms.
+    names: HashMap<(AppId, String), String>,
+    name_of: HashMap<RoomKey, String>,
+}
+
+impl State {
+    /// The room has no occupant left: it and its name go.
+    fn drop_if_empty(&mut self, key: &RoomKey) {
+        if self.rooms.get(key).is_some_and(HashMap::is_empty) {
+            self.rooms.remove(key);
+        }
+        if !self.rooms.contains_key(key) {
+            if let Some(name) = self.name_of.remove(key) {
+                self.names.remove(&(key.0, name));
+            }
+        }
+    }
+}
+
+/// A join refused by the room's live state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// Another occupant holds the nick.
+    NickTaken,
 }
 
 /// What a join changed.
@@ -62,6 +90,8 @@ pub struct Joined {
     pub again: bool,
     /// The other occupants, to present to the joiner.
     pub others: Vec<Occupant>,
+    /// The occupant's previous nick, when this presence changed it.
+    pub old_nick: Option<String>,
 }
 
 #[derive(Default)]
@@ -157,35 +187,115 @@ impl Rooms {
         }
     }
 
-    /// Adds a connection to a room (again: its presence is updated).
+    /// Adds a connection to a room under `nick` (again: its presence, and maybe its nick, is
+    /// updated). A user has one nick in a room, over all their connections; a nick another
+    /// occupant holds is refused.
     pub fn join(
         &self,
         key: &RoomKey,
         user: i64,
         conn: ConnId,
         resource: &str,
+        nick: &str,
         presence: Element,
-    ) -> Joined {
+    ) -> Result<Joined, JoinError> {
         let mut st = self.lock();
+        if st
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.values().any(|o| o.user != user && o.nick == nick))
+        {
+            return Err(JoinError::NickTaken);
+        }
         st.by_conn.entry(conn).or_default().insert(key.clone());
         let room = st.rooms.entry(key.clone()).or_default();
         let others = room.values().filter(|o| o.user != user).cloned().collect();
         let occ = room.entry(user).or_insert_with(|| Occupant {
             user,
+            nick: nick.to_owned(),
             conns: Vec::new(),
             presence: presence.clone(),
         });
         let first = occ.conns.is_empty();
+        let old_nick =
+            (occ.nick != nick).then(|| std::mem::replace(&mut occ.nick, nick.to_owned()));
         occ.presence = presence;
         let again = occ.conns.iter().any(|(c, _)| *c == conn);
         if !again {
             occ.conns.push((conn, resource.to_owned()));
         }
-        Joined {
+        Ok(Joined {
             first,
             again,
             others,
+            old_nick,
+        })
+    }
+
+    /// Records that a live room is the standard room `name` (lower case).
+    pub fn name_room(&self, key: &RoomKey, name: &str) {
+        let mut st = self.lock();
+        if !st.rooms.contains_key(key) {
+            return;
         }
+        st.names.insert((key.0, name.to_owned()), key.1.clone());
+        st.name_of.insert(key.clone(), name.to_owned());
+    }
+
+    /// The dialog of the live standard room `name` of an application.
+    pub fn dialog_named(&self, app: AppId, name: &str) -> Option<String> {
+        self.lock().names.get(&(app, name.to_owned())).cloned()
+    }
+
+    /// The name of a live standard room.
+    pub fn name_of(&self, key: &RoomKey) -> Option<String> {
+        self.lock().name_of.get(key).cloned()
+    }
+
+    /// The nick of a user in the room, if they have joined.
+    pub fn nick_of(&self, key: &RoomKey, user: i64) -> Option<String> {
+        self.lock()
+            .rooms
+            .get(key)
+            .and_then(|r| r.get(&user))
+            .map(|o| o.nick.clone())
+    }
+
+    /// The occupant holding `nick`.
+    pub fn by_nick(&self, key: &RoomKey, nick: &str) -> Option<Occupant> {
+        self.lock()
+            .rooms
+            .get(key)
+            .and_then(|r| r.values().find(|o| o.nick == nick).cloned())
+    }
+
+    /// Replaces the presence the room shows for an occupant (their role changed).
+    pub fn set_presence(&self, key: &RoomKey, user: i64, presence: Element) {
+        if let Some(o) = self
+            .lock()
+            .rooms
+            .get_mut(key)
+            .and_then(|r| r.get_mut(&user))
+        {
+            o.presence = presence;
+        }
+    }
+
+    /// The rooms the connection has joined.
+    pub fn rooms_of(&self, conn: ConnId) -> Vec<RoomKey> {
+        self.lock()
+            .by_conn
+            .get(&conn)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the connection has joined the room.
+    pub fn has_joined(&self, key: &RoomKey, conn: ConnId) -> bool {
+        self.lock()
+            .by_conn
+            .get(&conn)
+            .is_some_and(|rooms| rooms.contains(key))
     }
 
     /// Removes a connection from a room. `None`: it had not joined; `Some(occupant)` when it
@@ -210,9 +320,7 @@ impl Rooms {
         } else {
             None
         };
-        if room.is_empty() {
-            st.rooms.remove(key);
-        }
+        st.drop_if_empty(key);
         Some(gone)
     }
 
@@ -232,9 +340,7 @@ impl Rooms {
         let mut st = self.lock();
         let room = st.rooms.get_mut(key)?;
         let occ = room.remove(&user)?;
-        if room.is_empty() {
-            st.rooms.remove(key);
-        }
+        st.drop_if_empty(key);
         for (c, _) in &occ.conns {
             if let Some(set) = st.by_conn.get_mut(c) {
                 set.remove(key);
@@ -251,6 +357,7 @@ impl Rooms {
             .remove(key)
             .map(|r| r.into_values().collect())
             .unwrap_or_default();
+        st.drop_if_empty(key);
         for o in &occ {
             for (c, _) in &o.conns {
                 if let Some(set) = st.by_conn.get_mut(c) {
@@ -304,13 +411,43 @@ mod tests {
     #[test]
     fn the_last_connection_leaving_takes_the_occupant_out() {
         let r = Rooms::default();
-        assert!(r.join(&key(), 7, 1, "a", p()).first);
-        assert!(!r.join(&key(), 7, 2, "b", p()).first);
-        assert_eq!(r.join(&key(), 8, 3, "c", p()).others.len(), 1);
+        assert!(r.join(&key(), 7, 1, "a", "7", p()).unwrap().first);
+        assert!(!r.join(&key(), 7, 2, "b", "7", p()).unwrap().first);
+        assert_eq!(r.join(&key(), 8, 3, "c", "8", p()).unwrap().others.len(), 1);
         assert!(matches!(r.leave(&key(), 7, 1), Some(None)));
         assert!(r.leave(&key(), 7, 1).is_none());
         assert_eq!(r.leave_conn(7, 2).len(), 1);
         assert_eq!(r.joined_users(&key()), vec![8]);
+    }
+
+    #[test]
+    fn a_nick_is_one_occupants_and_changes_with_a_presence() {
+        let r = Rooms::default();
+        r.join(&key(), 7, 1, "a", "alice", p()).unwrap();
+        assert_eq!(
+            r.join(&key(), 8, 2, "b", "alice", p()).unwrap_err(),
+            JoinError::NickTaken
+        );
+        assert!(!r.has_joined(&key(), 2));
+        let j = r.join(&key(), 7, 1, "a", "alicia", p()).unwrap();
+        assert_eq!(j.old_nick.as_deref(), Some("alice"));
+        assert!(j.again);
+        assert!(r.join(&key(), 8, 2, "b", "alice", p()).is_ok());
+        assert_eq!(r.by_nick(&key(), "alicia").map(|o| o.user), Some(7));
+    }
+
+    #[test]
+    fn a_rooms_name_lives_as_long_as_its_occupants() {
+        let r = Rooms::default();
+        r.name_room(&key(), "lobby");
+        assert_eq!(r.dialog_named(AppId(1), "lobby"), None);
+        r.join(&key(), 7, 1, "a", "alice", p()).unwrap();
+        r.name_room(&key(), "lobby");
+        assert_eq!(r.dialog_named(AppId(1), "lobby").as_deref(), Some("d"));
+        assert_eq!(r.name_of(&key()).as_deref(), Some("lobby"));
+        r.leave_conn(7, 1);
+        assert_eq!(r.dialog_named(AppId(1), "lobby"), None);
+        assert_eq!(r.name_of(&key()), None);
     }
 
     #[test]

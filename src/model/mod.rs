@@ -15,6 +15,7 @@ pub use account::{Application, Session, User};
 pub mod dialog;
 pub mod message;
 pub mod object_id;
+pub mod room;
 /// XML names and characters now live in `crate::xml::names`; this path stays for callers.
 pub use crate::xml::names as xml;
 

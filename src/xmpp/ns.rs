@@ -101,3 +101,21 @@ pub const PUBSUB_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publ
 pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
 /// XEP-0115 Entity Capabilities.
 pub const CAPS: &str = "http://jabber.org/protocol/caps";
+/// XEP-0045 Multi-User Chat, owner namespace (room configuration, destruction).
+pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+/// XEP-0045 Multi-User Chat, admin namespace (affiliations and roles).
+pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+/// XEP-0045 room configuration form type.
+pub const MUC_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+/// XEP-0410 MUC Self-Ping (a room feature: pings to one's own occupant JID are answered).
+pub const MUC_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
+/// XEP-0425 Message Moderation, current version.
+pub const MODERATE_1: &str = "urn:xmpp:message-moderate:1";
+/// XEP-0425 Message Moderation, version 0 (inside an XEP-0422 `<apply-to/>`).
+pub const MODERATE_0: &str = "urn:xmpp:message-moderate:0";
+/// XEP-0424 Message Retraction, current version.
+pub const RETRACT_1: &str = "urn:xmpp:message-retract:1";
+/// XEP-0424 Message Retraction, version 0.
+pub const RETRACT_0: &str = "urn:xmpp:message-retract:0";
+/// XEP-0422 Message Fastening (wraps XEP-0425 version 0).
+pub const FASTEN: &str = "urn:xmpp:fasten:0";

@@ -310,6 +310,7 @@ impl Session {
                     get,
                     payload: &payload,
                     from: &self.full,
+                    conn: self.conn,
                     before: &mut before,
                 };
                 muc::on_iq(&self.services, &actor, iq, room).await

@@ -1,22 +1,28 @@
-//! XEP-0045 join and leave: presence to `room/{uid}` checked with the read rule, the other
-//! occupants' presence, the self-presence with 110 / 100 and the SDK shim, then the join
-//! history (`join_history.rs`); leaving by presence or at the end of the stream. Must not decide
-//! who may read (the chat service's `room_for_read` does).
+//! XEP-0045 join and leave: presence to `room/{nick}` checked by the chat service's
+//! `enter_room` (or creating a standard room, `create_room`), the other occupants' presence,
+//! the self-presence with 110 / 100 (/ 201 for a new room) and the SDK shim, the join history
+//! (`join_history.rs`), then the subject; nick changes (303); leaving by presence or at the
+//! end of the stream. Must not decide who may enter (the chat service does).
 
 use super::join_history::{history_message, join_history};
-use super::{chat_err, key, no_room, room_jid, user_key, RoomAddr, DEFAULT_HISTORY, MAX_HISTORY};
+use super::{
+    addr_jid, chat_err, key, lookup, nick_of, no_room, user_key, RoomAddr, DEFAULT_HISTORY,
+    MAX_HISTORY,
+};
+use crate::chat::rooms::RoomEntry;
 use crate::chat::rules::{self, Action, Role};
 use crate::chat::Actor;
-use crate::hub::rooms::Occupant;
+use crate::hub::rooms::{Occupant, RoomKey};
 use crate::hub::ConnId;
+use crate::model::room::RoomSettings;
 use crate::model::{AppId, Dialog, UserId};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{PresenceType, StanzaError, UserKey};
+use crate::xmpp::stanza::{Condition, ErrorType, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
 /// Affiliation and role of `uid` as XEP-0045 shows them, from the chat roles.
-fn item(d: &Dialog, members: &[i64], uid: i64) -> Element {
+pub(super) fn item(d: &Dialog, members: &[i64], uid: i64) -> Element {
     let role = rules::role_of(d, UserId(uid), members.contains(&uid));
     let affiliation = match role {
         Role::SuperAdmin => "owner",
@@ -43,8 +49,14 @@ fn status_with_shim(x: &mut Element, code: &str) {
     );
 }
 
-fn occupant_presence(room_jid: &str, uid: i64, template: &Element, item: Element) -> Element {
-    let mut p = Element::new("presence", ns::CLIENT).with_attr("from", format!("{room_jid}/{uid}"));
+pub(super) fn occupant_presence(
+    room_jid: &str,
+    nick: &str,
+    template: &Element,
+    item: Element,
+) -> Element {
+    let mut p =
+        Element::new("presence", ns::CLIENT).with_attr("from", format!("{room_jid}/{nick}"));
     // The template is the joining presence, so available today (no `type`); an unknown type
     // never reaches here (see `on_presence`).
     if let Some(t) = PresenceType::of(template).ok().and_then(PresenceType::attr) {
@@ -115,8 +127,80 @@ pub(super) fn with_status(mut p: Element, codes: &[&str], self_presence: bool) -
     p
 }
 
-/// A `presence` addressed to a room: join (available) or leave (unavailable). Returns what the
-/// sender's own connection gets, in order; an error is the join error to send back.
+/// The nick `uid` asks for: any nick, but a number is a user id (the SDK's nick, what its
+/// clients read as the sender), so only that user may take it.
+fn check_nick(nick: &str, uid: i64) -> Result<(), StanzaError> {
+    match nick.parse::<i64>() {
+        Ok(n) if n != uid => {
+            Err(StanzaError::conflict().with_text(format!("the nick {n} is reserved for user {n}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The room's subject as a joiner gets it, last (XEP-0045 §7.2.15): from the nick that set
+/// it, or the room; an empty `<subject/>` when there is none.
+pub(super) fn subject_message(rjid: &str, to: &str, settings: &RoomSettings) -> Element {
+    let from = match &settings.subject_by {
+        Some(nick) if !settings.subject.is_empty() => format!("{rjid}/{nick}"),
+        _ => rjid.to_owned(),
+    };
+    Element::new("message", ns::CLIENT)
+        .with_attr("type", "groupchat")
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_attr("id", crate::xmpp::stanza::random_hex(8))
+        .with_child(Element::new("subject", ns::CLIENT).with_text(settings.subject.clone()))
+}
+
+/// Enters the room behind `room`, creating a standard room when its name is unknown (and
+/// `xmpp.room_creation` allows it).
+async fn enter(
+    s: &Services,
+    actor: &Actor,
+    room: RoomAddr,
+) -> Result<(RoomAddr, RoomEntry), StanzaError> {
+    for _ in 0..2 {
+        if let Some(found) = lookup(s, actor, room.clone()).await? {
+            let entry = s
+                .chat
+                .enter_room(actor, &found.dialog)
+                .await
+                .map_err(chat_err)?;
+            return Ok((found, entry));
+        }
+        let Some(name) = room.name.as_deref() else {
+            break;
+        };
+        if !s.config.xmpp.room_creation {
+            break;
+        }
+        if let Some(entry) = s.chat.create_room(actor, name).await.map_err(chat_err)? {
+            let mut created = room.clone();
+            created.dialog = entry.dialog.id.to_string();
+            return Ok((created, entry));
+        }
+        // Another join created the room meanwhile: enter it.
+    }
+    Err(no_room())
+}
+
+/// Leaves the room; a temporary standard room whose last occupant this was goes with it.
+fn left(s: &Services, k: &RoomKey, named: bool) {
+    if named && s.hub.rooms.occupants(k).is_empty() {
+        let chat = s.chat.clone();
+        let (app, dialog) = k.clone();
+        tokio::spawn(async move {
+            if let Err(e) = chat.drop_if_temporary(app, &dialog).await {
+                tracing::warn!(error = %e, "a temporary room was not removed");
+            }
+        });
+    }
+}
+
+/// A `presence` addressed to a room: join (available), nick change or presence update, or
+/// leave (unavailable). Returns what the sender's own connection gets, in order; an error is
+/// the join error to send back.
 pub async fn on_presence(
     s: &Services,
     actor: &Actor,
@@ -127,8 +211,6 @@ pub async fn on_presence(
 ) -> Result<Vec<Element>, StanzaError> {
     let uid = actor.user.0;
     let app = actor.app.id;
-    let k = key(actor, &room);
-    let rjid = room_jid(s, app, &room.dialog);
     let id = el.attr("id").map(str::to_owned);
     let resource = full.split_once('/').map(|(_, r)| r).unwrap_or_default();
     let self_addr = |mut p: Element| {
@@ -141,12 +223,19 @@ pub async fn on_presence(
     match PresenceType::of(&el) {
         Ok(PresenceType::Available) => {}
         Ok(PresenceType::Unavailable) => {
+            let Some(room) = lookup(s, actor, room).await? else {
+                return Ok(Vec::new());
+            };
+            let k = key(actor, &room);
+            let rjid = addr_jid(s, app, &room);
+            let named = s.hub.rooms.name_of(&k).is_some();
             let mut mine = unavailable(&Element::new("presence", ns::CLIENT))
-                .with_attr("from", format!("{rjid}/{uid}"));
+                .with_attr("from", format!("{rjid}/{}", nick_of(s, &k, uid)));
             if let Some(Some(gone)) = s.hub.rooms.leave(&k, uid, conn) {
                 let p = unavailable(&gone.presence);
                 to_occupants(s, app, &s.hub.rooms.occupants(&k), &p);
                 mine = unavailable(&gone.presence);
+                left(s, &k, named);
             }
             return Ok(vec![self_addr(with_status(mine, &[], true))]);
         }
@@ -154,28 +243,13 @@ pub async fn on_presence(
         // Subscriptions and probes mean nothing to a room; an unknown type is ignored too.
         _ => return Ok(Vec::new()),
     }
-    let nick = room.nick.as_deref().ok_or_else(|| {
-        StanzaError::bad_request().with_text("a join names the nick: room/{user_id}")
+    let nick = room.nick.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+        StanzaError::new(ErrorType::Modify, Condition::JidMalformed)
+            .with_text("a join names the nick: room/{nick}")
     })?;
-    if nick != uid.to_string() {
-        return Err(StanzaError::conflict().with_text("the nick in a room is the user id"));
-    }
-    let (dialog, members) = s
-        .chat
-        .room_for_read(actor, &room.dialog)
-        .await
-        .map_err(chat_err)?;
-    if !dialog.kind.is_room() {
-        return Err(no_room());
-    }
-    let max = s.config.xmpp.rooms_joined_max;
-    if !s.hub.rooms.may_join(&k, conn, max) {
-        return Err(StanzaError::not_allowed().with_text(format!(
-            "too many rooms joined (at most {max} per connection)"
-        )));
-    }
+    check_nick(&nick, uid)?;
     // The room keeps this presence for as long as the connection stays and copies it to every
-    // occupant: its payload is bounded.
+    // occupant: its payload is bounded (checked before a room may be created for it).
     let max_bytes = s.config.xmpp.room_presence_max_bytes;
     let payload: usize = el
         .elements()
@@ -187,8 +261,47 @@ pub async fn on_presence(
             "the presence is too large to keep in a room (at most {max_bytes} bytes)"
         )));
     }
-    let me = occupant_presence(&rjid, uid, &el, item(&dialog, &members, uid));
-    let joined = s.hub.rooms.join(&k, uid, conn, resource, me.clone());
+    let max = s.config.xmpp.rooms_joined_max;
+    if let Some(found) = lookup(s, actor, room.clone()).await? {
+        if !s.hub.rooms.may_join(&key(actor, &found), conn, max) {
+            return Err(too_many_rooms(max));
+        }
+    } else if s.hub.rooms.rooms_of(conn).len() >= max {
+        return Err(too_many_rooms(max));
+    }
+    let (room, entry) = enter(s, actor, room).await?;
+    let k = key(actor, &room);
+    let dialog = &entry.dialog;
+    let rjid = addr_jid(s, app, &room);
+    let me = occupant_presence(&rjid, &nick, &el, item(dialog, &entry.members, uid));
+    let joined = s
+        .hub
+        .rooms
+        .join(&k, uid, conn, resource, &nick, me.clone())
+        .map_err(|_| {
+            StanzaError::conflict().with_text("another occupant of the room has this nick")
+        })?;
+    if let Some(name) = &room.name {
+        s.hub.rooms.name_room(&k, name);
+    }
+    if let Some(old) = joined.old_nick {
+        // XEP-0045 §7.6: unavailable from the old nick with 303 and the new nick, then the
+        // new nick's presence, to everyone (the occupant included, with 110).
+        let mut gone = unavailable(&me);
+        gone.set_attr("from", format!("{rjid}/{old}"));
+        set_item_nick(&mut gone, &nick);
+        to_occupants(
+            s,
+            app,
+            &joined.others,
+            &with_status(gone.clone(), &["303"], false),
+        );
+        to_occupants(s, app, &joined.others, &me);
+        return Ok(vec![
+            self_addr(with_status(gone, &["303"], true)),
+            self_addr(with_status(me, &[], true)),
+        ]);
+    }
     if joined.again {
         // A presence update from an occupant: shown to the others, confirmed to itself.
         to_occupants(s, app, &joined.others, &me);
@@ -203,14 +316,43 @@ pub async fn on_presence(
     if joined.first {
         to_occupants(s, app, &joined.others, &me);
     }
-    out.push(self_addr(with_status(me, &["100"], true)));
+    let codes: &[&str] = if entry.created {
+        &["100", "201"]
+    } else {
+        &["100"]
+    };
+    out.push(self_addr(with_status(me, codes, true)));
     let (limit, since) = history_request(s, el.child("x", ns::MUC));
-    if limit > 0 {
+    if limit > 0 && !entry.created {
         for v in join_history(s, actor, &room.dialog, limit, since).await? {
             out.push(history_message(&rjid, full, &v));
         }
     }
+    out.push(subject_message(&rjid, full, &entry.settings));
     Ok(out)
+}
+
+fn too_many_rooms(max: usize) -> StanzaError {
+    StanzaError::not_allowed().with_text(format!(
+        "too many rooms joined (at most {max} per connection)"
+    ))
+}
+
+/// Sets `nick` on the `<item/>` of a presence's `<x xmlns=muc#user>`.
+fn set_item_nick(p: &mut Element, nick: &str) {
+    for n in p.children.iter_mut() {
+        if let crate::xmpp::stream::Node::Element(x) = n {
+            if x.is("x", ns::MUC_USER) {
+                for c in x.children.iter_mut() {
+                    if let crate::xmpp::stream::Node::Element(i) = c {
+                        if i.is("item", ns::MUC_USER) {
+                            i.set_attr("nick", nick);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `(maxstanzas, since unix seconds)` of a join's `<history/>`.
@@ -238,9 +380,17 @@ fn history_request(s: &Services, x: Option<&Element>) -> (i64, Option<i64>) {
 
 /// The connection's stream ended or went unavailable: it leaves every room it had joined.
 pub fn leave_all(s: &Services, user: UserKey, conn: ConnId) {
+    let named: Vec<RoomKey> = s
+        .hub
+        .rooms
+        .rooms_of(conn)
+        .into_iter()
+        .filter(|k| s.hub.rooms.name_of(k).is_some())
+        .collect();
     for (k, gone) in s.hub.rooms.leave_conn(user.user.0, conn) {
         let p = unavailable(&gone.presence);
         to_occupants(s, k.0, &s.hub.rooms.occupants(&k), &p);
+        left(s, &k, named.contains(&k));
     }
 }
 
@@ -252,7 +402,7 @@ mod tests {
     fn self_presence_carries_status_110_and_the_sdk_shim() {
         let p = occupant_presence(
             "1_x@muc.localhost",
-            7,
+            "7",
             &Element::new("presence", ns::CLIENT),
             Element::new("item", ns::MUC_USER),
         );

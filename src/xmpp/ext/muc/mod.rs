@@ -1,5 +1,8 @@
 //! XEP-0045 Multi-User Chat, as ConnectyCube and its SDK use it: every group dialog (types 1, 2,
-//! 4) is a room `{app}_{dialog}@muc.{domain}`, the nick is the user id. A `groupchat` message
+//! 4) is a room `{app}_{dialog}@muc.{domain}`, the SDK's nick is the user id (the reserved nick
+//! discovery of §7.12 says so). Alongside, standard rooms `name@muc.{domain}`: joining an unknown
+//! name creates an instant room backed by a new group dialog (`chat::rooms`), nicks are free and
+//! unique in the room, and only joined occupants receive its messages. A `groupchat` message
 //! goes to every online member of the dialog, joined or not, and back to the sender; join and
 //! leave presence, join history from storage, disco on the service and rooms, and removals
 //! made over REST. Reached by destination host (`muc.{domain}`), not by namespace: routing
@@ -14,13 +17,25 @@
 //! the SDK's `<xmlns><code>…</code></xmlns>` shim next to the standard status.
 //!
 //! - `mod.rs`          room addresses, membership, `groupchat` messages, disco on rooms
-//! - `join.rs`         join and leave presence, occupants' presence
+//! - `join.rs`         join and leave presence, nick changes, occupants' presence, the subject
 //! - `join_history.rs` the stored messages replayed after a join
 //! - `occupants.rs`    removals and deletions made over REST (chat events)
+//! - `private.rs`      private messages through the room (`type='chat'` to `room/nick`)
+//! - `subject.rs`      the room subject (a `groupchat` message with `<subject/>`)
+//! - `owner.rs`        the owner's configuration form and room destruction (`muc#owner`)
+//! - `admin.rs`        affiliation and role changes, kicks (`muc#admin`)
+//! - `self_ping.rs`    XEP-0410 MUC self-ping
+//! - `moderate.rs`     XEP-0425 message moderation
 
+mod admin;
 mod join;
 mod join_history;
+mod moderate;
 mod occupants;
+mod owner;
+mod private;
+mod self_ping;
+mod subject;
 
 use std::sync::Arc;
 
@@ -112,11 +127,14 @@ pub const DEFAULT_HISTORY: i64 = 20;
 /// The most history messages one join returns.
 pub const MAX_HISTORY: i64 = 100;
 
-/// A room address: the dialog id and, for an occupant JID, the nick.
+/// A room address: the dialog id and, for an occupant JID, the nick. A standard room's address
+/// carries its `name` and an empty `dialog` until [`resolve`] finds the dialog behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomAddr {
     pub dialog: String,
     pub nick: Option<String>,
+    /// The local part of a standard room's JID, lower case.
+    pub name: Option<String>,
 }
 
 /// The MUC service host of a chat domain.
@@ -124,23 +142,79 @@ pub fn service(domain: &str) -> String {
     format!("muc.{domain}")
 }
 
-/// Parses the local part `{app}_{dialog}` of a room JID; rooms of other applications and
-/// malformed names do not exist.
+/// Parses the local part of a room JID: `{app}_{dialog}` is a dialog room (another
+/// application's does not exist), anything else a standard room's name.
 pub fn parse_room(local: &str, app: AppId, nick: Option<String>) -> Result<RoomAddr, StanzaError> {
-    let nf = || StanzaError::item_not_found().with_text("no such room");
-    let (a, d) = local.split_once('_').ok_or_else(nf)?;
-    if a.parse::<i64>().ok() != Some(app.0) || !ObjectId::is_valid(d) {
-        return Err(nf());
+    if let Some((a, d)) = local.split_once('_') {
+        if let (Ok(a), true) = (a.parse::<i64>(), ObjectId::is_valid(d)) {
+            if a != app.0 {
+                return Err(StanzaError::item_not_found().with_text("no such room"));
+            }
+            return Ok(RoomAddr {
+                dialog: d.to_ascii_lowercase(),
+                nick,
+                name: None,
+            });
+        }
     }
     Ok(RoomAddr {
-        dialog: d.to_ascii_lowercase(),
+        dialog: String::new(),
         nick,
+        name: Some(local.to_lowercase()),
     })
 }
 
-/// The JID of the room of `dialog`: `{app}_{dialog}@muc.{domain}`.
+/// Finds the dialog behind a standard room's address (live rooms first, then the store);
+/// `None` when no room has that name. A dialog room's address is returned as it is.
+pub async fn lookup(
+    s: &Services,
+    actor: &Actor,
+    mut room: RoomAddr,
+) -> Result<Option<RoomAddr>, StanzaError> {
+    let Some(name) = &room.name else {
+        return Ok(Some(room));
+    };
+    if room.dialog.is_empty() {
+        let found = match s.hub.rooms.dialog_named(actor.app.id, name) {
+            Some(d) => Some(d),
+            None => s.chat.room_named(actor, name).await.map_err(chat_err)?,
+        };
+        match found {
+            Some(d) => room.dialog = d,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(room))
+}
+
+/// [`lookup`], with an unknown standard room "not found".
+pub async fn resolve(s: &Services, actor: &Actor, room: RoomAddr) -> Result<RoomAddr, StanzaError> {
+    lookup(s, actor, room).await?.ok_or_else(no_room)
+}
+
+/// The JID of the room of `dialog`: `name@muc.{domain}` for a live standard room, else
+/// `{app}_{dialog}@muc.{domain}`.
 pub fn room_jid(s: &Services, app: AppId, dialog: &str) -> String {
-    format!("{}_{dialog}@{}", app.0, service(s.domain()))
+    match s.hub.rooms.name_of(&(app, dialog.to_owned())) {
+        Some(name) => format!("{name}@{}", service(s.domain())),
+        None => format!("{}_{dialog}@{}", app.0, service(s.domain())),
+    }
+}
+
+/// The JID of a resolved room address, as its requester named it.
+pub fn addr_jid(s: &Services, app: AppId, room: &RoomAddr) -> String {
+    match &room.name {
+        Some(name) => format!("{name}@{}", service(s.domain())),
+        None => room_jid(s, app, &room.dialog),
+    }
+}
+
+/// The nick of `uid` in a room: the one they joined with, else their user id (the SDK's).
+pub(super) fn nick_of(s: &Services, k: &RoomKey, uid: i64) -> String {
+    s.hub
+        .rooms
+        .nick_of(k, uid)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 pub(super) fn key(actor: &Actor, room: &RoomAddr) -> RoomKey {
@@ -233,22 +307,33 @@ pub async fn on_message(
     mut el: Element,
     room: RoomAddr,
 ) -> Result<(), StanzaError> {
+    let room = resolve(s, actor, room).await?;
     match MessageType::of(&el) {
         Ok(MessageType::Error) => return Ok(()),
         Ok(MessageType::Groupchat) => {}
+        Ok(MessageType::Chat) if room.nick.is_some() => {
+            return private::on_message(s, actor, el, &room).await;
+        }
         // Any other type, an unknown one included, is refused.
         _ => {
-            return Err(StanzaError::bad_request().with_text(
-                "messages to a room are type groupchat; private messages are not served",
-            ))
+            return Err(StanzaError::bad_request()
+                .with_text("messages to a room are type groupchat, or chat to an occupant"))
         }
     }
     if room.nick.is_some() {
         return Err(StanzaError::bad_request().with_text("groupchat goes to the room's bare JID"));
     }
+    let uid = actor.user.0;
+    let k = key(actor, &room);
+    if room.name.is_some() && !s.hub.rooms.joined_users(&k).contains(&uid) {
+        // A standard room hears only its occupants (XEP-0045 §7.4).
+        return Err(StanzaError::not_acceptable().with_text("join the room before posting"));
+    }
+    if subject::is_subject_change(&el) {
+        return subject::on_message(s, actor, &el, &room).await;
+    }
     let m = membership(s, actor, &room).await?;
     let mut members = m.members.clone();
-    let uid = actor.user.0;
     let child_id = |name: &str, namespace: &str| {
         el.child(name, namespace)
             .and_then(|c| c.attr("id"))
@@ -280,12 +365,14 @@ pub async fn on_message(
                 Err(e) => return Err(chat_err(e)),
             }
         }
-    } else if history::wanted(&el) && has_content(&el) {
+    } else if (history::wanted(&el) || room.name.is_some()) && has_content(&el) {
+        // A standard room keeps every message (its clients never ask, as the SDK does with
+        // `save_to_history`): join history and the room's archive read them back.
         let new = history::new_message(&el, Some(room.dialog.clone()), None);
         let stored = s.chat.store_message(actor, new).await.map_err(chat_err)?;
         history::stamp(&mut el, &stored);
         // XEP-0359: the id the room's archive (ext::mam) knows it by.
-        let by = room_jid(s, actor.app.id, &room.dialog);
+        let by = addr_jid(s, actor.app.id, &room);
         super::stanza_id::stamp(&mut el, stored.view.message.id.as_str(), &by);
         let mut fresh = stored.recipients.clone();
         fresh.push(uid);
@@ -299,9 +386,17 @@ pub async fn on_message(
         }
         members = Arc::new(all);
     }
+    if room.name.is_some() {
+        // A standard room's messages go to its joined occupants only (`fan_out` adds them).
+        members = Arc::new(Vec::new());
+    }
     el.set_attr(
         "from",
-        format!("{}/{uid}", room_jid(s, actor.app.id, &room.dialog)),
+        format!(
+            "{}/{}",
+            addr_jid(s, actor.app.id, &room),
+            nick_of(s, &k, uid)
+        ),
     );
     fan_out(s, actor.app.id, &room.dialog, &members, uid, &el).await;
     Ok(())
@@ -314,18 +409,26 @@ pub struct Iq<'a> {
     pub payload: &'a Element,
     /// The requesting connection's full JID.
     pub from: &'a str,
+    /// The requesting connection.
+    pub conn: crate::hub::ConnId,
     /// Stanzas for the requesting connection, written before the answer.
     pub before: &'a mut Vec<Element>,
 }
 
-/// An iq to the MUC service (`room: None`) or to a room: disco#info and disco#items, and a
-/// room's message archive (`ext::mam`); anything else is not served.
+/// An iq to the MUC service (`room: None`), to a room or to an occupant: disco#info (with
+/// §7.12 reserved-nick discovery) and disco#items, the room's message archive (`ext::mam`), the
+/// owner's form (`owner.rs`), affiliations and roles (`admin.rs`), moderation (`moderate.rs`)
+/// and self-pings (`self_ping.rs`); anything else is not served.
 pub async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: Option<RoomAddr>) -> Reply {
+    let room = match room {
+        Some(r) => Some(resolve(s, actor, r).await?),
+        None => None,
+    };
     let (get, payload) = (iq.get, iq.payload);
     if payload.ns == ns::MAM {
         return match room {
             Some(room) if room.nick.is_none() => {
-                let rjid = room_jid(s, actor.app.id, &room.dialog);
+                let rjid = addr_jid(s, actor.app.id, &room);
                 let archive = crate::xmpp::ext::mam::Room {
                     dialog: &room.dialog,
                     jid: &rjid,
@@ -335,6 +438,20 @@ pub async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: Option<RoomAdd
             // The service and occupants keep no archive.
             _ => Err(StanzaError::service_unavailable()),
         };
+    }
+    if let Some(room) = &room {
+        if room.nick.is_some() {
+            return self_ping::on_iq(s, actor, iq, room);
+        }
+        if payload.is("query", ns::MUC_OWNER) {
+            return owner::on_iq(s, actor, iq, room).await;
+        }
+        if payload.is("query", ns::MUC_ADMIN) {
+            return admin::on_iq(s, actor, iq, room).await;
+        }
+        if moderate::is_request(payload) {
+            return moderate::on_iq(s, actor, iq, room).await;
+        }
     }
     let disco_info = payload.is("query", ns::DISCO_INFO);
     let disco_items = payload.is("query", ns::DISCO_ITEMS);
@@ -358,22 +475,37 @@ pub async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: Option<RoomAdd
         }
         return Ok(Some(q));
     };
-    let (dialog, _) = s
+    let (dialog, _, settings) = s
         .chat
-        .room_for_read(actor, &room.dialog)
+        .room_info(actor, &room.dialog)
         .await
         .map_err(chat_err)?;
-    if !dialog.kind.is_room() {
-        return Err(no_room());
-    }
-    let rjid = room_jid(s, actor.app.id, &room.dialog);
+    let rjid = addr_jid(s, actor.app.id, &room);
+    let k = key(actor, &room);
     if disco_items {
         let mut q = Element::new("query", ns::DISCO_ITEMS);
-        for uid in s.hub.rooms.joined_users(&key(actor, &room)) {
+        for o in s.hub.rooms.occupants(&k) {
             q.push(
                 Element::new("item", ns::DISCO_ITEMS)
-                    .with_attr("jid", format!("{rjid}/{uid}"))
-                    .with_attr("name", uid.to_string()),
+                    .with_attr("jid", format!("{rjid}/{}", o.nick))
+                    .with_attr("name", o.nick.clone()),
+            );
+        }
+        return Ok(Some(q));
+    }
+    if let Some(node) = payload.attr("node") {
+        if node != RESERVED_NICK_NODE {
+            return Err(StanzaError::item_not_found());
+        }
+        // XEP-0045 §7.12: a dialog room reserves each user's id as their nick (the SDK's);
+        // a standard room reserves none.
+        let mut q = Element::new("query", ns::DISCO_INFO).with_attr("node", node);
+        if settings.name.is_none() {
+            q.push(
+                Element::new("identity", ns::DISCO_INFO)
+                    .with_attr("category", "conference")
+                    .with_attr("type", "text")
+                    .with_attr("name", actor.user.0.to_string()),
             );
         }
         return Ok(Some(q));
@@ -384,10 +516,15 @@ pub async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: Option<RoomAdd
             .with_attr("type", "text")
             .with_attr("name", dialog.name.clone().unwrap_or_default()),
     );
-    let access = if dialog.kind == DialogType::Group {
+    let access = if dialog.kind == DialogType::Group && !dialog.allow_preview {
         "muc_membersonly"
     } else {
         "muc_open"
+    };
+    let lifetime = if settings.persistent {
+        "muc_persistent"
+    } else {
+        "muc_temporary"
     };
     for f in [
         ns::MUC,
@@ -395,14 +532,23 @@ pub async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: Option<RoomAdd
         ns::DISCO_ITEMS,
         ns::MAM,
         ns::MAM_EXTENDED,
-        "muc_persistent",
+        ns::MUC_SELF_PING,
+        ns::MODERATE_0,
+        ns::MODERATE_1,
+        lifetime,
         "muc_nonanonymous",
+        "muc_unmoderated",
+        "muc_unsecured",
         access,
     ] {
         q.push(feature(f));
     }
     Ok(Some(q))
 }
+
+/// The disco#info node of XEP-0045 §7.12 reserved-nick discovery.
+pub const RESERVED_NICK_NODE: &str = "x-roomuser-item";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,7 +559,14 @@ mod tests {
         assert_eq!(r.dialog, "5c094c0ce588ce6856f87422");
         assert_eq!(r.nick.as_deref(), Some("7"));
         assert!(parse_room("43_5c094c0ce588ce6856f87422", AppId(42), None).is_err());
-        assert!(parse_room("42_nope", AppId(42), None).is_err());
-        assert!(parse_room("42", AppId(42), None).is_err());
+    }
+
+    #[test]
+    fn any_other_local_part_names_a_standard_room() {
+        for local in ["42_nope", "42", "Lobby"] {
+            let r = parse_room(local, AppId(42), None).unwrap();
+            assert_eq!(r.name, Some(local.to_lowercase()));
+            assert!(r.dialog.is_empty());
+        }
     }
 }
