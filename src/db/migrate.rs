@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_archive",
         sql: include_str!("../../migrations/0008_archive.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_blobs",
+        sql: include_str!("../../migrations/0011_blobs.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).
