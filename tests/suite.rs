@@ -34,4 +34,5 @@ mod ops_logs;
 mod ops_metrics;
 mod ops_recovery;
 mod ops_tls_reload;
+mod rest_blobs;
 mod rest_openapi;

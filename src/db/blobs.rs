@@ -65,7 +65,10 @@ pub async fn by_id(pool: &DbPool, app: AppId, id: i64) -> Result<Option<Blob>, D
 pub async fn by_uid(pool: &DbPool, uid: &str) -> Result<Option<Blob>, DbError> {
     let c = pool.get().await?;
     let row = c
-        .q01(&format!("SELECT {COLUMNS} FROM blobs WHERE uid = $1"), &[&uid])
+        .q01(
+            &format!("SELECT {COLUMNS} FROM blobs WHERE uid = $1"),
+            &[&uid],
+        )
         .await?;
     Ok(row.as_ref().map(from_row))
 }

@@ -63,14 +63,15 @@ pub struct Limits {
 impl Limits {
     pub fn allows(&self, content_type: &str) -> bool {
         self.content_types.is_empty()
-            || self.content_types.iter().any(|allowed| {
-                match allowed.strip_suffix("/*") {
+            || self
+                .content_types
+                .iter()
+                .any(|allowed| match allowed.strip_suffix("/*") {
                     Some(family) => content_type
                         .split_once('/')
                         .is_some_and(|(f, _)| f.eq_ignore_ascii_case(family)),
                     None => allowed.eq_ignore_ascii_case(content_type),
-                }
-            })
+                })
     }
 }
 
@@ -116,7 +117,10 @@ fn check_content_type(ct: &str) -> Result<(), FilesError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid("content_type", "must be a media type such as image/png"))
+        Err(invalid(
+            "content_type",
+            "must be a media type such as image/png",
+        ))
     }
 }
 
@@ -288,10 +292,7 @@ impl Files {
             return Err(invalid("page", "must be at least 1"));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
-            return Err(invalid(
-                "per_page",
-                format!("must be 1 to {MAX_PER_PAGE}"),
-            ));
+            return Err(invalid("per_page", format!("must be 1 to {MAX_PER_PAGE}")));
         }
         let offset = (page - 1).saturating_mul(per_page);
         Ok(repo::page(&self.inner.pool, actor.app.id, actor.user, per_page, offset).await?)

@@ -66,7 +66,13 @@ impl DiskStore {
 
     /// The upload form as the hosted service gives it: the target URL with every form field in
     /// its query (the SDKs post the fields, then `file`, as `multipart/form-data`).
-    pub fn upload_url(&self, uid: &str, content_type: &str, max_bytes: u64, expires: i64) -> String {
+    pub fn upload_url(
+        &self,
+        uid: &str,
+        content_type: &str,
+        max_bytes: u64,
+        expires: i64,
+    ) -> String {
         let (max, exp) = (max_bytes.to_string(), expires.to_string());
         let sig = self.sign(&["upload", uid, content_type, &max, &exp]);
         format!(

@@ -48,7 +48,9 @@ impl S3Store {
             return Err(bad("give scheme://host[:port] only"));
         }
         let default_port = if https { 443 } else { 80 };
-        let connect_to = if rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        let connect_to = if rest
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         {
             rest.to_owned()
         } else {

@@ -28,12 +28,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 fn amz_date(t: OffsetDateTime) -> (String, String) {
     let t = t.to_offset(time::UtcOffset::UTC);
     let date = format!("{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day());
-    let stamp = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let stamp = format!("{date}T{:02}{:02}{:02}Z", t.hour(), t.minute(), t.second());
     (date, stamp)
 }
 
@@ -59,7 +54,10 @@ impl Signer {
     }
 
     fn signing_key(&self, date: &str) -> Vec<u8> {
-        let k = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
+        let k = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
         let k = hmac(&k, self.region.as_bytes());
         let k = hmac(&k, b"s3");
         hmac(&k, b"aws4_request")
@@ -98,8 +96,7 @@ impl Signer {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&");
-        let canonical =
-            format!("{method}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
+        let canonical = format!("{method}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
         let to_sign = format!(
             "AWS4-HMAC-SHA256\n{stamp}\n{}\n{}",
             self.scope(&date),
@@ -192,7 +189,9 @@ mod tests {
             ),
             "{url}"
         );
-        assert!(url.contains("X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"));
+        assert!(url.contains(
+            "X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+        ));
     }
 
     #[test]
@@ -206,7 +205,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["expiration"], "2013-08-06T01:00:00.000Z");
         let text = v["conditions"].to_string();
-        assert!(text.contains(r#"["content-length-range",0,1000]"#), "{text}");
+        assert!(
+            text.contains(r#"["content-length-range",0,1000]"#),
+            "{text}"
+        );
         assert!(text.contains(r#"{"key":"k1"}"#), "{text}");
         assert!(text.contains(r#"{"Content-Type":"image/png"}"#), "{text}");
     }
