@@ -631,7 +631,7 @@ impl Config {
                     }
                 }
                 let e = &self.storage.s3_endpoint;
-                if !e.is_empty() && !(e.starts_with("http://") || e.starts_with("https://")) {
+                if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
                     out.push(format!("storage.s3_endpoint: {e:?} is not an http(s) URL"));
                 }
             }

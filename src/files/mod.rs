@@ -323,8 +323,8 @@ impl Files {
     }
 
     /// `GET /blobs/{uid}/download` and `/object?download_url=1`: a download URL for a completed
-    /// blob the reader may read (`None`: anonymous). `app` scopes the uid for anonymous readers
-    /// of public blobs too: any application's public blob is reachable by its uid, as hosted.
+    /// blob the reader may read (`None`: anonymous). A public blob is reachable by its uid
+    /// alone (128 random bits), as hosted; a private one only within its application.
     pub async fn download(&self, reader: Option<&Actor>, uid: &str) -> Result<WithUrl, FilesError> {
         let nf = || FilesError::NotFound(format!("Blob {uid} not found"));
         if !is_uid(uid) {

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use time::OffsetDateTime;
 
-use super::sigv4::{uri_encode, Signer};
+use super::sigv4::{uri_encode, Signer, Target};
 use super::StoreError;
 use crate::config::StorageConfig;
 
@@ -154,11 +154,14 @@ impl S3Store {
         ttl_secs: u64,
     ) -> String {
         let (host, path) = self.locate(uid);
+        let target = Target {
+            scheme: self.scheme(),
+            host: &host,
+            path: &path,
+        };
         self.signer.presign(
             "GET",
-            self.scheme(),
-            &host,
-            &path,
+            target,
             &[("response-content-type", content_type)],
             now,
             ttl_secs,
@@ -192,9 +195,12 @@ impl S3Store {
         now: OffsetDateTime,
     ) -> Result<(StatusCode, Option<u64>), StoreError> {
         let (host, path) = self.locate(uid);
-        let url = self
-            .signer
-            .presign(method, self.scheme(), &host, &path, &[], now, 300);
+        let target = Target {
+            scheme: self.scheme(),
+            host: &host,
+            path: &path,
+        };
+        let url = self.signer.presign(method, target, &[], now, 300);
         let target = url
             .split_once(&host)
             .map(|(_, t)| t.to_owned())

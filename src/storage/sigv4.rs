@@ -10,6 +10,14 @@ use time::OffsetDateTime;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// What a pre-signed URL points at: `scheme://host` and the canonical (encoded) path.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub scheme: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
 /// Credentials and scope of one bucket.
 #[derive(Clone, Debug)]
 pub struct Signer {
@@ -63,18 +71,17 @@ impl Signer {
         hmac(&k, b"aws4_request")
     }
 
-    /// A pre-signed URL: `method` on `scheme://host/path` (path already in its canonical,
-    /// encoded form), valid `expires_secs` from `now`, with `extra` query parameters signed too.
+    /// A pre-signed URL: `method` on `target`, valid `expires_secs` from `now`, with `extra`
+    /// query parameters signed too.
     pub fn presign(
         &self,
         method: &str,
-        scheme: &str,
-        host: &str,
-        path: &str,
+        target: Target<'_>,
         extra: &[(&str, &str)],
         now: OffsetDateTime,
         expires_secs: u64,
     ) -> String {
+        let Target { scheme, host, path } = target;
         let (date, stamp) = amz_date(now);
         let credential = format!("{}/{}", self.access_key, self.scope(&date));
         let expires = expires_secs.clamp(1, 604_800).to_string();
@@ -176,9 +183,11 @@ mod tests {
         let at = time::macros::datetime!(2013-05-24 00:00:00 UTC);
         let url = example().presign(
             "GET",
-            "https",
-            "examplebucket.s3.amazonaws.com",
-            "/test.txt",
+            Target {
+                scheme: "https",
+                host: "examplebucket.s3.amazonaws.com",
+                path: "/test.txt",
+            },
             &[],
             at,
             86_400,
