@@ -29,6 +29,7 @@ pub struct Config {
     pub passwords: PasswordConfig,
     pub chat: ChatConfig,
     pub calls: CallsConfig,
+    pub storage: StorageConfig,
     /// Applications created or updated at start-up.
     pub applications: Vec<ApplicationConfig>,
 }
@@ -412,6 +413,69 @@ impl Default for ChatConfig {
     }
 }
 
+/// Files (the storage API, `/blobs`): where the bytes live and what may be uploaded.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `disk`: files under `<data_dir>/blobs`, served by Parley itself with signed, expiring
+    /// URLs. `s3`: any S3-compatible service (AWS S3, MinIO, Ceph, R2), with pre-signed URLs so
+    /// the bytes go straight between client and store.
+    pub backend: String,
+    /// The URL clients reach Parley's REST port at (`https://api.example.com`), used in the
+    /// upload form and download URLs of the `disk` store; empty: `http://<http.addr>`.
+    pub public_url: String,
+    /// Largest blob in bytes (per application: `max_blob_bytes` in `[[applications]]`).
+    pub max_blob_bytes: u64,
+    /// Content types that may be uploaded, exact (`image/png`) or by family (`image/*`); empty:
+    /// any (per application: `blob_content_types` in `[[applications]]`).
+    pub allowed_content_types: Vec<String>,
+    /// Seconds an upload form (or an XMPP upload slot) stays valid.
+    pub upload_url_ttl_secs: u64,
+    /// Seconds a download URL stays valid (`/blobs/{uid}/download`,
+    /// `/blobs/{uid}/object?download_url=1`).
+    pub download_url_ttl_secs: u64,
+    /// Uploads not completed (`PUT /blobs/{id}/complete`) within this many seconds are removed
+    /// with their bytes.
+    pub unfinished_ttl_secs: u64,
+    /// Key of the `disk` store's URL signatures (HMAC-SHA256); empty: a random key kept in
+    /// `<data_dir>/blobs/signing.key` (mode 0600). Nodes sharing a disk must share the key.
+    pub signing_key: String,
+    /// S3 endpoint, e.g. `https://s3.eu-central-1.amazonaws.com` or `http://minio:9000`.
+    pub s3_endpoint: String,
+    /// S3 region (`us-east-1` for MinIO and most others).
+    pub s3_region: String,
+    pub s3_bucket: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
+    /// Address the bucket in the path (`<endpoint>/<bucket>/<key>`: MinIO, Ceph, R2) instead
+    /// of the host name (`<bucket>.<endpoint host>`: AWS buckets made since 2020).
+    pub s3_path_style: bool,
+    /// PEM file of the certificate authorities trusted for an `https` S3 endpoint.
+    pub s3_ca_file: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: "disk".into(),
+            public_url: String::new(),
+            max_blob_bytes: 100 << 20,
+            allowed_content_types: Vec::new(),
+            upload_url_ttl_secs: 3600,
+            download_url_ttl_secs: 3600,
+            unfinished_ttl_secs: 86_400,
+            signing_key: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_bucket: String::new(),
+            s3_access_key: String::new(),
+            s3_secret_key: String::new(),
+            s3_path_style: true,
+            s3_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationConfig {
@@ -428,6 +492,13 @@ pub struct ApplicationConfig {
     /// Dialog `extensions` fields the application allows (at most 3); others are dropped.
     #[serde(default)]
     pub dialog_extensions: Vec<String>,
+    /// This application's largest blob in bytes, instead of `storage.max_blob_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_blob_bytes: Option<u64>,
+    /// This application's allowed blob content types, instead of
+    /// `storage.allowed_content_types`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_content_types: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -454,6 +525,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             chat: ChatConfig::default(),
             calls: CallsConfig::default(),
+            storage: StorageConfig::default(),
             applications: Vec::new(),
         }
     }
@@ -656,6 +728,28 @@ impl Config {
                 "passwords.scram_iterations: fewer than 4096 is below RFC 7677's minimum"
                     .to_string(),
             );
+        }
+        match self.storage.backend.as_str() {
+            "disk" => {}
+            "s3" => {
+                for (name, v) in [
+                    ("storage.s3_endpoint", &self.storage.s3_endpoint),
+                    ("storage.s3_bucket", &self.storage.s3_bucket),
+                    ("storage.s3_access_key", &self.storage.s3_access_key),
+                    ("storage.s3_secret_key", &self.storage.s3_secret_key),
+                ] {
+                    if v.trim().is_empty() {
+                        out.push(format!("{name}: required with storage.backend = \"s3\""));
+                    }
+                }
+                let e = &self.storage.s3_endpoint;
+                if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
+                    out.push(format!("storage.s3_endpoint: {e:?} is not an http(s) URL"));
+                }
+            }
+            other => out.push(format!(
+                "storage.backend: {other:?} is neither \"disk\" nor \"s3\""
+            )),
         }
         if self.passwords.min_length < 8 {
             out.push("passwords.min_length: fewer than 8 characters is not safe".to_string());

@@ -14,12 +14,15 @@
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
 //! - `server`   — wiring: listeners, background tasks, signals, graceful shutdown.
+//! - `storage`  — where blob bytes live: local disk or S3-compatible, signed URLs.
+//! - `files`    — the storage API's rules: blobs, limits, who may read a file.
 //! - `xml`      — the owned XML element and its writer, XML names and characters (no protocol).
 //! - `xmpp`     — the XMPP adapter: streams, negotiation, routing, one file per XEP.
 
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod hub;
 pub mod identity;
 pub mod limits;
@@ -30,6 +33,7 @@ pub mod pubsub;
 pub mod rest;
 pub mod secret_file;
 pub mod server;
+pub mod storage;
 pub mod xml;
 pub mod xmpp;
 
@@ -58,6 +62,11 @@ mod layering {
             &["config", "db", "identity", "limits", "model", "ops", "xml"],
         ),
         ("hub", &["identity", "model", "ops", "xml"]),
+        // Where blob bytes live: the disk store keeps its signing key as a secret file.
+        ("storage", &["config", "model", "secret_file"]),
+        // The storage API's rules: blob records (`db`), bytes (`storage`), and the chat
+        // service's answer to "may this user read a message carrying the file".
+        ("files", &["chat", "config", "db", "model", "storage"]),
         // Privacy rules: neutral, so both adapters can ask them; no adapter here either.
         ("privacy", &["db", "hub", "model"]),
         // PEP storage rules: neutral like `privacy` (the roster is the `presence` access model),
@@ -76,6 +85,8 @@ mod layering {
             "rest",
             &[
                 "chat", "config", "db", "identity", "limits", "model", "ops", "xml",
+                // The storage API (`files`) and the disk store's signed byte paths (`storage`).
+                "files", "storage",
             ],
         ),
     ];

@@ -39,6 +39,8 @@ pub struct Server {
     pub ws_addr: SocketAddr,
     /// The live session registry (REST → XMPP fan-out goes through `Hub::deliver_to_user`).
     pub hub: Arc<Hub>,
+    /// The storage API's service (its cleanup of unfinished uploads is also run by a loop).
+    pub files: crate::files::Files,
     /// The XMPP listeners' certificate, read again by `reload_tls`.
     tls: Arc<xmpp::stream::tls::ReloadableTls>,
     shutdown: watch::Sender<bool>,
@@ -111,12 +113,23 @@ impl Server {
                 started: std::time::Instant::now(),
             },
         });
+        let store =
+            crate::storage::Store::open(&config, http_addr).map_err(std::io::Error::other)?;
+        let files = crate::files::Files::new(
+            pool.clone(),
+            clock.clone(),
+            chat.clone(),
+            store,
+            config.storage.clone(),
+            config.applications.clone(),
+        );
         let state = Arc::new(rest::State {
             limits: rest_limits,
             config,
             health: Health::new(pool),
             identity: identity.clone(),
             chat: chat.clone(),
+            files: files.clone(),
             routes: rest::router::table(),
         });
         let (tx, rx) = watch::channel(false);
@@ -155,6 +168,10 @@ impl Server {
                     )
                 }
             }),
+            supervise("unfinished uploads cleanup", rx.clone(), {
+                let (files, rx) = (files.clone(), rx.clone());
+                move || files.clone().cleanup_loop(rx.clone())
+            }),
             tokio::spawn(purge_loop(identity, rx)),
         ];
         Ok(Server {
@@ -165,6 +182,7 @@ impl Server {
             xmpp_tls_addr,
             ws_addr,
             hub,
+            files,
             tls,
             shutdown: tx,
             tasks,

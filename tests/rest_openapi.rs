@@ -222,7 +222,8 @@ fn every_error_answer_is_documented_in_the_one_error_shape() {
             "{method} {path} has no default (error) response"
         );
         for (status, r) in responses {
-            if status.starts_with('2') {
+            // Successes, and redirects (the storage API's downloads), are not errors.
+            if status.starts_with('2') || status.starts_with('3') {
                 continue;
             }
             let schema = &resolve(&d, r)["content"]["application/json"]["schema"];

@@ -39,6 +39,7 @@ mod ops_logs;
 mod ops_metrics;
 mod ops_recovery;
 mod ops_tls_reload;
+mod rest_blobs;
 mod rest_openapi;
 mod xmpp_pep;
 mod xmpp_muc_standard;

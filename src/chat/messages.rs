@@ -562,6 +562,29 @@ impl Chat {
         Ok((dialog, members))
     }
 
+    /// **May the actor read a file shared as an attachment**: true when a message carrying
+    /// the blob `uid` in its `attachments` is in the history of a dialog the actor may read
+    /// (`readable`: the same rule as `GET /chat/Message`) and the actor has not deleted it for
+    /// themselves. Deleting the message for everyone withdraws the share. The storage API asks
+    /// this for private blobs that are not the caller's own.
+    pub async fn sees_attachment(&self, actor: &Actor, uid: &str) -> Result<bool, ChatError> {
+        /// Dialogs looked at per question: a file is rarely shared in more places than this.
+        const DIALOGS_CHECKED: i64 = 16;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let dialogs =
+            repo::dialogs_with_attachment(&tx, actor.app.id.0, actor.user, uid, DIALOGS_CHECKED)
+                .await?;
+        for id in dialogs {
+            match self.readable(&tx, actor, &id).await {
+                Ok(_) => return Ok(true),
+                Err(ChatError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
     /// Loads a dialog whose history the actor may read, with their inbox entry. Anything less
     /// visible is "not found" (a public dialog a user has not subscribed to included).
     pub(super) async fn readable(

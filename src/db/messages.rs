@@ -277,6 +277,29 @@ pub async fn edit(
     Ok(())
 }
 
+/// Dialogs (at most `limit`) with a message that carries the blob `uid` as an attachment and
+/// that `user` has not deleted for themselves. A message deleted for everyone is gone, and with
+/// it what it shared. Read through the partial GIN index `messages_attachments`.
+pub async fn dialogs_with_attachment(
+    tx: &Tx<'_>,
+    app: i64,
+    user: UserId,
+    uid: &str,
+    limit: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let probe = serde_json::json!([{ "uid": uid }]);
+    let rows = tx
+        .q(
+            "SELECT DISTINCT m.dialog_id FROM messages m
+             WHERE m.application_id = $1 AND m.attachments <> '[]'::jsonb AND m.attachments @> $2
+               AND NOT ($3 = ANY(m.hidden_for))
+             LIMIT $4",
+            &[&app, &probe, &user.0, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Did `user` delete this message for themselves?
 pub async fn is_hidden_for(
     tx: &Tx<'_>,

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0010_pep.sql"),
     },
     Migration {
+        version: 11,
+        name: "0011_blobs",
+        sql: include_str!("../../migrations/0011_blobs.sql"),
+    },
+    Migration {
         version: 13,
         name: "0013_vcard_private",
         sql: include_str!("../../migrations/0013_vcard_private.sql"),

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod archive;
+pub mod blobs;
 pub mod cached;
 pub mod dialogs;
 pub mod embedded;

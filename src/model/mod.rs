@@ -2,6 +2,7 @@
 //! filter operators, accounts, dialogs and messages as plain data. Holds no I/O and no business
 //! rules, and imports nothing of the crate but `xml` (re-exported as `model::xml`).
 
+pub mod blob;
 pub mod filter;
 pub mod ids;
 pub mod jid;

@@ -125,3 +125,20 @@ impl From<IdentityError> for ApiError {
         }
     }
 }
+
+impl From<crate::files::FilesError> for ApiError {
+    fn from(e: crate::files::FilesError) -> Self {
+        use crate::files::FilesError as E;
+        match e {
+            E::NotFound(m) => Self::not_found(&m),
+            E::Forbidden(m) => Self::base(StatusCode::FORBIDDEN, &m),
+            E::Invalid { field, message } => Self::invalid(&field, &message),
+            E::Chat(e) => e.into(),
+            E::Db(e) => IdentityError::Db(e).into(),
+            E::Store(e) => {
+                tracing::error!(error = %e, "blob store");
+                Self::busy("The file store is unavailable, try again", 1)
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod access;
 mod calls;
+mod blobs;
 pub mod conn;
 mod dialogs;
 pub mod error;
@@ -12,9 +13,11 @@ pub mod extract;
 mod health;
 mod json;
 mod messages;
+mod multipart;
 mod openapi;
 pub mod router;
 mod session;
+mod storage;
 mod users;
 
 use std::convert::Infallible;
@@ -55,6 +58,8 @@ pub struct State {
     pub health: Health,
     pub identity: Identity,
     pub chat: Chat,
+    /// The storage API (`/blobs`) and the disk store's byte paths (`/storage/…`).
+    pub files: crate::files::Files,
     pub routes: Vec<router::Route>,
     pub limits: RestLimits,
 }
@@ -166,6 +171,9 @@ impl Ctx {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    /// A redirect's target (`Location`), sent with `Cache-Control: no-store`: the storage API's
+    /// download answers point at URLs that expire.
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -187,6 +195,7 @@ impl Reply {
         Self {
             status: StatusCode::OK,
             body: b"{}".to_vec(),
+            location: None,
         }
     }
 
@@ -194,7 +203,11 @@ impl Reply {
         // Our own types and `Value`s always serialize (string keys only); the fallback keeps
         // the answer valid JSON should that ever change.
         let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-        Self { status, body }
+        Self {
+            status,
+            body,
+            location: None,
+        }
     }
 }
 
@@ -279,13 +292,54 @@ async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<storage::Body>, Infallible> {
     let started = Instant::now();
     let request_id = access::request_id(req.headers());
     // Every log line of the request (the handler's, the domain's) carries its id.
     let span = tracing::info_span!("request", request_id = %request_id);
     let method = access::method_label(req.method());
     let segs = router::segments(req.uri().path());
+    if let Some((route, uid)) = storage::route(req.method(), &segs) {
+        // The disk store's byte paths stream their bodies: outside the JSON handlers.
+        let result = match state.limits.admit(peer.ip(), req.headers()) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let work = storage::serve(&state, req, uid);
+                work.instrument(span.clone()).await
+            }
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let body = serde_json::to_vec(&e.body).unwrap_or_else(|_| b"{}".to_vec());
+                let mut r = respond(e.status, body, None)
+                    .map(|b| b.map_err(|never| match never {}).boxed_unsync());
+                if let Some(secs) = e.retry_after {
+                    r.headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                // An upload refused part-way leaves its body unread: the connection cannot
+                // carry another request.
+                r.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
+        };
+        let answered = access::Answered {
+            method,
+            route,
+            status: resp.status(),
+            bytes: 0,
+            started,
+            request_id: &request_id,
+            peer,
+        };
+        span.in_scope(|| access::record(&answered));
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(access::REQUEST_ID, v);
+        }
+        return Ok(resp);
+    }
     let (route, target) = match router::find(&state.routes, req.method(), &segs) {
         router::Match::Found(route, args) => (route.pattern, Ok((route.handler, args))),
         router::Match::WrongMethod(pattern) => (
@@ -314,12 +368,13 @@ async fn handle(
             Err(e) => Err(e),
         }
     };
-    let (status, body, retry_after) = match result {
-        Ok(r) => (r.status, r.body, None),
+    let (status, body, retry_after, location) = match result {
+        Ok(r) => (r.status, r.body, None, r.location),
         Err(e) => (
             e.status,
             serde_json::to_vec(&e.body).unwrap_or_else(|_| b"{}".to_vec()),
             e.retry_after,
+            None,
         ),
     };
     let answered = access::Answered {
@@ -337,6 +392,13 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(access::REQUEST_ID, v);
     }
+    if let Some(v) = location.and_then(|l| HeaderValue::try_from(l).ok()) {
+        resp.headers_mut().insert(hyper::header::LOCATION, v);
+        resp.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -346,7 +408,7 @@ async fn handle(
         resp.headers_mut()
             .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(resp)
+    Ok(resp.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
 }
 
 /// Reads the body and runs the route's handler.

@@ -15,5 +15,6 @@ pub async fn document(_ctx: Ctx) -> Result<Reply, ApiError> {
     Ok(Reply {
         status: StatusCode::OK,
         body: DOCUMENT.as_bytes().to_vec(),
+        location: None,
     })
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use hyper::Method;
 
 use super::error::ApiError;
-use super::{calls, dialogs, health, messages, openapi, session, users, Ctx, Reply};
+use super::{blobs, calls, dialogs, health, messages, openapi, session, users, Ctx, Reply};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -72,6 +72,15 @@ pub fn table() -> Vec<Route> {
         GET "chat/search" => messages::search,
         GET "calls/ice_servers" => calls::ice_servers,
         POST "calls/reject" => calls::reject,
+        POST "blobs" => blobs::create,
+        GET "blobs" => blobs::list,
+        PUT "blobs/{}/complete" => blobs::complete,
+        // The hosted documentation's curl example completes with POST.
+        POST "blobs/{}/complete" => blobs::complete,
+        GET "blobs/{}/download" => blobs::download,
+        GET "blobs/{}/object" => blobs::object,
+        GET "blobs/{}" => blobs::get,
+        DELETE "blobs/{}" => blobs::delete,
     ]
 }
 

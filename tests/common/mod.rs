@@ -283,6 +283,11 @@ impl TestServer {
         self.server.as_ref().expect("server running").admin_addr
     }
 
+    /// The running server's storage API service (to run its cleanup of unfinished uploads).
+    pub fn files(&self) -> &parley::files::Files {
+        &self.server.as_ref().expect("server running").files
+    }
+
     /// The running server's session registry (to watch its live state).
     pub fn hub(&self) -> &parley::hub::Hub {
         &self.server.as_ref().expect("server running").hub
