@@ -9,6 +9,8 @@
 //! - `hub`      — live state: the session registry (user → connections), room occupancy and
 //!   membership cache, and fan-out to them.
 //! - `privacy`  — XEP-0016 lists and the block list: rules, per-user cache, the one decision.
+//! - `push`     — the push API's rules, provider credentials, the outbox workers (FCM, APNs,
+//!   Web Push) and webhooks.
 //! - `limits`   — rate limiters and connection caps (bounded bookkeeping, no I/O).
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
@@ -25,6 +27,7 @@ pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod privacy;
+pub mod push;
 pub mod rest;
 pub mod secret_file;
 pub mod server;
@@ -63,14 +66,22 @@ mod layering {
         // account rules (`identity`) with typed ids (`model`); no chat rules, no SQL of its own.
         (
             "ops",
-            &["config", "db", "hub", "identity", "limits", "model"],
+            &["config", "db", "hub", "identity", "limits", "model", "push"],
         ),
         // An adapter: the domain's services, never the other adapter or the live state.
         // `ops`: only the metric names of `ops::telemetry`, so each name is defined once.
         (
             "rest",
             &[
-                "chat", "config", "db", "identity", "limits", "model", "ops", "xml",
+                "chat", "config", "db", "identity", "limits", "model", "ops", "xml", "push",
+            ],
+        ),
+        // Pushes: the API's rules share the chat error and callers (`chat`, `identity`); the
+        // workers ask the live state (`hub`) and privacy whether a recipient gets an alert.
+        (
+            "push",
+            &[
+                "chat", "config", "db", "hub", "identity", "model", "ops", "privacy",
             ],
         ),
     ];

@@ -105,8 +105,18 @@ impl Server {
                 started: std::time::Instant::now(),
             },
         });
+        let push = crate::push::Push::new(pool.clone(), clock.clone(), config.push.clone());
+        let push_workers = Arc::new(crate::push::Workers::new(
+            pool.clone(),
+            clock.clone(),
+            config.push.clone(),
+            hub.clone(),
+            &config.domain,
+        ));
+        let run_push_workers = config.push.workers_enabled;
         let state = Arc::new(rest::State {
             limits: rest_limits,
+            push,
             config,
             health: Health::new(pool),
             identity: identity.clone(),
@@ -149,8 +159,15 @@ impl Server {
                     )
                 }
             }),
-            tokio::spawn(purge_loop(identity, rx)),
+            tokio::spawn(purge_loop(identity, rx.clone())),
         ];
+        let mut tasks = tasks;
+        if run_push_workers {
+            tasks.push(supervise("push outbox", rx.clone(), {
+                let (workers, rx) = (push_workers, rx);
+                move || workers.clone().run(rx.clone())
+            }));
+        }
         Ok(Server {
             http_addr,
             admin_addr,

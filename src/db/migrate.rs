@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_archive",
         sql: include_str!("../../migrations/0008_archive.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_push",
+        sql: include_str!("../../migrations/0012_push.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

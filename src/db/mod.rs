@@ -13,6 +13,7 @@ pub mod messages;
 pub mod migrate;
 pub mod notify;
 pub mod privacy;
+pub mod push;
 pub mod sessions;
 pub mod stats;
 pub mod supervisor;

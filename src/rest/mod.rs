@@ -12,6 +12,7 @@ mod health;
 mod json;
 mod messages;
 mod openapi;
+mod push;
 pub mod router;
 mod session;
 mod users;
@@ -54,6 +55,7 @@ pub struct State {
     pub health: Health,
     pub identity: Identity,
     pub chat: Chat,
+    pub push: crate::push::Push,
     pub routes: Vec<router::Route>,
     pub limits: RestLimits,
 }
