@@ -414,7 +414,8 @@ impl Chat {
     /// Chat alerts for the messages just stored, in the same transaction (so a message and its
     /// pushes commit together): every recipient of each new, non-`silent` message. The outbox
     /// statement keeps those with notifications on for the dialog and a subscribed device;
-    /// whether each is online and active is decided when the push is delivered.
+    /// whether each is online and active is decided when the push is delivered. The webhook's
+    /// `message.created` calls are enqueued here too, for the same reason.
     async fn enqueue_alerts(
         &self,
         tx: &crate::db::Tx<'_>,
@@ -443,6 +444,15 @@ impl Chat {
             })
             .collect();
         push_repo::enqueue_alerts(tx, &rows, now).await?;
+        let created: Vec<(i64, serde_json::Value)> = stored
+            .iter()
+            .zip(jobs)
+            .filter_map(|(s, (actor, _))| {
+                let s = s.as_ref().ok().filter(|s| !s.duplicate)?;
+                Some((actor.app.id.0, to_event_json(&s.view.message)))
+            })
+            .collect();
+        push_repo::enqueue_webhooks(tx, "message.created", &created, now).await?;
         Ok(())
     }
 

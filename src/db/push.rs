@@ -490,23 +490,30 @@ pub async fn enqueue_alerts(
     .await
 }
 
-/// Enqueues one webhook call (inside the caller's transaction when given one).
-pub async fn enqueue_webhook(
+/// Enqueues webhook calls for `event`, one per `(application, data)` whose application has a
+/// webhook subscribed to it, with one statement (inside the caller's transaction).
+pub async fn enqueue_webhooks(
     tx: &Tx<'_>,
-    app: AppId,
     event: &str,
-    data: &Value,
+    items: &[(i64, Value)],
     now: OffsetDateTime,
 ) -> Result<u64, tokio_postgres::Error> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let apps: Vec<i64> = items.iter().map(|(a, _)| *a).collect();
+    let data: Vec<&Value> = items.iter().map(|(_, d)| d).collect();
     tx.x(
         "INSERT INTO push_outbox (application_id, kind, payload, next_at, created_at)
-         SELECT application_id, 'webhook',
-                jsonb_build_object('event', $2::text, 'application_id', application_id,
-                                   'created_at', $4::timestamptz, 'data', $3::jsonb),
+         SELECT p.application_id, 'webhook',
+                jsonb_build_object('event', $3::text, 'application_id', p.application_id,
+                                   'created_at', extract(epoch FROM $4::timestamptz)::bigint,
+                                   'data', i.data),
                 $4, $4
-         FROM push_settings
-         WHERE application_id = $1 AND webhook_url IS NOT NULL AND $2 = ANY(webhook_events)",
-        &[&app.0, &event, data, &now],
+         FROM unnest($1::bigint[], $2::jsonb[]) AS i(app, data)
+         JOIN push_settings p ON p.application_id = i.app
+         WHERE p.webhook_url IS NOT NULL AND $3 = ANY(p.webhook_events)",
+        &[&apps, &data, &event, &now],
     )
     .await
 }
