@@ -35,3 +35,4 @@ mod ops_metrics;
 mod ops_recovery;
 mod ops_tls_reload;
 mod rest_openapi;
+mod push_alerts;
