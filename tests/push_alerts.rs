@@ -25,14 +25,21 @@ struct Fakes {
 
 /// The fakes, and a configuration pointing Parley at them (fast polls and retries).
 async fn fakes() -> (Fakes, Config) {
-    let dir = test_data_dir().join(format!("push-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let dir = test_data_dir().join(format!(
+        "push-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let fcm = push::fcm().await;
     let apns_key = push::apns_key();
     let (tls, ca) = push::tls_for_localhost(&dir);
     let apns = push::apns(&apns_key, tls).await;
     let mut c = test_config();
-    c.push.fcm_url = format!("{}/v1/projects/{{project_id}}/messages:send", fcm.url("http"));
+    c.push.fcm_url = format!(
+        "{}/v1/projects/{{project_id}}/messages:send",
+        fcm.url("http")
+    );
     c.push.fcm_token_url = format!("{}/token", fcm.url("http"));
     c.push.apns_url = apns.url("https");
     c.push.ca_file = ca;
@@ -76,7 +83,10 @@ async fn start() -> (TestServer, Fakes) {
 }
 
 async fn subscribe(s: &TestServer, token: &str, body: Value) -> Value {
-    let r = s.http.post_json("/subscriptions.json", Some(token), body).await;
+    let r = s
+        .http
+        .post_json("/subscriptions.json", Some(token), body)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.json()
 }
@@ -99,14 +109,20 @@ async fn send(s: &TestServer, token: &str, to: i64, text: &str, extra: Value) ->
     if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
         b.extend(e);
     }
-    let r = s.http.post_json("/chat/Message.json", Some(token), body).await;
+    let r = s
+        .http
+        .post_json("/chat/Message.json", Some(token), body)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.json()
 }
 
 async fn outbox_len(s: &TestServer) -> i64 {
     let c = s.pool.get().await.unwrap();
-    c.query_one("SELECT count(*) FROM push_outbox", &[]).await.unwrap().get(0)
+    c.query_one("SELECT count(*) FROM push_outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Waits until the workers have handled everything enqueued (at most 10 s).
@@ -138,11 +154,17 @@ async fn an_offline_recipient_gets_one_push_per_device() {
     let ios = f.apns.wait_for(1).await;
     assert_eq!(ios[0].path, "/3/device/0a1b2c3d");
     assert_eq!(ios[0].body["aps"]["alert"]["body"], "alice_off: hello bob");
-    assert_eq!(ios[0].body["aps"]["badge"], 1, "the badge is the total unread count");
+    assert_eq!(
+        ios[0].body["aps"]["badge"], 1,
+        "the badge is the total unread count"
+    );
     assert_eq!(ios[0].headers["apns-push-type"], "alert");
     assert_eq!(ios[0].body["dialog_id"], m["chat_dialog_id"]);
     drained(&s).await;
-    assert_eq!((f.fcm.deliveries().len(), f.apns.deliveries().len()), (1, 1));
+    assert_eq!(
+        (f.fcm.deliveries().len(), f.apns.deliveries().len()),
+        (1, 1)
+    );
     assert!(f.fcm.refusals().is_empty() && f.apns.refusals().is_empty());
     s.stop().await;
 }
@@ -163,7 +185,10 @@ async fn an_attachment_without_text_is_announced_as_attachment() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let d = f.fcm.wait_for(1).await;
-    assert_eq!(d[0].body["message"]["data"]["message"], "alice_att: attachment");
+    assert_eq!(
+        d[0].body["message"]["data"]["message"],
+        "alice_att: attachment"
+    );
     s.stop().await;
 }
 
@@ -180,7 +205,10 @@ async fn a_connected_but_inactive_recipient_gets_a_push() {
     assert_eq!(r.attr("type"), Some("result"));
     send(&s, &alice, bob_id, "are you there?", json!({})).await;
     let d = f.fcm.wait_for(1).await;
-    assert_eq!(d[0].body["message"]["data"]["message"], "alice_ina: are you there?");
+    assert_eq!(
+        d[0].body["message"]["data"]["message"],
+        "alice_ina: are you there?"
+    );
     s.stop().await;
 }
 
@@ -205,19 +233,33 @@ async fn a_muted_dialog_gives_no_push() {
     let (alice, _) = s.user_token("alice_mute").await;
     let (bob, bob_id) = s.user_token("bob_mute").await;
     subscribe(&s, &bob, gcm("phone", "fcm-mute")).await;
-    let d = s.dialog(&alice, json!({"type": 3, "occupants_ids": [bob_id]})).await;
+    let d = s
+        .dialog(&alice, json!({"type": 3, "occupants_ids": [bob_id]}))
+        .await;
     let id = d["_id"].as_str().unwrap();
     let r = s
         .http
-        .put_json(&format!("/chat/Dialog/{id}/notifications.json"), Some(&bob), json!({"enabled": 0}))
+        .put_json(
+            &format!("/chat/Dialog/{id}/notifications.json"),
+            Some(&bob),
+            json!({"enabled": 0}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = s
         .http
-        .post_json("/chat/Message.json", Some(&alice), json!({"chat_dialog_id": id, "message": "shh"}))
+        .post_json(
+            "/chat/Message.json",
+            Some(&alice),
+            json!({"chat_dialog_id": id, "message": "shh"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(outbox_len(&s).await, 0, "nothing is enqueued for a muted dialog");
+    assert_eq!(
+        outbox_len(&s).await,
+        0,
+        "nothing is enqueued for a muted dialog"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(f.fcm.deliveries().is_empty());
     s.stop().await;
@@ -249,11 +291,18 @@ async fn a_group_message_alerts_each_offline_member_and_not_the_sender() {
     subscribe(&s, &bob, gcm("b", "fcm-grp-bob")).await;
     subscribe(&s, &carol, gcm("c", "fcm-grp-carol")).await;
     let d = s
-        .dialog(&alice, json!({"type": 2, "name": "Team", "occupants_ids": [bob_id, carol_id]}))
+        .dialog(
+            &alice,
+            json!({"type": 2, "name": "Team", "occupants_ids": [bob_id, carol_id]}),
+        )
         .await;
     let r = s
         .http
-        .post_json("/chat/Message.json", Some(&alice), json!({"chat_dialog_id": d["_id"], "message": "standup"}))
+        .post_json(
+            "/chat/Message.json",
+            Some(&alice),
+            json!({"chat_dialog_id": d["_id"], "message": "standup"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     f.fcm.wait_for(2).await;
@@ -281,8 +330,23 @@ async fn a_token_the_provider_says_is_gone_removes_the_subscription() {
     f.apns.wait_for(1).await;
     drained(&s).await;
     let r = s.http.get("/subscriptions.json", Some(&bob)).await;
-    let left: Vec<String> = r.json().as_array().unwrap().iter().map(|x| x["subscription"]["device"]["udid"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(left, ["new-phone"], "APNs 410 and FCM UNREGISTERED removed theirs");
+    let left: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            x["subscription"]["device"]["udid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        left,
+        ["new-phone"],
+        "APNs 410 and FCM UNREGISTERED removed theirs"
+    );
     s.stop().await;
 }
 
@@ -300,12 +364,18 @@ async fn a_provider_outage_delays_the_push_and_never_drops_it() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(f.fcm.requests.load(Ordering::SeqCst) >= 2, "the failed push was retried");
+    assert!(
+        f.fcm.requests.load(Ordering::SeqCst) >= 2,
+        "the failed push was retried"
+    );
     assert!(f.fcm.deliveries().is_empty());
     assert_eq!(outbox_len(&s).await, 1, "still waiting in the outbox");
     f.fcm.set_down(false);
     let d = f.fcm.wait_for(1).await;
-    assert_eq!(d[0].body["message"]["data"]["message"], "alice_down: eventually");
+    assert_eq!(
+        d[0].body["message"]["data"]["message"],
+        "alice_down: eventually"
+    );
     s.stop().await;
 }
 
@@ -323,7 +393,10 @@ async fn after_max_attempts_a_push_goes_to_the_dead_letters() {
     drained(&s).await;
     let db = s.pool.get().await.unwrap();
     let row = db
-        .query_one("SELECT kind, attempts, last_error FROM push_dead_letters", &[])
+        .query_one(
+            "SELECT kind, attempts, last_error FROM push_dead_letters",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "alert");
@@ -357,10 +430,20 @@ async fn a_restart_with_a_full_outbox_delivers_each_push_once() {
         .fcm
         .deliveries()
         .iter()
-        .map(|d| d.body["message"]["data"]["message"].as_str().unwrap().to_owned())
+        .map(|d| {
+            d.body["message"]["data"]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     texts.sort();
-    assert_eq!(texts, (0..5).map(|i| format!("alice_rs: m{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        texts,
+        (0..5)
+            .map(|i| format!("alice_rs: m{i}"))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(d.len(), 5);
     second.shutdown().await;
 }
@@ -401,14 +484,26 @@ async fn the_alert_template_shapes_the_text() {
     let (alice, _) = s.user_token("alice_tpl").await;
     let (bob, bob_id) = s.user_token("bob_tpl").await;
     subscribe(&s, &bob, gcm("phone", "fcm-tpl")).await;
-    let d = s.dialog(&alice, json!({"type": 2, "name": "Ops", "occupants_ids": [bob_id]})).await;
+    let d = s
+        .dialog(
+            &alice,
+            json!({"type": 2, "name": "Ops", "occupants_ids": [bob_id]}),
+        )
+        .await;
     let r = s
         .http
-        .post_json("/chat/Message.json", Some(&alice), json!({"chat_dialog_id": d["_id"], "message": "deploy"}))
+        .post_json(
+            "/chat/Message.json",
+            Some(&alice),
+            json!({"chat_dialog_id": d["_id"], "message": "deploy"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let got = f.fcm.wait_for(1).await;
-    assert_eq!(got[0].body["message"]["data"]["message"], "New from alice_tpl in Ops: deploy");
+    assert_eq!(
+        got[0].body["message"]["data"]["message"],
+        "New from alice_tpl in Ops: deploy"
+    );
     s.stop().await;
 }
 

@@ -34,5 +34,6 @@ mod ops_logs;
 mod ops_metrics;
 mod ops_recovery;
 mod ops_tls_reload;
-mod rest_openapi;
 mod push_alerts;
+mod push_api;
+mod rest_openapi;

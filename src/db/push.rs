@@ -321,7 +321,9 @@ pub async fn get_event(pool: &DbPool, app: AppId, id: i64) -> Result<Option<Even
     let c = pool.get().await?;
     let row = c
         .q01(
-            &format!("SELECT {EVENT_COLUMNS} FROM push_events WHERE id = $1 AND application_id = $2"),
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM push_events WHERE id = $1 AND application_id = $2"
+            ),
             &[&id, &app.0],
         )
         .await?;
@@ -634,5 +636,8 @@ pub async fn queue_counts(pool: &DbPool) -> Result<Vec<(i64, i64, i64)>, DbError
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }

@@ -221,12 +221,20 @@ pub async fn stats(pool: &DbPool, clock: &Clock, admin: SocketAddr) -> Result<Re
     let (outbox, dead) = queues
         .iter()
         .fold((0, 0), |(o, d), (_, qo, qd)| (o + qo, d + qd));
-    text += &format!("Push outbox
+    text += &format!(
+        "Push outbox
   {outbox} waiting, {dead} dead letters
-");
-    for (id, qo, qd) in queues.iter().filter(|(_, o, d)| *o > 0 || *d > 0).take(SHOWN_APPS) {
-        text += &format!("  application {id}: {qo} waiting, {qd} dead letters
-");
+"
+    );
+    for (id, qo, qd) in queues
+        .iter()
+        .filter(|(_, o, d)| *o > 0 || *d > 0)
+        .take(SHOWN_APPS)
+    {
+        text += &format!(
+            "  application {id}: {qo} waiting, {qd} dead letters
+"
+        );
     }
     let admin = reachable(admin);
     let live = match fetch_stats(admin).await {

@@ -59,7 +59,9 @@ impl HttpClient {
                     let _ = roots.add(c);
                 }
             }
-            Err(e) => tracing::warn!(file = %ca_file.display(), error = %e, "push.ca_file does not load: HTTPS to providers will fail"),
+            Err(e) => {
+                tracing::warn!(file = %ca_file.display(), error = %e, "push.ca_file does not load: HTTPS to providers will fail")
+            }
         }
         let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -165,7 +167,8 @@ impl HttpClient {
             .await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         if h2 {
-            let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+            let (mut send, conn) =
+                http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });

@@ -166,10 +166,9 @@ impl Push {
         };
         if channel == "web" {
             let endpoint = required(&new.web_endpoint, "push_token[web_endpoint]", MAX_URL)?;
-            let ok_url = endpoint
-                .parse::<hyper::Uri>()
-                .ok()
-                .is_some_and(|u| matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some());
+            let ok_url = endpoint.parse::<hyper::Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some()
+            });
             if !ok_url {
                 return Err(invalid("push_token[web_endpoint]", "must be an https URL"));
             }
@@ -268,7 +267,10 @@ impl Push {
         let (selector, tag_query) = if let Some(v) = &new.user_ids {
             (Selector::Ids(ids(v, "event[user][ids]")?), None)
         } else if let Some(v) = &new.external_ids {
-            (Selector::ExternalIds(ids(v, "event[external_user][ids]")?), None)
+            (
+                Selector::ExternalIds(ids(v, "event[external_user][ids]")?),
+                None,
+            )
         } else {
             let any = tags(&new.tags_any, "event[user][tags][any]")?;
             let all = tags(&new.tags_all, "event[user][tags][all]")?;
@@ -276,7 +278,8 @@ impl Push {
             let q = json!({ "any": any, "all": all, "exclude": exclude }).to_string();
             (Selector::Tags { any, all, exclude }, Some(q))
         };
-        let users = repo::select_users(self.pool(), app, &selector, cfg.max_event_recipients).await?;
+        let users =
+            repo::select_users(self.pool(), app, &selector, cfg.max_event_recipients).await?;
         if users.len() as i64 > cfg.max_event_recipients {
             return Err(invalid(
                 "event[user]",
@@ -310,9 +313,8 @@ impl Push {
             Ok(n) => repo::get_event(self.pool(), caller.app.id, n).await?,
             Err(_) => None,
         };
-        found.ok_or_else(|| {
-            ChatError::NotFound(format!("Event {} not found", payload::cut(id, 64)))
-        })
+        found
+            .ok_or_else(|| ChatError::NotFound(format!("Event {} not found", payload::cut(id, 64))))
     }
 
     /// `DELETE /events/{id}`: the event and its pushes not yet sent.
@@ -390,7 +392,10 @@ pub fn check_service_account(v: &Value) -> Result<(), String> {
             return Err(format!("the service account file has no {k}"));
         }
     }
-    let pem = v.get("private_key").and_then(Value::as_str).unwrap_or_default();
+    let pem = v
+        .get("private_key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
         .map(|_| ())
         .map_err(|e| format!("the service account's private_key does not load: {e}"))

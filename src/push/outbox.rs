@@ -77,7 +77,13 @@ fn count(kind: &str, outcome: &'static str) {
 }
 
 impl Workers {
-    pub fn new(pool: DbPool, clock: Clock, config: PushConfig, hub: Arc<Hub>, domain: &str) -> Self {
+    pub fn new(
+        pool: DbPool,
+        clock: Clock,
+        config: PushConfig,
+        hub: Arc<Hub>,
+        domain: &str,
+    ) -> Self {
         let http = HttpClient::new(
             &config.ca_file,
             Duration::from_secs(config.request_timeout_secs.max(1)),

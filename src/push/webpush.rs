@@ -29,11 +29,9 @@ pub struct WebPush {
 /// A new VAPID key pair: (PKCS#8 private key, uncompressed public point), both base64url.
 pub fn generate_vapid() -> Result<(String, String), String> {
     let rng = rand::SystemRandom::new();
-    let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(
-        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        &rng,
-    )
-    .map_err(|_| "could not generate a P-256 key".to_owned())?;
+    let pkcs8 =
+        signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| "could not generate a P-256 key".to_owned())?;
     let pair = signature::EcdsaKeyPair::from_pkcs8(
         &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         pkcs8.as_ref(),
@@ -116,7 +114,11 @@ pub fn encrypt(plaintext: &[u8], ua_public: &[u8], auth: &[u8]) -> Result<Vec<u8
 /// `scheme://host[:port]` of a URL: the VAPID audience.
 fn origin(url: &str) -> Option<String> {
     let uri: hyper::Uri = url.parse().ok()?;
-    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?.as_str()))
+    Some(format!(
+        "{}://{}",
+        uri.scheme_str()?,
+        uri.authority()?.as_str()
+    ))
 }
 
 impl WebPush {

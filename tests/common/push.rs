@@ -133,7 +133,11 @@ impl Fake {
                         let f = f.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             f.requests.fetch_add(1, Ordering::SeqCst);
                             let (status, answer) = if f.down.load(Ordering::SeqCst) {
                                 (503, json!({ "error": "down for maintenance" }))
@@ -246,7 +250,8 @@ pub const APNS_TOPIC: &str = "com.example.parley";
 
 /// A certificate for 127.0.0.1 and the PEM file trusting it (for `push.ca_file`).
 pub fn tls_for_localhost(dir: &std::path::Path) -> (rustls::ServerConfig, std::path::PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let ca = dir.join("fake-ca.pem");
     std::fs::write(&ca, ck.cert.pem()).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
@@ -279,13 +284,19 @@ pub async fn apns(key: &ApnsKey, tls: rustls::ServerConfig) -> Arc<Fake> {
             v.set_required_spec_claims(&["iss"]);
             let key = DecodingKey::from_ec_pem(public.as_bytes()).unwrap();
             match jsonwebtoken::decode::<Value>(jwt, &key, &v) {
-                Ok(t) if t.header.kid.as_deref() == Some(APNS_KEY_ID) && t.claims["iat"].is_i64() => {}
+                Ok(t)
+                    if t.header.kid.as_deref() == Some(APNS_KEY_ID) && t.claims["iat"].is_i64() => {
+                }
                 Ok(_) => return f.refuse("APNs: kid or iat missing".into()),
                 Err(e) => return f.refuse(format!("APNs: InvalidProviderToken {e}")),
             }
             let push_type = header(h, "apns-push-type");
             let topic = header(h, "apns-topic");
-            let want_topic = if push_type == "voip" { format!("{APNS_TOPIC}.voip") } else { APNS_TOPIC.into() };
+            let want_topic = if push_type == "voip" {
+                format!("{APNS_TOPIC}.voip")
+            } else {
+                APNS_TOPIC.into()
+            };
             if !["alert", "background", "voip"].contains(&push_type) || topic != want_topic {
                 return (400, json!({ "reason": "TopicDisallowed" }));
             }
@@ -315,7 +326,9 @@ pub fn browser() -> Arc<Browser> {
     let rng = ring::rand::SystemRandom::new();
     let key = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).unwrap();
     let public = key.compute_public_key().unwrap().as_ref().to_vec();
-    let auth_raw: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    let auth_raw: Vec<u8> = (0..16u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
     Arc::new(Browser {
         key: Mutex::new(Some(key)),
         p256dh: B64.encode(&public),
@@ -394,7 +407,10 @@ pub async fn web_push(browser: Arc<Browser>) -> Arc<Fake> {
             v.set_audience(&[f.url("http")]);
             let key = DecodingKey::from_ec_der(&public);
             match jsonwebtoken::decode::<Value>(jwt, &key, &v) {
-                Ok(t) if t.claims["sub"].as_str().is_some_and(|s| s.starts_with("mailto:")) => {}
+                Ok(t)
+                    if t.claims["sub"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("mailto:")) => {}
                 Ok(_) => return f.refuse("web push: no sub".into()),
                 Err(e) => return f.refuse(format!("web push: VAPID JWT refused: {e}")),
             }
