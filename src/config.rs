@@ -30,6 +30,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub calls: CallsConfig,
     pub storage: StorageConfig,
+    pub push: PushConfig,
     /// Applications created or updated at start-up.
     pub applications: Vec<ApplicationConfig>,
 }
@@ -476,6 +477,69 @@ impl Default for StorageConfig {
     }
 }
 
+/// Push notifications (FCM, APNs, Web Push) and webhooks: the outbox workers and the providers.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Run the outbox workers in this process (pushes and webhooks are still enqueued when
+    /// off, for another node to deliver).
+    pub workers_enabled: bool,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Outbox rows claimed per poll.
+    pub batch: i64,
+    /// How often an idle worker looks for due rows, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// A claimed row comes back to the queue after this many seconds if its worker died.
+    pub lease_secs: u64,
+    /// Failed attempts before a delivery goes to the dead-letter table.
+    pub max_attempts: i32,
+    /// Wait before the first retry, in seconds; it doubles with each failure.
+    pub retry_base_secs: u64,
+    /// Longest wait between two retries, in seconds.
+    pub retry_max_secs: u64,
+    /// One provider or webhook request may take this many seconds (connect, TLS, answer).
+    pub request_timeout_secs: u64,
+    /// FCM HTTP v1 send URL; `{project_id}` is replaced by the service account's project.
+    pub fcm_url: String,
+    /// Google's OAuth2 token endpoint (service-account JWT → access token).
+    pub fcm_token_url: String,
+    /// APNs base URL for every subscription; empty = Apple's production or development host by
+    /// the subscription's environment.
+    pub apns_url: String,
+    /// PEM bundle of the certificate authorities trusted for provider and webhook HTTPS.
+    pub ca_file: PathBuf,
+    /// Most push subscriptions (devices × channels) one user may have; beyond it 422.
+    pub max_subscriptions_per_user: i64,
+    /// Most users one `POST /events` may reach; beyond it 422.
+    pub max_event_recipients: i64,
+    /// Most bytes of an event's `message` (and of a chat alert's text, which is cut there).
+    pub max_message_bytes: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            workers_enabled: true,
+            concurrency: 32,
+            batch: 100,
+            poll_interval_ms: 500,
+            lease_secs: 60,
+            max_attempts: 8,
+            retry_base_secs: 2,
+            retry_max_secs: 600,
+            request_timeout_secs: 10,
+            fcm_url: "https://fcm.googleapis.com/v1/projects/{project_id}/messages:send".into(),
+            fcm_token_url: "https://oauth2.googleapis.com/token".into(),
+            apns_url: String::new(),
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            max_subscriptions_per_user: 20,
+            max_event_recipients: 10_000,
+            max_message_bytes: 4096,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationConfig {
@@ -526,6 +590,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             calls: CallsConfig::default(),
             storage: StorageConfig::default(),
+            push: PushConfig::default(),
             applications: Vec::new(),
         }
     }

@@ -10,6 +10,8 @@
 //!   membership cache, and fan-out to them.
 //! - `privacy`  — XEP-0016 lists and the block list: rules, per-user cache, the one decision.
 //! - `pubsub`   — personal eventing (XEP-0163 PEP) storage rules: nodes, items, access models.
+//! - `push`     — the push API's rules, provider credentials, the outbox workers (FCM, APNs,
+//!   Web Push) and webhooks.
 //! - `limits`   — rate limiters and connection caps (bounded bookkeeping, no I/O).
 //! - `rest`     — the HTTP adapter: route table, parameter extraction, one error shape.
 //! - `secret_file` — files holding secrets, created with mode 0600.
@@ -30,6 +32,7 @@ pub mod model;
 pub mod ops;
 pub mod privacy;
 pub mod pubsub;
+pub mod push;
 pub mod rest;
 pub mod secret_file;
 pub mod server;
@@ -77,16 +80,24 @@ mod layering {
         // account rules (`identity`) with typed ids (`model`); no chat rules, no SQL of its own.
         (
             "ops",
-            &["config", "db", "hub", "identity", "limits", "model"],
+            &["config", "db", "hub", "identity", "limits", "model", "push"],
         ),
         // An adapter: the domain's services, never the other adapter or the live state.
         // `ops`: only the metric names of `ops::telemetry`, so each name is defined once.
         (
             "rest",
             &[
-                "chat", "config", "db", "identity", "limits", "model", "ops", "xml",
+                "chat", "config", "db", "identity", "limits", "model", "ops", "xml", "push",
                 // The storage API (`files`) and the disk store's signed byte paths (`storage`).
                 "files", "storage",
+            ],
+        ),
+        // Pushes: the API's rules share the chat error and callers (`chat`, `identity`); the
+        // workers ask the live state (`hub`) and privacy whether a recipient gets an alert.
+        (
+            "push",
+            &[
+                "chat", "config", "db", "hub", "identity", "model", "ops", "privacy",
             ],
         ),
     ];

@@ -95,6 +95,51 @@ enum AppCommand {
     },
     /// List applications as JSON.
     List,
+    /// Set an application's push credentials (each option replaces only its own part).
+    SetPush {
+        #[arg(long)]
+        id: i64,
+        /// FCM: the Firebase service-account JSON file.
+        #[arg(long)]
+        fcm_service_account: Option<PathBuf>,
+        /// APNs: the token-signing key (.p8 file).
+        #[arg(long)]
+        apns_key: Option<PathBuf>,
+        /// APNs: the key's id (10 characters).
+        #[arg(long)]
+        apns_key_id: Option<String>,
+        /// APNs: the team id.
+        #[arg(long)]
+        apns_team_id: Option<String>,
+        /// APNs: the app's bundle id (the `apns-topic`; `.voip` is added for VoIP pushes).
+        #[arg(long)]
+        apns_topic: Option<String>,
+        /// Web Push: generate a new VAPID key pair (prints the public key for the web app).
+        #[arg(long)]
+        vapid_generate: bool,
+    },
+    /// Set the chat-alert text: placeholders {sender_name} {text} {dialog_name} {dialog_id}
+    /// {message_id} {sender_id}. No template restores the default "{sender_name}: {text}".
+    SetAlertTemplate {
+        #[arg(long)]
+        id: i64,
+        template: Option<String>,
+    },
+    /// Set the webhook: signed JSON POSTs of the chosen events to the app's backend.
+    SetWebhook {
+        #[arg(long)]
+        id: i64,
+        /// The URL (https, or http on a private network); empty removes the webhook.
+        #[arg(long)]
+        url: String,
+        /// The HMAC-SHA256 key of `X-Parley-Signature`.
+        #[arg(long, default_value = "")]
+        secret: String,
+        /// Comma-separated: message.created, message.updated, message.deleted, dialog.created,
+        /// dialog.updated, dialog.deleted, user.online, user.offline.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,6 +321,77 @@ async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxErro
                 });
                 println!("{json:#}");
             }
+            AppCommand::SetPush { id, fcm_service_account, apns_key, apns_key_id, apns_team_id, apns_topic, vapid_generate } => {
+                let app = known_app(&pool, id).await?;
+                let account = match fcm_service_account {
+                    Some(f) => {
+                        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?)
+                            .map_err(|e| format!("{}: not JSON: {e}", f.display()))?;
+                        parley::push::check_service_account(&v)?;
+                        Some(v)
+                    }
+                    None => None,
+                };
+                let key = match apns_key {
+                    Some(f) => {
+                        let pem = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                        parley::push::check_apns_key(&pem)?;
+                        Some(pem)
+                    }
+                    None => None,
+                };
+                let vapid = if vapid_generate { Some(parley::push::webpush::generate_vapid()?) } else { None };
+                let s = parley::push::update_settings(&pool, app, |s| {
+                    if account.is_some() { s.fcm_service_account = account; }
+                    if key.is_some() { s.apns_key = key; }
+                    if apns_key_id.is_some() { s.apns_key_id = apns_key_id; }
+                    if apns_team_id.is_some() { s.apns_team_id = apns_team_id; }
+                    if apns_topic.is_some() { s.apns_topic = apns_topic; }
+                    if let Some((private, public)) = vapid {
+                        s.vapid_private_key = Some(private);
+                        s.vapid_public_key = Some(public);
+                    }
+                    Ok(())
+                }).await?;
+                println!("{:#}", serde_json::json!({
+                    "application_id": id,
+                    "fcm": s.fcm_service_account.as_ref().and_then(|v| v.get("project_id")).cloned(),
+                    "apns": s.apns_key.is_some() && s.apns_key_id.is_some() && s.apns_team_id.is_some(),
+                    "apns_key_id": s.apns_key_id, "apns_team_id": s.apns_team_id, "apns_topic": s.apns_topic,
+                    "vapid_public_key": s.vapid_public_key,
+                }));
+            }
+            AppCommand::SetAlertTemplate { id, template } => {
+                let app = known_app(&pool, id).await?;
+                let template = template.filter(|t| !t.trim().is_empty());
+                if template.as_ref().is_some_and(|t| t.len() > 1024) {
+                    return Err("the template is longer than 1024 bytes".into());
+                }
+                let s = parley::push::update_settings(&pool, app, |s| { s.alert_template = template; Ok(()) }).await?;
+                println!("{}", serde_json::json!({"application_id": id, "alert_template": s.alert_template.as_deref().unwrap_or(parley::push::payload::DEFAULT_TEMPLATE)}));
+            }
+            AppCommand::SetWebhook { id, url, secret, events } => {
+                let app = known_app(&pool, id).await?;
+                let url = url.trim().to_owned();
+                if !url.is_empty() {
+                    let ok = url.parse::<hyper::Uri>().ok().is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+                    if !ok { return Err(format!("--url {url}: not an http(s) URL").into()); }
+                    if secret.len() < 16 { return Err("--secret: at least 16 characters".into()); }
+                }
+                let events: Vec<String> = events.into_iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+                if let Some(bad) = events.iter().find(|e| !parley::push::webhook::EVENTS.contains(&e.as_str())) {
+                    return Err(format!("--events: unknown event {bad} (one of {})", parley::push::webhook::EVENTS.join(", ")).into());
+                }
+                let s = parley::push::update_settings(&pool, app, |s| {
+                    if url.is_empty() {
+                        s.webhook_url = None; s.webhook_secret = None; s.webhook_events = Vec::new();
+                    } else {
+                        s.webhook_url = Some(url); s.webhook_secret = Some(secret); s.webhook_events = events;
+                    }
+                    Ok(())
+                }).await?;
+                println!("{}", serde_json::json!({"application_id": id, "webhook_url": s.webhook_url, "webhook_events": s.webhook_events}));
+            }
             AppCommand::List => {
                 let list: Vec<_> = parley::db::apps::list(&pool)
                     .await?
@@ -288,6 +404,14 @@ async fn app_command(config: &Config, command: AppCommand) -> Result<(), BoxErro
         Ok(())
     })
     .await
+}
+
+/// The application `id`, or an error naming it.
+async fn known_app(pool: &parley::db::DbPool, id: i64) -> Result<parley::model::AppId, BoxError> {
+    match parley::db::apps::get(pool, parley::model::AppId(id)).await? {
+        Some(a) => Ok(a.id),
+        None => Err(format!("no application {id}").into()),
+    }
 }
 
 /// glibc raises its mmap threshold each time a large block is freed, after which blocks that

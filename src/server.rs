@@ -123,8 +123,18 @@ impl Server {
             config.storage.clone(),
             config.applications.clone(),
         );
+        let push = crate::push::Push::new(pool.clone(), clock.clone(), config.push.clone());
+        let push_workers = Arc::new(crate::push::Workers::new(
+            pool.clone(),
+            clock.clone(),
+            config.push.clone(),
+            hub.clone(),
+            &config.domain,
+        ));
+        let run_push_workers = config.push.workers_enabled;
         let state = Arc::new(rest::State {
             limits: rest_limits,
+            push,
             config,
             health: Health::new(pool),
             identity: identity.clone(),
@@ -172,8 +182,15 @@ impl Server {
                 let (files, rx) = (files.clone(), rx.clone());
                 move || files.clone().cleanup_loop(rx.clone())
             }),
-            tokio::spawn(purge_loop(identity, rx)),
+            tokio::spawn(purge_loop(identity, rx.clone())),
         ];
+        let mut tasks = tasks;
+        if run_push_workers {
+            tasks.push(supervise("push outbox", rx.clone(), {
+                let (workers, rx) = (push_workers, rx);
+                move || workers.clone().run(rx.clone())
+            }));
+        }
         Ok(Server {
             http_addr,
             admin_addr,

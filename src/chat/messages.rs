@@ -10,6 +10,7 @@ use super::rules::{self, Action, Role, Visibility};
 use super::{Actor, Chat, ChatError, ChatEvent};
 use crate::db::dialogs as dialog_repo;
 use crate::db::messages::{self as repo, NewMessage as Row};
+use crate::db::push as push_repo;
 use crate::model::dialog::FilterValue;
 use crate::model::filter::{FilterOp, RawFilter, SortDir};
 use crate::model::message::{Message, MessageField, MessageFilter, MessageQuery, MessageView};
@@ -114,6 +115,15 @@ struct Fresh {
     recipient_id: i64,
     attachments: Value,
     custom: Value,
+}
+
+/// What a chat alert says of a message: its text, or "attachment" for one without text.
+fn alert_text(new: &NewMessage) -> &str {
+    match new.body.as_deref().map(str::trim) {
+        Some(b) if !b.is_empty() => b,
+        _ if !new.attachments.is_empty() => "attachment",
+        _ => "",
+    }
 }
 
 /// `PUT /chat/Message/{ids}`, typed.
@@ -397,7 +407,53 @@ impl Chat {
                 }
             });
         }
+        self.enqueue_alerts(tx, jobs, &out, now).await?;
         Ok(out)
+    }
+
+    /// Chat alerts for the messages just stored, in the same transaction (so a message and its
+    /// pushes commit together): every recipient of each new, non-`silent` message. The outbox
+    /// statement keeps those with notifications on for the dialog and a subscribed device;
+    /// whether each is online and active is decided when the push is delivered. The webhook's
+    /// `message.created` calls are enqueued here too, for the same reason.
+    async fn enqueue_alerts(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        jobs: &[(&Actor, &NewMessage)],
+        stored: &[Result<Stored, ChatError>],
+        now: time::OffsetDateTime,
+    ) -> Result<(), ChatError> {
+        let rows: Vec<push_repo::AlertRow<'_>> = stored
+            .iter()
+            .zip(jobs)
+            .filter_map(|(s, (actor, new))| {
+                let s = s.as_ref().ok().filter(|s| !s.duplicate)?;
+                if s.recipients.is_empty() || rules::is_silent(&new.custom) {
+                    return None;
+                }
+                let m = &s.view.message;
+                Some(push_repo::AlertRow {
+                    app: actor.app.id.0,
+                    message_id: m.id.as_str(),
+                    dialog_id: s.dialog.id.as_str(),
+                    dialog_name: s.dialog.name.as_deref(),
+                    sender: actor.user.0,
+                    text: alert_text(new),
+                    recipients: &s.recipients,
+                })
+            })
+            .collect();
+        push_repo::enqueue_alerts(tx, &rows, now).await?;
+        let created: Vec<(i64, serde_json::Value)> = stored
+            .iter()
+            .zip(jobs)
+            .filter_map(|(s, (actor, _))| {
+                let s = s.as_ref().ok().filter(|s| !s.duplicate)?;
+                Some((actor.app.id.0, to_event_json(&s.view.message)))
+            })
+            .collect();
+        push_repo::enqueue_webhooks(tx, "message.created", &created, now).await?;
+        Ok(())
     }
 
     /// A message the batch statement skipped because its id is taken: a resend of the same

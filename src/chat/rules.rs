@@ -133,6 +133,17 @@ pub enum Visibility {
     History,
 }
 
+/// A message sent with `silent=1` (custom parameter, REST or XMPP extraParams) produces no chat
+/// alert (ConnectyCube §4.5).
+pub fn is_silent(custom: &serde_json::Map<String, serde_json::Value>) -> bool {
+    match custom.get("silent") {
+        Some(serde_json::Value::String(s)) => matches!(s.trim(), "1" | "true"),
+        Some(serde_json::Value::Number(n)) => n.as_i64() == Some(1),
+        Some(serde_json::Value::Bool(b)) => *b,
+        _ => false,
+    }
+}
+
 /// **Who may see this dialog**, written once. Members see everything. A user outside the
 /// dialog sees its history only when `allow_preview` is on; without it, a public dialog is
 /// still findable (it can be subscribed to) but its messages are the subscribers' (the spec:

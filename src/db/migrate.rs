@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0011_blobs.sql"),
     },
     Migration {
+        version: 12,
+        name: "0012_push",
+        sql: include_str!("../../migrations/0012_push.sql"),
+    },
+    Migration {
         version: 13,
         name: "0013_vcard_private",
         sql: include_str!("../../migrations/0013_vcard_private.sql"),

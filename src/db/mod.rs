@@ -16,6 +16,7 @@ pub mod notify;
 pub mod pep;
 pub mod privacy;
 pub mod profile;
+pub mod push;
 pub mod rooms;
 pub mod sessions;
 pub mod stats;

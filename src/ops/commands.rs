@@ -216,6 +216,26 @@ pub async fn stats(pool: &DbPool, clock: &Clock, admin: SocketAddr) -> Result<Re
         );
     }
     text += &row("total", &total);
+    // Pushes and webhooks waiting in the outbox, and those that failed for good.
+    let queues = db::push::queue_counts(pool).await?;
+    let (outbox, dead) = queues
+        .iter()
+        .fold((0, 0), |(o, d), (_, qo, qd)| (o + qo, d + qd));
+    text += &format!(
+        "Push outbox
+  {outbox} waiting, {dead} dead letters
+"
+    );
+    for (id, qo, qd) in queues
+        .iter()
+        .filter(|(_, o, d)| *o > 0 || *d > 0)
+        .take(SHOWN_APPS)
+    {
+        text += &format!(
+            "  application {id}: {qo} waiting, {qd} dead letters
+"
+        );
+    }
     let admin = reachable(admin);
     let live = match fetch_stats(admin).await {
         Ok(v) => {
@@ -236,6 +256,13 @@ pub async fn stats(pool: &DbPool, clock: &Clock, admin: SocketAddr) -> Result<Re
                 v["name"] = json!(name);
                 v
             }).collect::<Vec<_>>(),
+        },
+        "push": {
+            "outbox": outbox,
+            "dead_letters": dead,
+            "applications": queues.iter().map(|(id, o, d)| json!({
+                "application_id": id, "outbox": o, "dead_letters": d,
+            })).collect::<Vec<_>>(),
         },
         "server": live,
     });

@@ -77,6 +77,16 @@ pub const QUEUE_DROPS: &str = "parley_queue_drops_total";
 /// stanzas to every connected recipient.
 pub const FANOUT_LAG: &str = "parley_fanout_lag_seconds";
 
+// ---- Push notifications and webhooks (the outbox workers) -------------------------------------
+
+/// Counter `{kind, outcome}`: outbox deliveries by kind (`alert`: a chat alert, `event`: a
+/// `POST /events` push, `webhook`) and outcome (`delivered`, `skipped` — the recipient was
+/// active, blocked the sender, or the device is gone —, `dead_token` — the provider said the
+/// device is gone; its subscription was removed —, `retried`, `dead_letter`).
+pub const PUSH_DELIVERIES: &str = "parley_push_deliveries_total";
+/// Histogram `{kind}`: time of one delivery attempt (the provider or webhook request).
+pub const PUSH_DELIVERY_DURATION: &str = "parley_push_delivery_duration_seconds";
+
 // ---- REST (recorded by the REST adapter) ------------------------------------------------------
 
 /// Counter `{route, status}`: REST requests answered; `route` is the route table's pattern
@@ -134,6 +144,8 @@ pub const METRICS: &[Metric] = &[
     m(HUB_ROOMS, Kind::Gauge, Unit::Count, "Group rooms with at least one joined occupant"),
     m(QUEUE_DROPS, Kind::Counter, Unit::Count, "Deliveries dropped by a full queue or a fan-out loop that fell behind, by queue"),
     m(FANOUT_LAG, Kind::Histogram, Unit::Seconds, "Time from a chat event's publication until its stanzas are queued to the connected recipients"),
+    m(PUSH_DELIVERIES, Kind::Counter, Unit::Count, "Push and webhook deliveries from the outbox, by kind (alert, event, webhook) and outcome (delivered, skipped, dead_token, retried, dead_letter)"),
+    m(PUSH_DELIVERY_DURATION, Kind::Histogram, Unit::Seconds, "Time of one push or webhook delivery attempt, by kind"),
     m(HTTP_REQUESTS, Kind::Counter, Unit::Count, "REST requests answered, by route pattern and status"),
     m(HTTP_REQUEST_DURATION, Kind::Histogram, Unit::Seconds, "REST request latency, by route pattern"),
 ];

@@ -4,8 +4,8 @@
 //! XMPP adapter or the hub: what XMPP clients see of a REST change follows the chat events.
 
 mod access;
-mod calls;
 mod blobs;
+mod calls;
 pub mod conn;
 mod dialogs;
 pub mod error;
@@ -15,6 +15,7 @@ mod json;
 mod messages;
 mod multipart;
 mod openapi;
+mod push;
 pub mod router;
 mod session;
 mod storage;
@@ -60,6 +61,7 @@ pub struct State {
     pub chat: Chat,
     /// The storage API (`/blobs`) and the disk store's byte paths (`/storage/…`).
     pub files: crate::files::Files,
+    pub push: crate::push::Push,
     pub routes: Vec<router::Route>,
     pub limits: RestLimits,
 }

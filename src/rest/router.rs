@@ -7,7 +7,7 @@ use std::pin::Pin;
 use hyper::Method;
 
 use super::error::ApiError;
-use super::{blobs, calls, dialogs, health, messages, openapi, session, users, Ctx, Reply};
+use super::{blobs, calls, dialogs, health, messages, openapi, push, session, users, Ctx, Reply};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -81,6 +81,12 @@ pub fn table() -> Vec<Route> {
         GET "blobs/{}/object" => blobs::object,
         GET "blobs/{}" => blobs::get,
         DELETE "blobs/{}" => blobs::delete,
+        POST "subscriptions" => push::subscribe,
+        GET "subscriptions" => push::list,
+        DELETE "subscriptions/{}" => push::unsubscribe,
+        POST "events" => push::create_event,
+        GET "events/{}" => push::get_event,
+        DELETE "events/{}" => push::delete_event,
     ]
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod push;
 pub mod spawn;
 pub mod xmpp;
 
