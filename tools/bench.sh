@@ -599,7 +599,7 @@ for side, binary in (("a", a), ("b", b)):
     rs = [r for r in rs if "na" not in r]
     if not rs:
         print(f"{side}: no result"); continue
-    m = [r["metrics"].get("msgs_per_s") or r["metrics"].get("deliveries_per_s") for r in rs]
+    m = [r["metrics"].get("delivered_per_s") or r["metrics"].get("deliveries_per_s") for r in rs]
     p99 = [r["latency"]["p99_us"] / 1000 for r in rs]
     print(f"{side} {binary}: {want} median {statistics.median(m):,.0f}/s (runs: "
           + ", ".join(f"{x:,.0f}" for x in m) + f"), p99 median {statistics.median(p99):.2f} ms")

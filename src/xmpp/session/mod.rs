@@ -138,14 +138,31 @@ fn is_stanza(el: &Element) -> bool {
     el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence" | "iq")
 }
 
-/// Counts a stanza written to the stream. Literal labels: the metric keys are built once,
-/// statically, so this allocates nothing per stanza.
+/// The stanza counters by kind, looked up in the recorder once per process: a registry lookup
+/// (hashing the key, a shard lock) per stanza cost more than the count itself. Resolved after
+/// `Server::start` installed the recorder, so they are never the no-op recorder's handles.
+fn stanza_counter(sent: bool, kind: &str) -> Option<&'static metrics::Counter> {
+    static COUNTERS: [std::sync::OnceLock<metrics::Counter>; 6] =
+        [const { std::sync::OnceLock::new() }; 6];
+    let (i, label) = match kind {
+        "message" => (0, "message"),
+        "presence" => (1, "presence"),
+        "iq" => (2, "iq"),
+        _ => return None,
+    };
+    let (slot, name) = if sent {
+        (i + 3, XMPP_STANZAS_SENT)
+    } else {
+        (i, XMPP_STANZAS_RECEIVED)
+    };
+    let cell = COUNTERS.get(slot)?;
+    Some(cell.get_or_init(|| metrics::counter!(name, "kind" => label)))
+}
+
+/// Counts a stanza written to the stream.
 fn count_sent(el: &Element) {
-    match el.name.as_str() {
-        "message" => metrics::counter!(XMPP_STANZAS_SENT, "kind" => "message").increment(1),
-        "presence" => metrics::counter!(XMPP_STANZAS_SENT, "kind" => "presence").increment(1),
-        "iq" => metrics::counter!(XMPP_STANZAS_SENT, "kind" => "iq").increment(1),
-        _ => {}
+    if let Some(c) = stanza_counter(true, &el.name) {
+        c.increment(1);
     }
 }
 
@@ -313,15 +330,21 @@ impl Session {
         }
         match (el.ns.as_str(), el.name.as_str()) {
             (ns::CLIENT, "message") => {
-                metrics::counter!(XMPP_STANZAS_RECEIVED, "kind" => "message").increment(1);
+                if let Some(c) = stanza_counter(false, "message") {
+                    c.increment(1);
+                }
                 self.on_message(t, el).await
             }
             (ns::CLIENT, "presence") => {
-                metrics::counter!(XMPP_STANZAS_RECEIVED, "kind" => "presence").increment(1);
+                if let Some(c) = stanza_counter(false, "presence") {
+                    c.increment(1);
+                }
                 self.on_presence(t, el).await
             }
             (ns::CLIENT, "iq") => {
-                metrics::counter!(XMPP_STANZAS_RECEIVED, "kind" => "iq").increment(1);
+                if let Some(c) = stanza_counter(false, "iq") {
+                    c.increment(1);
+                }
                 self.on_iq(t, el).await
             }
             (ns::SM, name) => self.on_sm(t, name, &el).await,
