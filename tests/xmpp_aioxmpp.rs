@@ -3,8 +3,7 @@
 //! over STARTTLS, asks disco#info of its own account and of the server, and chats with our test
 //! client. Under `CI=true` a missing aioxmpp fails the test; elsewhere it is skipped with a note.
 
-use std::process::Stdio;
-
+use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{TestServer, PASSWORD};
 
@@ -42,23 +41,9 @@ async def main():
 asyncio.run(asyncio.wait_for(main(), 40))
 "#;
 
-fn aioxmpp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import aioxmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test]
 async fn aioxmpp_logs_in_discovers_its_account_and_chats() {
-    if !aioxmpp_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "aioxmpp is required under CI (pip install aioxmpp pytz)"
-        );
-        eprintln!("skipping: python3 with aioxmpp is not installed");
+    if !python::has("aioxmpp", python::AIOXMPP) {
         return;
     }
     let srv = TestServer::start().await;
@@ -66,19 +51,18 @@ async fn aioxmpp_logs_in_discovers_its_account_and_chats() {
     let (bob, _) = srv.chat_user("bob_aiox").await;
     let mut b = Client::login(srv.xmpp, Via::Ws, &bob, PASSWORD).await;
     let addr = srv.xmpp.tcp;
-    let child = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("{alice}@localhost"))
-        .arg(PASSWORD)
-        .arg(format!("{bob}@localhost"))
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run python3");
+    let child = python::script(
+        SCRIPT,
+        [
+            format!("{alice}@localhost"),
+            PASSWORD.to_string(),
+            format!("{bob}@localhost"),
+            addr.ip().to_string(),
+            addr.port().to_string(),
+        ],
+    )
+    .spawn()
+    .expect("run python3");
     let m = b.expect_named("message").await;
     assert_eq!(
         m.child("body", "jabber:client")

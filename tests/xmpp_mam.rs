@@ -3,13 +3,12 @@
 //! history for whoever may read it; filters, RSM paging both ways, `<fin/>`, the live
 //! `<stanza-id/>` equal to the archive id, and slixmpp's MAM plugin reading an archive.
 
-use std::process::Stdio;
-
 use parley::db::archive::{self, Filter, Scope};
 use parley::model::UserId;
 use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 
+use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{test_config, TestServer, PASSWORD};
 
@@ -939,39 +938,24 @@ asyncio.get_event_loop().run_until_complete(asyncio.wait_for(bot.disconnected, 3
 print("BODIES " + "|".join(bot.bodies))
 "#;
 
-fn slixmpp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test]
 async fn slixmpp_pages_through_an_archive_with_its_mam_plugin() {
-    if !slixmpp_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "slixmpp is required under CI (pip install slixmpp)"
-        );
-        eprintln!("skipping: python3 with slixmpp is not installed");
+    if !python::has("slixmpp", python::SLIXMPP) {
         return;
     }
     let s = story("mam_slix").await;
     let addr = s.srv.xmpp.tcp;
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SLIXMPP_MAM)
-        .arg(format!("{}@localhost", s.alice.local))
-        .arg(PASSWORD)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .arg(format!("{}@localhost", s.bob.local))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
+    let out = python::script(
+        SLIXMPP_MAM,
+        [
+            format!("{}@localhost", s.alice.local),
+            PASSWORD.to_string(),
+            addr.ip().to_string(),
+            addr.port().to_string(),
+            format!("{}@localhost", s.bob.local),
+        ],
+    )
+    .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
         .await
         .expect("slixmpp finished")

@@ -4,11 +4,10 @@
 //! roles; private messages through the room; XEP-0410 self-ping; XEP-0425 moderation as the
 //! roles' forced delete; and slixmpp's XEP-0045 plugin doing the same.
 
-use std::process::Stdio;
-
 use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 
+use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{test_config, TestServer, PASSWORD};
 
@@ -847,41 +846,26 @@ async def main():
 asyncio.get_event_loop().run_until_complete(asyncio.wait_for(main(), 60))
 "#;
 
-fn slixmpp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test]
 async fn slixmpp_creates_a_room_by_joining_sets_the_subject_configures_it_and_kicks() {
-    if !slixmpp_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "slixmpp is required under CI (pip install slixmpp)"
-        );
-        eprintln!("skipping: python3 with slixmpp is not installed");
+    if !python::has("slixmpp", python::SLIXMPP) {
         return;
     }
     let srv = TestServer::start().await;
     let (owner, token) = srv.chat_user("sx_muc_owner").await;
     let (guest, _) = srv.chat_user("sx_muc_guest").await;
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SLIXMPP)
-        .args([
+    let out = python::script(
+        SLIXMPP,
+        [
             format!("{owner}@localhost"),
             format!("{guest}@localhost"),
             PASSWORD.to_owned(),
             srv.xmpp.tcp.ip().to_string(),
             srv.xmpp.tcp.port().to_string(),
             "sxroom@muc.localhost".to_owned(),
-        ])
-        .kill_on_drop(true)
-        .output();
+        ],
+    )
+    .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(90), out)
         .await
         .expect("slixmpp finished")

@@ -4,13 +4,13 @@
 //! retract, items, delete node, node configuration, the last item on coming online, the
 //! bounds, and slixmpp's PEP plugins (avatars, nickname) against a Parley.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parley::xmpp::ext::pep::caps::ver_of;
 use parley::xmpp::stream::Element;
 
+use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{test_config, TestServer, PASSWORD};
 
@@ -944,26 +944,12 @@ print("NICK", bot.nick)
 print("AVATAR", bot.avatar)
 "#;
 
-fn slixmpp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// slixmpp's PEP plugins as Bob: his avatar (XEP-0084) published and read back, Alice's nick
 /// (XEP-0172) received through caps-based notification; our client reads Bob's avatar
 /// metadata as his contact.
 #[tokio::test]
 async fn slixmpp_publishes_an_avatar_and_hears_a_contacts_nickname() {
-    if !slixmpp_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "slixmpp is required under CI (pip install slixmpp)"
-        );
-        eprintln!("skipping: python3 with slixmpp is not installed");
+    if !python::has("slixmpp", python::SLIXMPP) {
         return;
     }
     let mut s = story("pep_slix").await;
@@ -975,18 +961,17 @@ async fn slixmpp_publishes_an_avatar_and_hears_a_contacts_nickname() {
             .await;
     assert!(is_result(&r), "{r:?}");
     let addr = s.srv.xmpp.tcp;
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SLIXMPP_PEP)
-        .arg(s.bob.bare())
-        .arg(PASSWORD)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .arg(s.alice.bare())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
+    let out = python::script(
+        SLIXMPP_PEP,
+        [
+            s.bob.bare().to_string(),
+            PASSWORD.to_string(),
+            addr.ip().to_string(),
+            addr.port().to_string(),
+            s.alice.bare().to_string(),
+        ],
+    )
+    .output();
     let out = tokio::time::timeout(Duration::from_secs(60), out)
         .await
         .expect("slixmpp finished")

@@ -5,8 +5,6 @@
 //! shared password throttle, credentials for accounts older than SCRAM, and slixmpp's own SCRAM
 //! against ours. The client side here is written from the RFCs, apart from the server's.
 
-use std::process::Stdio;
-
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -14,6 +12,7 @@ use parley::xmpp::stream::Element;
 use serde_json::json;
 use sha2::Digest;
 
+use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{connect, test_config, TestServer, PASSWORD};
 use parley::config::ScramOffer;
@@ -502,36 +501,18 @@ loop.run_until_complete(asyncio.wait_for(bot.disconnected, 20))
 print(bot.mech or "FAILED")
 "#;
 
-fn slixmpp_available() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "slixmpp is required under CI (pip install slixmpp)"
-        );
-        eprintln!("skipping: python3 with slixmpp is not installed");
-    }
-    ok
-}
-
 /// Logs in with slixmpp over direct TLS; the mechanism it authenticated with, or "FAILED".
 async fn slixmpp_login(srv: &TestServer, local: &str, password: &str) -> String {
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SLIXMPP_LOGIN)
-        .arg(format!("{local}@localhost"))
-        .arg(password)
-        .arg(srv.xmpp.tls.ip().to_string())
-        .arg(srv.xmpp.tls.port().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
+    let out = python::script(
+        SLIXMPP_LOGIN,
+        [
+            format!("{local}@localhost"),
+            password.to_string(),
+            srv.xmpp.tls.ip().to_string(),
+            srv.xmpp.tls.port().to_string(),
+        ],
+    )
+    .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(40), out)
         .await
         .expect("slixmpp finished")
@@ -547,7 +528,7 @@ async fn slixmpp_login(srv: &TestServer, local: &str, password: &str) -> String 
 
 #[tokio::test]
 async fn slixmpp_logs_in_with_scram_sha_256() {
-    if !slixmpp_available() {
+    if !python::has("slixmpp", python::SLIXMPP) {
         return;
     }
     let srv = TestServer::start().await;

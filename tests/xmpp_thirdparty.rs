@@ -2,8 +2,7 @@
 //! client: proof that the server speaks standard XMPP, not only what our own client expects.
 //! Under `CI=true` a missing slixmpp fails the test; elsewhere it is skipped with a note.
 
-use std::process::Stdio;
-
+use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{TestServer, PASSWORD};
 
@@ -48,22 +47,8 @@ print("OK" if bot.ok else "FAILED")
 sys.exit(0 if bot.ok else 1)
 "#;
 
-fn slixmpp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 async fn chat_with_slixmpp(mode: &str) {
-    if !slixmpp_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "slixmpp is required under CI (pip install slixmpp)"
-        );
-        eprintln!("skipping: python3 with slixmpp is not installed");
+    if !python::has("slixmpp", python::SLIXMPP) {
         return;
     }
     let srv = TestServer::start().await;
@@ -75,20 +60,19 @@ async fn chat_with_slixmpp(mode: &str) {
     } else {
         srv.xmpp.tcp
     };
-    let child = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("{alice}@localhost"))
-        .arg(PASSWORD)
-        .arg(format!("{bob}@localhost"))
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .arg(mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run python3");
+    let child = python::script(
+        SCRIPT,
+        [
+            format!("{alice}@localhost"),
+            PASSWORD.to_string(),
+            format!("{bob}@localhost"),
+            addr.ip().to_string(),
+            addr.port().to_string(),
+            mode.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("run python3");
     let m = b.expect_named("message").await;
     assert_eq!(
         m.child("body", "jabber:client")

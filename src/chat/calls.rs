@@ -132,18 +132,7 @@ impl Chat {
             }
             Some(_) => return Err(ChatError::invalid("userInfo", "must be an object")),
         }
-        if !self
-            .inner
-            .identity
-            .unknown_users(actor.app.id, &[to])
-            .await?
-            .is_empty()
-        {
-            return Err(ChatError::invalid(
-                "recipientId",
-                format!("user {to} does not exist"),
-            ));
-        }
+        self.require_user(actor.app.id, to, "recipientId").await?;
         let id = ObjectId::generate(self.clock().unix_seconds());
         self.events().publish(ChatEvent::CallSignal {
             app: actor.app.id,

@@ -15,7 +15,7 @@ use crate::model::dialog::FilterValue;
 use crate::model::filter::{FilterOp, RawFilter, SortDir};
 use crate::model::message::{Message, MessageField, MessageFilter, MessageQuery, MessageView};
 use crate::model::time::parse_date;
-use crate::model::{Dialog, DialogType, ObjectId, User, UserId};
+use crate::model::{AppId, Dialog, DialogType, ObjectId, User, UserId};
 
 /// `POST /chat/Message` (and, later, an XMPP message with `save_to_history`), typed.
 #[derive(Clone, Debug, Default)]
@@ -167,6 +167,30 @@ fn not_found(id: &str) -> ChatError {
 
 impl Chat {
     /// The bounds of a message's (or system message's) custom parameters.
+    /// `user` exists in `app`; otherwise 422 naming `field` (a signal to nobody is refused, not
+    /// dropped, and a user of another application is nobody here).
+    pub(super) async fn require_user(
+        &self,
+        app: AppId,
+        user: i64,
+        field: &str,
+    ) -> Result<(), ChatError> {
+        if self
+            .inner
+            .identity
+            .unknown_users(app, &[user])
+            .await?
+            .is_empty()
+        {
+            Ok(())
+        } else {
+            Err(ChatError::invalid(
+                field,
+                format!("user {user} does not exist"),
+            ))
+        }
+    }
+
     pub(super) fn custom_bounds(&self) -> Bounds {
         let c = &self.inner.config;
         Bounds {
@@ -929,18 +953,7 @@ impl Chat {
             self.custom_bounds(),
             &RESERVED_SYSTEM_PARAMS,
         )?;
-        if !self
-            .inner
-            .identity
-            .unknown_users(actor.app.id, &[to])
-            .await?
-            .is_empty()
-        {
-            return Err(ChatError::invalid(
-                "recipientId",
-                format!("user {to} does not exist"),
-            ));
-        }
+        self.require_user(actor.app.id, to, "recipientId").await?;
         let id = ObjectId::generate(self.clock().unix_seconds());
         self.events().publish(ChatEvent::SystemMessage {
             app: actor.app.id,

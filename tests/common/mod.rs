@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod push;
+pub mod python;
 pub mod spawn;
 pub mod xmpp;
 
