@@ -17,14 +17,14 @@ use crate::common::{test_config, test_data_dir, TestServer, PASSWORD};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-struct Fakes {
-    fcm: Arc<Fake>,
+pub(crate) struct Fakes {
+    pub(crate) fcm: Arc<Fake>,
     apns: Arc<Fake>,
     apns_key: push::ApnsKey,
 }
 
 /// The fakes, and a configuration pointing Parley at them (fast polls and retries).
-async fn fakes() -> (Fakes, Config) {
+pub(crate) async fn fakes() -> (Fakes, Config) {
     let dir = test_data_dir().join(format!(
         "push-{}-{}",
         std::process::id(),
@@ -57,7 +57,7 @@ async fn fakes() -> (Fakes, Config) {
 }
 
 /// The application's provider credentials, as `parley app set-push` stores them.
-async fn credentials(s: &TestServer, f: &Fakes) {
+pub(crate) async fn credentials(s: &TestServer, f: &Fakes) {
     let account = push::service_account(&format!("{}/token", f.fcm.url("http")));
     let key = f.apns_key.pem.clone();
     let (private, public) = parley::push::webpush::generate_vapid().unwrap();
@@ -82,7 +82,7 @@ async fn start() -> (TestServer, Fakes) {
     (s, f)
 }
 
-async fn subscribe(s: &TestServer, token: &str, body: Value) -> Value {
+pub(crate) async fn subscribe(s: &TestServer, token: &str, body: Value) -> Value {
     let r = s
         .http
         .post_json("/subscriptions.json", Some(token), body)
@@ -91,7 +91,7 @@ async fn subscribe(s: &TestServer, token: &str, body: Value) -> Value {
     r.json()
 }
 
-fn gcm(udid: &str, device_token: &str) -> Value {
+pub(crate) fn gcm(udid: &str, device_token: &str) -> Value {
     json!({"notification_channel": "gcm",
            "push_token": {"environment": "development", "client_identification_sequence": device_token},
            "device": {"platform": "android", "udid": udid}})
@@ -104,7 +104,7 @@ fn apns(udid: &str, device_token: &str) -> Value {
 }
 
 /// Sends a 1:1 message over REST and returns it.
-async fn send(s: &TestServer, token: &str, to: i64, text: &str, extra: Value) -> Value {
+pub(crate) async fn send(s: &TestServer, token: &str, to: i64, text: &str, extra: Value) -> Value {
     let mut body = json!({"recipient_id": to, "message": text, "send_to_chat": 1});
     if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
         b.extend(e);
@@ -117,7 +117,7 @@ async fn send(s: &TestServer, token: &str, to: i64, text: &str, extra: Value) ->
     r.json()
 }
 
-async fn outbox_len(s: &TestServer) -> i64 {
+pub(crate) async fn outbox_len(s: &TestServer) -> i64 {
     let c = s.pool.get().await.unwrap();
     c.query_one("SELECT count(*) FROM push_outbox", &[])
         .await
