@@ -430,6 +430,9 @@ impl Session {
             }
         }
         if last {
+            if !gone {
+                self.services.chat.presence_changed(self.user, false).await;
+            }
             let now = self.services.clock.now();
             let (pool, key) = (&self.services.pool, self.user);
             // Nothing is written for a deleted account.

@@ -350,7 +350,7 @@ async fn bind_or_answer(
             requested => {
                 let resource = requested.unwrap_or_else(|| random_hex(10));
                 let (tx, rx) = mpsc::channel(s.config.xmpp.outbound_queue.max(1));
-                match s.hub.register(
+                match s.hub.bind(
                     user,
                     &resource,
                     tx,
@@ -358,7 +358,7 @@ async fn bind_or_answer(
                     pending.auth,
                     pending.revoked.clone(),
                 ) {
-                    Ok(conn) => {
+                    Ok((conn, first)) => {
                         let jid = Jid {
                             resource: Some(resource),
                             ..user.bare_jid(s.domain())
@@ -370,6 +370,9 @@ async fn bind_or_answer(
                         if t.send(&result).await.is_err() {
                             s.hub.unregister(user, conn);
                             return Some(Negotiated::Done);
+                        }
+                        if first {
+                            s.chat.presence_changed(user, true).await;
                         }
                         return Some(Negotiated::Bound(Bound {
                             user,
