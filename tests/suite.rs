@@ -41,6 +41,7 @@ mod ops_recovery;
 mod ops_tls_reload;
 mod push_alerts;
 mod push_api;
+mod push_webhooks;
 mod rest_blobs;
 mod rest_openapi;
 mod xmpp_muc_standard;

@@ -95,7 +95,11 @@ impl Chat {
     /// presence lives in memory), so a crash between the change and this insert loses that one
     /// event; a failure is logged, never the connection's problem.
     pub async fn presence_changed(&self, user: crate::model::UserKey, online: bool) {
-        let event = if online { "user.online" } else { "user.offline" };
+        let event = if online {
+            "user.online"
+        } else {
+            "user.offline"
+        };
         let now = self.clock().now();
         let data = vec![(
             user.app.0,
