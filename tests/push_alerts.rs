@@ -531,3 +531,62 @@ async fn a_webhook_receives_message_created_signed() {
     assert!(receiver.refusals().is_empty(), "{:?}", receiver.refusals());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_blocked_sender_gives_no_push() {
+    let (s, f) = start().await;
+    let (alice, alice_id) = s.user_token("alice_blk").await;
+    let (bob, bob_id) = s.user_token("bob_blk").await;
+    subscribe(&s, &bob, gcm("phone", "fcm-blk")).await;
+    // Bob blocks Alice (XEP-0191), then goes offline: the block list is stored, not per stream.
+    let mut b = Client::login(s.xmpp, Via::Tcp, &s.local(bob_id), PASSWORD).await;
+    let r = b
+        .iq(
+            "b1",
+            &format!(
+                "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='{}@localhost'/></block></iq>",
+                s.local(alice_id)
+            ),
+        )
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    b.send_raw("</stream:stream>").await;
+    let _ = b.try_next().await;
+    let r = s
+        .http
+        .post_json(
+            "/chat/Message.json",
+            Some(&alice),
+            json!({"recipient_id": bob_id, "message": "let me in", "send_to_chat": 1}),
+        )
+        .await;
+    // The message is stored (REST does not say who blocks whom); its alert is dropped.
+    assert_eq!(r.status, 201, "{}", r.body);
+    drained(&s).await;
+    assert!(f.fcm.deliveries().is_empty(), "{:?}", f.fcm.deliveries());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_xmpp_message_saved_to_history_alerts_an_offline_recipient_once() {
+    let (s, f) = start().await;
+    let (_, alice_id) = s.user_token("alice_xh").await;
+    let (bob, bob_id) = s.user_token("bob_xh").await;
+    subscribe(&s, &bob, gcm("phone", "fcm-xh")).await;
+    let mut a = Client::login(s.xmpp, Via::Tcp, &s.local(alice_id), PASSWORD).await;
+    a.send_raw(&format!(
+        "<message to='{}@localhost' type='chat' id='x1'><body>from xmpp</body>\
+         <extraParams xmlns='jabber:client'><save_to_history>1</save_to_history></extraParams></message>",
+        s.local(bob_id)
+    ))
+    .await;
+    let d = f.fcm.wait_for(1).await;
+    assert_eq!(
+        d[0].body["message"]["data"]["message"],
+        "alice_xh: from xmpp"
+    );
+    assert_eq!(d[0].body["message"]["token"], "fcm-xh");
+    drained(&s).await;
+    assert_eq!(f.fcm.deliveries().len(), 1, "{:?}", f.fcm.deliveries());
+    s.stop().await;
+}
