@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::common::push::{self, Fake};
 use crate::common::xmpp::{Client, Via};
-use crate::common::{test_config, test_data_dir, TestServer, PASSWORD};
+use crate::common::{conn_string, test_config, test_data_dir, TestServer, PASSWORD};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -588,5 +588,95 @@ async fn an_xmpp_message_saved_to_history_alerts_an_offline_recipient_once() {
     assert_eq!(d[0].body["message"]["token"], "fcm-xh");
     drained(&s).await;
     assert_eq!(f.fcm.deliveries().len(), 1, "{:?}", f.fcm.deliveries());
+    s.stop().await;
+}
+
+/// `parley ARGS` as the operator runs it on the host: the real binary, the server's database.
+async fn cli(s: &TestServer, args: &[&str]) -> Value {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(args)
+        .env("PARLEY_DATABASE_URL", conn_string(&s.pg))
+        .env("PARLEY_LOG", "warn")
+        .output()
+        .await
+        .expect("run parley");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "parley {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn set_push_vapid_generate_prints_the_key_web_pushes_are_then_signed_with() {
+    let (_f, c) = fakes().await;
+    let s = TestServer::start_with(c).await;
+    let app = s.app.id.0.to_string();
+    let out = cli(&s, &["app", "set-push", "--id", &app, "--vapid-generate"]).await;
+    let key = out["vapid_public_key"]
+        .as_str()
+        .expect("a public key")
+        .to_owned();
+    let browser = push::browser();
+    let service = push::web_push(browser.clone()).await;
+    let (alice, _) = s.user_token("alice_vapid").await;
+    let (bob, bob_id) = s.user_token("bob_vapid").await;
+    subscribe(
+        &s,
+        &bob,
+        json!({"notification_channel": "web",
+               "push_token": {"environment": "production", "web_endpoint": format!("{}/push/cli", service.url("http")),
+                              "web_auth": browser.auth, "web_p256dh": browser.p256dh},
+               "device": {"platform": "web", "udid": "browser-cli"}}),
+    )
+    .await;
+    send(&s, &alice, bob_id, "signed by the cli key", json!({})).await;
+    let d = service.wait_for(1).await;
+    assert!(service.refusals().is_empty(), "{:?}", service.refusals());
+    let auth = d[0].headers["authorization"].to_str().unwrap();
+    assert!(auth.ends_with(&format!(", k={key}")), "{auth}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn set_webhook_from_the_cli_makes_the_server_call_it() {
+    let (_f, c) = fakes().await;
+    let s = TestServer::start_with(c).await;
+    let receiver = push::webhook_receiver("cli-webhook-secret-1").await;
+    let url = format!("{}/hooks/cli", receiver.url("http"));
+    let app = s.app.id.0.to_string();
+    let out = cli(
+        &s,
+        &[
+            "app",
+            "set-webhook",
+            "--id",
+            &app,
+            "--url",
+            &url,
+            "--secret",
+            "cli-webhook-secret-1",
+            "--events",
+            "message.created,dialog.created",
+        ],
+    )
+    .await;
+    assert_eq!(out["webhook_url"], url.as_str());
+    assert_eq!(
+        out["webhook_events"],
+        json!(["message.created", "dialog.created"])
+    );
+    let (alice, _) = s.user_token("alice_clihook").await;
+    let (_, bob_id) = s.user_token("bob_clihook").await;
+    let m = send(&s, &alice, bob_id, "hello backend", json!({})).await;
+    let d = receiver.wait_for(1).await;
+    assert!(receiver.refusals().is_empty(), "{:?}", receiver.refusals());
+    let created = d
+        .iter()
+        .find(|d| d.body["event"] == "message.created")
+        .expect("a message.created call");
+    assert_eq!(created.body["data"]["_id"], m["_id"]);
     s.stop().await;
 }
