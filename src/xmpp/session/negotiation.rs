@@ -37,6 +37,8 @@ pub(super) struct Bound {
     pub(super) conn: ConnId,
     pub(super) rx: mpsc::Receiver<Outbound>,
     pub(super) revoked: Revoked,
+    /// The user's first connection (the hub decided under its lock).
+    pub(super) first: bool,
 }
 
 fn plain_allowed(s: &Services, t: &Transport) -> bool {
@@ -371,15 +373,13 @@ async fn bind_or_answer(
                             s.hub.unregister(user, conn);
                             return Some(Negotiated::Done);
                         }
-                        if first {
-                            s.chat.presence_changed(user, true).await;
-                        }
                         return Some(Negotiated::Bound(Bound {
                             user,
                             jid,
                             conn,
                             rx,
                             revoked: pending.revoked.clone(),
+                            first,
                         }));
                     }
                     Err(RegisterError::TooManyConnections) => {
