@@ -67,9 +67,6 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
     };
     if first {
         status_streaming::push_status(&services, b.user, &session.bare, 0, false);
-        // Here, past the negotiation deadline: a slow database delays this session, never
-        // times out its negotiation.
-        services.chat.presence_changed(b.user, true).await;
     }
     let _guard = UnregisterOnPanic {
         services: services.clone(),

@@ -369,8 +369,15 @@ async fn bind_or_answer(
                             .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
                         let mut result = iq_result(&iq, s.domain(), Some(payload));
                         result.remove_attr("from");
+                        // Enqueued before the client learns it is bound: by the time it acts
+                        // (or a test pauses the clock), the session is past every database wait.
+                        if first {
+                            s.chat.presence_changed(user, true).await;
+                        }
                         if t.send(&result).await.is_err() {
-                            s.hub.unregister(user, conn);
+                            if s.hub.unregister(user, conn) {
+                                s.chat.presence_changed(user, false).await;
+                            }
                             return Some(Negotiated::Done);
                         }
                         return Some(Negotiated::Bound(Bound {
