@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::common::push::{self, Fake};
 use crate::common::xmpp::{Client, Via};
-use crate::common::{test_config, test_data_dir, TestServer, PASSWORD};
+use crate::common::{conn_string, test_config, test_data_dir, TestServer, PASSWORD};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -529,5 +529,154 @@ async fn a_webhook_receives_message_created_signed() {
     assert_eq!(d[0].body["data"]["_id"], m["_id"]);
     assert_eq!(d[0].body["data"]["message"], "for the bot");
     assert!(receiver.refusals().is_empty(), "{:?}", receiver.refusals());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_blocked_sender_gives_no_push() {
+    let (s, f) = start().await;
+    let (alice, alice_id) = s.user_token("alice_blk").await;
+    let (bob, bob_id) = s.user_token("bob_blk").await;
+    subscribe(&s, &bob, gcm("phone", "fcm-blk")).await;
+    // Bob blocks Alice (XEP-0191), then goes offline: the block list is stored, not per stream.
+    let mut b = Client::login(s.xmpp, Via::Tcp, &s.local(bob_id), PASSWORD).await;
+    let r = b
+        .iq(
+            "b1",
+            &format!(
+                "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='{}@localhost'/></block></iq>",
+                s.local(alice_id)
+            ),
+        )
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    b.send_raw("</stream:stream>").await;
+    let _ = b.try_next().await;
+    let r = s
+        .http
+        .post_json(
+            "/chat/Message.json",
+            Some(&alice),
+            json!({"recipient_id": bob_id, "message": "let me in", "send_to_chat": 1}),
+        )
+        .await;
+    // The message is stored (REST does not say who blocks whom); its alert is dropped.
+    assert_eq!(r.status, 201, "{}", r.body);
+    drained(&s).await;
+    assert!(f.fcm.deliveries().is_empty(), "{:?}", f.fcm.deliveries());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_xmpp_message_saved_to_history_alerts_an_offline_recipient_once() {
+    let (s, f) = start().await;
+    let (_, alice_id) = s.user_token("alice_xh").await;
+    let (bob, bob_id) = s.user_token("bob_xh").await;
+    subscribe(&s, &bob, gcm("phone", "fcm-xh")).await;
+    let mut a = Client::login(s.xmpp, Via::Tcp, &s.local(alice_id), PASSWORD).await;
+    a.send_raw(&format!(
+        "<message to='{}@localhost' type='chat' id='x1'><body>from xmpp</body>\
+         <extraParams xmlns='jabber:client'><save_to_history>1</save_to_history></extraParams></message>",
+        s.local(bob_id)
+    ))
+    .await;
+    let d = f.fcm.wait_for(1).await;
+    assert_eq!(
+        d[0].body["message"]["data"]["message"],
+        "alice_xh: from xmpp"
+    );
+    assert_eq!(d[0].body["message"]["token"], "fcm-xh");
+    drained(&s).await;
+    assert_eq!(f.fcm.deliveries().len(), 1, "{:?}", f.fcm.deliveries());
+    s.stop().await;
+}
+
+/// `parley ARGS` as the operator runs it on the host: the real binary, the server's database.
+async fn cli(s: &TestServer, args: &[&str]) -> Value {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(args)
+        .env("PARLEY_DATABASE_URL", conn_string(&s.pg))
+        .env("PARLEY_LOG", "warn")
+        .output()
+        .await
+        .expect("run parley");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "parley {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn set_push_vapid_generate_prints_the_key_web_pushes_are_then_signed_with() {
+    let (_f, c) = fakes().await;
+    let s = TestServer::start_with(c).await;
+    let app = s.app.id.0.to_string();
+    let out = cli(&s, &["app", "set-push", "--id", &app, "--vapid-generate"]).await;
+    let key = out["vapid_public_key"]
+        .as_str()
+        .expect("a public key")
+        .to_owned();
+    let browser = push::browser();
+    let service = push::web_push(browser.clone()).await;
+    let (alice, _) = s.user_token("alice_vapid").await;
+    let (bob, bob_id) = s.user_token("bob_vapid").await;
+    subscribe(
+        &s,
+        &bob,
+        json!({"notification_channel": "web",
+               "push_token": {"environment": "production", "web_endpoint": format!("{}/push/cli", service.url("http")),
+                              "web_auth": browser.auth, "web_p256dh": browser.p256dh},
+               "device": {"platform": "web", "udid": "browser-cli"}}),
+    )
+    .await;
+    send(&s, &alice, bob_id, "signed by the cli key", json!({})).await;
+    let d = service.wait_for(1).await;
+    assert!(service.refusals().is_empty(), "{:?}", service.refusals());
+    let auth = d[0].headers["authorization"].to_str().unwrap();
+    assert!(auth.ends_with(&format!(", k={key}")), "{auth}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn set_webhook_from_the_cli_makes_the_server_call_it() {
+    let (_f, c) = fakes().await;
+    let s = TestServer::start_with(c).await;
+    let receiver = push::webhook_receiver("cli-webhook-secret-1").await;
+    let url = format!("{}/hooks/cli", receiver.url("http"));
+    let app = s.app.id.0.to_string();
+    let out = cli(
+        &s,
+        &[
+            "app",
+            "set-webhook",
+            "--id",
+            &app,
+            "--url",
+            &url,
+            "--secret",
+            "cli-webhook-secret-1",
+            "--events",
+            "message.created,dialog.created",
+        ],
+    )
+    .await;
+    assert_eq!(out["webhook_url"], url.as_str());
+    assert_eq!(
+        out["webhook_events"],
+        json!(["message.created", "dialog.created"])
+    );
+    let (alice, _) = s.user_token("alice_clihook").await;
+    let (_, bob_id) = s.user_token("bob_clihook").await;
+    let m = send(&s, &alice, bob_id, "hello backend", json!({})).await;
+    let d = receiver.wait_for(1).await;
+    assert!(receiver.refusals().is_empty(), "{:?}", receiver.refusals());
+    let created = d
+        .iter()
+        .find(|d| d.body["event"] == "message.created")
+        .expect("a message.created call");
+    assert_eq!(created.body["data"]["_id"], m["_id"]);
     s.stop().await;
 }

@@ -8,6 +8,7 @@ use super::query::{asks_public_only, dialog_query};
 use super::rules::{self, Action, Role, Visibility};
 use super::{Actor, Chat, ChatError, ChatEvent};
 use crate::db::dialogs::{self as repo, Member};
+use crate::db::push as push_repo;
 use crate::model::dialog::{DialogQuery, DialogView};
 use crate::model::filter::{RawFilter, SortDir};
 use crate::model::{Application, Dialog, DialogType, ObjectId, User, UserId};
@@ -386,6 +387,13 @@ impl Chat {
         let view = repo::view(&tx, app.id, me, &stored.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
+        if created {
+            // Enqueued in the dialog's own transaction: the webhook call and the dialog commit
+            // together.
+            let data = vec![(app.id.0, to_event_json(&view.dialog))];
+            let now = self.clock().now();
+            push_repo::enqueue_webhooks(&tx, "dialog.created", &data, now).await?;
+        }
         tx.commit().await?;
         if created {
             self.events().publish(ChatEvent::OccupantsChanged {
@@ -651,6 +659,8 @@ impl Chat {
         let view = repo::view(tx, app.id, me, &d.id)
             .await?
             .ok_or_else(|| ChatError::NotFound("Dialog not found".into()))?;
+        let data = vec![(app.id.0, to_event_json(&view.dialog))];
+        push_repo::enqueue_webhooks(tx, "dialog.updated", &data, d.updated_at).await?;
         let changed = !added.is_empty() || !removed.is_empty() || admins_changed;
         let event = changed.then_some(ChatEvent::OccupantsChanged {
             app: app.id,
@@ -700,6 +710,12 @@ impl Chat {
             };
             occupants.extend(repo::member_ids(&tx, &d.id, i64::MAX, 0).await?);
             repo::delete(&tx, &d.id).await?;
+            let data = vec![(
+                actor.app.id.0,
+                serde_json::json!({"_id": d.id, "type": d.kind.code(), "deleted_by": me.0}),
+            )];
+            let now = self.clock().now();
+            push_repo::enqueue_webhooks(&tx, "dialog.deleted", &data, now).await?;
             Some(ChatEvent::DialogDeleted {
                 app: actor.app.id,
                 dialog: d.id.clone(),
@@ -869,4 +885,24 @@ impl Chat {
         tx.commit().await?;
         Ok(users)
     }
+}
+
+/// The dialog as the application's webhook receives it (`dialog.created`, `dialog.updated`):
+/// the fields every member shares, none of one member's (unread count, status).
+pub fn to_event_json(d: &Dialog) -> Value {
+    serde_json::json!({
+        "_id": d.id,
+        "type": d.kind.code(),
+        "user_id": d.owner.0,
+        "name": d.name,
+        "photo": d.photo,
+        "description": d.description,
+        "occupants_ids": d.occupants,
+        "admins_ids": d.admins,
+        "pinned_messages_ids": d.pinned,
+        "extensions": d.extensions,
+        "data": d.data,
+        "created_at": d.created_at.unix_timestamp(),
+        "updated_at": d.updated_at.unix_timestamp(),
+    })
 }

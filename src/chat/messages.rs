@@ -823,6 +823,11 @@ impl Chat {
             }
             rules::check(role, d.kind, Action::EditOwnMessage)?;
             repo::edit(&tx, &oid, body, now).await?;
+            // The webhook's `message.updated` commits with the edit (the outbox is transactional).
+            if let Some(edited) = repo::get(&tx, &oid).await? {
+                let data = vec![(actor.app.id.0, to_event_json(&edited))];
+                push_repo::enqueue_webhooks(&tx, "message.updated", &data, now).await?;
+            }
             let recipients = self.recipients(&tx, &d, actor.user).await?;
             events.push(ChatEvent::MessageEdited {
                 app: actor.app.id,
@@ -919,6 +924,19 @@ impl Chat {
             };
             rules::check(role, d.kind, action)?;
             repo::delete(&tx, &m).await?;
+            // `message.deleted` is for deletions for everyone only: hiding a message for oneself
+            // changes nothing the application's backend keeps.
+            let data = vec![(
+                actor.app.id.0,
+                serde_json::json!({
+                    "_id": m.id,
+                    "chat_dialog_id": m.dialog_id,
+                    "sender_id": m.sender_id,
+                    "deleted_by": actor.user.0,
+                }),
+            )];
+            let now = self.clock().now();
+            push_repo::enqueue_webhooks(&tx, "message.deleted", &data, now).await?;
             let recipients = self.recipients(&tx, &d, actor.user).await?;
             tx.commit().await?;
             self.events().publish(ChatEvent::MessagesDeleted {

@@ -90,6 +90,33 @@ impl Chat {
             })
     }
 
+    /// The `user.online` / `user.offline` webhook events: a user's first XMPP connection bound,
+    /// or their last one closed. Unlike the other events there is no transaction to join (the
+    /// presence lives in memory), so a crash between the change and this insert loses that one
+    /// event; a failure is logged, never the connection's problem.
+    pub async fn presence_changed(&self, user: crate::model::UserKey, online: bool) {
+        let event = if online {
+            "user.online"
+        } else {
+            "user.offline"
+        };
+        let now = self.clock().now();
+        let data = vec![(
+            user.app.0,
+            serde_json::json!({ "user_id": user.user.0, "at": now.unix_timestamp() }),
+        )];
+        let done = async {
+            let mut client = self.pool().get().await?;
+            let tx = client.transaction().await?;
+            crate::db::push::enqueue_webhooks(&tx, event, &data, now).await?;
+            tx.commit().await?;
+            Ok::<_, ChatError>(())
+        };
+        if let Err(e) = done.await {
+            tracing::warn!(error = %e, event, "enqueueing a presence webhook");
+        }
+    }
+
     fn pool(&self) -> &DbPool {
         &self.inner.pool
     }

@@ -199,10 +199,27 @@ impl Hub {
         auth: ChatAuth,
         revoked: Revoked,
     ) -> Result<ConnId, RegisterError> {
+        self.bind(user, resource, tx, max_per_user, auth, revoked)
+            .map(|(id, _)| id)
+    }
+
+    /// [`Hub::register`], also saying whether this is the user's first connection (decided
+    /// under the lock, so two binds racing cannot both, or neither, be first): the
+    /// `user.online` webhook event.
+    pub fn bind(
+        &self,
+        user: UserKey,
+        resource: &str,
+        tx: mpsc::Sender<Outbound>,
+        max_per_user: usize,
+        auth: ChatAuth,
+        revoked: Revoked,
+    ) -> Result<(ConnId, bool), RegisterError> {
         let mut st = self.lock();
         st.next_id += 1;
         let id = st.next_id;
         let conns = st.users.entry(user).or_default();
+        let first = conns.is_empty();
         if let Some(pos) = conns.iter().position(|c| c.resource == resource) {
             let old = conns.remove(pos);
             let _ = old.tx.try_send(Outbound::Replaced);
@@ -221,7 +238,7 @@ impl Hub {
             active: true,
             caps: None,
         });
-        Ok(id)
+        Ok((id, first))
     }
 
     /// Removes a connection; returns true when it was the user's last one.

@@ -49,7 +49,7 @@ pub async fn run(services: Arc<Services>, mut t: Transport, shutdown: watch::Rec
     let Negotiated::Bound(b) = negotiated else {
         return;
     };
-    let first = services.hub.connections(b.user).len() == 1;
+    let first = b.first;
     let session = Session {
         services: services.clone(),
         user: b.user,
@@ -430,6 +430,9 @@ impl Session {
             }
         }
         if last {
+            if !gone {
+                self.services.chat.presence_changed(self.user, false).await;
+            }
             let now = self.services.clock.now();
             let (pool, key) = (&self.services.pool, self.user);
             // Nothing is written for a deleted account.

@@ -37,6 +37,8 @@ pub(super) struct Bound {
     pub(super) conn: ConnId,
     pub(super) rx: mpsc::Receiver<Outbound>,
     pub(super) revoked: Revoked,
+    /// The user's first connection (the hub decided under its lock).
+    pub(super) first: bool,
 }
 
 fn plain_allowed(s: &Services, t: &Transport) -> bool {
@@ -350,7 +352,7 @@ async fn bind_or_answer(
             requested => {
                 let resource = requested.unwrap_or_else(|| random_hex(10));
                 let (tx, rx) = mpsc::channel(s.config.xmpp.outbound_queue.max(1));
-                match s.hub.register(
+                match s.hub.bind(
                     user,
                     &resource,
                     tx,
@@ -358,7 +360,7 @@ async fn bind_or_answer(
                     pending.auth,
                     pending.revoked.clone(),
                 ) {
-                    Ok(conn) => {
+                    Ok((conn, first)) => {
                         let jid = Jid {
                             resource: Some(resource),
                             ..user.bare_jid(s.domain())
@@ -367,8 +369,15 @@ async fn bind_or_answer(
                             .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
                         let mut result = iq_result(&iq, s.domain(), Some(payload));
                         result.remove_attr("from");
+                        // Enqueued before the client learns it is bound: by the time it acts
+                        // (or a test pauses the clock), the session is past every database wait.
+                        if first {
+                            s.chat.presence_changed(user, true).await;
+                        }
                         if t.send(&result).await.is_err() {
-                            s.hub.unregister(user, conn);
+                            if s.hub.unregister(user, conn) {
+                                s.chat.presence_changed(user, false).await;
+                            }
                             return Some(Negotiated::Done);
                         }
                         return Some(Negotiated::Bound(Bound {
@@ -377,6 +386,7 @@ async fn bind_or_answer(
                             conn,
                             rx,
                             revoked: pending.revoked.clone(),
+                            first,
                         }));
                     }
                     Err(RegisterError::TooManyConnections) => {
