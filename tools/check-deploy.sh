@@ -44,4 +44,29 @@ users = [i["value"] for i in df.structure if i["instruction"] == "USER"]
 assert users and users[-1] != "root", "the runtime image runs as a non-root user"
 print("compose: services", ", ".join(sorted(services)), "| Containerfile:", len(stages), "stages, user", users[-1])
 PY
+echo "check-deploy: cluster (deploy/cluster/)"
+python3 - "$root/deploy/cluster/compose.yaml" "$root/deploy/cluster/haproxy.cfg" <<'PY'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+nodes = sorted(n for n in services if n.startswith("parley-"))
+nats = sorted(n for n in services if n.startswith("nats-"))
+assert len(nodes) >= 2 and len(nats) == 3, (nodes, nats)
+names = set()
+for n in nodes:
+    env = services[n]["environment"]
+    # Every node on the one database and the whole NATS cluster, each with its own name.
+    assert env["PARLEY_DATABASE_URL"].endswith("@db:5432/parley"), env
+    assert all(f"nats://{s}:4222" in env["PARLEY_CLUSTER_NATS_URL"] for s in nats), env
+    names.add(env["PARLEY_CLUSTER_NODE_NAME"])
+assert len(names) == len(nodes), "node names must be unique"
+assert "pg_basebackup" in " ".join(services["db-replica"]["command"])
+lb = open(sys.argv[2]).read()
+for n in nodes:
+    for port in ("5222", "5223", "5291", "8080"):
+        assert f"{n}:{port}" in lb, f"haproxy.cfg does not balance {n}:{port}"
+print("cluster compose:", len(nodes), "Parley nodes,", len(nats), "NATS servers; haproxy balances all")
+PY
+if command -v nats-server >/dev/null; then
+    nats-server -t -c "$root/deploy/cluster/nats.conf" --name nats-1 --cluster_name parley
+fi
 echo "check-deploy: ok"
