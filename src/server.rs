@@ -67,6 +67,7 @@ impl Server {
             identity.clone(),
             Events::new(),
             config.chat.clone(),
+            Duration::from_secs(config.push.credentials_cache_secs),
         );
         let listener = rest::bind(config.http.addr).await?;
         let http_addr = listener.local_addr()?;

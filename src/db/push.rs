@@ -430,6 +430,22 @@ pub async fn save_settings(pool: &DbPool, app: AppId, s: &Settings) -> Result<()
     Ok(())
 }
 
+/// Whether the application has credentials for any push provider (an FCM service account, an
+/// APNs key or a VAPID key): without one no chat alert of it could be delivered.
+pub async fn has_push_credentials(
+    c: &impl Cached,
+    app: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(c.q01(
+        "SELECT fcm_service_account IS NOT NULL OR apns_key IS NOT NULL
+                    OR vapid_private_key IS NOT NULL
+             FROM push_settings WHERE application_id = $1",
+        &[&app],
+    )
+    .await?
+    .is_some_and(|r| r.try_get::<_, bool>(0).unwrap_or(false)))
+}
+
 /// One new chat message that may alert its recipients.
 pub struct AlertRow<'a> {
     pub app: i64,

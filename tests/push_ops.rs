@@ -1,0 +1,86 @@
+//! Running the push outbox: an application without provider credentials costs its messages no
+//! device look-up (and gets alerts within `push.credentials_cache_secs` of `parley app
+//! set-push`), and the outbox depth is on /metrics without a count per scrape.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::TestServer;
+use crate::push_alerts::{cli, fakes, send, subscribe};
+
+/// Outbox rows of `kind` (`alert`, `webhook`, `event`).
+async fn rows_of(s: &TestServer, kind: &str) -> i64 {
+    let c = s.pool.get().await.unwrap();
+    c.query_one("SELECT count(*) FROM push_outbox WHERE kind = $1", &[&kind])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A browser subscription whose endpoint nobody serves (the workers are off in these tests).
+fn web(udid: &str) -> Value {
+    json!({"notification_channel": "web",
+           "push_token": {"environment": "production", "web_endpoint": "http://127.0.0.1:9/push/x",
+                          "web_auth": "AAAAAAAAAAAAAAAAAAAAAA",
+                          "web_p256dh": "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY"},
+           "device": {"platform": "web", "udid": udid}})
+}
+
+#[tokio::test]
+async fn an_application_without_push_credentials_enqueues_no_alerts_but_delivers_and_calls_its_webhook(
+) {
+    let (_f, mut c) = fakes().await;
+    c.push.workers_enabled = false;
+    let s = TestServer::start_with(c).await;
+    parley::push::update_settings(&s.pool, s.app.id, |st| {
+        st.webhook_url = Some("http://127.0.0.1:9/hook".into());
+        st.webhook_secret = Some("a-webhook-secret-123".into());
+        st.webhook_events = vec!["message.created".into()];
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (alice, _) = s.user_token("alice_nocred").await;
+    let (bob, bob_id) = s.user_token("bob_nocred").await;
+    subscribe(&s, &bob, web("browser-nocred")).await;
+    let m = send(&s, &alice, bob_id, "no push for this", json!({})).await;
+    assert_eq!(rows_of(&s, "alert").await, 0);
+    assert_eq!(rows_of(&s, "webhook").await, 1);
+    let r = s
+        .http
+        .get(
+            &format!(
+                "/chat/Message.json?chat_dialog_id={}",
+                m["chat_dialog_id"].as_str().unwrap()
+            ),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["items"][0]["message"], "no push for this");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_start_within_the_credentials_cache_time_after_set_push() {
+    let (_f, mut c) = fakes().await;
+    c.push.workers_enabled = false;
+    c.push.credentials_cache_secs = 30;
+    let s = TestServer::start_with(c).await;
+    let (alice, _) = s.user_token("alice_setpush").await;
+    let (bob, bob_id) = s.user_token("bob_setpush").await;
+    subscribe(&s, &bob, web("browser-setpush")).await;
+    send(&s, &alice, bob_id, "before", json!({})).await;
+    assert_eq!(rows_of(&s, "alert").await, 0);
+    let app = s.app.id.0.to_string();
+    cli(&s, &["app", "set-push", "--id", &app, "--vapid-generate"]).await;
+    // The server still trusts what it read before the command...
+    send(&s, &alice, bob_id, "cached", json!({})).await;
+    assert_eq!(rows_of(&s, "alert").await, 0);
+    // ...until the cache time has passed.
+    s.clock.advance(Duration::from_secs(31));
+    send(&s, &alice, bob_id, "after", json!({})).await;
+    assert_eq!(rows_of(&s, "alert").await, 1);
+    s.stop().await;
+}
