@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::TestServer;
+use crate::common::spawn::{free_port, Parley};
+use crate::common::{conn_string, connect, fresh_database, Http, TestServer};
 use crate::push_alerts::{cli, fakes, send, subscribe};
 
 /// Outbox rows of `kind` (`alert`, `webhook`, `event`).
@@ -83,4 +84,57 @@ async fn alerts_start_within_the_credentials_cache_time_after_set_push() {
     send(&s, &alice, bob_id, "after", json!({})).await;
     assert_eq!(rows_of(&s, "alert").await, 1);
     s.stop().await;
+}
+
+/// The value of the unlabelled gauge `name` in a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_outbox_and_dead_letter_depths_are_sampled_onto_metrics() {
+    // A process of its own: the metrics recorder is process-wide, and every test server in this
+    // one samples its own (empty) outbox.
+    let pg = fresh_database().await;
+    let admin_addr = format!("127.0.0.1:{}", free_port());
+    let _parley = Parley::start(
+        "push-depth",
+        &[
+            ("PARLEY_DATABASE_URL", &conn_string(&pg)),
+            ("PARLEY_ADMIN_ADDR", &admin_addr),
+            ("PARLEY_PUSH_WORKERS_ENABLED", "false"),
+            ("PARLEY_PUSH_DEPTH_SAMPLE_SECS", "1"),
+        ],
+    )
+    .await;
+    let db = connect(&pg).await;
+    db.batch_execute(
+        "INSERT INTO push_outbox (application_id, kind, payload, next_at, created_at)
+         SELECT 1, 'webhook', '{}', now(), now() FROM generate_series(1, 3);
+         INSERT INTO push_dead_letters (id, application_id, kind, payload, attempts, created_at,
+                                        failed_at)
+         SELECT i, 1, 'alert', '{}', 8, now(), now() FROM generate_series(1001, 1002) AS i;",
+    )
+    .await
+    .unwrap();
+    let admin = Http::new(admin_addr.parse().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = admin.get("/metrics", None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let seen = (
+            gauge(&r.body, "parley_push_outbox_depth"),
+            gauge(&r.body, "parley_push_dead_letters"),
+        );
+        if seen == (Some(3.0), Some(2.0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "depth gauges {seen:?}; last scrape:\n{}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -638,6 +638,18 @@ pub async fn total_unread(pool: &DbPool, user: i64) -> Result<i64, DbError> {
     .get(0))
 }
 
+/// Rows in the outbox and in the dead-letter table (the depth gauges).
+pub async fn depth(pool: &DbPool) -> Result<(i64, i64), DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .q1(
+            "SELECT (SELECT count(*) FROM push_outbox), (SELECT count(*) FROM push_dead_letters)",
+            &[],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
 /// Outbox and dead-letter sizes per application id, for operators.
 pub async fn queue_counts(pool: &DbPool) -> Result<Vec<(i64, i64, i64)>, DbError> {
     let c = pool.get().await?;

@@ -35,7 +35,7 @@ use crate::db::DbPool;
 use crate::identity::Caller;
 use crate::model::{AppId, Clock};
 
-pub use outbox::Workers;
+pub use outbox::{sample_depth, Workers};
 
 /// The push service: cheap to clone.
 #[derive(Clone)]
