@@ -523,6 +523,9 @@ pub struct PushConfig {
     /// How often the outbox and dead-letter depth gauges are sampled (one `count(*)` each), in
     /// seconds; at least 1.
     pub depth_sample_secs: u64,
+    /// Idle HTTP/1.1 keep-alive connections kept per provider or webhook origin, for the next
+    /// delivery (HTTP/2 origins share one connection anyway); 0 = a connection per request.
+    pub max_idle_per_host: usize,
 }
 
 impl Default for PushConfig {
@@ -546,6 +549,7 @@ impl Default for PushConfig {
             max_message_bytes: 4096,
             credentials_cache_secs: 10,
             depth_sample_secs: 15,
+            max_idle_per_host: 8,
         }
     }
 }

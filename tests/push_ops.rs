@@ -1,14 +1,16 @@
 //! Running the push outbox: an application without provider credentials costs its messages no
 //! device look-up (and gets alerts within `push.credentials_cache_secs` of `parley app
-//! set-push`), and the outbox depth is on /metrics without a count per scrape.
+//! set-push`), the outbox depth is on /metrics without a count per scrape, and HTTP/1.1
+//! connections to a provider or webhook are kept alive and reused.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::common::push;
 use crate::common::spawn::{free_port, Parley};
 use crate::common::{conn_string, connect, fresh_database, Http, TestServer};
-use crate::push_alerts::{cli, fakes, send, subscribe};
+use crate::push_alerts::{cli, fakes, outbox_len, send, subscribe};
 
 /// Outbox rows of `kind` (`alert`, `webhook`, `event`).
 async fn rows_of(s: &TestServer, kind: &str) -> i64 {
@@ -137,4 +139,50 @@ async fn the_outbox_and_dead_letter_depths_are_sampled_onto_metrics() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Sends `n` messages one after the other, each once the webhook call of the one before has
+/// arrived, and returns how many TCP connections the receiver accepted.
+async fn webhook_connections(max_idle_per_host: usize, n: usize) -> usize {
+    let (_f, mut c) = fakes().await;
+    c.push.max_idle_per_host = max_idle_per_host;
+    let s = TestServer::start_with(c).await;
+    let receiver = push::webhook_receiver("keep-alive-secret-1").await;
+    let url = format!("{}/hooks/parley", receiver.url("http"));
+    parley::push::update_settings(&s.pool, s.app.id, |st| {
+        st.webhook_url = Some(url);
+        st.webhook_secret = Some("keep-alive-secret-1".into());
+        st.webhook_events = vec!["message.created".into()];
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (alice, _) = s.user_token("alice_keepalive").await;
+    let (_, bob_id) = s.user_token("bob_keepalive").await;
+    for i in 1..=n {
+        send(&s, &alice, bob_id, &format!("m{i}"), json!({})).await;
+        receiver.wait_for(i).await;
+        // The row is deleted after the answer was read and its connection put back.
+        for _ in 0..500 {
+            if outbox_len(&s).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(receiver.refusals().is_empty(), "{:?}", receiver.refusals());
+    s.stop().await;
+    receiver
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn consecutive_webhook_calls_reuse_one_kept_alive_connection() {
+    assert_eq!(webhook_connections(8, 4).await, 1);
+}
+
+#[tokio::test]
+async fn max_idle_per_host_zero_opens_a_connection_per_call() {
+    assert_eq!(webhook_connections(0, 3).await, 3);
 }

@@ -113,6 +113,7 @@ impl Workers {
         let http = HttpClient::new(
             &config.ca_file,
             Duration::from_secs(config.request_timeout_secs.max(1)),
+            config.max_idle_per_host,
         );
         let providers: Vec<Box<dyn Provider>> = vec![
             Box::new(Fcm::new(
