@@ -515,6 +515,17 @@ pub struct PushConfig {
     pub max_event_recipients: i64,
     /// Most bytes of an event's `message` (and of a chat alert's text, which is cut there).
     pub max_message_bytes: usize,
+    /// How long a server trusts what it last read about whether an application has push
+    /// credentials (FCM, APNs or VAPID), in seconds. An application with none gets no chat
+    /// alerts enqueued (no device look-up in the message's transaction), so after `parley app
+    /// set-push` alerts start within this time; 0 reads it on every message.
+    pub credentials_cache_secs: u64,
+    /// How often the outbox and dead-letter depth gauges are sampled (one `count(*)` each), in
+    /// seconds; at least 1.
+    pub depth_sample_secs: u64,
+    /// Idle HTTP/1.1 keep-alive connections kept per provider or webhook origin, for the next
+    /// delivery (HTTP/2 origins share one connection anyway); 0 = a connection per request.
+    pub max_idle_per_host: usize,
 }
 
 impl Default for PushConfig {
@@ -536,6 +547,9 @@ impl Default for PushConfig {
             max_subscriptions_per_user: 20,
             max_event_recipients: 10_000,
             max_message_bytes: 4096,
+            credentials_cache_secs: 10,
+            depth_sample_secs: 15,
+            max_idle_per_host: 8,
         }
     }
 }

@@ -67,6 +67,7 @@ impl Server {
             identity.clone(),
             Events::new(),
             config.chat.clone(),
+            Duration::from_secs(config.push.credentials_cache_secs),
         );
         let listener = rest::bind(config.http.addr).await?;
         let http_addr = listener.local_addr()?;
@@ -132,6 +133,8 @@ impl Server {
             &config.domain,
         ));
         let run_push_workers = config.push.workers_enabled;
+        let depth_every = Duration::from_secs(config.push.depth_sample_secs);
+        let depth_pool = pool.clone();
         let state = Arc::new(rest::State {
             limits: rest_limits,
             push,
@@ -185,6 +188,10 @@ impl Server {
             tokio::spawn(purge_loop(identity, rx.clone())),
         ];
         let mut tasks = tasks;
+        tasks.push(supervise("push outbox depth", rx.clone(), {
+            let rx = rx.clone();
+            move || crate::push::sample_depth(depth_pool.clone(), depth_every, rx.clone())
+        }));
         if run_push_workers {
             tasks.push(supervise("push outbox", rx.clone(), {
                 let (workers, rx) = (push_workers, rx);

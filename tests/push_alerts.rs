@@ -592,7 +592,7 @@ async fn an_xmpp_message_saved_to_history_alerts_an_offline_recipient_once() {
 }
 
 /// `parley ARGS` as the operator runs it on the host: the real binary, the server's database.
-async fn cli(s: &TestServer, args: &[&str]) -> Value {
+pub(crate) async fn cli(s: &TestServer, args: &[&str]) -> Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
         .args(args)
         .env("PARLEY_DATABASE_URL", conn_string(&s.pg))

@@ -42,6 +42,7 @@ mod ops_tls_reload;
 mod push_alerts;
 mod push_api;
 mod push_bench;
+mod push_ops;
 mod push_webhooks;
 mod rest_blobs;
 mod rest_openapi;

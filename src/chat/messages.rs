@@ -43,6 +43,59 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// Which applications have push credentials, as last read from the database: an application
+/// with none gets no chat alert rows, so its messages skip the recipients' device look-up.
+/// Credentials are set by `parley app set-push`, another process, so an answer is trusted for
+/// `push.credentials_cache_secs` only (on the chat clock) and then read again.
+pub(super) struct PushApps {
+    ttl: time::Duration,
+    known: std::sync::Mutex<HashMap<i64, (bool, time::OffsetDateTime)>>,
+}
+
+/// Applications remembered at once; past it the memory is cleared (applications are few and made
+/// by operators, so this only bounds the map).
+const MAX_PUSH_APPS: usize = 4096;
+
+impl PushApps {
+    pub(super) fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl: time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX),
+            known: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, app: i64, now: time::OffsetDateTime) -> Option<bool> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(&app)
+            .filter(|(_, read)| now < read.saturating_add(self.ttl))
+            .map(|(has, _)| *has)
+    }
+
+    fn remember(&self, app: i64, has: bool, now: time::OffsetDateTime) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= MAX_PUSH_APPS && !known.contains_key(&app) {
+            known.clear();
+        }
+        known.insert(app, (has, now));
+    }
+
+    /// Whether `app` has credentials for any push provider (read in `tx` when not known).
+    async fn has_credentials(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        app: i64,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, ChatError> {
+        if let Some(has) = self.cached(app, now) {
+            return Ok(has);
+        }
+        let has = push_repo::has_push_credentials(tx, app).await?;
+        self.remember(app, has, now);
+        Ok(has)
+    }
+}
+
 /// The dialogs a batch of new messages goes to, fetched (and locked) with two statements for the
 /// whole batch instead of one per message.
 #[derive(Default)]
@@ -436,10 +489,11 @@ impl Chat {
     }
 
     /// Chat alerts for the messages just stored, in the same transaction (so a message and its
-    /// pushes commit together): every recipient of each new, non-`silent` message. The outbox
-    /// statement keeps those with notifications on for the dialog and a subscribed device;
-    /// whether each is online and active is decided when the push is delivered. The webhook's
-    /// `message.created` calls are enqueued here too, for the same reason.
+    /// pushes commit together): every recipient of each new, non-`silent` message of an
+    /// application with push credentials. The outbox statement keeps those with notifications
+    /// on for the dialog and a subscribed device; whether each is online and active is decided
+    /// when the push is delivered. The webhook's `message.created` calls are enqueued here too,
+    /// for the same reason (with or without push credentials).
     async fn enqueue_alerts(
         &self,
         tx: &crate::db::Tx<'_>,
@@ -447,12 +501,24 @@ impl Chat {
         stored: &[Result<Stored, ChatError>],
         now: time::OffsetDateTime,
     ) -> Result<(), ChatError> {
+        // A batch nearly always comes from one application; ask once per distinct one.
+        let mut pushing: Vec<(i64, bool)> = Vec::new();
+        for (actor, _) in jobs {
+            let app = actor.app.id.0;
+            if !pushing.iter().any(|(a, _)| *a == app) {
+                let has = self.inner.push_apps.has_credentials(tx, app, now).await?;
+                pushing.push((app, has));
+            }
+        }
         let rows: Vec<push_repo::AlertRow<'_>> = stored
             .iter()
             .zip(jobs)
             .filter_map(|(s, (actor, new))| {
                 let s = s.as_ref().ok().filter(|s| !s.duplicate)?;
                 if s.recipients.is_empty() || rules::is_silent(&new.custom) {
+                    return None;
+                }
+                if !pushing.contains(&(actor.app.id.0, true)) {
                     return None;
                 }
                 let m = &s.view.message;

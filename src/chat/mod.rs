@@ -42,6 +42,8 @@ struct Inner {
     writer: history::Writer,
     /// Messages per user (`chat.messages_per_sec_per_user`), REST and XMPP together.
     message_rate: KeyedLimiter<(i64, i64)>,
+    /// Which applications have push credentials (`push.credentials_cache_secs`).
+    push_apps: messages::PushApps,
 }
 
 impl Chat {
@@ -51,6 +53,7 @@ impl Chat {
         identity: Identity,
         events: Events,
         config: ChatConfig,
+        push_credentials_ttl: std::time::Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -58,6 +61,7 @@ impl Chat {
                 clock,
                 identity,
                 events,
+                push_apps: messages::PushApps::new(push_credentials_ttl),
                 message_rate: KeyedLimiter::new(
                     config.messages_per_sec_per_user,
                     config.message_burst_per_user,

@@ -430,6 +430,22 @@ pub async fn save_settings(pool: &DbPool, app: AppId, s: &Settings) -> Result<()
     Ok(())
 }
 
+/// Whether the application has credentials for any push provider (an FCM service account, an
+/// APNs key or a VAPID key): without one no chat alert of it could be delivered.
+pub async fn has_push_credentials(
+    c: &impl Cached,
+    app: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(c.q01(
+        "SELECT fcm_service_account IS NOT NULL OR apns_key IS NOT NULL
+                    OR vapid_private_key IS NOT NULL
+             FROM push_settings WHERE application_id = $1",
+        &[&app],
+    )
+    .await?
+    .is_some_and(|r| r.try_get::<_, bool>(0).unwrap_or(false)))
+}
+
 /// One new chat message that may alert its recipients.
 pub struct AlertRow<'a> {
     pub app: i64,
@@ -620,6 +636,18 @@ pub async fn total_unread(pool: &DbPool, user: i64) -> Result<i64, DbError> {
     )
     .await?
     .get(0))
+}
+
+/// Rows in the outbox and in the dead-letter table (the depth gauges).
+pub async fn depth(pool: &DbPool) -> Result<(i64, i64), DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .q1(
+            "SELECT (SELECT count(*) FROM push_outbox), (SELECT count(*) FROM push_dead_letters)",
+            &[],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 /// Outbox and dead-letter sizes per application id, for operators.

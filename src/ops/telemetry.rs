@@ -86,6 +86,11 @@ pub const FANOUT_LAG: &str = "parley_fanout_lag_seconds";
 pub const PUSH_DELIVERIES: &str = "parley_push_deliveries_total";
 /// Histogram `{kind}`: time of one delivery attempt (the provider or webhook request).
 pub const PUSH_DELIVERY_DURATION: &str = "parley_push_delivery_duration_seconds";
+/// Gauge: rows in the push outbox (due, leased or backing off), sampled every
+/// `push.depth_sample_secs` by each server (the table is shared: every node reports it).
+pub const PUSH_OUTBOX_DEPTH: &str = "parley_push_outbox_depth";
+/// Gauge: rows in the dead-letter table, sampled with [`PUSH_OUTBOX_DEPTH`].
+pub const PUSH_DEAD_LETTERS: &str = "parley_push_dead_letters";
 
 // ---- REST (recorded by the REST adapter) ------------------------------------------------------
 
@@ -146,6 +151,8 @@ pub const METRICS: &[Metric] = &[
     m(FANOUT_LAG, Kind::Histogram, Unit::Seconds, "Time from a chat event's publication until its stanzas are queued to the connected recipients"),
     m(PUSH_DELIVERIES, Kind::Counter, Unit::Count, "Push and webhook deliveries from the outbox, by kind (alert, event, webhook) and outcome (delivered, skipped, dead_token, retried, dead_letter)"),
     m(PUSH_DELIVERY_DURATION, Kind::Histogram, Unit::Seconds, "Time of one push or webhook delivery attempt, by kind"),
+    m(PUSH_OUTBOX_DEPTH, Kind::Gauge, Unit::Count, "Push and webhook deliveries waiting in the outbox (sampled every push.depth_sample_secs)"),
+    m(PUSH_DEAD_LETTERS, Kind::Gauge, Unit::Count, "Push and webhook deliveries in the dead-letter table (sampled every push.depth_sample_secs)"),
     m(HTTP_REQUESTS, Kind::Counter, Unit::Count, "REST requests answered, by route pattern and status"),
     m(HTTP_REQUEST_DURATION, Kind::Histogram, Unit::Seconds, "REST request latency, by route pattern"),
 ];

@@ -6,7 +6,9 @@
 //! Where each decision is made:
 //! - a chat alert is *enqueued* in the message's own transaction (`chat` calls
 //!   `db::push::enqueue_alerts` from the history writer) for every recipient with notifications
-//!   on for the dialog and a subscribed device, unless the message is `silent=1`;
+//!   on for the dialog and a subscribed device, unless the message is `silent=1` or its
+//!   application has no provider credentials (known per application for
+//!   `push.credentials_cache_secs`);
 //! - whether the recipient is online and active (CSI / `mobile#v2`, kept in the hub) and whether
 //!   privacy blocks the sender are decided at *delivery*, by the worker, because only the live
 //!   state at that moment says whether the recipient's own connection got the message.
@@ -33,7 +35,7 @@ use crate::db::DbPool;
 use crate::identity::Caller;
 use crate::model::{AppId, Clock};
 
-pub use outbox::Workers;
+pub use outbox::{sample_depth, Workers};
 
 /// The push service: cheap to clone.
 #[derive(Clone)]

@@ -28,8 +28,34 @@ use crate::db::push::{self as repo, OutboxRow, Settings, Subscription};
 use crate::db::DbPool;
 use crate::hub::Hub;
 use crate::model::{AppId, Clock, UserId, UserKey};
-use crate::ops::telemetry::{PUSH_DELIVERIES, PUSH_DELIVERY_DURATION};
+use crate::ops::telemetry::{
+    PUSH_DEAD_LETTERS, PUSH_DELIVERIES, PUSH_DELIVERY_DURATION, PUSH_OUTBOX_DEPTH,
+};
 use crate::privacy::{self, PrivacyCache};
+
+/// Sets the outbox and dead-letter depth gauges every `every` (at least a second) until
+/// `shutdown`: two counts per interval instead of one per scrape, however many scrapers there
+/// are. Runs whether or not this node delivers (an outbox filling up with the workers off is what
+/// an operator most needs to see). A failed count keeps the last values and is logged.
+pub async fn sample_depth(pool: DbPool, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let every = every.max(Duration::from_secs(1));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match repo::depth(&pool).await {
+            Ok((outbox, dead)) => {
+                metrics::gauge!(PUSH_OUTBOX_DEPTH).set(outbox as f64);
+                metrics::gauge!(PUSH_DEAD_LETTERS).set(dead as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "push outbox: counting its depth failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
 
 /// The delivery side: providers, the HTTP client, the live state it consults.
 pub struct Workers {
@@ -87,6 +113,7 @@ impl Workers {
         let http = HttpClient::new(
             &config.ca_file,
             Duration::from_secs(config.request_timeout_secs.max(1)),
+            config.max_idle_per_host,
         );
         let providers: Vec<Box<dyn Provider>> = vec![
             Box::new(Fcm::new(

@@ -1,24 +1,25 @@
 //! Web Push: the payload encrypted for the browser's subscription (RFC 8291, `aes128gcm`
-//! content coding of RFC 8188: ECDH P-256 with a fresh key per message, HKDF-SHA-256 with the
-//! subscription's auth secret, AES-128-GCM, one record) and VAPID (RFC 8292: an ES256 JWT for
-//! the push service's origin, signed with the application's VAPID key). A 404 or 410 means the
-//! subscription is gone. The primitives are ring's (already used by rustls): no OpenSSL.
+//! content coding of RFC 8188, one record) by the `web-push-native` crate (RustCrypto: p256,
+//! hkdf, aes-gcm; no OpenSSL), and VAPID (RFC 8292: an ES256 JWT for the push service's origin,
+//! signed with the application's VAPID key through `jsonwebtoken`, like the APNs token). A 404
+//! or 410 means the subscription is gone. VAPID keys are generated with ring (already under
+//! rustls) as PKCS#8, the form `jsonwebtoken` signs with.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hyper::Method;
-use ring::rand::SecureRandom;
 use ring::signature::KeyPair;
-use ring::{aead, agreement, hkdf, rand, signature};
+use ring::{rand, signature};
 use serde_json::json;
+use web_push_native::p256;
 
 use super::http::HttpClient;
 use super::provider::{by_status, transport, BoxFuture, Job, Outcome, Provider};
 
-/// Record size written in the header; one record holds the whole (small) payload.
-const RECORD_SIZE: u32 = 4096;
-/// The most plaintext one record of `RECORD_SIZE` carries (tag and delimiter take 17 bytes).
-pub const MAX_PLAINTEXT: usize = RECORD_SIZE as usize - 17;
+/// The most plaintext we send: push services must accept 4096-byte bodies (RFC 8030 §7.2); the
+/// `aes128gcm` header with the 65-byte key id (86), the tag (16) and the delimiter (1) leave
+/// 3993 (RFC 8291 §4).
+pub const MAX_PLAINTEXT: usize = 3993;
 
 pub struct WebPush {
     http: HttpClient,
@@ -44,71 +45,32 @@ pub fn generate_vapid() -> Result<(String, String), String> {
     ))
 }
 
-/// `len` bytes of HKDF output (ring wants the length as a type).
-struct Len(usize);
-
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
-fn expand(prk: &hkdf::Prk, info: &[u8], out: &mut [u8]) -> Result<(), String> {
-    prk.expand(&[info], Len(out.len()))
-        .and_then(|okm| okm.fill(out))
-        .map_err(|_| "HKDF".to_owned())
+/// Why a subscription's keys cannot be encrypted for.
+#[derive(Debug, PartialEq)]
+pub enum EncryptError {
+    /// The subscription's `p256dh` is not a P-256 point or its `auth` is not 16 bytes: the
+    /// subscription can never be delivered to.
+    BadKeys(&'static str),
+    /// The payload or the encryption itself.
+    Other(String),
 }
 
 /// Encrypts `plaintext` for a subscription with public key `ua_public` (65 bytes, uncompressed
-/// P-256) and `auth` secret (16 bytes): the `aes128gcm` body, header included.
-pub fn encrypt(plaintext: &[u8], ua_public: &[u8], auth: &[u8]) -> Result<Vec<u8>, String> {
+/// P-256) and `auth` secret (16 bytes): the `aes128gcm` body, header included (a fresh ECDH key
+/// and salt per message).
+pub fn encrypt(plaintext: &[u8], ua_public: &[u8], auth: &[u8]) -> Result<Vec<u8>, EncryptError> {
     if plaintext.len() > MAX_PLAINTEXT {
-        return Err("payload too large for one record".into());
+        return Err(EncryptError::Other(
+            "payload too large for one record".into(),
+        ));
     }
-    let rng = rand::SystemRandom::new();
-    let as_private = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng)
-        .map_err(|_| "ECDH key generation".to_owned())?;
-    let as_public = as_private
-        .compute_public_key()
-        .map_err(|_| "ECDH public key".to_owned())?;
-    let as_public = as_public.as_ref().to_vec();
-    let mut salt = [0u8; 16];
-    rng.fill(&mut salt).map_err(|_| "random salt".to_owned())?;
-    let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, ua_public);
-    let ecdh = agreement::agree_ephemeral(as_private, &peer, |secret| secret.to_vec())
-        .map_err(|_| "the subscription's p256dh is not a P-256 point".to_owned())?;
-    // RFC 8291 §3.4: IKM from the ECDH secret and the auth secret, bound to both public keys.
-    let prk_key = hkdf::Salt::new(hkdf::HKDF_SHA256, auth).extract(&ecdh);
-    let mut key_info = b"WebPush: info\0".to_vec();
-    key_info.extend_from_slice(ua_public);
-    key_info.extend_from_slice(&as_public);
-    let mut ikm = [0u8; 32];
-    expand(&prk_key, &key_info, &mut ikm)?;
-    // RFC 8188 §2.2/2.3: content key and nonce from the salt.
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(&ikm);
-    let mut cek = [0u8; 16];
-    expand(&prk, b"Content-Encoding: aes128gcm\0", &mut cek)?;
-    let mut nonce = [0u8; 12];
-    expand(&prk, b"Content-Encoding: nonce\0", &mut nonce)?;
-    let key = aead::LessSafeKey::new(
-        aead::UnboundKey::new(&aead::AES_128_GCM, &cek).map_err(|_| "AES key".to_owned())?,
-    );
-    let mut record = plaintext.to_vec();
-    // The last (only) record's padding delimiter.
-    record.push(2);
-    key.seal_in_place_append_tag(
-        aead::Nonce::assume_unique_for_key(nonce),
-        aead::Aad::empty(),
-        &mut record,
-    )
-    .map_err(|_| "AES-GCM".to_owned())?;
-    let mut body = Vec::with_capacity(21 + as_public.len() + record.len());
-    body.extend_from_slice(&salt);
-    body.extend_from_slice(&RECORD_SIZE.to_be_bytes());
-    body.push(as_public.len() as u8);
-    body.extend_from_slice(&as_public);
-    body.extend_from_slice(&record);
-    Ok(body)
+    let ua_public = p256::PublicKey::from_sec1_bytes(ua_public)
+        .map_err(|_| EncryptError::BadKeys("the subscription's p256dh is not a P-256 point"))?;
+    let auth: [u8; 16] = auth
+        .try_into()
+        .map_err(|_| EncryptError::BadKeys("the subscription's auth secret is not 16 bytes"))?;
+    web_push_native::encrypt(plaintext.to_vec(), &ua_public, &auth.into())
+        .map_err(|e| EncryptError::Other(e.to_string()))
 }
 
 /// `scheme://host[:port]` of a URL: the VAPID audience.
@@ -169,7 +131,10 @@ impl WebPush {
         let plaintext = job.note.web_json().to_string();
         let body = match encrypt(plaintext.as_bytes(), &p256dh, &auth) {
             Ok(b) => b,
-            Err(e) => return Outcome::Failed(format!("Web Push encryption: {e}")),
+            Err(EncryptError::BadKeys(why)) => return Outcome::DeadToken(why.into()),
+            Err(EncryptError::Other(e)) => {
+                return Outcome::Failed(format!("Web Push encryption: {e}"))
+            }
         };
         let ttl = job
             .note
@@ -210,5 +175,45 @@ impl Provider for WebPush {
 
     fn deliver<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(self.send(job))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription() -> (Vec<u8>, [u8; 16]) {
+        let rng = rand::SystemRandom::new();
+        let key = ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::ECDH_P256, &rng)
+            .unwrap();
+        (
+            key.compute_public_key().unwrap().as_ref().to_vec(),
+            [7u8; 16],
+        )
+    }
+
+    #[test]
+    fn the_largest_payload_fits_the_4096_bytes_every_push_service_accepts() {
+        let (public, auth) = subscription();
+        let body = encrypt(&[b'x'; MAX_PLAINTEXT], &public, &auth).unwrap();
+        assert_eq!(body.len(), 4096);
+        assert!(matches!(
+            encrypt(&[b'x'; MAX_PLAINTEXT + 1], &public, &auth),
+            Err(EncryptError::Other(_))
+        ));
+    }
+
+    #[test]
+    fn a_subscription_whose_keys_cannot_be_encrypted_for_is_bad_keys() {
+        let (public, auth) = subscription();
+        let not_a_point = [4u8; 65];
+        assert!(matches!(
+            encrypt(b"hi", &not_a_point, &auth),
+            Err(EncryptError::BadKeys(_))
+        ));
+        assert!(matches!(
+            encrypt(b"hi", &public, &auth[..15]),
+            Err(EncryptError::BadKeys(_))
+        ));
     }
 }

@@ -60,6 +60,8 @@ pub struct Fake {
     pub refusals: Mutex<Vec<String>>,
     pub down: AtomicBool,
     pub requests: AtomicUsize,
+    /// TCP connections accepted.
+    pub connections: AtomicUsize,
     /// Access tokens the FCM token endpoint issued.
     issued: Mutex<HashSet<String>>,
     handler: Box<Handler>,
@@ -117,6 +119,7 @@ impl Fake {
             refusals: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             issued: Mutex::new(HashSet::new()),
             handler,
         });
@@ -127,6 +130,7 @@ impl Fake {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                f.connections.fetch_add(1, Ordering::SeqCst);
                 let (f, tls) = (f.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
