@@ -12,7 +12,7 @@ use crate::common::http::Resp;
 use crate::common::{self, test_config, Http, TestServer};
 
 /// `scheme://host:port/path?query` → (address, path with query).
-fn split_url(url: &str) -> (SocketAddr, String) {
+pub(crate) fn split_url(url: &str) -> (SocketAddr, String) {
     let rest = url
         .strip_prefix("http://")
         .unwrap_or_else(|| panic!("an http URL: {url}"));
@@ -49,7 +49,7 @@ async fn post_form(params: &str, file: &[u8], content_type: &str) -> Resp {
 }
 
 /// GET of an absolute URL (a redirect's target).
-async fn fetch(url: &str) -> Resp {
+pub(crate) async fn fetch(url: &str) -> Resp {
     let (addr, path) = split_url(url);
     Http::new(addr).get(&path, None).await
 }
@@ -388,9 +388,9 @@ fn moto_available() -> bool {
 }
 
 /// A moto S3 server on a free port with bucket `parley`, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: std::process::Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Moto {
@@ -400,7 +400,7 @@ impl Drop for Moto {
     }
 }
 
-async fn moto() -> Option<Moto> {
+pub(crate) async fn moto() -> Option<Moto> {
     if !moto_available() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -431,7 +431,7 @@ async fn moto() -> Option<Moto> {
     panic!("moto_server did not start");
 }
 
-async fn s3_server(m: &Moto) -> TestServer {
+pub(crate) async fn s3_server(m: &Moto) -> TestServer {
     let mut c = test_config();
     c.storage.backend = "s3".into();
     c.storage.s3_endpoint = format!("http://{}", m.addr);

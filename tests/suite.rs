@@ -47,3 +47,4 @@ mod rest_blobs;
 mod rest_openapi;
 mod xmpp_muc_standard;
 mod xmpp_pep;
+mod xmpp_upload;
