@@ -23,7 +23,7 @@ pub(crate) fn split_url(url: &str) -> (SocketAddr, String) {
 
 /// What the SDK's `createAndUpload` does with `blob_object_access.params`: POST the query's
 /// fields (decoded) and then `file` as `multipart/form-data` to the URL without its query.
-async fn post_form(params: &str, file: &[u8], content_type: &str) -> Resp {
+pub(crate) async fn post_form(params: &str, file: &[u8], content_type: &str) -> Resp {
     let (addr, path) = split_url(params);
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
     let boundary = "----parleytestboundary7MA4YWxk";
