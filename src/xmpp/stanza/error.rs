@@ -152,8 +152,9 @@ pub struct StanzaError {
     /// XEP-0060's `<precondition-not-met xmlns='…pubsub#errors'/>`.
     pub app: Option<(&'static str, &'static str)>,
     /// An application-specific condition with content, such as XEP-0363's
-    /// `<file-too-large><max-file-size>N</max-file-size></file-too-large>`.
-    pub app_element: Option<Element>,
+    /// `<file-too-large><max-file-size>N</max-file-size></file-too-large>` (boxed: every
+    /// handler's `Result` carries a `StanzaError`, which stays small).
+    pub app_element: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -225,7 +226,7 @@ impl StanzaError {
     }
 
     pub fn with_app_element(mut self, e: Element) -> Self {
-        self.app_element = Some(e);
+        self.app_element = Some(Box::new(e));
         self
     }
 
@@ -241,7 +242,7 @@ impl StanzaError {
             e.push(Element::new(name, ns));
         }
         if let Some(a) = &self.app_element {
-            e.push(a.clone());
+            e.push(Element::clone(a));
         }
         e
     }
