@@ -432,7 +432,11 @@ pub(crate) async fn moto() -> Option<Moto> {
 }
 
 pub(crate) async fn s3_server(m: &Moto) -> TestServer {
-    let mut c = test_config();
+    s3_server_with(m, test_config()).await
+}
+
+/// A test server with `c` on the S3 store of `m` (files up to 1000 bytes).
+pub(crate) async fn s3_server_with(m: &Moto, mut c: parley::config::Config) -> TestServer {
     c.storage.backend = "s3".into();
     c.storage.s3_endpoint = format!("http://{}", m.addr);
     c.storage.s3_bucket = "parley".into();

@@ -356,3 +356,18 @@ async fn slixmpp_finds_the_service_and_uploads_a_file() {
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(got.body, "uploaded by slixmpp\n".repeat(100));
 }
+
+#[tokio::test]
+async fn on_s3_a_slot_uploaded_but_never_read_does_not_count_as_in_progress() {
+    let Some(m) = moto().await else { return };
+    let mut cfg = test_config();
+    cfg.storage.max_unfinished_per_user = 1;
+    let s = crate::rest_blobs::s3_server_with(&m, cfg).await;
+    let mut c = login(&s, "up_s3_quota").await;
+    let (put_url, _) = urls(&request(&mut c, "q1", "a.txt", 3, "text/plain").await);
+    assert_eq!(put(&put_url, b"abc", "text/plain").await.status, 200);
+    // Parley never saw that PUT: at the limit it asks the store before refusing.
+    urls(&request(&mut c, "q2", "b.txt", 3, "text/plain").await);
+    let (condition, _) = error(&request(&mut c, "q3", "c.txt", 3, "text/plain").await);
+    assert_eq!(condition, "resource-constraint");
+}

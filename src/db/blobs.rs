@@ -205,6 +205,29 @@ pub async fn stale_slots(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// A user's unfinished XEP-0363 slots, oldest first (asked of the store before the user is
+/// told they have too many uploads in progress).
+pub async fn open_slots_of(
+    pool: &DbPool,
+    app: AppId,
+    owner: UserId,
+    limit: i64,
+) -> Result<Vec<Blob>, DbError> {
+    let c = pool.get().await?;
+    let rows = c
+        .q(
+            &format!(
+                "SELECT {COLUMNS} FROM blobs
+                 WHERE application_id = $1 AND user_id = $2 AND completed_at IS NULL
+                   AND upload_size IS NOT NULL
+                 ORDER BY id LIMIT $3"
+            ),
+            &[&app.0, &owner.0, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
 /// Deletes up to `limit` unfinished blobs last changed before `before` and queues their stored
 /// objects (if any bytes arrived) for removal; how many there were.
 pub async fn delete_unfinished(

@@ -221,7 +221,18 @@ impl Files {
         }
         let max = self.inner.config.max_unfinished_per_user;
         if max > 0 {
-            let open = repo::count_unfinished(&self.inner.pool, actor.app.id, actor.user).await?;
+            let (app, user) = (actor.app.id, actor.user);
+            let mut open = repo::count_unfinished(&self.inner.pool, app, user).await?;
+            if u64::try_from(open).unwrap_or(0) >= max {
+                // Slots uploaded straight to S3 are complete but not yet known to be: ask the
+                // store before refusing (only at the limit, so it costs nothing before it).
+                let slots = repo::open_slots_of(&self.inner.pool, app, user, CLEANUP_BATCH).await?;
+                for blob in &slots {
+                    if self.settle_slot(blob).await?.is_some() {
+                        open -= 1;
+                    }
+                }
+            }
             if u64::try_from(open).unwrap_or(0) >= max {
                 return Err(FilesError::Quota(format!(
                     "Too many uploads in progress ({max}): complete or delete some first"
