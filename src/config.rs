@@ -438,6 +438,9 @@ pub struct StorageConfig {
     /// Uploads not completed (`PUT /blobs/{id}/complete`) within this many seconds are removed
     /// with their bytes.
     pub unfinished_ttl_secs: u64,
+    /// Uploads one user may have in progress at once (REST blobs not completed, XEP-0363 slots
+    /// not uploaded); 0: no limit.
+    pub max_unfinished_per_user: u64,
     /// Key of the `disk` store's URL signatures (HMAC-SHA256); empty: a random key kept in
     /// `<data_dir>/blobs/signing.key` (mode 0600). Nodes sharing a disk must share the key.
     pub signing_key: String,
@@ -465,6 +468,7 @@ impl Default for StorageConfig {
             upload_url_ttl_secs: 3600,
             download_url_ttl_secs: 3600,
             unfinished_ttl_secs: 86_400,
+            max_unfinished_per_user: 100,
             signing_key: String::new(),
             s3_endpoint: String::new(),
             s3_region: "us-east-1".into(),

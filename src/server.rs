@@ -81,6 +81,17 @@ impl Server {
         let xmpp_tls_addr = xmpp_listeners.xmpp_tls.local_addr()?;
         let ws_addr = xmpp_listeners.ws.local_addr()?;
         let tls = Arc::new(xmpp::load_tls(&config).map_err(std::io::Error::other)?);
+        let store =
+            crate::storage::Store::open(&config, http_addr).map_err(std::io::Error::other)?;
+        let files = crate::files::Files::new(
+            pool.clone(),
+            clock.clone(),
+            chat.clone(),
+            store,
+            config.storage.clone(),
+            config.applications.clone(),
+            crate::storage::public_base(&config, http_addr),
+        );
         let services = Arc::new(xmpp::Services {
             config: config.clone(),
             identity: identity.clone(),
@@ -102,6 +113,7 @@ impl Server {
             ),
             server_iqs: xmpp::server_iq::ServerIqs::new(config.xmpp.caps_cache_max),
             caps: xmpp::ext::pep::caps::Cache::new(config.xmpp.caps_cache_max),
+            files: files.clone(),
         });
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let rest_limits = rest::RestLimits::new(&config.http);
@@ -114,16 +126,6 @@ impl Server {
                 started: std::time::Instant::now(),
             },
         });
-        let store =
-            crate::storage::Store::open(&config, http_addr).map_err(std::io::Error::other)?;
-        let files = crate::files::Files::new(
-            pool.clone(),
-            clock.clone(),
-            chat.clone(),
-            store,
-            config.storage.clone(),
-            config.applications.clone(),
-        );
         let push = crate::push::Push::new(pool.clone(), clock.clone(), config.push.clone());
         let push_workers = Arc::new(crate::push::Workers::new(
             pool.clone(),

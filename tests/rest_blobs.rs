@@ -12,7 +12,7 @@ use crate::common::http::Resp;
 use crate::common::{self, test_config, Http, TestServer};
 
 /// `scheme://host:port/path?query` → (address, path with query).
-fn split_url(url: &str) -> (SocketAddr, String) {
+pub(crate) fn split_url(url: &str) -> (SocketAddr, String) {
     let rest = url
         .strip_prefix("http://")
         .unwrap_or_else(|| panic!("an http URL: {url}"));
@@ -23,7 +23,7 @@ fn split_url(url: &str) -> (SocketAddr, String) {
 
 /// What the SDK's `createAndUpload` does with `blob_object_access.params`: POST the query's
 /// fields (decoded) and then `file` as `multipart/form-data` to the URL without its query.
-async fn post_form(params: &str, file: &[u8], content_type: &str) -> Resp {
+pub(crate) async fn post_form(params: &str, file: &[u8], content_type: &str) -> Resp {
     let (addr, path) = split_url(params);
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
     let boundary = "----parleytestboundary7MA4YWxk";
@@ -49,7 +49,7 @@ async fn post_form(params: &str, file: &[u8], content_type: &str) -> Resp {
 }
 
 /// GET of an absolute URL (a redirect's target).
-async fn fetch(url: &str) -> Resp {
+pub(crate) async fn fetch(url: &str) -> Resp {
     let (addr, path) = split_url(url);
     Http::new(addr).get(&path, None).await
 }
@@ -388,9 +388,9 @@ fn moto_available() -> bool {
 }
 
 /// A moto S3 server on a free port with bucket `parley`, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: std::process::Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Moto {
@@ -400,7 +400,7 @@ impl Drop for Moto {
     }
 }
 
-async fn moto() -> Option<Moto> {
+pub(crate) async fn moto() -> Option<Moto> {
     if !moto_available() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -431,8 +431,12 @@ async fn moto() -> Option<Moto> {
     panic!("moto_server did not start");
 }
 
-async fn s3_server(m: &Moto) -> TestServer {
-    let mut c = test_config();
+pub(crate) async fn s3_server(m: &Moto) -> TestServer {
+    s3_server_with(m, test_config()).await
+}
+
+/// A test server with `c` on the S3 store of `m` (files up to 1000 bytes).
+pub(crate) async fn s3_server_with(m: &Moto, mut c: parley::config::Config) -> TestServer {
     c.storage.backend = "s3".into();
     c.storage.s3_endpoint = format!("http://{}", m.addr);
     c.storage.s3_bucket = "parley".into();
@@ -521,4 +525,220 @@ async fn on_s3_an_object_over_the_limit_is_refused_at_completion_and_removed() {
         .get(&format!("/parley/{}", uid(&blob)), None)
         .await;
     assert_eq!(r.status, 404);
+}
+
+// ---- PUT /blobs/{id} (deprecated update) and a deleted user's files ---------------------
+
+#[tokio::test]
+async fn put_blob_renames_it_and_changes_its_content_type() {
+    let s = TestServer::start().await;
+    let (t, _) = s.user_token("blob_rename").await;
+    let blob = upload(&s, &t, PNG, false).await;
+    let r = s
+        .http
+        .put_json(
+            &format!("/blobs/{}.json", blob["id"]),
+            Some(&t),
+            json!({"blob": {"name": "renamed.jpg", "content_type": "image/jpeg"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.json()["blob"];
+    assert_eq!(b["name"], "renamed.jpg");
+    assert_eq!(b["content_type"], "image/jpeg");
+    assert_eq!(b["blob_status"], "complete", "the bytes stay");
+    assert!(b.get("blob_object_access").is_none());
+    let got = download(&s, &uid(&blob), Some(&t)).await.unwrap();
+    assert_eq!(got.header("content-type"), Some("image/jpeg"));
+}
+
+#[tokio::test]
+async fn put_blob_with_new_starts_the_upload_again_with_a_new_form() {
+    let s = TestServer::start().await;
+    let (t, _) = s.user_token("blob_reupload").await;
+    let blob = upload(&s, &t, b"old bytes", false).await;
+    let r = s
+        .http
+        .put_json(
+            &format!("/blobs/{}", blob["id"]),
+            Some(&t),
+            json!({"blob": {"new": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = r.json()["blob"].clone();
+    assert_eq!(b["blob_status"], "new");
+    assert_eq!(
+        b["uid"], blob["uid"],
+        "the same uid: its shares keep working"
+    );
+    assert_eq!(b["blob_object_access"]["object_access_type"], "Write");
+    // The old bytes are gone until the new ones are uploaded and completed.
+    assert_eq!(
+        download(&s, &uid(&blob), Some(&t))
+            .await
+            .unwrap_err()
+            .status,
+        404
+    );
+    let params = b["blob_object_access"]["params"].as_str().unwrap();
+    assert_eq!(
+        post_form(params, b"new bytes", "image/png").await.status,
+        201
+    );
+    let r = s
+        .http
+        .put_json(
+            &format!("/blobs/{}/complete", blob["id"]),
+            Some(&t),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = download(&s, &uid(&blob), Some(&t)).await.unwrap();
+    assert_eq!(got.body, "new bytes");
+}
+
+#[tokio::test]
+async fn only_the_owner_may_update_a_blob_and_within_the_same_rules() {
+    let s = TestServer::start().await;
+    let (owner, _) = s.user_token("blob_upd_owner").await;
+    let (other, _) = s.user_token("blob_upd_other").await;
+    let blob = upload(&s, &owner, PNG, true).await;
+    let path = format!("/blobs/{}", blob["id"]);
+    let r = s
+        .http
+        .put_json(&path, Some(&other), json!({"blob": {"name": "mine"}}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = s
+        .http
+        .put_json(&path, Some(&owner), json!({"blob": {"name": ""}}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.field_error("name").is_some());
+    let r = s
+        .http
+        .put_json(
+            &path,
+            Some(&owner),
+            json!({"blob": {"content_type": "a/b; x=y"}}),
+        )
+        .await;
+    assert!(r.field_error("content_type").is_some(), "{}", r.body);
+}
+
+/// Whether the disk store still holds `uid`'s bytes.
+async fn stored(s: &TestServer, uid: &str) -> bool {
+    s.files()
+        .store()
+        .size(uid, s.files().now())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Stored objects waiting in the deletion queue.
+async fn queued(s: &TestServer) -> i64 {
+    let c = s.pool.get().await.unwrap();
+    c.query_one("SELECT count(*) FROM blob_deletions", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn deleting_a_user_over_rest_deletes_their_blobs_and_stored_files() {
+    let s = TestServer::start().await;
+    let (t, me) = s.user_token("blob_leaver").await;
+    let (other, _) = s.user_token("blob_stayer").await;
+    let mine = upload(&s, &t, b"mine", true).await;
+    let pending = create(&s, &t, "half.png", "image/png", false).await;
+    let params = pending["blob_object_access"]["params"].as_str().unwrap();
+    assert_eq!(post_form(params, b"half", "image/png").await.status, 201);
+    let theirs = upload(&s, &other, b"theirs", true).await;
+    let r = s.http.delete(&format!("/users/{me}"), Some(&t)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        s.http
+            .get(&format!("/blobs/{}/download", uid(&mine)), None)
+            .await
+            .status,
+        404
+    );
+    // The bytes go right after (the request does not wait for the store).
+    for _ in 0..100 {
+        if !stored(&s, &uid(&mine)).await && !stored(&s, &uid(&pending)).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!stored(&s, &uid(&mine)).await);
+    assert!(!stored(&s, &uid(&pending)).await);
+    assert_eq!(queued(&s).await, 0);
+    // Another user's files are theirs.
+    assert!(stored(&s, &uid(&theirs)).await);
+    assert_eq!(
+        download(&s, &uid(&theirs), None).await.unwrap().body,
+        "theirs"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_user_with_the_cli_queues_their_files_for_the_sweep() {
+    let s = TestServer::start().await;
+    let (t, me) = s.user_token("blob_cli_leaver").await;
+    let mine = upload(&s, &t, b"mine", true).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["user", "delete", &me.to_string()])
+        .env("PARLEY_DATABASE_URL", common::conn_string(&s.pg))
+        .env("PARLEY_ADMIN_ADDR", s.admin_addr().to_string())
+        .env("PARLEY_LOG", "warn")
+        .output()
+        .await
+        .expect("run parley");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The record went with the account, in its transaction; the object waits for the sweep.
+    assert_eq!(
+        s.http
+            .get(&format!("/blobs/{}/download", uid(&mine)), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(queued(&s).await, 1);
+    assert!(stored(&s, &uid(&mine)).await);
+    s.files().clean_unfinished().await.unwrap();
+    assert!(!stored(&s, &uid(&mine)).await);
+    assert_eq!(queued(&s).await, 0);
+}
+
+#[tokio::test]
+async fn a_stored_object_the_store_will_not_remove_stays_queued_until_it_does() {
+    let s = TestServer::start().await;
+    let (t, _) = s.user_token("blob_stuck").await;
+    let blob = upload(&s, &t, b"stuck", true).await;
+    // The store refuses the removal: the object's path is a directory that is not empty.
+    let disk = s.files().store().disk().unwrap();
+    let path = disk.path(&uid(&blob)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir_all(path.join("x")).unwrap();
+    let r = s
+        .http
+        .delete(&format!("/blobs/{}", blob["id"]), Some(&t))
+        .await;
+    assert_eq!(r.status, 200, "the record is gone: {}", r.body);
+    assert_eq!(queued(&s).await, 1);
+    assert!(s.files().sweep_deletions().await.is_err());
+    assert_eq!(queued(&s).await, 1, "not lost");
+    // The store works again: the next sweep removes it.
+    std::fs::remove_dir_all(&path).unwrap();
+    std::fs::write(&path, b"stuck").unwrap();
+    assert_eq!(s.files().sweep_deletions().await.unwrap(), 1);
+    assert!(!path.exists());
+    assert_eq!(queued(&s).await, 0);
 }

@@ -30,6 +30,7 @@ mod xmpp_scram;
 mod xmpp_thirdparty;
 mod xmpp_vcard;
 
+mod files_bench;
 mod hostile_auth;
 mod hostile_revocation;
 mod hostile_tenants;
@@ -48,3 +49,4 @@ mod rest_blobs;
 mod rest_openapi;
 mod xmpp_muc_standard;
 mod xmpp_pep;
+mod xmpp_upload;

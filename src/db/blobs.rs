@@ -8,7 +8,7 @@ use crate::model::blob::Blob;
 use crate::model::{AppId, UserId};
 
 const COLUMNS: &str = "id, application_id, user_id, uid, name, content_type, size, public, \
-     completed_at, created_at, updated_at";
+     completed_at, created_at, updated_at, upload_size";
 
 fn from_row(r: &Row) -> Blob {
     Blob {
@@ -23,6 +23,7 @@ fn from_row(r: &Row) -> Blob {
         completed_at: r.get(8),
         created_at: r.get(9),
         updated_at: r.get(10),
+        upload_size: r.get(11),
     }
 }
 
@@ -34,6 +35,8 @@ pub struct NewBlob<'a> {
     pub name: &'a str,
     pub content_type: &'a str,
     pub public: bool,
+    /// An XEP-0363 slot's size; `None` for a REST upload.
+    pub upload_size: Option<i64>,
 }
 
 pub async fn insert(pool: &DbPool, b: &NewBlob<'_>, now: OffsetDateTime) -> Result<Blob, DbError> {
@@ -41,10 +44,10 @@ pub async fn insert(pool: &DbPool, b: &NewBlob<'_>, now: OffsetDateTime) -> Resu
     let row = c
         .q1(
             &format!(
-                "INSERT INTO blobs (application_id, user_id, uid, name, content_type, public, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+                "INSERT INTO blobs (application_id, user_id, uid, name, content_type, public, upload_size, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) RETURNING {COLUMNS}"
             ),
-            &[&b.app.0, &b.owner.0, &b.uid, &b.name, &b.content_type, &b.public, &now],
+            &[&b.app.0, &b.owner.0, &b.uid, &b.name, &b.content_type, &b.public, &now, &b.upload_size],
         )
         .await?;
     Ok(from_row(&row))
@@ -121,28 +124,148 @@ pub async fn complete(
     Ok(row.as_ref().map(from_row))
 }
 
-/// Deletes a blob's record; true when there was one.
-pub async fn delete(pool: &DbPool, id: i64) -> Result<bool, DbError> {
+/// A user's uploads in progress (`storage.max_unfinished_per_user`).
+pub async fn count_unfinished(pool: &DbPool, app: AppId, owner: UserId) -> Result<i64, DbError> {
     let c = pool.get().await?;
-    Ok(c.x("DELETE FROM blobs WHERE id = $1", &[&id]).await? > 0)
+    Ok(c.q1(
+        "SELECT count(*) FROM blobs
+         WHERE application_id = $1 AND user_id = $2 AND completed_at IS NULL",
+        &[&app.0, &owner.0],
+    )
+    .await?
+    .get(0))
 }
 
-/// Deletes up to `limit` unfinished blobs created before `before`; returns their uids (whose
-/// bytes, if any arrived, the caller removes from the store).
+/// `PUT /blobs/{id}`: a new name and/or content type; `restart` makes it an upload in progress
+/// again (size and completion cleared, the same uid).
+pub async fn update(
+    pool: &DbPool,
+    id: i64,
+    name: Option<&str>,
+    content_type: Option<&str>,
+    restart: bool,
+    now: OffsetDateTime,
+) -> Result<Option<Blob>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .q01(
+            &format!(
+                "UPDATE blobs SET name = COALESCE($2, name),
+                     content_type = COALESCE($3, content_type),
+                     size = CASE WHEN $4 THEN NULL ELSE size END,
+                     upload_size = CASE WHEN $4 THEN NULL ELSE upload_size END,
+                     completed_at = CASE WHEN $4 THEN NULL ELSE completed_at END,
+                     updated_at = $5
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &name, &content_type, &restart, &now],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Deletes a blob's record and queues its stored object for removal, in one statement; the
+/// uid when there was one.
+pub async fn delete(
+    pool: &DbPool,
+    id: i64,
+    now: OffsetDateTime,
+) -> Result<Option<String>, DbError> {
+    let c = pool.get().await?;
+    let row = c
+        .q01(
+            "WITH gone AS (DELETE FROM blobs WHERE id = $1 RETURNING uid)
+             INSERT INTO blob_deletions (uid, queued_at) SELECT uid, $2 FROM gone
+             ON CONFLICT (uid) DO UPDATE SET queued_at = EXCLUDED.queued_at
+             RETURNING uid",
+            &[&id, &now],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Unfinished XEP-0363 slots last changed before `before` (the sweep asks the store about each
+/// before the slot is given up).
+pub async fn stale_slots(
+    pool: &DbPool,
+    before: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<Blob>, DbError> {
+    let c = pool.get().await?;
+    let rows = c
+        .q(
+            &format!(
+                "SELECT {COLUMNS} FROM blobs
+                 WHERE completed_at IS NULL AND updated_at < $1 AND upload_size IS NOT NULL
+                 ORDER BY updated_at LIMIT $2"
+            ),
+            &[&before, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// A user's unfinished XEP-0363 slots, oldest first (asked of the store before the user is
+/// told they have too many uploads in progress).
+pub async fn open_slots_of(
+    pool: &DbPool,
+    app: AppId,
+    owner: UserId,
+    limit: i64,
+) -> Result<Vec<Blob>, DbError> {
+    let c = pool.get().await?;
+    let rows = c
+        .q(
+            &format!(
+                "SELECT {COLUMNS} FROM blobs
+                 WHERE application_id = $1 AND user_id = $2 AND completed_at IS NULL
+                   AND upload_size IS NOT NULL
+                 ORDER BY id LIMIT $3"
+            ),
+            &[&app.0, &owner.0, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Deletes up to `limit` unfinished blobs last changed before `before` and queues their stored
+/// objects (if any bytes arrived) for removal; how many there were.
 pub async fn delete_unfinished(
     pool: &DbPool,
     before: OffsetDateTime,
     limit: i64,
-) -> Result<Vec<String>, DbError> {
+    now: OffsetDateTime,
+) -> Result<u64, DbError> {
+    let c = pool.get().await?;
+    Ok(c.x(
+        "WITH gone AS (
+             DELETE FROM blobs WHERE id IN (
+                 SELECT id FROM blobs WHERE completed_at IS NULL AND updated_at < $1
+                 ORDER BY updated_at LIMIT $2)
+             RETURNING uid)
+         INSERT INTO blob_deletions (uid, queued_at) SELECT uid, $3 FROM gone
+         ON CONFLICT (uid) DO NOTHING",
+        &[&before, &limit, &now],
+    )
+    .await?)
+}
+
+/// Up to `limit` stored objects waiting for removal, oldest first.
+pub async fn queued_deletions(pool: &DbPool, limit: i64) -> Result<Vec<String>, DbError> {
     let c = pool.get().await?;
     let rows = c
         .q(
-            "DELETE FROM blobs WHERE id IN (
-                 SELECT id FROM blobs WHERE completed_at IS NULL AND created_at < $1
-                 ORDER BY created_at LIMIT $2)
-             RETURNING uid",
-            &[&before, &limit],
+            "SELECT uid FROM blob_deletions ORDER BY queued_at LIMIT $1",
+            &[&limit],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The object is gone from the store: forget it.
+pub async fn dequeue_deletion(pool: &DbPool, uid: &str) -> Result<(), DbError> {
+    let c = pool.get().await?;
+    c.x("DELETE FROM blob_deletions WHERE uid = $1", &[&uid])
+        .await?;
+    Ok(())
 }

@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_muc_rooms",
         sql: include_str!("../../migrations/0014_muc_rooms.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_blob_slots",
+        sql: include_str!("../../migrations/0015_blob_slots.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators (several Parley nodes starting at once).

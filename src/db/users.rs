@@ -167,9 +167,10 @@ pub async fn update(
 /// Deletes a user and everything that is theirs alone, in one transaction: sessions, inbox
 /// rows (`dialog_members`), offline stanzas, their roster and their entries in other users'
 /// rosters (matched by the JID local part `local`, `{id}-{app}`), privacy lists (items
-/// cascade), block list, last activity. Their messages and reactions, and their id in dialogs'
-/// occupants, stay: they are the other participants' record. Running servers are told with
-/// `notice` (see [`super::notify`]) when it commits. False when there was no such user.
+/// cascade), block list, last activity, files (their stored objects queued for removal).
+/// Their messages and reactions, and their id in dialogs' occupants, stay: they are the other
+/// participants' record. Running servers are told with `notice` (see [`super::notify`]) when
+/// it commits. False when there was no such user.
 pub async fn delete(
     pool: &DbPool,
     app: AppId,
@@ -206,6 +207,11 @@ pub async fn delete(
         "DELETE FROM xmpp_last_activity WHERE application_id = $1 AND user_id = $2",
         // Their PEP nodes (the items go with them).
         "DELETE FROM pep_nodes WHERE application_id = $1 AND user_id = $2",
+        // Their files: the records now, the stored objects queued for the files service's
+        // sweep (a store that is down delays their removal, never loses it).
+        "WITH gone AS (DELETE FROM blobs WHERE application_id = $1 AND user_id = $2 RETURNING uid)
+         INSERT INTO blob_deletions (uid, queued_at) SELECT uid, now() FROM gone
+         ON CONFLICT (uid) DO NOTHING",
     ] {
         tx.x(sql, &[a, u]).await?;
     }

@@ -17,6 +17,9 @@ pub struct Blob {
     /// Bytes, known once the upload is completed.
     pub size: Option<i64>,
     pub public: bool,
+    /// An XEP-0363 slot's granted size (its upload is completed by the PUT, or on S3 when the
+    /// object is found with this size); `None` for the REST API's uploads.
+    pub upload_size: Option<i64>,
     pub completed_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

@@ -102,6 +102,41 @@ pub async fn list(ctx: Ctx) -> Result<Reply, ApiError> {
     })))
 }
 
+/// `PUT /blobs/{id}` (deprecated in the hosted API) `{"blob": {"name", "content_type",
+/// "new"}}` (each optional, also accepted at the top level): the owner renames the blob or
+/// changes its content type; with `new=1` the upload starts again and the answer carries a new
+/// upload form in `blob_object_access.params`, as `POST /blobs`.
+pub async fn update(ctx: Ctx) -> Result<Reply, ApiError> {
+    let actor = ctx.actor().await?;
+    let p = &ctx.params;
+    let either = |key: &str| -> Result<Option<String>, ApiError> {
+        Ok(match p.str(&["blob", key])? {
+            Some(v) => Some(v),
+            None => p.str(&[key])?,
+        })
+    };
+    let (name, content_type) = (either("name")?, either("content_type")?);
+    let restart = p.flag(&["blob", "new"])? || p.flag(&["new"])?;
+    let (blob, form) = ctx
+        .state
+        .files
+        .update(
+            &actor,
+            ctx.arg(0),
+            name.as_deref(),
+            content_type.as_deref(),
+            restart,
+        )
+        .await?;
+    let mut out = blob_json(&blob);
+    if let Some(WithUrl { url, expires, .. }) = form {
+        let mut access = access_json(&blob, "Write", expires);
+        access["params"] = Value::String(url);
+        out["blob_object_access"] = access;
+    }
+    Ok(Reply::ok(json!({ "blob": out })))
+}
+
 /// `DELETE /blobs/{id}`: the owner deletes the record and the bytes.
 pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
     let actor = ctx.actor().await?;
@@ -123,8 +158,9 @@ async fn reader(ctx: &Ctx) -> Result<Option<Actor>, ApiError> {
     Ok(Some(Actor::try_from(&caller)?))
 }
 
-/// `GET /blobs/{uid}/download`: 301 to a short-lived URL of the bytes. Public blobs need no
-/// token; private ones are the owner's and those who may read a message carrying them.
+/// `GET /blobs/{uid}/download` (and `/download/{name}`, an XEP-0363 GET URL): 301 to a
+/// short-lived URL of the bytes. Public blobs need no token; private ones are the owner's and
+/// those who may read a message carrying them.
 pub async fn download(ctx: Ctx) -> Result<Reply, ApiError> {
     let reader = reader(&ctx).await?;
     let w = ctx

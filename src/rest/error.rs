@@ -133,6 +133,9 @@ impl From<crate::files::FilesError> for ApiError {
             E::NotFound(m) => Self::not_found(&m),
             E::Forbidden(m) => Self::base(StatusCode::FORBIDDEN, &m),
             E::Invalid { field, message } => Self::invalid(&field, &message),
+            E::TooLarge { max } => Self::invalid("size", &format!("must be at most {max} bytes")),
+            // Not a rate: the caller frees a place by completing or deleting an upload.
+            E::Quota(m) => Self::too_many(&m, 60),
             E::Chat(e) => e.into(),
             E::Db(e) => IdentityError::Db(e).into(),
             E::Store(e) => {

@@ -78,9 +78,13 @@ pub fn table() -> Vec<Route> {
         // The hosted documentation's curl example completes with POST.
         POST "blobs/{}/complete" => blobs::complete,
         GET "blobs/{}/download" => blobs::download,
+        // XEP-0363 GET URLs: the file's name after the uid (ignored) for clients that guess
+        // the type from the URL's extension.
+        GET "blobs/{}/download/{}" => blobs::download,
         GET "blobs/{}/object" => blobs::object,
         GET "blobs/{}" => blobs::get,
         DELETE "blobs/{}" => blobs::delete,
+        PUT "blobs/{}" => blobs::update,
         POST "subscriptions" => push::subscribe,
         GET "subscriptions" => push::list,
         DELETE "subscriptions/{}" => push::unsubscribe,

@@ -1,6 +1,8 @@
 //! The disk store's own byte paths, outside the JSON route table because they stream:
 //! `POST /storage/upload` (the upload form of `POST /blobs`: `multipart/form-data`, signed
-//! fields, then `file`; streamed to a temporary file, renamed into place when whole) and
+//! fields, then `file`; streamed to a temporary file, renamed into place when whole),
+//! `PUT /storage/{uid}?size=&type=&expires=&signature=` (an XEP-0363 slot's PUT: exactly the
+//! signed size, streamed the same way, and the blob is complete) and
 //! `GET /storage/{uid}?expires=&signature=` (the bytes, streamed). The signature is the
 //! permission (no session token: an `<img src>` works); it was issued by the files service
 //! to a caller it allowed. With the S3 store these paths answer 404: bytes never pass here.
@@ -28,7 +30,7 @@ pub fn route(method: &Method, segs: &[String]) -> Option<(&'static str, String)>
         (&Method::POST, [a, b]) if a == "storage" && b == "upload" => {
             Some(("storage/upload", String::new()))
         }
-        (&Method::GET | &Method::HEAD, [a, uid]) if a == "storage" => {
+        (&Method::GET | &Method::HEAD | &Method::PUT, [a, uid]) if a == "storage" => {
             Some(("storage/{}", uid.clone()))
         }
         _ => None,
@@ -68,6 +70,8 @@ pub async fn serve(
     };
     if req.method() == Method::POST {
         upload(state, disk, req).await
+    } else if req.method() == Method::PUT {
+        put(state, disk, req, &uid).await
     } else {
         download(state, disk, req, &uid).await
     }
@@ -263,6 +267,123 @@ async fn upload(
     *resp.status_mut() = StatusCode::CREATED;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    resp.headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    Ok(resp)
+}
+
+/// An XEP-0363 PUT: the signed query is the permission; the body must be exactly the slot's
+/// size (`Content-Length` says so before a byte is read; a body that ends early or runs over
+/// is refused), of the slot's content type when the request names one. Streamed to a temporary
+/// file, moved into place when whole; then the blob is complete.
+async fn put(
+    state: &State,
+    disk: &DiskStore,
+    req: Request<Incoming>,
+    uid: &str,
+) -> Result<Response<Body>, ApiError> {
+    let bad = |m: &str| ApiError::base(StatusCode::BAD_REQUEST, m);
+    let q = query(&req);
+    let field = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let now = state.files.now().unix_timestamp();
+    let grant = disk.check_put(uid, field, now).map_err(store_error)?;
+    let length = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match length {
+        None => {
+            return Err(ApiError::base(
+                StatusCode::LENGTH_REQUIRED,
+                "Content-Length is required",
+            ))
+        }
+        Some(n) if n != grant.size => {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "Content-Length",
+                &format!("must be the slot's size, {} bytes", grant.size),
+            ))
+        }
+        Some(_) => {}
+    }
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let media = ct
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(';').next())
+            .map(str::trim);
+        if !media.is_some_and(|m| m.eq_ignore_ascii_case(&grant.content_type)) {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "Content-Type",
+                &format!("must be the slot's, {}", grant.content_type),
+            ));
+        }
+    }
+    // Only a slot still waiting for its bytes takes them: a completed (or deleted) one cannot
+    // be overwritten with its old URL.
+    let closed = || ApiError::base(StatusCode::CONFLICT, "This upload is closed");
+    match state.files.by_uid(uid).await? {
+        Some(b) if !b.completed() => {}
+        _ => return Err(closed()),
+    }
+    let idle = Duration::from_secs(state.config.http.body_timeout_secs.max(1));
+    let (path, mut file) = disk.temp_file().await.map_err(store_error)?;
+    let mut body = req.into_body();
+    let written = async {
+        let mut written: u64 = 0;
+        loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => {
+                    return Err(ApiError::base(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the upload stalled",
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) => return Err(bad("the request body could not be read")),
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            written += data.len() as u64;
+            if written > grant.size {
+                return Err(bad("the body is longer than Content-Length"));
+            }
+            file.write_all(&data)
+                .await
+                .map_err(|e| store_error(e.into()))?;
+        }
+        if written != grant.size {
+            return Err(bad("the body is shorter than Content-Length"));
+        }
+        file.flush().await.map_err(|e| store_error(e.into()))?;
+        file.sync_all().await.map_err(|e| store_error(e.into()))?;
+        Ok(written)
+    }
+    .await;
+    drop(file);
+    let committed = match written {
+        Ok(_) => disk.commit(&path, uid).await.map_err(store_error),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = committed {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    if !state.files.complete_put(uid, grant.size).await? {
+        // Deleted while the bytes arrived: they must not stay. (Completed meanwhile by a
+        // concurrent PUT of the same slot: the same size, from the same grant; they stay.)
+        if state.files.by_uid(uid).await?.is_none() {
+            let _ = disk.delete(uid).await;
+        }
+        return Err(closed());
+    }
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::CREATED;
     resp.headers_mut()
         .insert("access-control-allow-origin", HeaderValue::from_static("*"));
     Ok(resp)

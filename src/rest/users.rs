@@ -127,10 +127,18 @@ pub async fn update(ctx: Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(wrapped(&user)))
 }
 
-/// `DELETE /users/{id}`: yourself only; ends your sessions.
+/// `DELETE /users/{id}`: yourself only; ends your sessions. Your files' records go with the
+/// account; their stored objects, queued in the same transaction, are removed right after
+/// (in the background: the answer does not wait for the store; what fails is swept later).
 pub async fn delete(ctx: Ctx) -> Result<Reply, ApiError> {
     let c = ctx.caller().await?;
     ctx.state.identity.delete_user(&c, user_id(&ctx)?).await?;
+    let files = ctx.state.files.clone();
+    tokio::spawn(async move {
+        if let Err(e) = files.sweep_deletions().await {
+            tracing::warn!(error = %e, "a deleted user's files stay queued for removal");
+        }
+    });
     Ok(Reply::empty())
 }
 

@@ -23,6 +23,14 @@ pub struct UploadGrant {
     pub max_bytes: u64,
 }
 
+/// What a valid PUT signature (an XEP-0363 slot) allows: exactly `size` bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutGrant {
+    pub uid: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
 pub struct DiskStore {
     root: PathBuf,
     key: Vec<u8>,
@@ -133,6 +141,47 @@ impl DiskStore {
             Ok(_) => Err(StoreError::Expired),
             Err(_) => Err(StoreError::Refused("expires")),
         }
+    }
+
+    /// An XEP-0363 PUT URL: exactly `size` bytes of `content_type` for `uid`, valid until
+    /// `expires` (unix seconds). Its signature's purpose ("put") is its own: neither an upload
+    /// form's nor a download URL's signature can stand in for it, nor it for them.
+    pub fn put_url(&self, uid: &str, content_type: &str, size: u64, expires: i64) -> String {
+        let (size, exp) = (size.to_string(), expires.to_string());
+        let sig = self.sign(&["put", uid, content_type, &size, &exp]);
+        format!(
+            "{}/storage/{uid}?size={size}&type={}&expires={exp}&signature={sig}",
+            self.base,
+            uri_encode(content_type, false)
+        )
+    }
+
+    /// Checks a PUT URL's signed query at `now`: what it allows.
+    pub fn check_put(
+        &self,
+        uid: &str,
+        field: impl Fn(&str) -> Option<String>,
+        now: i64,
+    ) -> Result<PutGrant, StoreError> {
+        let get = |name: &'static str| field(name).ok_or(StoreError::Refused(name));
+        let (ct, size, exp, sig) = (
+            get("type")?,
+            get("size")?,
+            get("expires")?,
+            get("signature")?,
+        );
+        if !is_uid(uid) || !self.verify(&["put", uid, &ct, &size, &exp], &sig) {
+            return Err(StoreError::Refused("signature"));
+        }
+        let expires: i64 = exp.parse().map_err(|_| StoreError::Refused("expires"))?;
+        if expires < now {
+            return Err(StoreError::Expired);
+        }
+        Ok(PutGrant {
+            uid: uid.to_owned(),
+            content_type: ct,
+            size: size.parse().map_err(|_| StoreError::Refused("size"))?,
+        })
     }
 
     /// Where `uid`'s bytes live (the uid is checked: 32 hex digits, never a path).
@@ -287,6 +336,28 @@ mod tests {
             s.check_download(a, exp, sig, 51),
             Err(StoreError::Expired)
         ));
+    }
+
+    #[test]
+    fn a_put_signature_is_valid_only_for_puts_until_it_expires() {
+        let (_d, s) = store();
+        let uid = "0123456789abcdef0123456789abcdef";
+        let q = query(&s.put_url(uid, "image/png", 10, 100));
+        let f = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let g = s.check_put(uid, f, 100).unwrap();
+        assert_eq!((g.size, g.content_type.as_str()), (10, "image/png"));
+        assert!(matches!(s.check_put(uid, f, 101), Err(StoreError::Expired)));
+        // The same key, another purpose: a download signature does not open a PUT, nor the
+        // other way round.
+        let exp = f("expires").unwrap();
+        let sig = f("signature").unwrap();
+        assert!(s.check_download(uid, &exp, &sig, 1).is_err());
+        let d = query(&s.download_url(uid, 100));
+        let forged = |k: &str| match k {
+            "signature" => Some(d[1].1.clone()),
+            other => f(other),
+        };
+        assert!(s.check_put(uid, forged, 1).is_err());
     }
 
     #[test]

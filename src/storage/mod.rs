@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-pub use disk::{DiskStore, UploadGrant};
+pub use disk::{DiskStore, PutGrant, UploadGrant};
 pub use s3::S3Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,16 @@ pub enum StoreError {
     Expired,
 }
 
+/// Where clients reach Parley's REST port: `storage.public_url`, else `http://<bound address>`.
+pub fn public_base(config: &Config, http_addr: SocketAddr) -> String {
+    let url = config.storage.public_url.trim();
+    if url.is_empty() {
+        format!("http://{http_addr}")
+    } else {
+        url.to_owned()
+    }
+}
+
 pub enum Store {
     Disk(DiskStore),
     S3(S3Store),
@@ -43,18 +53,11 @@ impl Store {
     pub fn open(config: &Config, http_addr: SocketAddr) -> Result<Self, StoreError> {
         let c = &config.storage;
         match c.backend.as_str() {
-            "disk" => {
-                let base = if c.public_url.trim().is_empty() {
-                    format!("http://{http_addr}")
-                } else {
-                    c.public_url.trim().to_owned()
-                };
-                Ok(Store::Disk(DiskStore::open(
-                    &config.data_dir,
-                    &c.signing_key,
-                    base,
-                )?))
-            }
+            "disk" => Ok(Store::Disk(DiskStore::open(
+                &config.data_dir,
+                &c.signing_key,
+                public_base(config, http_addr),
+            )?)),
             "s3" => Ok(Store::S3(S3Store::open(c)?)),
             other => Err(StoreError::Config(format!(
                 "storage.backend: {other:?} is neither \"disk\" nor \"s3\""
@@ -80,6 +83,27 @@ impl Store {
                 now.unix_timestamp().saturating_add(ttl_secs as i64),
             ),
             Store::S3(s) => s.upload_url(uid, content_type, max_bytes, now, ttl_secs),
+        }
+    }
+
+    /// An XEP-0363 PUT URL: exactly `size` bytes for `uid`, valid `ttl_secs` from `now`
+    /// (disk: Parley's own signed path; S3: a pre-signed PUT whose signature covers the length).
+    pub fn put_url(
+        &self,
+        uid: &str,
+        content_type: &str,
+        size: u64,
+        now: OffsetDateTime,
+        ttl_secs: u64,
+    ) -> String {
+        match self {
+            Store::Disk(d) => d.put_url(
+                uid,
+                content_type,
+                size,
+                now.unix_timestamp().saturating_add(ttl_secs as i64),
+            ),
+            Store::S3(s) => s.put_url(uid, size, now, ttl_secs),
         }
     }
 

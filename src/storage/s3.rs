@@ -168,6 +168,26 @@ impl S3Store {
         )
     }
 
+    /// A pre-signed PUT of the object (XEP-0363) whose signature covers `content-length`: the
+    /// store takes exactly `size` bytes or nothing.
+    pub fn put_url(&self, uid: &str, size: u64, now: OffsetDateTime, ttl_secs: u64) -> String {
+        let (host, path) = self.locate(uid);
+        let target = Target {
+            scheme: self.scheme(),
+            host: &host,
+            path: &path,
+        };
+        let size = size.to_string();
+        self.signer.presign_headers(
+            "PUT",
+            target,
+            &[],
+            &[("content-length", &size)],
+            now,
+            ttl_secs,
+        )
+    }
+
     /// The object's size, `None` when it is not there.
     pub async fn size(&self, uid: &str, now: OffsetDateTime) -> Result<Option<u64>, StoreError> {
         let (status, length) = self.call("HEAD", uid, now).await?;

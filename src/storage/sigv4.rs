@@ -81,7 +81,30 @@ impl Signer {
         now: OffsetDateTime,
         expires_secs: u64,
     ) -> String {
+        self.presign_headers(method, target, extra, &[], now, expires_secs)
+    }
+
+    /// [`Signer::presign`] with request headers signed too (`(lower-case name, value)`, sorted
+    /// by name, each before `host`): the store refuses a request whose headers differ, so a
+    /// signed `content-length` makes an upload of exactly that size.
+    pub fn presign_headers(
+        &self,
+        method: &str,
+        target: Target<'_>,
+        extra: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        now: OffsetDateTime,
+        expires_secs: u64,
+    ) -> String {
         let Target { scheme, host, path } = target;
+        let mut signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+        signed.push("host");
+        let signed = signed.join(";");
+        let canonical_headers: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}:{}\n", v.trim()))
+            .chain(std::iter::once(format!("host:{host}\n")))
+            .collect();
         let (date, stamp) = amz_date(now);
         let credential = format!("{}/{}", self.access_key, self.scope(&date));
         let expires = expires_secs.clamp(1, 604_800).to_string();
@@ -90,7 +113,7 @@ impl Signer {
             ("X-Amz-Credential".into(), credential),
             ("X-Amz-Date".into(), stamp.clone()),
             ("X-Amz-Expires".into(), expires),
-            ("X-Amz-SignedHeaders".into(), "host".into()),
+            ("X-Amz-SignedHeaders".into(), signed.clone()),
         ];
         q.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut enc: Vec<(String, String)> = q
@@ -103,7 +126,8 @@ impl Signer {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&");
-        let canonical = format!("{method}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
+        let canonical =
+            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\nUNSIGNED-PAYLOAD");
         let to_sign = format!(
             "AWS4-HMAC-SHA256\n{stamp}\n{}\n{}",
             self.scope(&date),
@@ -220,6 +244,27 @@ mod tests {
         );
         assert!(text.contains(r#"{"key":"k1"}"#), "{text}");
         assert!(text.contains(r#"{"Content-Type":"image/png"}"#), "{text}");
+    }
+
+    #[test]
+    fn a_signed_header_is_named_in_the_url_and_changes_the_signature() {
+        let at = time::macros::datetime!(2013-05-24 00:00:00 UTC);
+        let t = Target {
+            scheme: "https",
+            host: "examplebucket.s3.amazonaws.com",
+            path: "/test.txt",
+        };
+        let plain = example().presign_headers("PUT", t, &[], &[], at, 60);
+        let sized = example().presign_headers("PUT", t, &[], &[("content-length", "5")], at, 60);
+        let other = example().presign_headers("PUT", t, &[], &[("content-length", "6")], at, 60);
+        assert!(
+            sized.contains("X-Amz-SignedHeaders=content-length%3Bhost"),
+            "{sized}"
+        );
+        assert!(plain.contains("X-Amz-SignedHeaders=host"), "{plain}");
+        let sig = |u: &str| u.rsplit_once("X-Amz-Signature=").unwrap().1.to_owned();
+        assert_ne!(sig(&sized), sig(&other));
+        assert_ne!(sig(&sized), sig(&plain));
     }
 
     #[test]

@@ -387,6 +387,7 @@ pub fn table() -> Dispatch {
         ext::history::EXTENSION,
         ext::muc::EXTENSION,
         ext::pep::EXTENSION,
+        Extension::handlers(ext::http_upload::HANDLERS),
     ])
 }
 

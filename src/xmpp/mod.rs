@@ -64,6 +64,8 @@ pub struct Services {
     pub server_iqs: server_iq::ServerIqs,
     /// Verified entity capabilities (XEP-0115) by hash: what PEP notifies each connection of.
     pub caps: ext::pep::caps::Cache,
+    /// The storage API's rules and store: XEP-0363 upload slots (the same limits as `/blobs`).
+    pub files: crate::files::Files,
 }
 
 /// Connections refused by the caps that may be answered with a stream error at once; more are

@@ -119,3 +119,5 @@ pub const RETRACT_1: &str = "urn:xmpp:message-retract:1";
 pub const RETRACT_0: &str = "urn:xmpp:message-retract:0";
 /// XEP-0422 Message Fastening (wraps XEP-0425 version 0).
 pub const FASTEN: &str = "urn:xmpp:fasten:0";
+/// XEP-0363 HTTP File Upload.
+pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";

@@ -1,5 +1,6 @@
 //! XEP-0030 Service Discovery: info and items for the server and for user accounts. Features
-//! come from the dispatch table, so only what is registered is advertised; the server's items
+//! come from the dispatch table, so only what is registered is advertised; the server is also
+//! the XEP-0363 upload service (its identity and size form, `ext::http_upload`); its items
 //! list the MUC service (`ext::muc` answers disco on the service and its rooms); an account is
 //! a PEP service (`ext::pep`): its identity and features, its nodes as items. Must not invent
 //! features or items.
@@ -39,9 +40,15 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
                         .with_attr("type", "im")
                         .with_attr("name", "Parley"),
                 );
+                // The server JID is also the XEP-0363 upload service.
+                q.push(crate::xmpp::ext::http_upload::identity());
                 for f in req.services.dispatch.features() {
                     q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
                 }
+                q.push(crate::xmpp::ext::http_upload::disco_form(
+                    req.services,
+                    req.user.app,
+                ));
             }
             // An account (one's own or a contact's) is answered as the account (XEP-0030 §3.1),
             // not as the server.

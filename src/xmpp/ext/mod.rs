@@ -7,6 +7,7 @@ pub mod correction;
 pub mod csi;
 pub mod disco;
 pub mod history;
+pub mod http_upload;
 pub mod last_activity;
 pub mod mam;
 pub mod markers;

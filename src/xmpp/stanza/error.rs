@@ -151,6 +151,10 @@ pub struct StanzaError {
     /// An application-specific condition (RFC 6120 §8.3.4): `(name, namespace)`, such as
     /// XEP-0060's `<precondition-not-met xmlns='…pubsub#errors'/>`.
     pub app: Option<(&'static str, &'static str)>,
+    /// An application-specific condition with content, such as XEP-0363's
+    /// `<file-too-large><max-file-size>N</max-file-size></file-too-large>` (boxed: every
+    /// handler's `Result` carries a `StanzaError`, which stays small).
+    pub app_element: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -161,6 +165,7 @@ impl StanzaError {
             condition,
             text: None,
             app: None,
+            app_element: None,
         }
     }
 
@@ -220,6 +225,11 @@ impl StanzaError {
         self
     }
 
+    pub fn with_app_element(mut self, e: Element) -> Self {
+        self.app_element = Some(Box::new(e));
+        self
+    }
+
     pub fn to_element(&self) -> Element {
         let mut e = Element::new("error", ns::CLIENT)
             .with_attr("type", self.kind.as_str())
@@ -230,6 +240,9 @@ impl StanzaError {
         }
         if let Some((name, ns)) = self.app {
             e.push(Element::new(name, ns));
+        }
+        if let Some(a) = &self.app_element {
+            e.push(Element::clone(a));
         }
         e
     }
