@@ -45,5 +45,6 @@ mod push_bench;
 mod push_webhooks;
 mod rest_blobs;
 mod rest_openapi;
+mod xmpp_carbons;
 mod xmpp_muc_standard;
 mod xmpp_pep;

@@ -231,6 +231,10 @@ pub struct Routed {
     pub stanza: Element,
     /// Connections the stanza reached (set in [`Phase::Deliver`]).
     pub delivered: usize,
+    /// The one connection a message to a full JID went to, when that resource took it alone
+    /// (set in [`Phase::Deliver`]); `None` when it went to every connection, or to none. The
+    /// user's other connections may get a copy (XEP-0280 `received` carbons).
+    pub to_resource: Option<ConnId>,
     /// Stanzas for the sender's own connection, written in this order after the hooks ran.
     pub out: Vec<Element>,
     /// The connection's RFC 6121 presence state (lent by the session for the stanza).

@@ -40,8 +40,11 @@ fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
             Ok(MessageType::Headline | MessageType::Error)
         );
         let hub = &m.services.hub;
+        m.to_resource = resource
+            .as_deref()
+            .and_then(|r| hub.deliver_to_resource_conn(*target, r, m.stanza.clone()));
         m.delivered = match resource {
-            Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => 1,
+            Some(_) if m.to_resource.is_some() => 1,
             Some(_) if resource_only => 0,
             _ => hub.deliver_to_user(*target, &m.stanza),
         };
@@ -162,6 +165,7 @@ impl Session {
             to,
             stanza,
             delivered: 0,
+            to_resource: None,
             out: Vec::new(),
             presence: std::mem::take(&mut self.presence),
             app: self.app.take(),
