@@ -48,3 +48,4 @@ mod rest_openapi;
 mod xmpp_carbons;
 mod xmpp_muc_standard;
 mod xmpp_pep;
+mod readme_xep_table;

@@ -16,7 +16,8 @@
 //! and `normal` with a body (XEP-0280 §6).
 
 use crate::xmpp::dispatch::{
-    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
+    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, Spec,
+    To,
 };
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{MessageType, StanzaError};
@@ -33,6 +34,17 @@ pub const HANDLERS: &[Registration] = &[Registration {
     for_users: false,
 }];
 
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0280 Carbons",
+        status: "complete",
+        notes: "`sent` carbons to the sender's other connections that enabled carbons; `received` carbons of a message to another full JID of the user only to connections that enabled carbons *and* announced XEP-0115 caps (the ConnectyCube SDK sends no caps and misreads `received`); a bare-JID message reaches every resource and is not copied again; `chat` and `normal` with a body, never `<private/>` or `<no-copy/>`",
+        ejabberd: "mod_carboncopy",
+        prosody: "mod_carbons",
+    },
+];
+
 pub const EXTENSION: Extension = Extension {
     handlers: HANDLERS,
     hooks: &[
@@ -47,6 +59,7 @@ pub const EXTENSION: Extension = Extension {
             run: copy_received,
         },
     ],
+    specs: SPECS,
 };
 
 /// Delivered hook: the sender's other connections with carbons enabled get a `sent` copy of
@@ -147,7 +160,7 @@ mod tests {
     fn msg(attrs: &[(&str, &str)], children: Vec<Element>) -> Element {
         let mut m = Element::new("message", ns::CLIENT);
         for (k, v) in attrs {
-            m = m.with_attr(*k, *v);
+            m = m.with_attr(k, *v);
         }
         for c in children {
             m = m.with_child(c);

@@ -9,7 +9,8 @@
 //! message or presence behaviour is a hook in its extension's file.
 
 use crate::xmpp::dispatch::{
-    load_actor, BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Request, Routed, Target, To,
+    load_actor, BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Request, Routed, Spec, Target,
+    To,
 };
 use crate::xmpp::ext::{muc, privacy};
 use crate::xmpp::ns;
@@ -18,6 +19,15 @@ use crate::xmpp::stream::{Element, Transport};
 
 use super::{End, Session};
 
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0085 Chat States",
+    status: "complete",
+    notes: "relayed, never stored",
+    ejabberd: "yes (relayed)",
+    prosody: "yes (relayed)",
+}];
+
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
     hooks: &[Hook {
@@ -25,6 +35,7 @@ pub const EXTENSION: Extension = Extension {
         phase: Phase::Deliver,
         run: deliver_message,
     }],
+    specs: SPECS,
 };
 
 /// A 1:1 message goes to the addressed resource if it is connected, else to every connection
