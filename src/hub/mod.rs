@@ -294,11 +294,24 @@ impl Hub {
 
     /// Queues `stanza` to the connection bound to `resource`; false when there is none.
     pub fn deliver_to_resource(&self, user: UserKey, resource: &str, stanza: Element) -> bool {
+        self.deliver_to_resource_conn(user, resource, stanza)
+            .is_some()
+    }
+
+    /// Like [`Hub::deliver_to_resource`], telling which connection took it: the one a carbon
+    /// copy must skip (XEP-0280 `received`), decided under the same lock as the delivery.
+    pub fn deliver_to_resource_conn(
+        &self,
+        user: UserKey,
+        resource: &str,
+        stanza: Element,
+    ) -> Option<ConnId> {
         let st = self.lock();
         st.users
             .get(&user)
             .and_then(|conns| conns.iter().find(|c| c.resource == resource))
-            .is_some_and(|c| queue(c, stanza))
+            .filter(|c| queue(c, stanza))
+            .map(|c| c.id)
     }
 
     /// Queues `stanza` to one connection by id.

@@ -19,6 +19,7 @@ pub mod server_iq;
 pub mod session;
 pub mod stanza;
 pub mod stream;
+pub mod xep_table;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,13 +11,26 @@
 //! Not done: current presence sent again to an unblocked contact.
 
 use crate::db;
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ext::privacy::internal;
 use crate::xmpp::ext::roster;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, Jid, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0191 Blocking Command",
+        status: "complete",
+        notes: "block list get, block, unblock (some or all), pushes to connections that read the list; enforced with the privacy lists; a newly blocked subscriber sees the user go unavailable (presence is not re-sent on unblock)",
+        ejabberd: "mod_blocking",
+        prosody: "mod_blocklist",
+    },
+];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

@@ -5,11 +5,20 @@
 use crate::chat::messages::MessageUpdate;
 use crate::chat::{Actor, ChatError};
 use crate::model::ObjectId;
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0308 Last Message Correction",
+    status: "complete",
+    notes: "stored edit (sender only), relayed",
+    ejabberd: "yes (relayed)",
+    prosody: "yes (relayed)",
+}];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
@@ -18,6 +27,7 @@ pub const EXTENSION: Extension = Extension {
         phase: Phase::Apply,
         run: apply_hook,
     }],
+    specs: SPECS,
 };
 
 /// Apply hook: a 1:1 `chat` correction is stored first; a refused one is answered with an

@@ -2,9 +2,20 @@
 //! `mobile#v2` iq the official SDK sends for the same purpose. The state is kept in the hub for
 //! push decisions; this layer does not delay or drop stanzas because of it.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0352 CSI + Tigase `mobile#v2`",
+    status: "complete",
+    notes: "state kept in the hub for push decisions",
+    ejabberd: "mod_client_state",
+    prosody: "mod_csi_simple",
+}];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

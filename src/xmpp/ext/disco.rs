@@ -5,9 +5,22 @@
 //! a PEP service (`ext::pep`): its identity and features, its nodes as items. Must not invent
 //! features or items.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request, Target};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stream::Element;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0030 Service Discovery",
+    status: "complete",
+    notes: "features listed from the dispatch table",
+    ejabberd: "mod_disco",
+    prosody: "mod_disco",
+}];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

@@ -63,7 +63,18 @@ pub async fn store_private(
 
 // Registration in the dispatch table: the Apply hook for 1:1 messages. (Room messages are
 // stored by `ext::muc`.)
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec};
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "ConnectyCube `save_to_history`",
+        status: "complete",
+        notes: "a message with `extraParams` `save_to_history=1` is stored as REST `POST /chat/Message` stores it, then stamped with `dialog_id`, `date_sent` and `message_id` before delivery",
+        ejabberd: "no",
+        prosody: "no",
+    },
+];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
@@ -72,6 +83,7 @@ pub const EXTENSION: Extension = Extension {
         phase: Phase::Apply,
         run: save,
     }],
+    specs: SPECS,
 };
 
 /// Apply hook: a 1:1 `chat` message with `save_to_history=1` is stored, durably, and stamped

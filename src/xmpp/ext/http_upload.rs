@@ -7,11 +7,24 @@
 //! slot the REST API would refuse, nor answer for another user's JID.
 
 use crate::files::FilesError;
-use crate::xmpp::dispatch::{load_actor, BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{
+    load_actor, BoxFuture, Extension, Kind, Registration, Reply, Request, Spec,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0363 HTTP File Upload (`urn:xmpp:http:upload:0`)",
+    status: "complete",
+    notes: "service on the server JID (identity `store/file`, `max-file-size` form); same limits as `POST /blobs`; `not-acceptable` + `<file-too-large>` past the size, `not-acceptable` for a type not allowed, `resource-constraint` past `storage.max_unfinished_per_user`; PUT to Parley (disk, exactly `size` bytes, signed, expiring) or a pre-signed S3 PUT; GET URL public (unguessable uid)",
+    ejabberd: "mod_http_upload",
+    prosody: "mod_http_file_share",
+}];
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqGet,

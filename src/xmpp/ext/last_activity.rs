@@ -3,11 +3,24 @@
 //! (the official SDK reads the user id from it). Must not reveal users of another application.
 
 use crate::db;
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request, Target};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0012 Last Activity",
+    status: "complete",
+    notes: "0 while online, seconds since the last connection closed",
+    ejabberd: "mod_last",
+    prosody: "mod_lastactivity",
+}];
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqGet,

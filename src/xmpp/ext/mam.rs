@@ -29,7 +29,9 @@ use crate::chat::Actor;
 use crate::model::message::MessageView;
 use crate::model::time::{iso, parse_date};
 use crate::model::{UserId, UserKey};
-use crate::xmpp::dispatch::{load_actor, BoxFuture, Kind, Registration, Reply, Request, Target};
+use crate::xmpp::dispatch::{
+    load_actor, BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
+};
 use crate::xmpp::ext::muc;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{
@@ -43,6 +45,26 @@ pub const ACCOUNT_FEATURES: &[&str] = &[ns::MAM, ns::MAM_EXTENDED];
 
 /// The account's archive. Not a server feature (the server JID keeps no archive), so the
 /// registrations advertise nothing themselves.
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0313 Message Archive Management (`urn:xmpp:mam:2`, `#extended`)",
+        status: "complete",
+        notes: "one store with REST: the account's archive = its private dialogs as `GET /chat/Message` shows them (nothing deleted for self or before a clear; edits show the edited body; deletions for everyone gone), a room's = its dialog's history for whoever may read it; filters `with` (own archive only), `start`/`end` (on `date_sent`), `after-id`/`before-id`/`ids`; RSM `max`/`after`/`before`, no `index`; ordered (`date_sent`, dialog, seq) like REST; prefs answered `always` (everything stored is archived); metadata; no `flip-page`",
+        ejabberd: "mod_mam",
+        prosody: "mod_mam, mod_muc_mam",
+    },
+    Spec {
+        name: "XEP-0059 Result Set Management",
+        status: "partial",
+        notes: "in MAM: `max`, `after`, `before` (empty = last page), `first`/`last`; `count`/`first index` while the set holds ≤ `xmpp.mam_count_max`",
+        ejabberd: "yes",
+        prosody: "yes",
+    },
+];
+
 pub const HANDLERS: &[Registration] = &[
     Registration {
         kind: Kind::IqSet,

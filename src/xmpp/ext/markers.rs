@@ -5,10 +5,20 @@
 use crate::chat::messages::MessageUpdate;
 use crate::chat::Actor;
 use crate::model::ObjectId;
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0333 Chat Markers",
+    status: "complete",
+    notes:
+        "update read/delivered ids and unread counts, then relayed; REST reads produce markers too",
+    ejabberd: "yes (relayed)",
+    prosody: "yes (relayed)",
+}];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
@@ -17,6 +27,7 @@ pub const EXTENSION: Extension = Extension {
         phase: Phase::Apply,
         run: apply_hook,
     }],
+    specs: SPECS,
 };
 
 /// Apply hook: a 1:1 `chat` marker is recorded before it is relayed.

@@ -4,11 +4,22 @@
 
 use crate::chat::Actor;
 use crate::model::ObjectId;
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "ConnectyCube `remove` (message-delete:0), `<reactions>`, `SystemNotifications`, `WebRTCVideoChat`",
+        status: "complete",
+        notes: "delete by the seed's rules; reactions and system messages from REST; call signalling relayed live, never stored",
+        ejabberd: "no",
+        prosody: "no",
+    },
+];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
@@ -17,6 +28,7 @@ pub const EXTENSION: Extension = Extension {
         phase: Phase::Apply,
         run: apply_hook,
     }],
+    specs: SPECS,
 };
 
 /// Apply hook: a 1:1 `chat` deletion happens first; a refused one is answered with an error

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::db;
 use crate::xmpp::dispatch::{
-    BoxFuture, Extension, Flow, Hook, On, Phase, Registration, Routed, To,
+    BoxFuture, Extension, Flow, Hook, On, Phase, Registration, Routed, Spec, To,
 };
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{Jid, MessageType, PresenceType, StanzaError, UserKey};
@@ -29,6 +29,15 @@ pub const HANDLERS: &[Registration] = &[Registration {
     for_users: false,
 }];
 
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0160 / XEP-0203 offline messages with delay",
+    status: "complete",
+    notes: "bounded per user (`xmpp.offline_max_per_user`)",
+    ejabberd: "mod_offline",
+    prosody: "mod_offline",
+}];
+
 pub const EXTENSION: Extension = Extension {
     handlers: HANDLERS,
     hooks: &[
@@ -43,6 +52,7 @@ pub const EXTENSION: Extension = Extension {
             run: keep_subscription,
         },
     ],
+    specs: SPECS,
 };
 
 /// Undelivered hook: a message worth keeping waits for its recipient; past a bound the sender

@@ -2,8 +2,19 @@
 //! of idle connections live in the session loop, which owns the timers.) Must not route a ping
 //! to another user's connections.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0199 Ping",
+    status: "complete",
+    notes: "both ways; idle clients are pinged and closed when silent",
+    ejabberd: "mod_ping",
+    prosody: "mod_ping",
+}];
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqGet,

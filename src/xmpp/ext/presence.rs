@@ -15,12 +15,23 @@ use std::sync::Arc;
 
 use crate::db;
 use crate::hub::ConnId;
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, To};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec, To};
 use crate::xmpp::ext::{offline, roster};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "RFC 6121 IM: 1:1 messages, presence",
+        status: "partial",
+        notes: "initial presence echoed to own resources and broadcast to `from`/`both` contacts, probes of `to`/`both` contacts at login, directed presence, unavailable on close; subscription requests to an offline user wait for its next login",
+        ejabberd: "yes",
+        prosody: "yes",
+    },
+];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
@@ -36,6 +47,7 @@ pub const EXTENSION: Extension = Extension {
             run: approved,
         },
     ],
+    specs: SPECS,
 };
 
 /// One connection's presence state, kept by the session and lent to the hooks.

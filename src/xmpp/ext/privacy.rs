@@ -24,7 +24,8 @@ use crate::hub::Hub;
 pub use crate::privacy::PrivacyCache;
 use crate::privacy::{decision, Decision, Env, Kind as Stanza};
 use crate::xmpp::dispatch::{
-    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, To,
+    BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, Spec,
+    To,
 };
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{
@@ -50,6 +51,17 @@ pub const HANDLERS: &[Registration] = &[
     },
 ];
 
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0016 Privacy Lists",
+        status: "partial",
+        notes: "as the ConnectyCube SDK uses them: names, get, create/replace, delete, default (per user) and active (per connection) lists, list pushes; `jid`/`group`/`subscription`/fall-through items; enforced for 1:1 messages, directed presence, roster presence and iqs to a user (answered on the user's behalf or routed); see \"Privacy\" below",
+        ejabberd: "mod_privacy",
+        prosody: "community module (mod_privacy_lists)",
+    },
+];
+
 pub const EXTENSION: Extension = Extension {
     handlers: HANDLERS,
     hooks: &[
@@ -64,6 +76,7 @@ pub const EXTENSION: Extension = Extension {
             run: screen_presence,
         },
     ],
+    specs: SPECS,
 };
 
 /// Screen hook: a refused 1:1 message is neither stored nor delivered; its sender gets the

@@ -4,10 +4,23 @@
 //! writes them. Storage is `identity::profile`'s; elements are stored as our writer serializes
 //! them, never as the client's bytes.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request, Target};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::{reader, Element};
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0049 Private XML Storage",
+    status: "complete",
+    notes: "one element per (name, namespace), at most `xmpp.private_max_items`; the account only",
+    ejabberd: "mod_private",
+    prosody: "mod_private",
+}];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

@@ -18,11 +18,24 @@ use crate::identity::IdentityError;
 use crate::limits::conns::ip_key;
 use crate::model::account::UserFields;
 use crate::model::{AppId, UserKey};
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{iq_result, IqType, StanzaError};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0077 In-Band Registration",
+        status: "partial",
+        notes: "off by default (`xmpp.register_enabled`); registration before login only, rate-limited per address; password change and removal are REST's (`not-allowed`); log in as the returned `{user_id}-{app_id}`",
+        ejabberd: "mod_register",
+        prosody: "mod_register",
+    },
+];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

@@ -9,11 +9,24 @@
 //! Not done: roster versioning, pre-approval. Must not touch users of another application.
 
 use crate::db::{self, xmpp::RosterItem};
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, Jid, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "RFC 6121 roster",
+        status: "partial",
+        notes: "get, set, remove, pushes to every connection, subscription states (`none`/`to`/`from`/`both`, `ask`); no roster versioning or pre-approval",
+        ejabberd: "mod_roster",
+        prosody: "mod_roster",
+    },
+];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

@@ -5,11 +5,22 @@
 //! Must not subscribe across applications. A connection holds at most
 //! `xmpp.status_subscriptions_max` subscriptions; they end with the connection.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{Jid, StanzaError, UserKey};
 use crate::xmpp::stream::{Element, Node};
 use crate::xmpp::Services;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "ConnectyCube status streaming",
+    status: "complete",
+    notes: "pushes a `jabber:iq:last` result when the user comes online or leaves",
+    ejabberd: "no",
+    prosody: "no",
+}];
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqSet,

@@ -2,9 +2,20 @@
 //! Parley comes from, so tests can move it), offset always `Z`/`+00:00` since the server keeps
 //! UTC. Must not answer for another user's client.
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stream::Element;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0202 Entity Time",
+    status: "complete",
+    notes: "the server's clock, UTC",
+    ejabberd: "mod_time",
+    prosody: "mod_time",
+}];
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqGet,

@@ -6,10 +6,25 @@
 
 use crate::identity::profile::VcardFields;
 use crate::model::User;
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request, Target};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::StanzaError;
 use crate::xmpp::stream::{reader, Element};
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0054 vcard-temp",
+        status: "complete",
+        notes: "in step with the REST user: `FN` = `full_name`, `PHOTO/EXTVAL` = `avatar` (both ways, REST's validation); the rest of the vCard, and a `BINVAL` photo (XEP-0153 clients hash it into presence), kept as set; any user of the application reads it, only the owner sets it; a vCard without `EXTVAL` leaves the REST avatar alone",
+        ejabberd: "mod_vcard",
+        prosody: "mod_vcard_legacy",
+    },
+];
 
 pub const HANDLERS: &[Registration] = &[
     Registration {

@@ -3,9 +3,20 @@
 //! than users). Must not answer for another user's client (that query goes to a full JID and is
 //! routed to it).
 
-use crate::xmpp::dispatch::{BoxFuture, Kind, Registration, Reply, Request};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Spec};
 use crate::xmpp::ns;
 use crate::xmpp::stream::Element;
+
+pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0092 Software Version",
+    status: "complete",
+    notes: "the server's name and version; the OS is not told",
+    ejabberd: "mod_version",
+    prosody: "mod_version",
+}];
 
 pub const HANDLERS: &[Registration] = &[Registration {
     kind: Kind::IqGet,

@@ -9,7 +9,8 @@
 //! message or presence behaviour is a hook in its extension's file.
 
 use crate::xmpp::dispatch::{
-    load_actor, BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Request, Routed, Target, To,
+    load_actor, BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Request, Routed, Spec, Target,
+    To,
 };
 use crate::xmpp::ext::{muc, privacy};
 use crate::xmpp::ns;
@@ -18,6 +19,15 @@ use crate::xmpp::stream::{Element, Transport};
 
 use super::{End, Session};
 
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[Spec {
+    name: "XEP-0085 Chat States",
+    status: "complete",
+    notes: "relayed, never stored",
+    ejabberd: "yes (relayed)",
+    prosody: "yes (relayed)",
+}];
+
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
     hooks: &[Hook {
@@ -25,6 +35,7 @@ pub const EXTENSION: Extension = Extension {
         phase: Phase::Deliver,
         run: deliver_message,
     }],
+    specs: SPECS,
 };
 
 /// A 1:1 message goes to the addressed resource if it is connected, else to every connection
@@ -40,8 +51,11 @@ fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
             Ok(MessageType::Headline | MessageType::Error)
         );
         let hub = &m.services.hub;
+        m.to_resource = resource
+            .as_deref()
+            .and_then(|r| hub.deliver_to_resource_conn(*target, r, m.stanza.clone()));
         m.delivered = match resource {
-            Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => 1,
+            Some(_) if m.to_resource.is_some() => 1,
             Some(_) if resource_only => 0,
             _ => hub.deliver_to_user(*target, &m.stanza),
         };
@@ -162,6 +176,7 @@ impl Session {
             to,
             stanza,
             delivered: 0,
+            to_resource: None,
             out: Vec::new(),
             presence: std::mem::take(&mut self.presence),
             app: self.app.take(),

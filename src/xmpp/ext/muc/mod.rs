@@ -43,7 +43,7 @@ use crate::chat::messages::MessageUpdate;
 use crate::chat::{Actor, ChatError};
 use crate::hub::rooms::{Membership, RoomKey};
 use crate::model::{AppId, DialogType, ObjectId, UserId};
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Reply, Routed, To};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Reply, Routed, Spec, To};
 use crate::xmpp::ext::history;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{MessageType, PresenceType, StanzaError, UserKey};
@@ -52,6 +52,31 @@ use crate::xmpp::Services;
 
 pub use join::{leave_all, on_presence};
 pub use occupants::{on_event, watch_events};
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0045 Multi-User Chat",
+        status: "complete",
+        notes: "dialog rooms `{app}_{dialog}@muc.{domain}` (nick = user id for the SDK, advertised by reserved-nick discovery §7.12) and standard rooms `name@muc.{domain}` created by joining (instant room, status 201, a group dialog REST sees); any nick, unique in the room (a number is that user's reserved nick); nick change (303); subject (moderators, or participants when `muc#roomconfig_changesubject`); owner form (`roomname`, `roomdesc`, `membersonly`, `persistentroom`, `changesubject`) and destroy; `muc#admin` affiliations owner/admin/member/none/outcast and roles moderator/participant/none (kick, 307) mapped onto the dialog's owner/admins/occupants by `chat::rules`; private messages through the room; no visitors, passwords or invitations",
+        ejabberd: "mod_muc",
+        prosody: "mod_muc",
+    },
+    Spec {
+        name: "XEP-0410 MUC Self-Ping",
+        status: "complete",
+        notes: "a ping to one's own occupant JID: result while this connection is joined, `not-acceptable` when not",
+        ejabberd: "mod_muc",
+        prosody: "mod_muc",
+    },
+    Spec {
+        name: "XEP-0425 Message Moderation",
+        status: "complete",
+        notes: "`:1` and `:0` (in `<apply-to/>`); the chat roles' forced delete (moderators); occupants get both retraction shapes plus the ConnectyCube `<remove/>`",
+        ejabberd: "?",
+        prosody: "community module (mod_muc_moderation)",
+    },
+];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[],
@@ -72,6 +97,7 @@ pub const EXTENSION: Extension = Extension {
             run: leave_on_unavailable,
         },
     ],
+    specs: SPECS,
 };
 
 /// Deliver hook: a message to a room is this file's entirely (checks, storage, fan-out).

@@ -17,11 +17,66 @@ pub mod caps;
 use std::sync::Arc;
 
 use crate::pubsub::{self, AccessModel, Error, Item, NodeConfig, Options};
-use crate::xmpp::dispatch::{BoxFuture, Extension, Kind, Registration, Reply, Request, Target};
+use crate::xmpp::dispatch::{
+    BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
+};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{random_hex, Condition, ErrorType, StanzaError, UserKey};
 use crate::xmpp::stream::{reader, Element};
 use crate::xmpp::Services;
+
+/// The protocol rows this extension implements (the README table is rendered from them).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "XEP-0060 Publish-Subscribe",
+        status: "partial (PEP subset)",
+        notes: "publish with publish-options, retract, items (all/by id/max_items), delete node, node configuration get/submit; access presence/open/whitelist; no explicit subscriptions or affiliations",
+        ejabberd: "mod_pubsub",
+        prosody: "mod_pep (PEP), mod_pubsub (component)",
+    },
+    Spec {
+        name: "XEP-0163 Personal Eventing Protocol",
+        status: "complete",
+        notes: "auto-create, filtered notifications (+notify via verified caps), last item on coming online and on an approved subscription",
+        ejabberd: "mod_pubsub",
+        prosody: "mod_pep",
+    },
+    Spec {
+        name: "XEP-0115 Entity Capabilities",
+        status: "complete (server side, sha-1)",
+        notes: "learned from presence, verified (§5) before use, bounded cache",
+        ejabberd: "mod_caps",
+        prosody: "yes",
+    },
+    Spec {
+        name: "XEP-0084 User Avatar",
+        status: "complete (over PEP)",
+        notes: "tested with slixmpp xep_0084",
+        ejabberd: "mod_pubsub (PEP)",
+        prosody: "mod_pep",
+    },
+    Spec {
+        name: "XEP-0172 User Nickname",
+        status: "complete (over PEP)",
+        notes: "tested with slixmpp xep_0172",
+        ejabberd: "mod_pubsub (PEP)",
+        prosody: "mod_pep",
+    },
+    Spec {
+        name: "XEP-0402 PEP Native Bookmarks",
+        status: "complete (over PEP)",
+        notes: "whitelist, max_items=max",
+        ejabberd: "mod_pubsub (PEP)",
+        prosody: "mod_pep",
+    },
+    Spec {
+        name: "XEP-0384 OMEMO (key distribution)",
+        status: "complete (over PEP)",
+        notes: "device list and bundles with open access, readable by any user of the application",
+        ejabberd: "mod_pubsub (PEP)",
+        prosody: "mod_pep",
+    },
+];
 
 pub const EXTENSION: Extension = Extension {
     handlers: &[
@@ -55,6 +110,7 @@ pub const EXTENSION: Extension = Extension {
         },
     ],
     hooks: caps::HOOKS,
+    specs: SPECS,
 };
 
 /// What an account advertises (disco#info on the bare JID, XEP-0163 §4): PEP is the account's
