@@ -83,7 +83,7 @@ fn item_element(item: &RosterItem) -> Element {
 
 /// A roster push (`iq type=set`) of one item to every connection of `user`.
 fn push(services: &Services, user: UserKey, item: Element) {
-    services.privacy.forget(user); // `group`/`subscription` privacy items read the roster
+    crate::xmpp::cluster::forget_privacy(services, user); // `group`/`subscription` privacy items read the roster
     let bare = user.bare_jid(services.domain()).to_string();
     for c in services.hub.connections(user) {
         let iq = Element::new("iq", ns::CLIENT)
