@@ -636,7 +636,13 @@ impl ClusterConfig {
         let name: String = host
             .trim()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .take(64)
             .collect();
         if name.is_empty() {
@@ -650,8 +656,7 @@ impl ClusterConfig {
 /// A name that may be one NATS subject token: letters, digits, `-`, `_`, 1 to 64 of them.
 pub fn is_subject_token(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 

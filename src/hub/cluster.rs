@@ -3,9 +3,12 @@
 //! live traffic, so losing a bus message loses a live delivery, never anything acknowledged.
 //!
 //! What travels (one JSON envelope per bus message, `{"from", "inc", "msg"}`):
-//! - `hello`: a node started (or reconnected, or met an unknown node): the others send it their
+//! - `hello`: a node started (or reconnected, or met an unknown node): the others send their
 //!   sessions (`sessions`, in chunks under `cluster.max_message_bytes`). Request/reply would
-//!   give one answer; every node must answer, so the answers go to the asker's node subject.
+//!   give one answer and every node must answer; and the answer goes to *all*, not to the
+//!   asker's subject, because the bus keeps order only per subject: a snapshot overtaken by a
+//!   later `unbound` on the other subject would leave a session that no longer exists. Other
+//!   nodes apply a snapshot idempotently; the price is N² entries once per node start.
 //! - `heartbeat` every `cluster.heartbeat_ms`; a node silent for `cluster.node_timeout_ms` is
 //!   dead: its sessions leave the directory and the adapter is told ([`Local::lost`]) so local
 //!   contacts and rooms get unavailable presence. `leaving` on a clean shutdown does the same at
@@ -100,8 +103,10 @@ enum Msg {
     Hello,
     Heartbeat,
     Leaving,
+    /// A snapshot chunk; the `first` replaces everything known of the sender's sessions.
     Sessions {
         list: Vec<Sess>,
+        first: bool,
     },
     Bound {
         s: Sess,
@@ -261,12 +266,7 @@ impl Cluster {
 
     /// Other nodes alive now, by name (sorted).
     pub fn peers(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .lock()
-            .nodes
-            .keys()
-            .map(|k| k.to_string())
-            .collect();
+        let mut v: Vec<String> = self.lock().nodes.keys().map(|k| k.to_string()).collect();
         v.sort();
         v
     }
@@ -441,13 +441,7 @@ impl Cluster {
     }
 
     pub(super) fn deliver_to_resource(&self, user: UserKey, r: &str, stanza: &Element) -> bool {
-        self.to_nodes(
-            user,
-            &Target::Resource {
-                r: r.to_owned(),
-            },
-            stanza,
-        ) > 0
+        self.to_nodes(user, &Target::Resource { r: r.to_owned() }, stanza) > 0
     }
 
     pub(super) fn deliver_addressed(&self, user: UserKey, bare: &str, stanza: &Element) -> usize {
@@ -471,6 +465,7 @@ impl Cluster {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut said_hello = self.send(To::All, Msg::Hello);
+        let mut was_up = self.bus.is_up();
         let mut tick = tokio::time::interval(self.settings.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -480,9 +475,16 @@ impl Cluster {
                     None => return,
                 },
                 _ = tick.tick() => {
-                    if !said_hello {
+                    let up = self.bus.is_up();
+                    if !said_hello || (up && !was_up) {
+                        // First contact, or back after an outage: announcements sent meanwhile
+                        // were lost, so everyone (us included) sends a fresh snapshot.
                         said_hello = self.send(To::All, Msg::Hello);
+                        if said_hello {
+                            self.send_snapshot(&hub);
+                        }
                     }
+                    was_up = up;
                     self.send(To::All, Msg::Heartbeat);
                     self.sweep();
                 }
@@ -547,7 +549,7 @@ impl Cluster {
             None => return,
         };
         match env.msg {
-            Msg::Hello => self.send_snapshot(hub, &from),
+            Msg::Hello => self.send_snapshot(hub),
             Msg::Heartbeat => {}
             Msg::Leaving => {
                 let lost = {
@@ -557,7 +559,13 @@ impl Cluster {
                 };
                 self.tell_lost(lost);
             }
-            Msg::Sessions { list } => {
+            Msg::Sessions { list, first } => {
+                if first {
+                    // Whatever we knew of the sender is superseded (announcements lost while
+                    // the bus was down included). Silently: the sessions that are still there
+                    // come back in this snapshot.
+                    self.lock().drop_node(&from);
+                }
                 for s in list {
                     self.add(&from, s);
                 }
@@ -687,22 +695,25 @@ impl Cluster {
         });
     }
 
-    /// Sends this node's sessions to `node`, in chunks that fit a bus message.
-    fn send_snapshot(&self, hub: &Hub, node: &str) {
+    /// Sends this node's sessions (on the `All` subject, in order with its announcements; see
+    /// the module header), in chunks that fit a bus message.
+    fn send_snapshot(&self, hub: &Hub) {
         let all = hub.local_sessions();
         // An entry's JSON is its resource plus ~60 bytes; keep a chunk well under the bound.
         let budget = self.settings.max_message_bytes.saturating_sub(256) / 2;
         let mut chunk = Vec::new();
-        let mut size = 0;
+        let (mut size, mut first) = (0, true);
         for (user, resource, available) in all {
             let len = resource.len() * 2 + 80;
             if size + len > budget && !chunk.is_empty() {
                 self.send(
-                    To::Node(node),
+                    To::All,
                     Msg::Sessions {
                         list: std::mem::take(&mut chunk),
+                        first,
                     },
                 );
+                first = false;
                 size = 0;
             }
             size += len;
@@ -713,8 +724,8 @@ impl Cluster {
                 available,
             });
         }
-        if !chunk.is_empty() {
-            self.send(To::Node(node), Msg::Sessions { list: chunk });
+        if !chunk.is_empty() || first {
+            self.send(To::All, Msg::Sessions { list: chunk, first });
         }
     }
 
@@ -729,13 +740,14 @@ impl Cluster {
         let Some(el) = local.parse(xml.as_bytes()) else {
             return refused("stanza does not parse");
         };
-        if !matches!(el.name.as_str(), "message" | "presence" | "iq") || el.ns != "jabber:client"
-        {
+        if !matches!(el.name.as_str(), "message" | "presence" | "iq") || el.ns != "jabber:client" {
             return refused("not a stanza");
         }
         let delivered = match &to {
             Target::User => hub.local_deliver_to_user(user, &el),
-            Target::Resource { r } => usize::from(hub.local_deliver_to_resource(user, r, el.clone())),
+            Target::Resource { r } => {
+                usize::from(hub.local_deliver_to_resource(user, r, el.clone()))
+            }
             Target::Addressed { bare } => hub.local_deliver_addressed(user, bare, &el),
         };
         if delivered == 0 {

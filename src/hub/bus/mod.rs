@@ -54,6 +54,8 @@ pub struct Limits {
 pub trait Bus: Send + Sync {
     /// Hands `payload` to the bus for `to` without waiting. `Ok` is no promise of delivery: a
     /// node that is gone, or whose inbox is full, never sees it.
+    /// Payloads from one sender to one kind of destination (`Node(n)`, or `All`) arrive in the
+    /// order sent; between the two kinds there is no order.
     fn send(&self, to: To<'_>, payload: Bytes) -> Result<(), BusError>;
     /// Whether the bus is connected now (false: the others cannot be reached, nor reach us).
     fn is_up(&self) -> bool;

@@ -89,7 +89,10 @@ pub async fn connect(
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|e| format!("cluster.nats_url {s:?}: {e}")))
+        .map(|s| {
+            s.parse()
+                .map_err(|e| format!("cluster.nats_url {s:?}: {e}"))
+        })
         .collect::<Result<_, _>>()?;
     let client = async_nats::ConnectOptions::new()
         .name(format!("parley {name}"))
@@ -119,6 +122,10 @@ pub async fn connect(
         .subscribe(subjects.all())
         .await
         .map_err(|e| format!("subscribing to NATS: {e}"))?;
+    // A PING round trip: the server has the subscriptions before anyone is told we exist.
+    if client.connection_state() == State::Connected {
+        let _ = tokio::time::timeout(wait, client.flush()).await;
+    }
     let (in_tx, inbox) = mpsc::channel(limits.receive_queue.max(1));
     let mut incoming = futures_util::stream::select(mine, all);
     tokio::spawn(async move {
@@ -136,8 +143,7 @@ pub async fn connect(
         }
     });
     let deadline = tokio::time::Instant::now() + wait;
-    while client.connection_state() != State::Connected && tokio::time::Instant::now() < deadline
-    {
+    while client.connection_state() != State::Connected && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(Attached {
