@@ -548,3 +548,30 @@ async fn during_a_nats_outage_each_node_serves_its_own_users_and_reports_degrade
         );
     }
 }
+
+#[tokio::test]
+async fn a_roster_change_is_pushed_to_the_users_connections_on_other_nodes() {
+    let t = Two::start().await;
+    let mut web = login(&t.a, &t.alice, "web").await;
+    let mut tab = login_seen(&t.b, &t.alice, "tab", &mut web).await;
+    let bob = t.jid(&t.bob);
+    web.iq(
+        "r1",
+        &format!("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='{bob}' name='Bob'/></query></iq>"),
+    )
+    .await;
+    let push = tab
+        .expect("the roster push", |e| {
+            e.name == "iq" && e.attr("type") == Some("set")
+        })
+        .await;
+    let item = push
+        .child("query", "jabber:iq:roster")
+        .and_then(|q| q.child("item", "jabber:iq:roster"))
+        .expect("an item");
+    assert_eq!(item.attr("jid"), Some(bob.as_str()));
+    assert_eq!(
+        push.attr("to"),
+        Some(format!("{}/tab", t.jid(&t.alice)).as_str())
+    );
+}

@@ -2,7 +2,9 @@
 //! connection's resource, flags (available, carbons, client state) and a sender handle; plus
 //! status-streaming subscriptions and resumable stream-management sessions. Routing and REST →
 //! XMPP fan-out go through it. It holds no socket, no SQL and no XML parsing: it moves owned
-//! `crate::xml::Element`s into per-connection queues. Room occupancy lives in `rooms`.
+//! `crate::xml::Element`s into per-connection queues. Room occupancy lives in `rooms`. With
+//! several nodes (`cluster`, over a `bus`), delivery and "is online" also cover other nodes'
+//! sessions; the `local_*` methods are this node's share, used for what arrives from the bus.
 //! It must not import an adapter (`xmpp`, `rest`) nor decide a chat rule: adapters call it,
 //! never the reverse (checked by `lib.rs`'s layering test).
 
@@ -320,6 +322,20 @@ impl Hub {
         match self.cluster.get() {
             Some(c) => n + c.deliver_addressed(user, bare, stanza),
             None => n,
+        }
+    }
+
+    /// [`Hub::deliver_addressed`] to the user's connections on other nodes only, for a caller
+    /// that served this node's connections one by one. Nothing on a single node.
+    pub fn deliver_addressed_elsewhere(
+        &self,
+        user: UserKey,
+        bare: &str,
+        stanza: &Element,
+    ) -> usize {
+        match self.cluster.get() {
+            Some(c) => c.deliver_addressed(user, bare, stanza),
+            None => 0,
         }
     }
 
