@@ -31,6 +31,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub storage: StorageConfig,
     pub push: PushConfig,
+    pub cluster: ClusterConfig,
     /// Applications created or updated at start-up.
     pub applications: Vec<ApplicationConfig>,
 }
@@ -587,6 +588,96 @@ fn yes() -> bool {
     true
 }
 
+/// Several nodes on one database, joined by a NATS bus (`hub::cluster`). With no `nats_url`
+/// the server is a single node exactly as before: no bus, nothing of this is used.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS server(s), comma-separated (`nats://10.0.0.5:4222,nats://10.0.0.6:4222`); empty: a
+    /// single node.
+    pub nats_url: String,
+    /// This node's name on the bus, unique in the cluster (letters, digits, `-`, `_`; at most
+    /// 64); empty: the host name (dots become `-`).
+    pub node_name: String,
+    /// The cluster's name: subjects are `parley.<name>.node.<node>` and `parley.<name>.all`, so
+    /// several clusters may share one NATS.
+    pub name: String,
+    /// How often each node tells the others it is alive, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A node not heard from for this long is dead: its users are offline (their contacts get
+    /// unavailable presence, messages to them are stored offline).
+    pub node_timeout_ms: u64,
+    /// Largest message on the bus, in bytes; larger ones are not sent, and not accepted.
+    pub max_message_bytes: usize,
+    /// Messages waiting to be handed to NATS; beyond it a message is dropped (counted).
+    pub send_queue: usize,
+    /// Messages from the bus waiting to be handled; beyond it one is dropped (counted).
+    pub receive_queue: usize,
+    /// Most sessions of other nodes this node keeps in its directory.
+    pub max_remote_sessions: usize,
+    /// Most other nodes this node keeps track of.
+    pub max_nodes: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: String::new(),
+            node_name: String::new(),
+            name: "default".into(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 3000,
+            max_message_bytes: 256 * 1024,
+            send_queue: 16_384,
+            receive_queue: 16_384,
+            max_remote_sessions: 1_000_000,
+            max_nodes: 64,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this server is one node of several (a NATS URL is set).
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.trim().is_empty()
+    }
+
+    /// This node's name: `node_name`, or the host name with dots as `-`.
+    pub fn node(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        let name: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        if name.is_empty() {
+            "node".into()
+        } else {
+            name
+        }
+    }
+}
+
+/// A name that may be one NATS subject token: letters, digits, `-`, `_`, 1 to 64 of them.
+pub fn is_subject_token(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("static socket address")
 }
@@ -609,6 +700,7 @@ impl Default for Config {
             calls: CallsConfig::default(),
             storage: StorageConfig::default(),
             push: PushConfig::default(),
+            cluster: ClusterConfig::default(),
             applications: Vec::new(),
         }
     }
@@ -833,6 +925,38 @@ impl Config {
             other => out.push(format!(
                 "storage.backend: {other:?} is neither \"disk\" nor \"s3\""
             )),
+        }
+        let c = &self.cluster;
+        if !c.node_name.is_empty() && !is_subject_token(&c.node_name) {
+            out.push(format!(
+                "cluster.node_name: {:?} must be 1-64 letters, digits, '-' or '_'",
+                c.node_name
+            ));
+        }
+        if !is_subject_token(&c.name) {
+            out.push(format!(
+                "cluster.name: {:?} must be 1-64 letters, digits, '-' or '_'",
+                c.name
+            ));
+        }
+        if c.heartbeat_ms == 0 || c.node_timeout_ms < 2 * c.heartbeat_ms {
+            out.push(
+                "cluster.node_timeout_ms: must be at least twice cluster.heartbeat_ms (> 0), or \
+                 one late heartbeat declares a live node dead"
+                    .to_string(),
+            );
+        }
+        if c.max_message_bytes < self.xmpp.max_stanza_bytes + 1024 {
+            out.push(
+                "cluster.max_message_bytes: must exceed xmpp.max_stanza_bytes by 1 KiB, or a \
+                 stanza a client may send cannot cross to another node"
+                    .to_string(),
+            );
+        }
+        if c.send_queue == 0 || c.receive_queue == 0 || c.max_nodes == 0 {
+            out.push(
+                "cluster.send_queue / receive_queue / max_nodes: must be at least 1".to_string(),
+            );
         }
         if self.passwords.min_length < 8 {
             out.push("passwords.min_length: fewer than 8 characters is not safe".to_string());

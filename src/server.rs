@@ -61,6 +61,8 @@ impl Server {
         // Revocations (logout, password change, deletion) close live streams through the hub.
         let hub = Arc::new(Hub::new());
         identity.set_revoker(hub.clone());
+        // One node of several: joined before anything serves, so no session goes unannounced.
+        let cluster = join_cluster(&config, &hub).await?;
         let chat = Chat::new(
             pool.clone(),
             clock.clone(),
@@ -118,6 +120,7 @@ impl Server {
         let ws_kind = ListenerKind::WebSocket { tls: config.ws.tls };
         let rest_limits = rest::RestLimits::new(&config.http);
         let admin = Arc::new(ops::admin::AdminState {
+            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             health: Health::new(pool.clone()),
             live: ops::stats::Live {
                 hub: hub.clone(),
@@ -194,6 +197,20 @@ impl Server {
             let rx = rx.clone();
             move || crate::push::sample_depth(depth_pool.clone(), depth_every, rx.clone())
         }));
+        if let Some((cluster, inbox)) = cluster {
+            cluster.set_local(xmpp::cluster::Node::new(&services));
+            tasks.push(tokio::spawn(cluster.run(hub.clone(), inbox, rx.clone())));
+            tasks.push(supervise("cluster notices", rx.clone(), {
+                let (services, chat, rx) = (services.clone(), chat.clone(), rx.clone());
+                move || {
+                    xmpp::cluster::forward_events(
+                        services.clone(),
+                        chat.events().subscribe(),
+                        rx.clone(),
+                    )
+                }
+            }));
+        }
         if run_push_workers {
             tasks.push(supervise("push outbox", rx.clone(), {
                 let (workers, rx) = (push_workers, rx);
@@ -246,6 +263,52 @@ impl Server {
             let _ = t.await;
         }
     }
+}
+
+/// With `cluster.nats_url` set: connects this node to NATS (waiting up to 2 s for it; a NATS
+/// not up yet is retried in the background and the node starts degraded) and makes the hub a
+/// node of the cluster. `None` on a single node.
+async fn join_cluster(
+    config: &Config,
+    hub: &Arc<Hub>,
+) -> std::io::Result<
+    Option<(
+        Arc<crate::hub::cluster::Cluster>,
+        tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    )>,
+> {
+    use crate::hub::{bus, cluster};
+    let c = &config.cluster;
+    if !c.enabled() {
+        return Ok(None);
+    }
+    let node = c.node();
+    let limits = bus::Limits {
+        max_message_bytes: c.max_message_bytes,
+        send_queue: c.send_queue,
+        receive_queue: c.receive_queue,
+    };
+    let attached = bus::nats::connect(
+        &c.nats_url,
+        bus::nats::Subjects::new(&c.name),
+        &node,
+        limits,
+        Duration::from_secs(2),
+    )
+    .await
+    .map_err(std::io::Error::other)?;
+    let settings = cluster::Settings {
+        node: node.clone(),
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        node_timeout: Duration::from_millis(c.node_timeout_ms),
+        max_message_bytes: c.max_message_bytes,
+        max_remote_sessions: c.max_remote_sessions,
+        max_nodes: c.max_nodes,
+    };
+    let cl = cluster::Cluster::new(settings, attached.bus);
+    hub.join_cluster(cl.clone());
+    tracing::info!(node, cluster = %c.name, connected = cl.is_up(), "cluster node");
+    Ok(Some((cl, attached.inbox)))
 }
 
 /// The gauges read at scrape time: the database pool's counts and the hub's sizes. Each is a

@@ -30,6 +30,7 @@ mod xmpp_scram;
 mod xmpp_thirdparty;
 mod xmpp_vcard;
 
+mod cluster;
 mod files_bench;
 mod hostile_auth;
 mod hostile_revocation;

@@ -2,16 +2,20 @@
 //! connection's resource, flags (available, carbons, client state) and a sender handle; plus
 //! status-streaming subscriptions and resumable stream-management sessions. Routing and REST →
 //! XMPP fan-out go through it. It holds no socket, no SQL and no XML parsing: it moves owned
-//! `crate::xml::Element`s into per-connection queues. Room occupancy lives in `rooms`.
+//! `crate::xml::Element`s into per-connection queues. Room occupancy lives in `rooms`. With
+//! several nodes (`cluster`, over a `bus`), delivery and "is online" also cover other nodes'
+//! sessions; the `local_*` methods are this node's share, used for what arrives from the bus.
 //! It must not import an adapter (`xmpp`, `rest`) nor decide a chat rule: adapters call it,
 //! never the reverse (checked by `lib.rs`'s layering test).
 
+pub mod bus;
+pub mod cluster;
 pub mod rooms;
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::mpsc;
 
@@ -176,6 +180,9 @@ pub struct Hub {
     state: Mutex<State>,
     /// Group-dialog rooms: joined occupants and the membership cache.
     pub rooms: rooms::Rooms,
+    /// The other nodes, when this server is one of several (`cluster.nats_url`). Unset on a
+    /// single node: every delivery path checks it once (one atomic load) and goes on alone.
+    cluster: OnceLock<Arc<cluster::Cluster>>,
 }
 
 impl Hub {
@@ -185,6 +192,16 @@ impl Hub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes this hub one node of a cluster (once, before serving).
+    pub fn join_cluster(&self, c: Arc<cluster::Cluster>) {
+        let _ = self.cluster.set(c);
+    }
+
+    /// The cluster this hub is a node of, if any.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.cluster.get()
     }
 
     /// Registers a bound connection that authenticated with `auth`; `revoked` is marked when
@@ -219,13 +236,19 @@ impl Hub {
         st.next_id += 1;
         let id = st.next_id;
         let conns = st.users.entry(user).or_default();
-        let first = conns.is_empty();
+        let mut first = conns.is_empty();
         if let Some(pos) = conns.iter().position(|c| c.resource == resource) {
             let old = conns.remove(pos);
             let _ = old.tx.try_send(Outbound::Replaced);
         }
         if conns.len() >= max_per_user {
             return Err(RegisterError::TooManyConnections);
+        }
+        if let Some(c) = self.cluster.get() {
+            // Announced under the registry lock, so this node's announcements of one user
+            // leave in the order its binds and unbinds happened.
+            first = first && !c.is_online(user);
+            c.bound(user, resource);
         }
         conns.push(Conn {
             id,
@@ -246,11 +269,17 @@ impl Hub {
         let mut st = self.lock();
         let last = match st.users.get_mut(&user) {
             Some(conns) => {
+                if let Some(c) = self.cluster.get() {
+                    if let Some(gone) = conns.iter().find(|c| c.id == conn) {
+                        c.unbound(user, &gone.resource);
+                    }
+                }
                 conns.retain(|c| c.id != conn);
                 conns.is_empty()
             }
             None => true,
         };
+        let last = last && !self.cluster.get().is_some_and(|c| c.is_online(user));
         if last {
             st.users.remove(&user);
         }
@@ -266,8 +295,19 @@ impl Hub {
     }
 
     /// **The fan-out entry point**: queues `stanza` (already addressed) to every connection of
-    /// `user`; returns how many took it. REST → XMPP pushes and 1:1 routing both use this.
+    /// `user`, on this node and on the others; returns how many took it (a session on another
+    /// node counts once its node was sent the stanza). REST → XMPP pushes and 1:1 routing both
+    /// use this.
     pub fn deliver_to_user(&self, user: UserKey, stanza: &Element) -> usize {
+        let n = self.local_deliver_to_user(user, stanza);
+        match self.cluster.get() {
+            Some(c) => n + c.deliver_to_user(user, stanza),
+            None => n,
+        }
+    }
+
+    /// [`Hub::deliver_to_user`] to this node's connections only.
+    pub fn local_deliver_to_user(&self, user: UserKey, stanza: &Element) -> usize {
         let st = self.lock();
         let Some(conns) = st.users.get(&user) else {
             return 0;
@@ -278,6 +318,29 @@ impl Hub {
     /// Like [`Hub::deliver_to_user`], but each copy is addressed to its connection's full JID
     /// (`{bare}/{resource}`), as room traffic is.
     pub fn deliver_addressed(&self, user: UserKey, bare: &str, stanza: &Element) -> usize {
+        let n = self.local_deliver_addressed(user, bare, stanza);
+        match self.cluster.get() {
+            Some(c) => n + c.deliver_addressed(user, bare, stanza),
+            None => n,
+        }
+    }
+
+    /// [`Hub::deliver_addressed`] to the user's connections on other nodes only, for a caller
+    /// that served this node's connections one by one. Nothing on a single node.
+    pub fn deliver_addressed_elsewhere(
+        &self,
+        user: UserKey,
+        bare: &str,
+        stanza: &Element,
+    ) -> usize {
+        match self.cluster.get() {
+            Some(c) => c.deliver_addressed(user, bare, stanza),
+            None => 0,
+        }
+    }
+
+    /// [`Hub::deliver_addressed`] to this node's connections only.
+    pub fn local_deliver_addressed(&self, user: UserKey, bare: &str, stanza: &Element) -> usize {
         let st = self.lock();
         let Some(conns) = st.users.get(&user) else {
             return 0;
@@ -292,14 +355,40 @@ impl Hub {
             .count()
     }
 
-    /// Queues `stanza` to the connection bound to `resource`; false when there is none.
+    /// Queues `stanza` to the connection bound to `resource`, here or on another node; false
+    /// when there is none.
     pub fn deliver_to_resource(&self, user: UserKey, resource: &str, stanza: Element) -> bool {
+        match self.cluster.get() {
+            None => self.local_deliver_to_resource(user, resource, stanza),
+            Some(c) => {
+                let here = self
+                    .lock()
+                    .users
+                    .get(&user)
+                    .is_some_and(|conns| conns.iter().any(|c| c.resource == resource));
+                if here {
+                    self.local_deliver_to_resource(user, resource, stanza)
+                } else {
+                    c.deliver_to_resource(user, resource, &stanza)
+                }
+            }
+        }
+    }
+
+    /// [`Hub::deliver_to_resource`] on this node only.
+    pub fn local_deliver_to_resource(
+        &self,
+        user: UserKey,
+        resource: &str,
+        stanza: Element,
+    ) -> bool {
         self.deliver_to_resource_conn(user, resource, stanza)
             .is_some()
     }
 
-    /// Like [`Hub::deliver_to_resource`], telling which connection took it: the one a carbon
-    /// copy must skip (XEP-0280 `received`), decided under the same lock as the delivery.
+    /// Like [`Hub::local_deliver_to_resource`], telling which connection took it: the one a
+    /// carbon copy must skip (XEP-0280 `received`), decided under the same lock as the delivery.
+    /// This node only: a resource on another node is reached by [`Hub::deliver_to_resource`].
     pub fn deliver_to_resource_conn(
         &self,
         user: UserKey,
@@ -344,14 +433,53 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Every user of `app` with a live connection (a broadcast dialog reaches them all).
+    /// Every user of `app` with a live connection, on any node (a broadcast dialog reaches
+    /// them all).
     pub fn online_users(&self, app: crate::model::AppId) -> Vec<i64> {
-        self.lock()
+        let mut out: Vec<i64> = self
+            .lock()
             .users
             .iter()
             .filter(|(k, conns)| k.app == app && !conns.is_empty())
             .map(|(k, _)| k.user.0)
+            .collect();
+        if let Some(c) = self.cluster.get() {
+            out.extend(c.online_users(app));
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+
+    /// The user's sessions on other nodes: (resource, available). Empty on a single node.
+    pub fn remote_resources(&self, user: UserKey) -> Vec<(String, bool)> {
+        self.cluster
+            .get()
+            .map(|c| c.resources(user))
+            .unwrap_or_default()
+    }
+
+    /// Every session of this node: (user, resource, available), for another node's snapshot.
+    pub(crate) fn local_sessions(&self) -> Vec<(UserKey, String, bool)> {
+        let st = self.lock();
+        st.users
+            .iter()
+            .flat_map(|(u, conns)| conns.iter().map(|c| (*u, c.resource.clone(), c.available)))
             .collect()
+    }
+
+    /// Another node bound `resource` of `user`: this node's stream holding it is replaced.
+    pub(crate) fn replace_local(&self, user: UserKey, resource: &str) {
+        let mut st = self.lock();
+        if let Some(conns) = st.users.get_mut(&user) {
+            if let Some(pos) = conns.iter().position(|c| c.resource == resource) {
+                let old = conns.remove(pos);
+                let _ = old.tx.try_send(Outbound::Replaced);
+            }
+            if conns.is_empty() {
+                st.users.remove(&user);
+            }
+        }
     }
 
     /// (users online, bound sessions) now, for the metrics. Walks every user under the lock:
@@ -361,8 +489,10 @@ impl Hub {
         (st.users.len(), st.users.values().map(Vec::len).sum())
     }
 
+    /// Whether the user has a connection, on this node or (reachable) on another.
     pub fn is_online(&self, user: UserKey) -> bool {
         self.lock().users.get(&user).is_some_and(|c| !c.is_empty())
+            || self.cluster.get().is_some_and(|c| c.is_online(user))
     }
 
     fn update(&self, user: UserKey, conn: ConnId, f: impl FnOnce(&mut Conn)) {
@@ -377,7 +507,15 @@ impl Hub {
     }
 
     pub fn set_available(&self, user: UserKey, conn: ConnId, on: bool) {
-        self.update(user, conn, |c| c.available = on);
+        let cluster = self.cluster.get();
+        self.update(user, conn, |c| {
+            if c.available != on {
+                if let Some(cl) = cluster {
+                    cl.presence(user, &c.resource, on);
+                }
+            }
+            c.available = on;
+        });
     }
 
     pub fn set_carbons(&self, user: UserKey, conn: ConnId, on: bool) {

@@ -28,6 +28,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the admin endpoints read.
 pub struct AdminState {
     pub health: Health,
+    /// This node's cluster, if it is one of several: `/readyz` reports the bus.
+    pub cluster: Option<Arc<crate::hub::cluster::Cluster>>,
     /// The live numbers of `GET /stats`.
     pub live: super::stats::Live,
 }
@@ -89,11 +91,26 @@ async fn handle(
             r#"{"status":"ok"}"#.into(),
         ),
         (&Method::GET, "/readyz") => match state.health.ready().await {
-            Ok(()) => (
-                StatusCode::OK,
-                "application/json",
-                r#"{"status":"ready"}"#.into(),
-            ),
+            // A node cut off from the bus still serves its own users (and stores messages for
+            // the others' offline): still ready for a load balancer, reported as degraded.
+            Ok(()) => match &state.cluster {
+                None => (
+                    StatusCode::OK,
+                    "application/json",
+                    r#"{"status":"ready"}"#.into(),
+                ),
+                Some(c) => (
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::json!({
+                        "status": "ready",
+                        "cluster": if c.is_up() { "up" } else { "degraded" },
+                        "node": c.node(),
+                        "peers": c.peers(),
+                    })
+                    .to_string(),
+                ),
+            },
             Err(e) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "application/json",

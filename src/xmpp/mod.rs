@@ -11,6 +11,7 @@
 //! - `server_iq` iqs the server sends clients (caps discovery), awaiting their answers
 //! - `fanout`    REST → XMPP: committed chat events become stanzas for connected users
 
+pub mod cluster;
 pub mod dispatch;
 pub mod ext;
 pub mod fanout;

@@ -36,6 +36,11 @@ impl Parley {
     /// until `/readyz` answers.
     pub async fn start(name: &str, env: &[(&str, &str)]) -> Parley {
         let db = conn_string(&fresh_database().await);
+        Self::start_on(name, &db, env).await
+    }
+
+    /// [`Parley::start`] on the database at `db` (several nodes of a cluster share one).
+    pub async fn start_on(name: &str, db: &str, env: &[(&str, &str)]) -> Parley {
         let data = test_data_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -104,7 +104,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                 let added = db::privacy::block(&s.pool, user.app, user.user, &jids)
                     .await
                     .map_err(internal)?;
-                s.privacy.forget(user);
+                crate::xmpp::cluster::forget_privacy(s, user);
                 if !added.is_empty() {
                     push(s, user, items("block", &added));
                     appear_offline(s, user, &added).await;
@@ -117,7 +117,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                 let removed = db::privacy::unblock(&s.pool, user.app, user.user, which)
                     .await
                     .map_err(internal)?;
-                s.privacy.forget(user);
+                crate::xmpp::cluster::forget_privacy(s, user);
                 if all {
                     push(s, user, Element::new("unblock", ns::BLOCKING));
                 } else if !removed.is_empty() {

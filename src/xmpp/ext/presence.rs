@@ -145,6 +145,16 @@ async fn available(m: &mut Routed) {
                     m.out.push(p);
                 }
             }
+            // Its available sessions on other nodes of a cluster (none on a single node).
+            for (resource, available) in s.hub.remote_resources(src) {
+                if available {
+                    m.out.push(
+                        Element::new("presence", ns::CLIENT)
+                            .with_attr("from", format!("{bare}/{resource}"))
+                            .with_attr("to", m.full.clone()),
+                    );
+                }
+            }
         }
         if probe.offline {
             m.out.extend(offline::take(&s, m.user).await);

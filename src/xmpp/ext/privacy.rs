@@ -335,7 +335,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                 let ok = db::privacy::set_default(&s.pool, user.app, user.user, name)
                     .await
                     .map_err(internal)?;
-                s.privacy.forget(user);
+                crate::xmpp::cluster::forget_privacy(s, user);
                 if ok {
                     Ok(None)
                 } else {
@@ -380,7 +380,7 @@ fn set(req: Request<'_>) -> BoxFuture<'_, Reply> {
                         .await
                         .map_err(internal)?;
                 }
-                s.privacy.forget(user);
+                crate::xmpp::cluster::forget_privacy(s, user);
                 push(s, user, name);
                 Ok(None)
             }

@@ -96,7 +96,7 @@ fn item_element(item: &RosterItem) -> Element {
 
 /// A roster push (`iq type=set`) of one item to every connection of `user`.
 fn push(services: &Services, user: UserKey, item: Element) {
-    services.privacy.forget(user); // `group`/`subscription` privacy items read the roster
+    crate::xmpp::cluster::forget_privacy(services, user); // `group`/`subscription` privacy items read the roster
     let bare = user.bare_jid(services.domain()).to_string();
     for c in services.hub.connections(user) {
         let iq = Element::new("iq", ns::CLIENT)
@@ -106,6 +106,12 @@ fn push(services: &Services, user: UserKey, item: Element) {
             .with_child(Element::new("query", ns::ROSTER).with_child(item.clone()));
         services.hub.deliver_to_conn(user, c.id, iq);
     }
+    // Its connections on other nodes of a cluster, each copy addressed to its full JID there.
+    let iq = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", format!("push-{}", random_hex(6)))
+        .with_child(Element::new("query", ns::ROSTER).with_child(item));
+    services.hub.deliver_addressed_elsewhere(user, &bare, &iq);
 }
 
 fn get(req: Request<'_>) -> BoxFuture<'_, Reply> {

@@ -40,6 +40,12 @@ const STANDALONE: Scope<'static> = Scope {
     }),
 };
 
+/// Parses one self-contained element (namespaces declared on it) under `limits`: a stanza that
+/// crossed the cluster bus gets the same bounded parser as one read from a client.
+pub fn parse_standalone(xml: &[u8], limits: &Limits) -> Result<Element, Fault> {
+    parse::parse_element(xml, &[], limits)
+}
+
 impl Element {
     /// Serialises as a top-level element of a `jabber:client` stream.
     pub fn to_stream_xml(&self) -> String {

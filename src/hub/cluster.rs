@@ -1,0 +1,791 @@
+//! Several nodes as one server: what crosses the bus (`hub::bus`) and the directory of the
+//! other nodes' sessions built from it. PostgreSQL stays the one record; the bus carries only
+//! live traffic, so losing a bus message loses a live delivery, never anything acknowledged.
+//!
+//! What travels (one JSON envelope per bus message, `{"from", "inc", "msg"}`):
+//! - `hello`: a node started (or reconnected, or met an unknown node): the others send their
+//!   sessions (`sessions`, in chunks under `cluster.max_message_bytes`). Request/reply would
+//!   give one answer and every node must answer; and the answer goes to *all*, not to the
+//!   asker's subject, because the bus keeps order only per subject: a snapshot overtaken by a
+//!   later `unbound` on the other subject would leave a session that no longer exists. Other
+//!   nodes apply a snapshot idempotently; the price is N² entries once per node start.
+//! - `heartbeat` every `cluster.heartbeat_ms`; a node silent for `cluster.node_timeout_ms` is
+//!   dead: its sessions leave the directory and the adapter is told ([`Local::lost`]) so local
+//!   contacts and rooms get unavailable presence. `leaving` on a clean shutdown does the same at
+//!   once. `inc` (a random number per process) tells a restarted node from its earlier life.
+//! - `bound` / `unbound` / `presence`: a session of the sender began, ended, or changed its
+//!   availability. A `bound` for a resource a local stream holds closes that stream with
+//!   `<conflict/>` (the newer stream wins, as on one node).
+//! - `stanza`: an addressed stanza for one user (all their connections there, one resource, or
+//!   each connection addressed to its full JID), serialised with the XML writer and parsed on
+//!   arrival with the adapter's bounded stream parser ([`Local::parse`]). One message per node
+//!   holding sessions of the user, never one per session.
+//! - `notice`: an opaque JSON notice for the adapter (chat events for the room watchers, cache
+//!   invalidations), handed to [`Local::notice`].
+//!
+//! Everything received is hostile input: envelope and stanza sizes are bounded, ids checked
+//! (positive application and user ids, resources of 1–1023 bytes, node names as subject
+//! tokens), and the directory is bounded (`cluster.max_remote_sessions`, `cluster.max_nodes`).
+//! Anything that does not pass is dropped and counted.
+//!
+//! While the bus is down ([`Bus::is_up`] false) the directory is not consulted: other nodes'
+//! users count as offline at once (so 1:1 messages to them are stored offline, not sent into a
+//! dead connection), and after `node_timeout_ms` their nodes are declared dead as above. When
+//! the bus is back, heartbeats from nodes no longer known trigger a `hello` to them, and their
+//! snapshots rebuild the directory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::bus::{Bus, To};
+use super::Hub;
+use crate::model::{AppId, UserId, UserKey};
+use crate::ops::telemetry::QUEUE_DROPS;
+use crate::xml::{Element, Scope};
+
+/// What the adapter lends the cluster: the hub parses no XML and knows no presence rules.
+pub trait Local: Send + Sync + 'static {
+    /// Parses one stanza from the bus with the adapter's bounded parser; `None` refuses it.
+    fn parse(&self, xml: &[u8]) -> Option<Element>;
+    /// A stanza for `user` arrived from another node but no local connection took it (the
+    /// user left meanwhile): keep it as if the sender's node had found them offline.
+    fn undelivered(&self, user: UserKey, stanza: Element);
+    /// Sessions of another node ended without that node saying so one by one (it died, left
+    /// or restarted): `(user, resource, was available)`. Tell local contacts and rooms.
+    fn lost(&self, sessions: Vec<(UserKey, String, bool)>);
+    /// A notice published by another node (see [`Cluster::notify`]).
+    fn notice(&self, body: serde_json::Value);
+}
+
+/// The cluster's settings (from `cluster.*`; the hub does not read the configuration).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub node: String,
+    pub heartbeat: Duration,
+    pub node_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub max_remote_sessions: usize,
+    pub max_nodes: usize,
+}
+
+/// Longest resource part (RFC 7622 §3.4).
+const MAX_RESOURCE: usize = 1023;
+
+/// One session as it travels.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Sess {
+    app: i64,
+    user: i64,
+    resource: String,
+    available: bool,
+}
+
+/// How a stanza reaches a user's connections on the receiving node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "k", rename_all = "snake_case")]
+enum Target {
+    /// Every connection of the user (`Hub::deliver_to_user`).
+    User,
+    /// The connection bound to `r` only.
+    Resource { r: String },
+    /// Every connection, each copy addressed to `{bare}/{resource}` (room traffic).
+    Addressed { bare: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Msg {
+    Hello,
+    Heartbeat,
+    Leaving,
+    /// A snapshot chunk; the `first` replaces everything known of the sender's sessions.
+    Sessions {
+        list: Vec<Sess>,
+        first: bool,
+    },
+    Bound {
+        s: Sess,
+    },
+    Unbound {
+        app: i64,
+        user: i64,
+        resource: String,
+    },
+    Presence {
+        app: i64,
+        user: i64,
+        resource: String,
+        available: bool,
+    },
+    Stanza {
+        app: i64,
+        user: i64,
+        to: Target,
+        xml: String,
+    },
+    Notice {
+        body: serde_json::Value,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    inc: u64,
+    msg: Msg,
+}
+
+struct Remote {
+    node: Arc<str>,
+    resource: String,
+    available: bool,
+}
+
+struct Peer {
+    name: Arc<str>,
+    inc: u64,
+    seen: Instant,
+}
+
+#[derive(Default)]
+struct Directory {
+    nodes: HashMap<Arc<str>, Peer>,
+    sessions: HashMap<UserKey, Vec<Remote>>,
+    count: usize,
+}
+
+impl Directory {
+    /// Removes every session of `node`; returns them.
+    fn drop_node(&mut self, node: &str) -> Vec<(UserKey, String, bool)> {
+        let mut lost = Vec::new();
+        self.sessions.retain(|user, list| {
+            list.retain(|r| {
+                if &*r.node == node {
+                    lost.push((*user, r.resource.clone(), r.available));
+                    false
+                } else {
+                    true
+                }
+            });
+            !list.is_empty()
+        });
+        self.count = self.count.saturating_sub(lost.len());
+        lost
+    }
+
+    fn remove(&mut self, user: UserKey, node: &str, resource: &str) -> bool {
+        let Some(list) = self.sessions.get_mut(&user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|r| !(&*r.node == node && r.resource == resource));
+        let removed = list.len() < before;
+        if list.is_empty() {
+            self.sessions.remove(&user);
+        }
+        if removed {
+            self.count = self.count.saturating_sub(1);
+        }
+        removed
+    }
+}
+
+/// This node's membership of the cluster.
+pub struct Cluster {
+    settings: Settings,
+    name: Arc<str>,
+    inc: u64,
+    bus: Arc<dyn Bus>,
+    dir: Mutex<Directory>,
+    local: OnceLock<Arc<dyn Local>>,
+}
+
+/// A resource the cluster accepts: 1 to 1023 bytes, no control characters.
+fn valid_resource(r: &str) -> bool {
+    !r.is_empty() && r.len() <= MAX_RESOURCE && !r.chars().any(char::is_control)
+}
+
+fn valid_node(n: &str) -> bool {
+    (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A user key from the wire: both ids positive.
+fn user_key(app: i64, user: i64) -> Option<UserKey> {
+    (app > 0 && user > 0).then_some(UserKey {
+        app: AppId(app),
+        user: UserId(user),
+    })
+}
+
+fn refused(why: &'static str) {
+    metrics::counter!(QUEUE_DROPS, "queue" => "cluster_refused").increment(1);
+    tracing::warn!(why, "cluster: bus message refused");
+}
+
+/// A standalone stanza: `jabber:client` declared on the element itself.
+const WIRE_SCOPE: Scope<'static> = Scope {
+    default_ns: "",
+    prefixed: None,
+};
+
+impl Cluster {
+    /// A node named `settings.node` on `bus`. Start it with [`Cluster::run`] after
+    /// [`Hub::join_cluster`] and [`Cluster::set_local`].
+    pub fn new(settings: Settings, bus: Arc<dyn Bus>) -> Arc<Self> {
+        let mut b = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+        Arc::new(Self {
+            name: settings.node.as_str().into(),
+            settings,
+            inc: u64::from_le_bytes(b),
+            bus,
+            dir: Mutex::new(Directory::default()),
+            local: OnceLock::new(),
+        })
+    }
+
+    pub fn set_local(&self, local: Arc<dyn Local>) {
+        let _ = self.local.set(local);
+    }
+
+    pub fn node(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the bus is connected (`/readyz` reports a degraded cluster when not).
+    pub fn is_up(&self) -> bool {
+        self.bus.is_up()
+    }
+
+    /// Other nodes alive now, by name (sorted).
+    pub fn peers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().nodes.keys().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// Sessions of other nodes in the directory.
+    pub fn remote_sessions(&self) -> usize {
+        self.lock().count
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
+        self.dir.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, to: To<'_>, msg: Msg) -> bool {
+        let env = Envelope {
+            from: self.name.to_string(),
+            inc: self.inc,
+            msg,
+        };
+        let Ok(json) = serde_json::to_vec(&env) else {
+            return false;
+        };
+        match self.bus.send(to, Bytes::from(json)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster: not sent");
+                false
+            }
+        }
+    }
+
+    /// Publishes an opaque notice to every other node ([`Local::notice`] there).
+    pub fn notify(&self, body: serde_json::Value) {
+        self.send(To::All, Msg::Notice { body });
+    }
+
+    // ---- announcements of this node's sessions ----
+
+    pub(super) fn bound(&self, user: UserKey, resource: &str) {
+        // A session of this node now holds the resource: any remote holder is being replaced.
+        let owners: Vec<Arc<str>> = self
+            .lock()
+            .sessions
+            .get(&user)
+            .map(|l| {
+                l.iter()
+                    .filter(|r| r.resource == resource)
+                    .map(|r| r.node.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in owners {
+            self.lock().remove(user, &n, resource);
+        }
+        self.send(
+            To::All,
+            Msg::Bound {
+                s: Sess {
+                    app: user.app.0,
+                    user: user.user.0,
+                    resource: resource.to_owned(),
+                    available: false,
+                },
+            },
+        );
+    }
+
+    pub(super) fn unbound(&self, user: UserKey, resource: &str) {
+        self.send(
+            To::All,
+            Msg::Unbound {
+                app: user.app.0,
+                user: user.user.0,
+                resource: resource.to_owned(),
+            },
+        );
+    }
+
+    pub(super) fn presence(&self, user: UserKey, resource: &str, available: bool) {
+        self.send(
+            To::All,
+            Msg::Presence {
+                app: user.app.0,
+                user: user.user.0,
+                resource: resource.to_owned(),
+                available,
+            },
+        );
+    }
+
+    // ---- lookups and delivery to other nodes ----
+
+    /// Whether `user` has a session on another reachable node.
+    pub fn is_online(&self, user: UserKey) -> bool {
+        self.bus.is_up() && self.lock().sessions.contains_key(&user)
+    }
+
+    /// `user`'s sessions on other reachable nodes: (resource, available).
+    pub fn resources(&self, user: UserKey) -> Vec<(String, bool)> {
+        if !self.bus.is_up() {
+            return Vec::new();
+        }
+        self.lock()
+            .sessions
+            .get(&user)
+            .map(|l| {
+                l.iter()
+                    .map(|r| (r.resource.clone(), r.available))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Users of `app` with a session on another reachable node.
+    pub fn online_users(&self, app: AppId) -> Vec<i64> {
+        if !self.bus.is_up() {
+            return Vec::new();
+        }
+        self.lock()
+            .sessions
+            .keys()
+            .filter(|k| k.app == app)
+            .map(|k| k.user.0)
+            .collect()
+    }
+
+    /// Sends `stanza` to the nodes holding sessions of `user` (one message per node); returns
+    /// how many remote sessions it was sent towards.
+    fn to_nodes(&self, user: UserKey, to: &Target, stanza: &Element) -> usize {
+        if !self.bus.is_up() {
+            return 0;
+        }
+        let mut nodes: Vec<(Arc<str>, usize)> = Vec::new();
+        {
+            let dir = self.lock();
+            let Some(list) = dir.sessions.get(&user) else {
+                return 0;
+            };
+            for r in list {
+                if let Target::Resource { r: want } = to {
+                    if &r.resource != want {
+                        continue;
+                    }
+                }
+                match nodes.iter_mut().find(|(n, _)| *n == r.node) {
+                    Some((_, c)) => *c += 1,
+                    None => nodes.push((r.node.clone(), 1)),
+                }
+            }
+        }
+        if nodes.is_empty() {
+            return 0;
+        }
+        let xml = stanza.to_xml(WIRE_SCOPE);
+        let mut sent = 0;
+        for (node, sessions) in nodes {
+            let msg = Msg::Stanza {
+                app: user.app.0,
+                user: user.user.0,
+                to: to.clone(),
+                xml: xml.clone(),
+            };
+            if self.send(To::Node(&node), msg) {
+                sent += sessions;
+            }
+        }
+        sent
+    }
+
+    pub(super) fn deliver_to_user(&self, user: UserKey, stanza: &Element) -> usize {
+        self.to_nodes(user, &Target::User, stanza)
+    }
+
+    pub(super) fn deliver_to_resource(&self, user: UserKey, r: &str, stanza: &Element) -> bool {
+        self.to_nodes(user, &Target::Resource { r: r.to_owned() }, stanza) > 0
+    }
+
+    pub(super) fn deliver_addressed(&self, user: UserKey, bare: &str, stanza: &Element) -> usize {
+        self.to_nodes(
+            user,
+            &Target::Addressed {
+                bare: bare.to_owned(),
+            },
+            stanza,
+        )
+    }
+
+    // ---- the node's loop ----
+
+    /// Handles the bus until `shutdown`: incoming messages, heartbeats, dead nodes. Says
+    /// `hello` first, and `leaving` last.
+    pub async fn run(
+        self: Arc<Self>,
+        hub: Arc<Hub>,
+        mut inbox: mpsc::Receiver<Bytes>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut said_hello = self.send(To::All, Msg::Hello);
+        let mut was_up = self.bus.is_up();
+        let mut tick = tokio::time::interval(self.settings.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                m = inbox.recv() => match m {
+                    Some(b) => self.handle(&hub, &b),
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    let up = self.bus.is_up();
+                    if !said_hello || (up && !was_up) {
+                        // First contact, or back after an outage: announcements sent meanwhile
+                        // were lost, so everyone (us included) sends a fresh snapshot.
+                        said_hello = self.send(To::All, Msg::Hello);
+                        if said_hello {
+                            self.send_snapshot(&hub);
+                        }
+                    }
+                    was_up = up;
+                    self.send(To::All, Msg::Heartbeat);
+                    self.sweep();
+                }
+                _ = shutdown.changed() => {
+                    self.send(To::All, Msg::Leaving);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Declares dead the nodes not heard from for `node_timeout`.
+    fn sweep(&self) {
+        let timeout = self.settings.node_timeout;
+        let mut lost = Vec::new();
+        {
+            let mut dir = self.lock();
+            let dead: Vec<Arc<str>> = dir
+                .nodes
+                .values()
+                .filter(|p| p.seen.elapsed() > timeout)
+                .map(|p| p.name.clone())
+                .collect();
+            for n in dead {
+                tracing::warn!(node = %n, "cluster: node timed out; its users are offline");
+                dir.nodes.remove(&n);
+                lost.extend(dir.drop_node(&n));
+            }
+        }
+        self.tell_lost(lost);
+    }
+
+    fn tell_lost(&self, lost: Vec<(UserKey, String, bool)>) {
+        if lost.is_empty() {
+            return;
+        }
+        if let Some(l) = self.local.get() {
+            l.lost(lost);
+        }
+    }
+
+    /// Handles one payload from the bus.
+    pub(super) fn handle(&self, hub: &Hub, payload: &[u8]) {
+        if payload.len() > self.settings.max_message_bytes {
+            return refused("oversize");
+        }
+        let Ok(env) = serde_json::from_slice::<Envelope>(payload) else {
+            return refused("unreadable envelope");
+        };
+        if !valid_node(&env.from) {
+            return refused("bad node name");
+        }
+        if *env.from == *self.name {
+            // Our own name from another process: a misconfiguration, never our echo (no_echo).
+            if env.inc != self.inc {
+                tracing::error!(node = %env.from, "cluster: another node uses this node's name");
+            }
+            return;
+        }
+        let from = match self.seen(&env.from, env.inc, &env.msg) {
+            Some(n) => n,
+            None => return,
+        };
+        match env.msg {
+            Msg::Hello => self.send_snapshot(hub),
+            Msg::Heartbeat => {}
+            Msg::Leaving => {
+                let lost = {
+                    let mut dir = self.lock();
+                    dir.nodes.remove(&from);
+                    dir.drop_node(&from)
+                };
+                self.tell_lost(lost);
+            }
+            Msg::Sessions { list, first } => {
+                if first {
+                    // Whatever we knew of the sender is superseded (announcements lost while
+                    // the bus was down included). Silently: the sessions that are still there
+                    // come back in this snapshot.
+                    self.lock().drop_node(&from);
+                }
+                for s in list {
+                    self.add(&from, s);
+                }
+            }
+            Msg::Bound { s } => {
+                if let Some(user) = user_key(s.app, s.user).filter(|_| valid_resource(&s.resource))
+                {
+                    // The newer stream wins, across nodes as on one.
+                    hub.replace_local(user, &s.resource);
+                }
+                self.add(&from, s);
+            }
+            Msg::Unbound {
+                app,
+                user,
+                resource,
+            } => {
+                if let Some(u) = user_key(app, user) {
+                    self.lock().remove(u, &from, &resource);
+                }
+            }
+            Msg::Presence {
+                app,
+                user,
+                resource,
+                available,
+            } => {
+                if let Some(u) = user_key(app, user) {
+                    let mut dir = self.lock();
+                    if let Some(r) = dir.sessions.get_mut(&u).and_then(|l| {
+                        l.iter_mut()
+                            .find(|r| *r.node == *from && r.resource == resource)
+                    }) {
+                        r.available = available;
+                    }
+                }
+            }
+            Msg::Stanza { app, user, to, xml } => self.stanza(hub, app, user, to, &xml),
+            Msg::Notice { body } => {
+                if let Some(l) = self.local.get() {
+                    l.notice(body);
+                }
+            }
+        }
+    }
+
+    /// Records that `node` (incarnation `inc`) was heard from; `None` when it cannot be
+    /// tracked. A node not known yet is asked for its sessions; a node that restarted loses
+    /// its earlier sessions.
+    fn seen(&self, node: &str, inc: u64, msg: &Msg) -> Option<Arc<str>> {
+        let mut lost = Vec::new();
+        let mut ask = false;
+        let name = {
+            let mut dir = self.lock();
+            let full = dir.nodes.len() >= self.settings.max_nodes;
+            match dir.nodes.get_mut(node) {
+                Some(p) if p.inc == inc => {
+                    p.seen = Instant::now();
+                    p.name.clone()
+                }
+                Some(p) => {
+                    tracing::info!(node, "cluster: node restarted");
+                    p.inc = inc;
+                    p.seen = Instant::now();
+                    let name = p.name.clone();
+                    lost = dir.drop_node(&name);
+                    ask = !matches!(msg, Msg::Hello);
+                    name
+                }
+                None if full => {
+                    drop(dir);
+                    refused("too many nodes");
+                    return None;
+                }
+                None => {
+                    let name: Arc<str> = node.into();
+                    tracing::info!(node, "cluster: node joined");
+                    dir.nodes.insert(
+                        name.clone(),
+                        Peer {
+                            name: name.clone(),
+                            inc,
+                            seen: Instant::now(),
+                        },
+                    );
+                    // Met by any message but its hello (which asks us, not the reverse), and
+                    // not by its goodbye: ask for what it holds.
+                    ask = !matches!(msg, Msg::Hello | Msg::Leaving | Msg::Sessions { .. });
+                    name
+                }
+            }
+        };
+        self.tell_lost(lost);
+        if ask {
+            self.send(To::Node(&name), Msg::Hello);
+        }
+        Some(name)
+    }
+
+    fn add(&self, node: &Arc<str>, s: Sess) {
+        let Some(user) = user_key(s.app, s.user) else {
+            return refused("bad user id");
+        };
+        if !valid_resource(&s.resource) {
+            return refused("bad resource");
+        }
+        let mut dir = self.lock();
+        let existing = dir
+            .sessions
+            .get_mut(&user)
+            .and_then(|l| l.iter_mut().find(|r| r.resource == s.resource));
+        if let Some(r) = existing {
+            // One holder of a resource in the cluster: the latest announcement.
+            r.node = node.clone();
+            r.available = s.available;
+            return;
+        }
+        if dir.count >= self.settings.max_remote_sessions {
+            drop(dir);
+            return refused("directory full (cluster.max_remote_sessions)");
+        }
+        dir.count += 1;
+        dir.sessions.entry(user).or_default().push(Remote {
+            node: node.clone(),
+            resource: s.resource,
+            available: s.available,
+        });
+    }
+
+    /// Sends this node's sessions (on the `All` subject, in order with its announcements; see
+    /// the module header), in chunks that fit a bus message.
+    fn send_snapshot(&self, hub: &Hub) {
+        let all = hub.local_sessions();
+        // An entry's JSON is its resource plus ~60 bytes; keep a chunk well under the bound.
+        let budget = self.settings.max_message_bytes.saturating_sub(256) / 2;
+        let mut chunk = Vec::new();
+        let (mut size, mut first) = (0, true);
+        for (user, resource, available) in all {
+            let len = resource.len() * 2 + 80;
+            if size + len > budget && !chunk.is_empty() {
+                self.send(
+                    To::All,
+                    Msg::Sessions {
+                        list: std::mem::take(&mut chunk),
+                        first,
+                    },
+                );
+                first = false;
+                size = 0;
+            }
+            size += len;
+            chunk.push(Sess {
+                app: user.app.0,
+                user: user.user.0,
+                resource,
+                available,
+            });
+        }
+        if !chunk.is_empty() || first {
+            self.send(To::All, Msg::Sessions { list: chunk, first });
+        }
+    }
+
+    /// A stanza for a user of this node.
+    fn stanza(&self, hub: &Hub, app: i64, user: i64, to: Target, xml: &str) {
+        let Some(user) = user_key(app, user) else {
+            return refused("bad user id");
+        };
+        let Some(local) = self.local.get() else {
+            return;
+        };
+        let Some(el) = local.parse(xml.as_bytes()) else {
+            return refused("stanza does not parse");
+        };
+        if !matches!(el.name.as_str(), "message" | "presence" | "iq") || el.ns != "jabber:client" {
+            return refused("not a stanza");
+        }
+        let delivered = match &to {
+            Target::User => hub.local_deliver_to_user(user, &el),
+            Target::Resource { r } => {
+                usize::from(hub.local_deliver_to_resource(user, r, el.clone()))
+            }
+            Target::Addressed { bare } => hub.local_deliver_addressed(user, bare, &el),
+        };
+        if delivered == 0 {
+            local.undelivered(user, el);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_reads_back_as_written() {
+        let env = Envelope {
+            from: "a".into(),
+            inc: 7,
+            msg: Msg::Stanza {
+                app: 1,
+                user: 2,
+                to: Target::Resource { r: "phone".into() },
+                xml: "<message xmlns='jabber:client'/>".into(),
+            },
+        };
+        let json = serde_json::to_string(&env).unwrap();
+        let back: Envelope = serde_json::from_str(&json).unwrap();
+        assert!(matches!(
+            back.msg,
+            Msg::Stanza { app: 1, user: 2, to: Target::Resource { ref r }, .. } if r == "phone"
+        ));
+    }
+
+    #[test]
+    fn ids_and_names_from_the_bus_are_checked() {
+        assert!(user_key(0, 1).is_none() && user_key(1, -1).is_none());
+        assert!(user_key(1, 1).is_some());
+        assert!(!valid_resource("") && !valid_resource(&"r".repeat(1024)));
+        assert!(!valid_resource("a\nb") && valid_resource("phone"));
+        assert!(!valid_node("a.b") && !valid_node("") && valid_node("node-1_b"));
+    }
+}

@@ -1,0 +1,198 @@
+//! The XMPP adapter's part of a cluster (`hub::cluster`): what this node does when another node
+//! hands it something. It parses stanzas from the bus with the stream's bounded parser; keeps
+//! offline a message whose recipient left this node before it arrived; tells local contacts a
+//! user of a dead node is unavailable; and applies other nodes' room-membership and privacy
+//! invalidations to this node's caches. It also publishes this node's invalidations.
+//!
+//! Room fan-out crosses as addressed stanzas per recipient (`Hub::deliver_addressed`), and room
+//! occupancy stays per node: an occupant joined on node B is seen by B's room state only.
+
+use std::sync::{Arc, Weak};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use super::ext::{offline, roster};
+use super::ns;
+use super::stanza::{MessageType, UserKey};
+use super::stream::{parse_standalone, Element};
+use super::Services;
+use crate::chat::{ChatEvent, Subscription};
+use crate::hub::cluster::Local;
+use crate::model::{AppId, UserId};
+
+/// Invalidations that cross nodes, as `hub::cluster` notices.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+enum Notice {
+    /// A dialog's membership changed (`removed` left it) or it was deleted.
+    Room {
+        app: i64,
+        dialog: String,
+        removed: Vec<i64>,
+        deleted: bool,
+    },
+    /// A user's privacy lists, block list or roster changed.
+    Privacy { app: i64, user: i64 },
+}
+
+/// This node, as the cluster sees it.
+pub struct Node {
+    services: Weak<Services>,
+}
+
+impl Node {
+    pub fn new(services: &Arc<Services>) -> Arc<Self> {
+        Arc::new(Self {
+            services: Arc::downgrade(services),
+        })
+    }
+}
+
+fn key(app: i64, user: i64) -> Option<UserKey> {
+    (app > 0 && user > 0).then_some(UserKey {
+        app: AppId(app),
+        user: UserId(user),
+    })
+}
+
+impl Local for Node {
+    fn parse(&self, xml: &[u8]) -> Option<Element> {
+        let s = self.services.upgrade()?;
+        parse_standalone(xml, &s.transport_config().limits).ok()
+    }
+
+    fn undelivered(&self, user: UserKey, stanza: Element) {
+        let Some(s) = self.services.upgrade() else {
+            return;
+        };
+        // As routing's Undelivered phase would have on the sender's node: chat kept offline.
+        if stanza.name == "message"
+            && MessageType::of(&stanza) == Ok(MessageType::Chat)
+            && offline::worth_keeping(&stanza)
+        {
+            tokio::spawn(async move {
+                offline::store(&s, user, &stanza).await;
+            });
+        }
+    }
+
+    fn lost(&self, sessions: Vec<(UserKey, String, bool)>) {
+        let Some(s) = self.services.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            for (user, resource, available) in sessions {
+                if available {
+                    unavailable_here(&s, user, &resource).await;
+                }
+            }
+        });
+    }
+
+    fn notice(&self, body: serde_json::Value) {
+        let Some(s) = self.services.upgrade() else {
+            return;
+        };
+        match serde_json::from_value::<Notice>(body) {
+            Ok(Notice::Room {
+                app,
+                dialog,
+                removed,
+                deleted,
+            }) if app > 0 && dialog.len() <= 64 => {
+                let k = (AppId(app), dialog);
+                s.hub.rooms.invalidate(&k);
+                // This node's occupancy of the room follows; the users themselves were told
+                // on every node by the node that made the change.
+                if deleted {
+                    s.hub.rooms.remove_room(&k);
+                } else {
+                    for uid in removed {
+                        s.hub.rooms.remove_user(&k, uid);
+                    }
+                }
+            }
+            Ok(Notice::Privacy { app, user }) => {
+                if let Some(u) = key(app, user) {
+                    s.privacy.forget(u);
+                }
+            }
+            _ => tracing::warn!("cluster: unreadable notice ignored"),
+        }
+    }
+}
+
+/// A user of a node that died is unavailable to this node's connections of the contacts that
+/// had their presence (RFC 6121 §4.5.2 says the server generates it when a stream ends
+/// ungracefully; here the whole node did).
+async fn unavailable_here(s: &Services, user: UserKey, resource: &str) {
+    let (subs, _) = roster::presence_both(s, user).await;
+    let bare = user.bare_jid(s.domain()).to_string();
+    let mut p = Element::new("presence", ns::CLIENT)
+        .with_attr("type", "unavailable")
+        .with_attr("from", format!("{bare}/{resource}"));
+    for contact in subs {
+        p.set_attr("to", contact.bare_jid(s.domain()).to_string());
+        s.hub.local_deliver_to_user(contact, &p);
+    }
+    // The user's own resources on this node see it go too.
+    p.set_attr("to", bare);
+    s.hub.local_deliver_to_user(user, &p);
+}
+
+/// A user's privacy rules changed on this node: every node forgets its cached copy.
+pub fn forget_privacy(s: &Services, user: UserKey) {
+    s.privacy.forget(user);
+    if let Some(c) = s.hub.cluster() {
+        c.notify(serde_json::json!(Notice::Privacy {
+            app: user.app.0,
+            user: user.user.0,
+        }));
+    }
+}
+
+/// Publishes this node's room-membership changes to the other nodes, until shutdown.
+pub async fn forward_events(
+    s: Arc<Services>,
+    mut events: Subscription,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => forward(&s, &e),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn forward(s: &Services, e: &ChatEvent) {
+    let Some(c) = s.hub.cluster() else { return };
+    let notice = match e {
+        ChatEvent::OccupantsChanged {
+            app,
+            dialog,
+            removed,
+            ..
+        } => Notice::Room {
+            app: app.0,
+            dialog: dialog.to_string(),
+            removed: removed.clone(),
+            deleted: false,
+        },
+        ChatEvent::DialogDeleted { app, dialog, .. } => Notice::Room {
+            app: app.0,
+            dialog: dialog.to_string(),
+            removed: Vec::new(),
+            deleted: true,
+        },
+        _ => return,
+    };
+    if let Ok(body) = serde_json::to_value(&notice) {
+        c.notify(body);
+    }
+}

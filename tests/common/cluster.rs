@@ -1,0 +1,128 @@
+//! A real NATS server (the Debian package `nats-server`) on a free port, and Parley nodes
+//! joined by it on one shared database.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use super::spawn::{free_port, Parley};
+use super::xmpp::Addrs;
+use super::{conn_string, fresh_database, Http};
+
+/// A `nats-server` child process.
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Nats {
+    /// Starts `nats-server` on a free loopback port and waits until it accepts connections.
+    /// Panics (never skips) when the binary is missing.
+    pub async fn start() -> Nats {
+        let mut n = Nats {
+            child: None,
+            port: free_port(),
+        };
+        n.restart().await;
+        n
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port (after [`Nats::kill`]).
+    pub async fn restart(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run nats-server ({e}): install it (apt-get install -y nats-server, \
+                     as .ci/run does)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: an outage.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+/// One Parley node of a test cluster.
+pub struct Node {
+    pub p: Parley,
+    pub addrs: Addrs,
+    /// The admin listener (`/readyz` reports the cluster there).
+    pub admin: Http,
+    pub name: String,
+}
+
+/// Environment that makes a node of the cluster on `nats` named `name` (fast heartbeats, so a
+/// dead node is noticed within a second or two).
+fn cluster_env(nats: &Nats, name: &str) -> Vec<(String, String)> {
+    [
+        ("PARLEY_CLUSTER_NATS_URL", nats.url()),
+        ("PARLEY_CLUSTER_NODE_NAME", name.to_owned()),
+        ("PARLEY_CLUSTER_HEARTBEAT_MS", "200".to_owned()),
+        ("PARLEY_CLUSTER_NODE_TIMEOUT_MS", "1000".to_owned()),
+        ("PARLEY_LOG_FORMAT", "json".to_owned()),
+        ("PARLEY_LOG", "info".to_owned()),
+        ("PARLEY_CHAT_MESSAGES_PER_SEC_PER_USER", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b))
+    .collect()
+}
+
+impl Node {
+    pub async fn start(nats: &Nats, db: &str, name: &str) -> Node {
+        let env = cluster_env(nats, name);
+        let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let tag = format!("cluster-{name}-{}", free_port());
+        let mut p = Parley::start_on(&tag, db, &env).await;
+        let line = p
+            .log_line("admin listener", |v| {
+                v["fields"]["message"] == "admin listener (metrics, probes)"
+            })
+            .await;
+        let admin = line["fields"]["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("the admin address");
+        let addrs = p.xmpp_addrs().await;
+        Node {
+            p,
+            addrs,
+            admin: Http::new(admin),
+            name: name.to_owned(),
+        }
+    }
+
+    /// SIGKILL: the node dies without a word to the others.
+    pub fn kill9(&self) {
+        self.p.signal(libc::SIGKILL);
+    }
+}
+
+/// A fresh database for a cluster's nodes to share.
+pub async fn shared_database() -> String {
+    conn_string(&fresh_database().await)
+}
