@@ -172,19 +172,8 @@ async fn upload(
     let mut writing: Option<(std::path::PathBuf, tokio::fs::File, UploadGrant, u64)> = None;
     let result = async {
         loop {
-            let frame = match tokio::time::timeout(idle, body.frame()).await {
-                Err(_) => {
-                    return Err(ApiError::base(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the upload stalled",
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return Err(bad("the request body could not be read")),
-                Ok(Some(Ok(f))) => f,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
+            let Some(data) = next_chunk(&mut body, idle).await? else {
+                break;
             };
             let events = parts
                 .push(&data)
@@ -335,19 +324,8 @@ async fn put(
     let written = async {
         let mut written: u64 = 0;
         loop {
-            let frame = match tokio::time::timeout(idle, body.frame()).await {
-                Err(_) => {
-                    return Err(ApiError::base(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the upload stalled",
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return Err(bad("the request body could not be read")),
-                Ok(Some(Ok(f))) => f,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
+            let Some(data) = next_chunk(&mut body, idle).await? else {
+                break;
             };
             written += data.len() as u64;
             if written > grant.size {
@@ -440,5 +418,31 @@ impl hyper::body::Body for FileBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// The next chunk of an upload's body (`None` at its end), trailers skipped; a body silent for
+/// `idle` is a stalled upload (408), so a slow client cannot hold a temporary file forever.
+async fn next_chunk(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, ApiError> {
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::base(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the upload stalled",
+                ))
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::base(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                ))
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
     }
 }
