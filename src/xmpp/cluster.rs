@@ -20,6 +20,7 @@ use super::Services;
 use crate::chat::{ChatEvent, Subscription};
 use crate::hub::cluster::Local;
 use crate::model::{AppId, UserId};
+use crate::ops::telemetry::QUEUE_DROPS;
 
 /// Invalidations that cross nodes, as `hub::cluster` notices.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ enum Notice {
     },
     /// A user's privacy lists, block list or roster changed.
     Privacy { app: i64, user: i64 },
+    /// The sender missed some of its own membership changes (its event subscription lagged):
+    /// every node forgets its cached room memberships, as the sender's own room watcher does.
+    RoomsStale,
 }
 
 /// This node, as the cluster sees it.
@@ -118,6 +122,7 @@ impl Local for Node {
                     s.privacy.forget(u);
                 }
             }
+            Ok(Notice::RoomsStale) => s.hub.rooms.invalidate_all(),
             _ => tracing::warn!("cluster: unreadable notice ignored"),
         }
     }
@@ -162,7 +167,11 @@ pub async fn forward_events(
         tokio::select! {
             e = events.recv() => match e {
                 Ok(e) => forward(&s, &e),
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics::counter!(QUEUE_DROPS, "queue" => "cluster_events").increment(n);
+                    // Which invalidations were missed is unknown: the others drop them all.
+                    send(&s, &Notice::RoomsStale);
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = shutdown.changed() => return,
@@ -170,8 +179,13 @@ pub async fn forward_events(
     }
 }
 
+fn send(s: &Services, notice: &Notice) {
+    if let (Some(c), Ok(body)) = (s.hub.cluster(), serde_json::to_value(notice)) {
+        c.notify(body);
+    }
+}
+
 fn forward(s: &Services, e: &ChatEvent) {
-    let Some(c) = s.hub.cluster() else { return };
     let notice = match e {
         ChatEvent::OccupantsChanged {
             app,
@@ -192,7 +206,5 @@ fn forward(s: &Services, e: &ChatEvent) {
         },
         _ => return,
     };
-    if let Ok(body) = serde_json::to_value(&notice) {
-        c.notify(body);
-    }
+    send(s, &notice);
 }
