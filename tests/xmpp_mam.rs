@@ -906,6 +906,65 @@ async fn a_page_of_a_users_archive_reads_two_indexes_in_order_without_sorting_it
     srv.stop().await;
 }
 
+#[tokio::test]
+async fn counting_a_large_archive_walks_its_indexes_and_never_scans_the_table() {
+    let srv = TestServer::start().await;
+    let alice = user(&srv, "count_plan_alice").await;
+    let bob = user(&srv, "count_plan_bob").await;
+    say(&srv, &alice, &bob, "seed", 1).await;
+    // Alice's 5,000 messages among 20,000 of other users: with a bare `LIMIT`, PostgreSQL
+    // may count by scanning the table from the start.
+    let c = srv.pool.get().await.unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
+         SELECT lpad(to_hex(1000000 + i), 24, '0'), d.application_id, d.id, 1 + i,
+                CASE WHEN i % 2 = 0 THEN {a} ELSE {b} END, CASE WHEN i % 2 = 0 THEN {b} ELSE {a} END,
+                'x', 10 + i, now(), now()
+         FROM dialogs d, generate_series(1, 5000) i WHERE d.type = 3;
+         INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
+         SELECT lpad(to_hex(2000000 + i), 24, '0'), d.application_id, d.id, 30000 + i, 7, 8, 'y', 10 + i, now(), now()
+         FROM dialogs d, generate_series(1, 20000) i WHERE d.type = 3;
+         ANALYZE messages; ANALYZE dialog_members;",
+        a = alice.id,
+        b = bob.id
+    ))
+    .await
+    .unwrap();
+    let mut c = srv.pool.get().await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    let (bound, exact) =
+        archive::explain_count(&tx, Scope::User(UserId(alice.id)), &Filter::default(), 1000)
+            .await
+            .unwrap();
+    for plan in [&bound, &exact] {
+        assert!(plan.contains("messages_archive_sender"), "{plan}");
+        assert!(plan.contains("messages_archive_recipient"), "{plan}");
+        assert!(!plan.contains("Seq Scan on messages"), "{plan}");
+    }
+    // The bound settles it: more than the cap, so no count, whatever the exact figure.
+    let counted = archive::count(
+        &tx,
+        Scope::User(UserId(alice.id)),
+        &Filter::default(),
+        None,
+        1000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, None);
+    let counted = archive::count(
+        &tx,
+        Scope::User(UserId(alice.id)),
+        &Filter::default(),
+        None,
+        10_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, Some((5001, 0)));
+    srv.stop().await;
+}
+
 const SLIXMPP_MAM: &str = r#"
 import asyncio, ssl, sys, logging
 import slixmpp

@@ -17,6 +17,11 @@
 //! plain filtered selects instead, PostgreSQL cannot keep the branches' index order and sorts
 //! the whole archive: over a second.) `tests/xmpp_mam.rs` checks the plan. A dialog's page
 //! is one range scan of `messages_dialog_date`.
+//!
+//! **Counted cheaply.** RSM's `<count/>` is given only for a set of at most the caller's cap;
+//! [`count`] first bounds the set from the indexes alone (an index-only read of at most
+//! `cap + 1` entries), so a large archive costs no per-message check, and counts exactly only
+//! a set the bound finds small.
 
 use tokio_postgres::Row;
 
@@ -253,19 +258,56 @@ pub async fn explain_page(
         .join("\n"))
 }
 
-/// How many messages `filter` selects, and how many of them come before `first`, counting at
-/// most `cap` (+1) per side: `None` when there are more than `cap`, since counting a whole
-/// archive costs a scan of it.
-pub async fn count(
-    tx: &Tx<'_>,
+/// For each side of the archive, the `FROM … WHERE` of [`sides`] cut down to the columns of
+/// its index: a superset of the side's visible messages (it ignores the cleared point of a
+/// user's dialogs and `hidden_for`) that PostgreSQL counts with an index-only scan. `$2` (the
+/// reader of a dialog) narrows nothing here; it is named only to keep [`sides`]' parameters.
+fn bound_sides(scope: Scope<'_>) -> [&'static str; 2] {
+    match scope {
+        Scope::User(_) => [
+            "messages m WHERE m.sender_id = $1 AND m.recipient_id <> 0",
+            "messages m WHERE m.recipient_id = $1 AND m.recipient_id <> 0",
+        ],
+        Scope::Dialog { .. } => [
+            "messages m WHERE m.dialog_id = $1 AND m.seq > $3 AND $2::BIGINT IS NOT NULL",
+            "",
+        ],
+    }
+}
+
+/// The SQL of [`count`]: first whether the set can hold more than `cap` messages at all (the
+/// bound), then the exact count.
+fn count_queries(
     scope: Scope<'_>,
     filter: &Filter,
     first: Option<&Position>,
     cap: i64,
-) -> Result<Option<(i64, i64)>, tokio_postgres::Error> {
-    let (mut params, sides) = sides(scope);
+) -> (Query, Query) {
+    let limit = cap.max(0).saturating_add(1);
+    // The bound reads at most `cap + 1` index entries in all: the union is cut, not each side,
+    // and every branch is ordered like its index so PostgreSQL walks the index (a plain
+    // `LIMIT` lets it choose a sequential scan, which on a table of many users reads it all).
+    let (mut params, _) = sides(scope);
     let conds = conditions(scope, filter, &mut params);
-    params.push(Box::new(cap.max(0).saturating_add(1)));
+    params.push(Box::new(limit));
+    let l = params.len();
+    let inner = order(scope, false, true);
+    let branches: Vec<String> = bound_sides(scope)
+        .iter()
+        .filter(|from| !from.is_empty())
+        .map(|from| format!("SELECT 1 FROM {from}{conds} ORDER BY {inner} LIMIT ${l}"))
+        .collect();
+    let bound = Query {
+        sql: format!(
+            "SELECT count(*) FROM (SELECT 1 FROM (({})) u LIMIT ${l}) s",
+            branches.join(") UNION ALL (")
+        ),
+        params,
+    };
+
+    let (mut params, from) = sides(scope);
+    let conds = conditions(scope, filter, &mut params);
+    params.push(Box::new(limit));
     let l = params.len();
     let before = match (first, scope) {
         (None, _) => "0::BIGINT".to_owned(),
@@ -290,17 +332,76 @@ pub async fn count(
             )
         }
     };
-    let branches: Vec<String> = sides
+    let branches: Vec<String> = from
         .iter()
-        .map(|from| format!("SELECT m.date_sent, m.dialog_id, m.seq FROM {from}{conds} LIMIT ${l}"))
+        .map(|from| {
+            format!(
+                "SELECT m.date_sent, m.dialog_id, m.seq FROM {from}{conds} ORDER BY {inner} LIMIT ${l}"
+            )
+        })
         .collect();
-    let sql = format!(
-        "SELECT count(*), {before} FROM (({})) s",
-        branches.join(") UNION ALL (")
-    );
-    let row = tx.dq1(&sql, &refs(&params)).await?;
+    let exact = Query {
+        sql: format!(
+            "SELECT count(*), {before} FROM (({})) s",
+            branches.join(") UNION ALL (")
+        ),
+        params,
+    };
+    (bound, exact)
+}
+
+/// How many messages `filter` selects, and how many of them come before `first`; `None` when
+/// the set may hold more than `cap`, since counting a whole archive costs a scan of it.
+///
+/// Two steps so that a large archive costs an index-only read of `cap + 1` entries, not `cap`
+/// messages checked against the reader's memberships: the bound (a superset of the set, from
+/// the archive indexes alone) settles most large sets; only a set the bound finds within `cap`
+/// is counted exactly. A set the bound puts over `cap` whose visible part is within it (many
+/// cleared or hidden messages) goes uncounted: XEP-0059 lets a server omit a count it cannot
+/// give cheaply.
+pub async fn count(
+    tx: &Tx<'_>,
+    scope: Scope<'_>,
+    filter: &Filter,
+    first: Option<&Position>,
+    cap: i64,
+) -> Result<Option<(i64, i64)>, tokio_postgres::Error> {
+    let (bound, exact) = count_queries(scope, filter, first, cap);
+    // `ids` names at most a page of messages: the exact count is as cheap as the bound.
+    if filter.ids.is_none() {
+        let row = tx.dq1(&bound.sql, &refs(&bound.params)).await?;
+        if row.get::<_, i64>(0) > cap {
+            return Ok(None);
+        }
+    }
+    let row = tx.dq1(&exact.sql, &refs(&exact.params)).await?;
     let (total, before): (i64, i64) = (row.get(0), row.get(1));
     Ok((total <= cap).then_some((total, before)))
+}
+
+/// PostgreSQL's plans for [`count`] (bound, then exact), to check they read indexes.
+pub async fn explain_count(
+    tx: &Tx<'_>,
+    scope: Scope<'_>,
+    filter: &Filter,
+    cap: i64,
+) -> Result<(String, String), tokio_postgres::Error> {
+    let (bound, exact) = count_queries(scope, filter, None, cap);
+    let mut out = Vec::new();
+    for q in [bound, exact] {
+        let rows = tx
+            .dq(&format!("EXPLAIN {}", q.sql), &refs(&q.params))
+            .await?;
+        out.push(
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    let exact = out.pop().unwrap_or_default();
+    let bound = out.pop().unwrap_or_default();
+    Ok((bound, exact))
 }
 
 #[cfg(test)]
@@ -331,6 +432,27 @@ mod tests {
             .sql
             .ends_with("ORDER BY date_sent ASC, dialog_id ASC, seq ASC LIMIT $5"));
         assert_eq!(q.params.len(), 5);
+    }
+
+    #[test]
+    fn a_count_is_bounded_from_index_columns_before_it_is_counted_exactly() {
+        let (bound, exact) = count_queries(Scope::User(UserId(7)), &Filter::default(), None, 10);
+        // The bound: no membership join, no hidden_for; one cut for the whole union.
+        assert!(!bound.sql.contains("dialog_members"), "{}", bound.sql);
+        assert!(!bound.sql.contains("hidden_for"), "{}", bound.sql);
+        assert!(bound.sql.ends_with(") u LIMIT $2) s"), "{}", bound.sql);
+        // Every branch of both is ordered like its index, so the index is what is read.
+        for q in [&bound, &exact] {
+            assert_eq!(
+                q.sql
+                    .matches("ORDER BY m.date_sent ASC, m.dialog_id ASC, m.seq ASC LIMIT $2")
+                    .count(),
+                2,
+                "{}",
+                q.sql
+            );
+        }
+        assert!(exact.sql.contains("dialog_members"));
     }
 
     #[test]
