@@ -221,6 +221,23 @@ impl Session {
         Ok(())
     }
 
+    /// What a handler put before its answer (a MAM page's results, a room's history) and the
+    /// answer, written `WRITE_BATCH` at a time: a page of 100 results is a few writes, not 101
+    /// writes and flushes (each a TLS record and a system call).
+    async fn send_answer(
+        &mut self,
+        t: &mut Transport,
+        before: Vec<Element>,
+        answer: Option<Element>,
+    ) -> Result<(), End> {
+        let mut all = before.into_iter().chain(answer).peekable();
+        while all.peek().is_some() {
+            let chunk: Vec<Element> = all.by_ref().take(WRITE_BATCH).collect();
+            self.send_batch(t, chunk).await?;
+        }
+        Ok(())
+    }
+
     async fn serve(&mut self, t: &mut Transport, shutdown: &mut watch::Receiver<bool>) -> End {
         let cfg = &self.services.config.xmpp;
         let idle = Duration::from_secs(cfg.idle_ping_secs.max(1));
@@ -363,13 +380,7 @@ impl Session {
                         before: &mut before,
                     })
                     .await;
-                    for b in before {
-                        self.send(t, b).await?;
-                    }
-                    if let Ok(Some(r)) = reply {
-                        self.send(t, r).await?;
-                    }
-                    return Ok(());
+                    return self.send_answer(t, before, reply.ok().flatten()).await;
                 }
                 let known = [ns::CLIENT, ns::SASL, ns::TLS, ns::BIND];
                 t.fail(if known.contains(&namespace) {

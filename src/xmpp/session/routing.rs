@@ -300,14 +300,11 @@ impl Session {
             before: &mut before,
         })
         .await;
-        for b in before {
-            self.send(t, b).await?;
-        }
         let out = match reply {
             Ok(p) => iq_result(&el, self.domain(), p),
             Err(e) => e.reply_to(&el, self.domain()),
         };
-        self.send(t, out).await
+        self.send_answer(t, before, Some(out)).await
     }
 
     /// An iq to the MUC service or a room: exactly one answer.
@@ -334,13 +331,10 @@ impl Session {
             }
             Err(e) => Err(e),
         };
-        for b in before {
-            self.send(t, b).await?;
-        }
         let out = match reply {
             Ok(p) => iq_result(&el, self.domain(), p),
             Err(e) => e.reply_to(&el, self.domain()),
         };
-        self.send(t, out).await
+        self.send_answer(t, before, Some(out)).await
     }
 }
