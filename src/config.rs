@@ -225,8 +225,10 @@ pub struct XmppConfig {
     /// none, gets this many.
     pub mam_max_page: usize,
     /// An archive query's RSM `<count>` and first `index` are given only while its result set
-    /// holds at most this many messages: counting costs a scan of the set (XEP-0059 lets a
-    /// server leave them out). 0 = never counted.
+    /// holds at most this many messages, judged first from the archive indexes alone (an
+    /// index-only read of this many + 1 entries; messages cleared or deleted for the reader
+    /// still count there) and then counted exactly: XEP-0059 lets a server leave them out.
+    /// 0 = never counted.
     pub mam_count_max: usize,
     /// Most elements one user keeps in private XML storage (XEP-0049); each is bounded by
     /// `max_stanza_bytes`.
