@@ -33,8 +33,8 @@ pub const OUTSIDE_DISPATCH: &[Spec] = &[
         name: "XEP-0440 SASL Channel-Binding Type Capability",
         status: "complete",
         notes: "`tls-exporter` advertised when -PLUS is offered",
-        ejabberd: "?",
-        prosody: "?",
+        ejabberd: "no (23.01)",
+        prosody: "no",
     },
     Spec {
         name: "RFC 7395 XMPP over WebSocket",
@@ -89,7 +89,7 @@ pub fn rows() -> Vec<&'static Spec> {
 /// The table as README shows it, markers excluded.
 pub fn markdown() -> String {
     let mut out = String::from(
-        "| XEP / RFC | status | notes | ejabberd | Prosody 0.12 |\n|---|---|---|---|---|\n",
+        "| XEP / RFC | status | notes | ejabberd 23.01 | Prosody 0.12 |\n|---|---|---|---|---|\n",
     );
     for s in rows() {
         out.push_str(&format!(

@@ -73,7 +73,7 @@ pub const SPECS: &[Spec] = &[
         name: "XEP-0425 Message Moderation",
         status: "complete",
         notes: "`:1` and `:0` (in `<apply-to/>`); the chat roles' forced delete (moderators); occupants get both retraction shapes plus the ConnectyCube `<remove/>`",
-        ejabberd: "?",
+        ejabberd: "no (added in 23.04)",
         prosody: "community module (mod_muc_moderation)",
     },
 ];
