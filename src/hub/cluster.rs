@@ -22,6 +22,10 @@
 //!   holding sessions of the user, never one per session.
 //! - `notice`: an opaque JSON notice for the adapter (chat events for the room watchers, cache
 //!   invalidations), handed to [`Local::notice`].
+//! - `user_notice`: an opaque JSON notice about one user for the nodes holding that user's
+//!   sessions (one message per node, none when the user has no session elsewhere), handed to
+//!   [`Local::user_notice`]: what only the node holding a connection can decide for it, such
+//!   as whether it gets a message carbon.
 //!
 //! Everything received is hostile input: envelope and stanza sizes are bounded, ids checked
 //! (positive application and user ids, resources of 1–1023 bytes, node names as subject
@@ -60,6 +64,11 @@ pub trait Local: Send + Sync + 'static {
     fn lost(&self, sessions: Vec<(UserKey, String, bool)>);
     /// A notice published by another node (see [`Cluster::notify`]).
     fn notice(&self, body: serde_json::Value);
+    /// A notice about `user`, sent to this node because it holds sessions of theirs (see
+    /// [`Cluster::notify_user`]). Ignored unless the adapter handles it.
+    fn user_notice(&self, user: UserKey, body: serde_json::Value) {
+        let _ = (user, body);
+    }
 }
 
 /// The cluster's settings (from `cluster.*`; the hub does not read the configuration).
@@ -129,6 +138,11 @@ enum Msg {
         xml: String,
     },
     Notice {
+        body: serde_json::Value,
+    },
+    UserNotice {
+        app: i64,
+        user: i64,
         body: serde_json::Value,
     },
 }
@@ -301,6 +315,41 @@ impl Cluster {
     /// Publishes an opaque notice to every other node ([`Local::notice`] there).
     pub fn notify(&self, body: serde_json::Value) {
         self.send(To::All, Msg::Notice { body });
+    }
+
+    /// Publishes an opaque notice about `user` to the other nodes holding sessions of theirs
+    /// other than `except` (one message per node; [`Local::user_notice`] there). Returns how
+    /// many nodes it was sent to.
+    pub fn notify_user(
+        &self,
+        user: UserKey,
+        except: Option<&str>,
+        body: serde_json::Value,
+    ) -> usize {
+        if !self.bus.is_up() {
+            return 0;
+        }
+        let nodes: Vec<Arc<str>> = {
+            let dir = self.lock();
+            let mut nodes: Vec<Arc<str>> = Vec::new();
+            for r in dir.sessions.get(&user).into_iter().flatten() {
+                if except != Some(r.resource.as_str()) && !nodes.contains(&r.node) {
+                    nodes.push(r.node.clone());
+                }
+            }
+            nodes
+        };
+        nodes
+            .iter()
+            .filter(|n| {
+                let msg = Msg::UserNotice {
+                    app: user.app.0,
+                    user: user.user.0,
+                    body: body.clone(),
+                };
+                self.send(To::Node(n), msg)
+            })
+            .count()
     }
 
     // ---- announcements of this node's sessions ----
@@ -609,6 +658,14 @@ impl Cluster {
                     l.notice(body);
                 }
             }
+            Msg::UserNotice { app, user, body } => match user_key(app, user) {
+                Some(u) => {
+                    if let Some(l) = self.local.get() {
+                        l.user_notice(u, body);
+                    }
+                }
+                None => refused("bad user id"),
+            },
         }
     }
 
