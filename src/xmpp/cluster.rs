@@ -134,7 +134,11 @@ impl Local for Node {
             return;
         };
         match serde_json::from_value::<ForUser>(body) {
-            Ok(ForUser::Carbon { received, skip, xml }) => {
+            Ok(ForUser::Carbon {
+                received,
+                skip,
+                xml,
+            }) => {
                 // Checked as if it came from a socket: bounded parse, a 1:1 message only, and
                 // eligible for carbons by this node's reading of it.
                 let msg = match self.parse(xml.as_bytes()) {

@@ -94,13 +94,13 @@ fn copy_received(m: &mut Routed) -> BoxFuture<'_, Flow> {
             return Flow::Next;
         };
         let took = m.to_resource;
-        if (took.is_none() && !m.to_resource_elsewhere)
-            || *target == m.user
-            || !eligible(&m.stanza)
+        if (took.is_none() && !m.to_resource_elsewhere) || *target == m.user || !eligible(&m.stanza)
         {
             return Flow::Next;
         }
-        copy_here(&m.services, *target, true, &m.stanza, |c| Some(c.id) == took);
+        copy_here(&m.services, *target, true, &m.stanza, |c| {
+            Some(c.id) == took
+        });
         carbons_elsewhere(&m.services, *target, true, Some(resource), &m.stanza);
         Flow::Next
     })
