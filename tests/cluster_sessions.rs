@@ -424,3 +424,36 @@ async fn a_status_subscriber_is_told_a_user_of_a_killed_node_went_offline() {
         Some("offline".into())
     );
 }
+
+#[tokio::test]
+async fn the_last_activity_of_a_user_of_a_killed_node_counts_from_when_it_was_found_dead() {
+    let t = Two::start().await;
+    let mut alice = stream(&t.a, &t.alice, PASSWORD, "web").await;
+    // Bob's first and only session, on node B: never seen offline before.
+    let mut bob = stream(&t.b, &t.bob, PASSWORD, "phone").await;
+    seen_across(&mut bob, &mut alice).await;
+    t.b.kill9();
+    let ask = format!(
+        "<iq type='get' id='l1' to='{}'><query xmlns='{LAST}'/></iq>",
+        bare(&t.bob)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = alice.iq("l1", &ask).await;
+        let seconds = r
+            .child("query", LAST)
+            .and_then(|q| q.attr("seconds"))
+            .map(str::to_owned);
+        if r.attr("type") == Some("result") && seconds.as_deref() != Some("0") {
+            // Offline, and seen (not "never seen") a moment ago.
+            let s: i64 = seconds.unwrap().parse().unwrap();
+            assert!((0..10).contains(&s), "{r:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still online or never seen: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -27,6 +27,7 @@ use super::stanza::{MessageType, UserKey};
 use super::stream::{parse_standalone, Element};
 use super::Services;
 use crate::chat::{ChatEvent, Subscription};
+use crate::db;
 use crate::hub::cluster::Local;
 use crate::model::{AppId, UserId};
 use crate::ops::telemetry::QUEUE_DROPS;
@@ -121,8 +122,14 @@ impl Local for Node {
                     gone.push(user);
                 }
             }
-            // Their node cannot tell status subscribers any more: each node tells its own.
+            // Their node cannot record their last activity nor tell status subscribers any
+            // more: every surviving node does (the same moment, give or take a heartbeat; the
+            // write is an upsert, so N - 1 of them are harmless) and tells its own subscribers.
+            let now = s.clock.now();
             for user in gone {
+                if let Err(e) = db::xmpp::last_seen_set(&s.pool, user.app, user.user, now).await {
+                    tracing::warn!(error = %e, "recording a dead node's user's last activity");
+                }
                 let bare = user.bare_jid(s.domain()).to_string();
                 status_streaming::push_status_here(&s, user, &bare, 0, true);
             }
