@@ -837,6 +837,80 @@ mod tests {
         ));
     }
 
+    /// The user notices (`Msg::UserNotice`) in what `inbox` holds now.
+    fn user_notices(inbox: &mut mpsc::Receiver<Bytes>) -> usize {
+        let mut n = 0;
+        while let Ok(b) = inbox.try_recv() {
+            let env: Envelope = serde_json::from_slice(&b).unwrap();
+            n += usize::from(matches!(env.msg, Msg::UserNotice { .. }));
+        }
+        n
+    }
+
+    #[test]
+    fn a_user_notice_goes_once_to_each_node_holding_the_user_and_not_to_an_excepted_resource() {
+        use crate::hub::bus::{local::LocalNet, Limits};
+        let limits = Limits {
+            max_message_bytes: 65536,
+            send_queue: 64,
+            receive_queue: 64,
+        };
+        let net = LocalNet::new();
+        let a = net.attach("a", limits);
+        let mut b = net.attach("b", limits);
+        let mut c = net.attach("c", limits);
+        let mut d = net.attach("d", limits);
+        let cluster = Cluster::new(
+            Settings {
+                node: "a".into(),
+                heartbeat: Duration::from_secs(1),
+                node_timeout: Duration::from_secs(3),
+                max_message_bytes: limits.max_message_bytes,
+                max_remote_sessions: 100,
+                max_nodes: 8,
+            },
+            a.bus.clone(),
+        );
+        let hub = Hub::new();
+        let bound = |node: &str, user: i64, resource: &str| {
+            let env = Envelope {
+                from: node.into(),
+                inc: 1,
+                msg: Msg::Bound {
+                    s: Sess {
+                        app: 1,
+                        user,
+                        resource: resource.into(),
+                        available: true,
+                    },
+                },
+            };
+            cluster.handle(&hub, &serde_json::to_vec(&env).unwrap());
+        };
+        bound("b", 7, "phone");
+        bound("b", 7, "tab");
+        bound("c", 7, "desk");
+        bound("d", 8, "other-user");
+        let user = user_key(1, 7).unwrap();
+        let body = serde_json::json!({"notice": "test"});
+        assert_eq!(cluster.notify_user(user, None, body.clone()), 2);
+        assert_eq!(
+            user_notices(&mut b.inbox),
+            1,
+            "once per node, not per session"
+        );
+        assert_eq!(user_notices(&mut c.inbox), 1);
+        assert_eq!(
+            user_notices(&mut d.inbox),
+            0,
+            "holds no session of the user"
+        );
+        // The resource that took the message is the only one of the user on node c.
+        assert_eq!(cluster.notify_user(user, Some("desk"), body), 1);
+        assert_eq!(user_notices(&mut b.inbox), 1);
+        assert_eq!(user_notices(&mut c.inbox), 0);
+    }
+
     #[test]
     fn ids_and_names_from_the_bus_are_checked() {
         assert!(user_key(0, 1).is_none() && user_key(1, -1).is_none());
