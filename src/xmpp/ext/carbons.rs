@@ -98,8 +98,9 @@ fn copy_received(m: &mut Routed) -> BoxFuture<'_, Flow> {
         {
             return Flow::Next;
         }
+        // The addressed resource never gets a copy of its own message, whichever way it took it.
         copy_here(&m.services, *target, true, &m.stanza, |c| {
-            Some(c.id) == took
+            Some(c.id) == took || c.resource == *resource
         });
         carbons_elsewhere(&m.services, *target, true, Some(resource), &m.stanza);
         Flow::Next
