@@ -240,7 +240,7 @@ impl Server {
     }
 
     /// Closes the live streams other processes revoke (`parley session kick`, `parley user
-    /// ban|delete`, later other nodes): their notices arrive over PostgreSQL `LISTEN` on a
+    /// ban|delete`, a logout or password change on another node): their notices arrive over PostgreSQL `LISTEN` on a
     /// dedicated connection to `pg`, opened again with backoff when it drops.
     pub fn listen_for_revocations(&mut self, pg: tokio_postgres::Config) {
         let hub = self.hub.clone();

@@ -1,7 +1,13 @@
-//! Notices between processes over PostgreSQL `LISTEN`/`NOTIFY`: an operator command (or, later,
-//! another node) changes the database and tells every running server what it revoked, so they
-//! close the live streams that rested on it. The database is the one thing they all share, and a
-//! `NOTIFY` sent inside a transaction is delivered only if it commits.
+//! Notices between processes over PostgreSQL `LISTEN`/`NOTIFY`: whoever changes the database
+//! (a REST request on any node, an operator command) tells every running server what it
+//! revoked, so they close the live streams that rested on it. **Every revocation crosses here**
+//! (a logout or `DELETE /session`, a password change, a kick, a ban, a deletion), not over the
+//! cluster bus, because: the `NOTIFY` is sent inside the transaction that makes the change and
+//! is delivered only if it commits (never a stream closed for a change that rolled back, never a
+//! change without its notice); the database is the one thing every process shares, the operator
+//! CLI (which joins no bus) and single nodes included; and it still works while NATS is down.
+//! One path, so a new kind of revocation cannot reach some nodes and not others. The sending
+//! process hears its own notice too (it already closed its streams; closing again is a no-op).
 //!
 //! The payload is opaque here (identity writes and reads it, see
 //! `identity::Revocation::notice`). A notice is a nudge, not a record: one sent while a
@@ -16,7 +22,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::Cached;
 
-/// Revocations: sessions ended by an operator, accounts banned or deleted.
+/// Revocations: sessions ended (by their user or an operator), passwords changed, accounts
+/// banned or deleted.
 pub const REVOKE_CHANNEL: &str = "parley_revoke";
 
 /// First wait before opening a dropped listening connection again; doubled up to [`MAX_BACKOFF`].

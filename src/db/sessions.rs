@@ -130,19 +130,57 @@ pub async fn set_user(
     Ok(row.as_ref().map(from_row))
 }
 
-/// Ends every session of `user` but `keep` (a password change).
-pub async fn delete_others(pool: &DbPool, user: UserId, keep: SessionId) -> Result<u64, DbError> {
-    let c = pool.get().await?;
-    Ok(c.x(
-        "DELETE FROM sessions WHERE user_id = $1 AND id <> $2",
-        &[&user.0, &keep.0],
+/// A session goes back to being an application session (`DELETE /login`) and running servers
+/// are told (`notice`, see [`super::notify`]), in one transaction.
+pub async fn logout(
+    pool: &DbPool,
+    id: SessionId,
+    now: OffsetDateTime,
+    notice: &str,
+) -> Result<(), DbError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    tx.x(
+        "UPDATE sessions SET user_id = NULL, updated_at = $2 WHERE id = $1",
+        &[&id.0, &now],
     )
-    .await?)
+    .await?;
+    super::notify::send(&tx, notice).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
-pub async fn delete(pool: &DbPool, id: SessionId) -> Result<(), DbError> {
-    let c = pool.get().await?;
-    c.x("DELETE FROM sessions WHERE id = $1", &[&id.0]).await?;
+/// Ends every session of `user` but `keep` (a password change) and tells running servers
+/// (`notice`), in one transaction.
+pub async fn delete_others(
+    pool: &DbPool,
+    user: UserId,
+    keep: SessionId,
+    notice: &str,
+) -> Result<u64, DbError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let n = tx
+        .x(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2",
+            &[&user.0, &keep.0],
+        )
+        .await?;
+    super::notify::send(&tx, notice).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Ends a session (`DELETE /session`); `notice`, when given, tells running servers in the same
+/// transaction (an application session has no streams to close).
+pub async fn delete(pool: &DbPool, id: SessionId, notice: Option<&str>) -> Result<(), DbError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    tx.x("DELETE FROM sessions WHERE id = $1", &[&id.0]).await?;
+    if let Some(n) = notice {
+        super::notify::send(&tx, n).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

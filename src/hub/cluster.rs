@@ -22,6 +22,10 @@
 //!   holding sessions of the user, never one per session.
 //! - `notice`: an opaque JSON notice for the adapter (chat events for the room watchers, cache
 //!   invalidations), handed to [`Local::notice`].
+//! - `user_notice`: an opaque JSON notice about one user for the nodes holding that user's
+//!   sessions (one message per node, none when the user has no session elsewhere), handed to
+//!   [`Local::user_notice`]: what only the node holding a connection can decide for it, such
+//!   as whether it gets a message carbon.
 //!
 //! Everything received is hostile input: envelope and stanza sizes are bounded, ids checked
 //! (positive application and user ids, resources of 1–1023 bytes, node names as subject
@@ -60,6 +64,11 @@ pub trait Local: Send + Sync + 'static {
     fn lost(&self, sessions: Vec<(UserKey, String, bool)>);
     /// A notice published by another node (see [`Cluster::notify`]).
     fn notice(&self, body: serde_json::Value);
+    /// A notice about `user`, sent to this node because it holds sessions of theirs (see
+    /// [`Cluster::notify_user`]). Ignored unless the adapter handles it.
+    fn user_notice(&self, user: UserKey, body: serde_json::Value) {
+        let _ = (user, body);
+    }
 }
 
 /// The cluster's settings (from `cluster.*`; the hub does not read the configuration).
@@ -129,6 +138,11 @@ enum Msg {
         xml: String,
     },
     Notice {
+        body: serde_json::Value,
+    },
+    UserNotice {
+        app: i64,
+        user: i64,
         body: serde_json::Value,
     },
 }
@@ -301,6 +315,41 @@ impl Cluster {
     /// Publishes an opaque notice to every other node ([`Local::notice`] there).
     pub fn notify(&self, body: serde_json::Value) {
         self.send(To::All, Msg::Notice { body });
+    }
+
+    /// Publishes an opaque notice about `user` to the other nodes holding sessions of theirs
+    /// other than `except` (one message per node; [`Local::user_notice`] there). Returns how
+    /// many nodes it was sent to.
+    pub fn notify_user(
+        &self,
+        user: UserKey,
+        except: Option<&str>,
+        body: serde_json::Value,
+    ) -> usize {
+        if !self.bus.is_up() {
+            return 0;
+        }
+        let nodes: Vec<Arc<str>> = {
+            let dir = self.lock();
+            let mut nodes: Vec<Arc<str>> = Vec::new();
+            for r in dir.sessions.get(&user).into_iter().flatten() {
+                if except != Some(r.resource.as_str()) && !nodes.contains(&r.node) {
+                    nodes.push(r.node.clone());
+                }
+            }
+            nodes
+        };
+        nodes
+            .iter()
+            .filter(|n| {
+                let msg = Msg::UserNotice {
+                    app: user.app.0,
+                    user: user.user.0,
+                    body: body.clone(),
+                };
+                self.send(To::Node(n), msg)
+            })
+            .count()
     }
 
     // ---- announcements of this node's sessions ----
@@ -609,6 +658,14 @@ impl Cluster {
                     l.notice(body);
                 }
             }
+            Msg::UserNotice { app, user, body } => match user_key(app, user) {
+                Some(u) => {
+                    if let Some(l) = self.local.get() {
+                        l.user_notice(u, body);
+                    }
+                }
+                None => refused("bad user id"),
+            },
         }
     }
 
@@ -778,6 +835,80 @@ mod tests {
             back.msg,
             Msg::Stanza { app: 1, user: 2, to: Target::Resource { ref r }, .. } if r == "phone"
         ));
+    }
+
+    /// The user notices (`Msg::UserNotice`) in what `inbox` holds now.
+    fn user_notices(inbox: &mut mpsc::Receiver<Bytes>) -> usize {
+        let mut n = 0;
+        while let Ok(b) = inbox.try_recv() {
+            let env: Envelope = serde_json::from_slice(&b).unwrap();
+            n += usize::from(matches!(env.msg, Msg::UserNotice { .. }));
+        }
+        n
+    }
+
+    #[test]
+    fn a_user_notice_goes_once_to_each_node_holding_the_user_and_not_to_an_excepted_resource() {
+        use crate::hub::bus::{local::LocalNet, Limits};
+        let limits = Limits {
+            max_message_bytes: 65536,
+            send_queue: 64,
+            receive_queue: 64,
+        };
+        let net = LocalNet::new();
+        let a = net.attach("a", limits);
+        let mut b = net.attach("b", limits);
+        let mut c = net.attach("c", limits);
+        let mut d = net.attach("d", limits);
+        let cluster = Cluster::new(
+            Settings {
+                node: "a".into(),
+                heartbeat: Duration::from_secs(1),
+                node_timeout: Duration::from_secs(3),
+                max_message_bytes: limits.max_message_bytes,
+                max_remote_sessions: 100,
+                max_nodes: 8,
+            },
+            a.bus.clone(),
+        );
+        let hub = Hub::new();
+        let bound = |node: &str, user: i64, resource: &str| {
+            let env = Envelope {
+                from: node.into(),
+                inc: 1,
+                msg: Msg::Bound {
+                    s: Sess {
+                        app: 1,
+                        user,
+                        resource: resource.into(),
+                        available: true,
+                    },
+                },
+            };
+            cluster.handle(&hub, &serde_json::to_vec(&env).unwrap());
+        };
+        bound("b", 7, "phone");
+        bound("b", 7, "tab");
+        bound("c", 7, "desk");
+        bound("d", 8, "other-user");
+        let user = user_key(1, 7).unwrap();
+        let body = serde_json::json!({"notice": "test"});
+        assert_eq!(cluster.notify_user(user, None, body.clone()), 2);
+        assert_eq!(
+            user_notices(&mut b.inbox),
+            1,
+            "once per node, not per session"
+        );
+        assert_eq!(user_notices(&mut c.inbox), 1);
+        assert_eq!(
+            user_notices(&mut d.inbox),
+            0,
+            "holds no session of the user"
+        );
+        // The resource that took the message is the only one of the user on node c.
+        assert_eq!(cluster.notify_user(user, Some("desk"), body), 1);
+        assert_eq!(user_notices(&mut b.inbox), 1);
+        assert_eq!(user_notices(&mut c.inbox), 0);
     }
 
     #[test]

@@ -55,26 +55,47 @@ impl Revocation {
         }
     }
 
-    /// The revocation as a notice for other processes (`db::notify`): `account {user}-{app}` or
-    /// `sessions {user}-{app}` (the user named as in its JID). Only what an operator or another
-    /// node can revoke has one; a token or password revocation stays in the process.
+    /// The revocation as a notice for other processes (`db::notify`): `account {user}-{app}`,
+    /// `sessions {user}-{app}`, `token {user}-{app} {digest}` or `password {user}-{app} {keep}`
+    /// (the user named as in its JID, a token by the hex of its SHA-256, which is what the
+    /// database stores of it anyway: the notice reveals nothing a reader of the database could
+    /// not see). Every revocation has one, so a stream resting on the revoked credential
+    /// closes on whichever node holds it.
     pub fn notice(&self) -> Option<String> {
-        let (kind, app, user) = match *self {
-            Revocation::Account { app, user } => ("account", app, user),
-            Revocation::Sessions { app, user } => ("sessions", app, user),
-            Revocation::Token { .. } | Revocation::Password { .. } => return None,
+        let (kind, app, user, digest) = match *self {
+            Revocation::Account { app, user } => ("account", app, user, None),
+            Revocation::Sessions { app, user } => ("sessions", app, user, None),
+            Revocation::Token { app, user, token } => ("token", app, user, Some(token)),
+            Revocation::Password { app, user, keep } => ("password", app, user, Some(keep)),
         };
-        Some(format!("{kind} {}-{}", user.0, app.0))
+        Some(match digest {
+            None => format!("{kind} {}-{}", user.0, app.0),
+            Some(d) => format!("{kind} {}-{} {}", user.0, app.0, hex::encode(d)),
+        })
     }
 
     /// Reads a notice written by [`Revocation::notice`]; `None` for anything else.
     pub fn from_notice(notice: &str) -> Option<Revocation> {
-        let (kind, who) = notice.split_once(' ')?;
+        let (kind, rest) = notice.split_once(' ')?;
+        let (who, digest) = match rest.split_once(' ') {
+            Some((who, d)) => (who, Some(d)),
+            None => (rest, None),
+        };
         let (user, app) = who.split_once('-')?;
         let (app, user) = (AppId(app.parse().ok()?), UserId(user.parse().ok()?));
-        match kind {
-            "account" => Some(Revocation::Account { app, user }),
-            "sessions" => Some(Revocation::Sessions { app, user }),
+        let digest = match digest {
+            None => None,
+            Some(d) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(d, &mut out).ok()?;
+                Some(out)
+            }
+        };
+        match (kind, digest) {
+            ("account", None) => Some(Revocation::Account { app, user }),
+            ("sessions", None) => Some(Revocation::Sessions { app, user }),
+            ("token", Some(token)) => Some(Revocation::Token { app, user, token }),
+            ("password", Some(keep)) => Some(Revocation::Password { app, user, keep }),
             _ => None,
         }
     }
@@ -145,11 +166,21 @@ mod tests {
     }
 
     #[test]
-    fn an_operator_revocation_crosses_processes_as_a_notice_and_nothing_else_does() {
+    fn every_revocation_crosses_processes_as_a_notice_and_reads_back_as_itself() {
         let (app, user) = (AppId(3), UserId(1001));
         for r in [
             Revocation::Account { app, user },
             Revocation::Sessions { app, user },
+            Revocation::Token {
+                app,
+                user,
+                token: [0xab; 32],
+            },
+            Revocation::Password {
+                app,
+                user,
+                keep: [7; 32],
+            },
         ] {
             let notice = r.notice().expect("has a notice");
             assert_eq!(Revocation::from_notice(&notice), Some(r));
@@ -158,12 +189,7 @@ mod tests {
             Revocation::Sessions { app, user }.notice().as_deref(),
             Some("sessions 1001-3")
         );
-        let token = Revocation::Token {
-            app,
-            user,
-            token: [0; 32],
-        };
-        assert_eq!(token.notice(), None);
+        let ab = "ab".repeat(32);
         for junk in [
             "",
             "sessions",
@@ -172,6 +198,13 @@ mod tests {
             "sessions x-3",
             "sessions 1001-3-4",
             "account 99999999999999999999-1",
+            "token 1001-3",
+            "token 1001-3 abab",
+            "token 1001-3 zz",
+            &format!("sessions 1001-3 {ab}"),
+            &format!("token 1001-3 {ab}00"),
+            &format!("token 1001-3 {ab} x"),
+            &format!("password 1001-3  {ab}"),
         ] {
             assert_eq!(Revocation::from_notice(junk), None, "{junk:?}");
         }

@@ -411,27 +411,31 @@ impl Identity {
     }
 
     /// `DELETE /login`: the session goes back to being an application session; streams that
-    /// logged in with its token close.
+    /// logged in with its token close, on every node (the notice goes with the change).
     pub async fn logout(&self, caller: &Caller) -> Result<(), IdentityError> {
         let user = caller.user()?;
-        db::sessions::set_user(self.pool(), caller.session.id, None, self.clock().now()).await?;
-        self.revoke(Revocation::Token {
+        let revocation = Revocation::Token {
+            app: caller.app.id,
+            user: user.id,
+            token: token_digest(&caller.token),
+        };
+        let notice = revocation.notice().unwrap_or_default();
+        db::sessions::logout(self.pool(), caller.session.id, self.clock().now(), &notice).await?;
+        self.revoke(revocation);
+        Ok(())
+    }
+
+    /// `DELETE /session`; streams that logged in with its token close, on every node.
+    pub async fn destroy_session(&self, caller: &Caller) -> Result<(), IdentityError> {
+        let revocation = caller.user.as_ref().map(|user| Revocation::Token {
             app: caller.app.id,
             user: user.id,
             token: token_digest(&caller.token),
         });
-        Ok(())
-    }
-
-    /// `DELETE /session`; streams that logged in with its token close.
-    pub async fn destroy_session(&self, caller: &Caller) -> Result<(), IdentityError> {
-        db::sessions::delete(self.pool(), caller.session.id).await?;
-        if let Some(user) = &caller.user {
-            self.revoke(Revocation::Token {
-                app: caller.app.id,
-                user: user.id,
-                token: token_digest(&caller.token),
-            });
+        let notice = revocation.and_then(|r| r.notice());
+        db::sessions::delete(self.pool(), caller.session.id, notice.as_deref()).await?;
+        if let Some(r) = revocation {
+            self.revoke(r);
         }
         Ok(())
     }

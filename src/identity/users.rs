@@ -187,12 +187,16 @@ impl Identity {
         .map_err(taken)?
         .ok_or_else(|| IdentityError::NotFound(format!("User {id} not found")))?;
         if secrets.is_some() {
-            db::sessions::delete_others(self.pool(), id, caller.session.id).await?;
-            self.revoke(Revocation::Password {
+            // Every node closes the streams resting on the old password or on the sessions
+            // that ended (the notice goes with the deletion).
+            let revocation = Revocation::Password {
                 app: caller.app.id,
                 user: id,
                 keep: token_digest(&caller.token),
-            });
+            };
+            let notice = revocation.notice().unwrap_or_default();
+            db::sessions::delete_others(self.pool(), id, caller.session.id, &notice).await?;
+            self.revoke(revocation);
         }
         Ok(user)
     }

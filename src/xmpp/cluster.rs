@@ -4,6 +4,15 @@
 //! user of a dead node is unavailable; and applies other nodes' room-membership and privacy
 //! invalidations to this node's caches. It also publishes this node's invalidations.
 //!
+//! Per user: message carbons (XEP-0280) go to the nodes holding the user's other connections,
+//! once per node, and are copied there by the rules of `ext::carbons` (only that node knows which
+//! of its connections enabled carbons or announced caps); a user's first connection and last
+//! disconnection anywhere in the cluster reach the status-streaming subscribers of every node
+//! (subscriptions are per connection, so kept where the subscriber is; the change is
+//! broadcast, one notice per online/offline transition); a user of a dead node is pushed as
+//! offline to the subscribers here. Last activity reads `Hub::is_online`, which covers other
+//! nodes' sessions already.
+//!
 //! Room fan-out crosses as addressed stanzas per recipient (`Hub::deliver_addressed`), and room
 //! occupancy stays per node: an occupant joined on node B is seen by B's room state only.
 
@@ -12,12 +21,13 @@ use std::sync::{Arc, Weak};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use super::ext::{offline, roster};
+use super::ext::{carbons, offline, roster, status_streaming};
 use super::ns;
 use super::stanza::{MessageType, UserKey};
 use super::stream::{parse_standalone, Element};
 use super::Services;
 use crate::chat::{ChatEvent, Subscription};
+use crate::db;
 use crate::hub::cluster::Local;
 use crate::model::{AppId, UserId};
 use crate::ops::telemetry::QUEUE_DROPS;
@@ -38,6 +48,23 @@ enum Notice {
     /// The sender missed some of its own membership changes (its event subscription lagged):
     /// every node forgets its cached room memberships, as the sender's own room watcher does.
     RoomsStale,
+    /// A user's first connection in the cluster bound (`online`), or their last one ended:
+    /// this node's status-streaming subscribers are told.
+    Status { app: i64, user: i64, online: bool },
+}
+
+/// Notices about one user for the nodes holding that user's connections
+/// (`Cluster::notify_user`; the user travels in the envelope).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+enum ForUser {
+    /// A message the user sent (`received` false) or received on resource `skip` (true): the
+    /// original, for a carbon to each of the user's connections here that wants it.
+    Carbon {
+        received: bool,
+        skip: Option<String>,
+        xml: String,
+    },
 }
 
 /// This node, as the cluster sees it.
@@ -86,12 +113,54 @@ impl Local for Node {
             return;
         };
         tokio::spawn(async move {
+            let mut gone: Vec<UserKey> = Vec::new();
             for (user, resource, available) in sessions {
                 if available {
                     unavailable_here(&s, user, &resource).await;
                 }
+                if !gone.contains(&user) && !s.hub.is_online(user) {
+                    gone.push(user);
+                }
+            }
+            // Their node cannot record their last activity nor tell status subscribers any
+            // more: every surviving node does (the same moment, give or take a heartbeat; the
+            // write is an upsert, so N - 1 of them are harmless) and tells its own subscribers.
+            let now = s.clock.now();
+            for user in gone {
+                if let Err(e) = db::xmpp::last_seen_set(&s.pool, user.app, user.user, now).await {
+                    tracing::warn!(error = %e, "recording a dead node's user's last activity");
+                }
+                let bare = user.bare_jid(s.domain()).to_string();
+                status_streaming::push_status_here(&s, user, &bare, 0, true);
             }
         });
+    }
+
+    fn user_notice(&self, user: UserKey, body: serde_json::Value) {
+        let Some(s) = self.services.upgrade() else {
+            return;
+        };
+        match serde_json::from_value::<ForUser>(body) {
+            Ok(ForUser::Carbon {
+                received,
+                skip,
+                xml,
+            }) => {
+                // Checked as if it came from a socket: bounded parse, a 1:1 message only, and
+                // eligible for carbons by this node's reading of it.
+                let msg = match self.parse(xml.as_bytes()) {
+                    Some(m) if m.name == "message" && m.ns == ns::CLIENT => m,
+                    _ => return refused("carbon is not a message"),
+                };
+                if !carbons::eligible(&msg) {
+                    return refused("carbon of an ineligible message");
+                }
+                carbons::copy_here(&s, user, received, &msg, |c| {
+                    skip.as_deref() == Some(c.resource.as_str())
+                });
+            }
+            Err(_) => refused("unreadable user notice"),
+        }
     }
 
     fn notice(&self, body: serde_json::Value) {
@@ -123,6 +192,12 @@ impl Local for Node {
                 }
             }
             Ok(Notice::RoomsStale) => s.hub.rooms.invalidate_all(),
+            Ok(Notice::Status { app, user, online }) => {
+                if let Some(u) = key(app, user) {
+                    let bare = u.bare_jid(s.domain()).to_string();
+                    status_streaming::push_status_here(&s, u, &bare, 0, !online);
+                }
+            }
             _ => tracing::warn!("cluster: unreadable notice ignored"),
         }
     }
@@ -144,6 +219,47 @@ async fn unavailable_here(s: &Services, user: UserKey, resource: &str) {
     // The user's own resources on this node see it go too.
     p.set_attr("to", bare);
     s.hub.local_deliver_to_user(user, &p);
+}
+
+fn refused(why: &'static str) {
+    metrics::counter!(QUEUE_DROPS, "queue" => "cluster_refused").increment(1);
+    tracing::warn!(why, "cluster: notice refused");
+}
+
+/// Sends the original of a carbon to the other nodes holding connections of `user` (but not
+/// only `skip`, the resource that took it), once per node; each copies it to its own
+/// connections that want it ([`carbons::copy_here`]). Nothing on a single node.
+pub fn carbons_elsewhere(
+    s: &Services,
+    user: UserKey,
+    received: bool,
+    skip: Option<&str>,
+    msg: &Element,
+) {
+    let Some(c) = s.hub.cluster() else {
+        return;
+    };
+    let notice = ForUser::Carbon {
+        received,
+        skip: skip.map(str::to_owned),
+        xml: msg.to_standalone_xml(),
+    };
+    if let Ok(body) = serde_json::to_value(&notice) {
+        c.notify_user(user, skip, body);
+    }
+}
+
+/// A user's first connection anywhere bound (`online`) or their last one ended: the other
+/// nodes tell their status-streaming subscribers. Nothing on a single node.
+pub fn status_elsewhere(s: &Services, user: UserKey, online: bool) {
+    send(
+        s,
+        &Notice::Status {
+            app: user.app.0,
+            user: user.user.0,
+            online,
+        },
+    );
 }
 
 /// A user's privacy rules changed on this node: every node forgets its cached copy.

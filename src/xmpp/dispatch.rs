@@ -262,6 +262,9 @@ pub struct Routed {
     /// (set in [`Phase::Deliver`]); `None` when it went to every connection, or to none. The
     /// user's other connections may get a copy (XEP-0280 `received` carbons).
     pub to_resource: Option<ConnId>,
+    /// A message to a full JID went to that resource alone, on another node (set in
+    /// [`Phase::Deliver`]): the user's other connections may get a `received` carbon there too.
+    pub to_resource_elsewhere: bool,
     /// Stanzas for the sender's own connection, written in this order after the hooks ran.
     pub out: Vec<Element>,
     /// The connection's RFC 6121 presence state (lent by the session for the stanza).

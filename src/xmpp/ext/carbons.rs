@@ -14,14 +14,23 @@
 //!
 //! Must not copy messages marked `<private/>` or `<no-copy/>`, nor messages other than `chat`
 //! and `normal` with a body (XEP-0280 §6).
+//!
+//! **Several nodes**: the node that routed the message serves its own connections and sends
+//! the original, once, to each other node holding connections of the user
+//! (`xmpp::cluster::carbons_elsewhere`); that node applies the same rules to its connections
+//! ([`copy_here`]), because only it knows which of them enabled carbons or announced caps. The
+//! resource that took the message is named, so it is never copied to itself.
 
+use crate::hub::ConnInfo;
+use crate::xmpp::cluster::carbons_elsewhere;
 use crate::xmpp::dispatch::{
     BoxFuture, Extension, Flow, Hook, Kind, On, Phase, Registration, Reply, Request, Routed, Spec,
     To,
 };
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{MessageType, StanzaError};
+use crate::xmpp::stanza::{MessageType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
+use crate::xmpp::Services;
 
 /// XEP-0334 hints namespace (`<no-copy/>`).
 const HINTS: &str = "urn:xmpp:hints";
@@ -63,18 +72,14 @@ pub const EXTENSION: Extension = Extension {
 };
 
 /// Delivered hook: the sender's other connections with carbons enabled get a `sent` copy of
-/// an eligible 1:1 message (delivered live or kept offline).
+/// an eligible 1:1 message (delivered live or kept offline), on every node.
 fn copy_sent(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
         if matches!(m.to, To::User(..)) && eligible(&m.stanza) {
-            let hub = &m.services.hub;
-            for c in hub.connections(m.user) {
-                if c.id != m.conn && c.carbons {
-                    let to = format!("{}/{}", m.bare, c.resource);
-                    let copy = sent_copy(&m.stanza, &m.bare, &to);
-                    hub.deliver_to_conn(m.user, c.id, copy);
-                }
-            }
+            let conn = m.conn;
+            copy_here(&m.services, m.user, false, &m.stanza, |c| c.id == conn);
+            // The sender's resource is bound here, so no other node holds it.
+            carbons_elsewhere(&m.services, m.user, false, None, &m.stanza);
         }
         Flow::Next
     })
@@ -82,25 +87,54 @@ fn copy_sent(m: &mut Routed) -> BoxFuture<'_, Flow> {
 
 /// Delivered hook: an eligible message that went to one resource of another user alone is
 /// copied, as a `received` carbon, to that user's other connections that enabled carbons and
-/// announced entity capabilities (see the module header for why both).
+/// announced entity capabilities (see the module header for why both), on every node.
 fn copy_received(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
-        let (To::User(target, Some(_)), Some(took)) = (&m.to, m.to_resource) else {
+        let To::User(target, Some(resource)) = &m.to else {
             return Flow::Next;
         };
-        if *target == m.user || !eligible(&m.stanza) {
+        let took = m.to_resource;
+        if (took.is_none() && !m.to_resource_elsewhere) || *target == m.user || !eligible(&m.stanza)
+        {
             return Flow::Next;
         }
-        let hub = &m.services.hub;
-        let bare = target.bare_jid(m.services.domain()).to_string();
-        for c in hub.connections(*target) {
-            if c.id != took && wants_received(c.carbons, c.caps.is_some()) {
-                let to = format!("{bare}/{}", c.resource);
-                hub.deliver_to_conn(*target, c.id, received_copy(&m.stanza, &bare, &to));
-            }
-        }
+        // The addressed resource never gets a copy of its own message, whichever way it took it.
+        copy_here(&m.services, *target, true, &m.stanza, |c| {
+            Some(c.id) == took || c.resource == *resource
+        });
+        carbons_elsewhere(&m.services, *target, true, Some(resource), &m.stanza);
         Flow::Next
     })
+}
+
+/// Delivers a carbon of `msg` to `user`'s connections on this node that want it: for `sent`,
+/// those that enabled carbons; for `received`, those that also announced caps; never one that
+/// `skip` names (the sender's, or the one that took the message).
+pub fn copy_here(
+    services: &Services,
+    user: UserKey,
+    received: bool,
+    msg: &Element,
+    skip: impl Fn(&ConnInfo) -> bool,
+) {
+    let hub = &services.hub;
+    let bare = user.bare_jid(services.domain()).to_string();
+    for c in hub.connections(user) {
+        let wanted = if received {
+            wants_received(c.carbons, c.caps.is_some())
+        } else {
+            c.carbons
+        };
+        if wanted && !skip(&c) {
+            let to = format!("{bare}/{}", c.resource);
+            let copy = if received {
+                received_copy(msg, &bare, &to)
+            } else {
+                sent_copy(msg, &bare, &to)
+            };
+            hub.deliver_to_conn(user, c.id, copy);
+        }
+    }
 }
 
 /// Whether a connection gets `received` carbons: it enabled carbons and announced XEP-0115

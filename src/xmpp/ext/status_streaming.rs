@@ -64,8 +64,21 @@ pub fn push(from_bare: &str, to_full: &str, seconds: i64) -> Element {
 }
 
 /// Tells the connections subscribed to `user` (bare JID `bare`) that the user came online (0)
-/// or left (`offline`: the seconds, and the text `offline`).
+/// or left (`offline`: the seconds, and the text `offline`), on every node: the session calls
+/// it for the user's first connection and last disconnection in the cluster.
 pub fn push_status(services: &Services, user: UserKey, bare: &str, seconds: i64, offline: bool) {
+    push_status_here(services, user, bare, seconds, offline);
+    crate::xmpp::cluster::status_elsewhere(services, user, !offline);
+}
+
+/// [`push_status`] to this node's subscribers only (what another node's notice asks for).
+pub fn push_status_here(
+    services: &Services,
+    user: UserKey,
+    bare: &str,
+    seconds: i64,
+    offline: bool,
+) {
     let hub = &services.hub;
     for (sub, conn) in hub.status_subscribers(user) {
         for c in hub.connections(sub) {

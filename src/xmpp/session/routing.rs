@@ -57,7 +57,10 @@ fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
         m.delivered = match resource {
             Some(_) if m.to_resource.is_some() => 1,
             // Not here: the resource may be bound on another node (a no-op on a single node).
-            Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => 1,
+            Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => {
+                m.to_resource_elsewhere = true;
+                1
+            }
             Some(_) if resource_only => 0,
             _ => hub.deliver_to_user(*target, &m.stanza),
         };
@@ -179,6 +182,7 @@ impl Session {
             stanza,
             delivered: 0,
             to_resource: None,
+            to_resource_elsewhere: false,
             out: Vec::new(),
             presence: std::mem::take(&mut self.presence),
             app: self.app.take(),
