@@ -304,6 +304,7 @@ async fn join_cluster(
         max_message_bytes: c.max_message_bytes,
         max_remote_sessions: c.max_remote_sessions,
         max_nodes: c.max_nodes,
+        max_remote_occupants: c.max_remote_occupants,
     };
     let cl = cluster::Cluster::new(settings, attached.bus);
     hub.join_cluster(cl.clone());

@@ -4,21 +4,25 @@
 //! user of a dead node is unavailable; and applies other nodes' room-membership and privacy
 //! invalidations to this node's caches. It also publishes this node's invalidations.
 //!
-//! Room fan-out crosses as addressed stanzas per recipient (`Hub::deliver_addressed`), and room
-//! occupancy stays per node: an occupant joined on node B is seen by B's room state only.
+//! Rooms: this node delivers another node's room stanza to its own recipients with the same
+//! checks as its own fan-out (`muc::deliver_here`, one ordered worker so a room's messages keep
+//! their order), shows its occupants the presences of other nodes' occupants, and their
+//! unavailable presence when their node dies or leaves. Which occupants other nodes hold is
+//! kept by `hub::rooms` from `hub::cluster`.
 
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use super::ext::{offline, roster};
+use super::ext::{muc, offline, roster};
 use super::ns;
 use super::stanza::{MessageType, UserKey};
 use super::stream::{parse_standalone, Element};
 use super::Services;
 use crate::chat::{ChatEvent, Subscription};
 use crate::hub::cluster::Local;
+use crate::hub::rooms::{Occupant, RoomKey};
 use crate::model::{AppId, UserId};
 use crate::ops::telemetry::QUEUE_DROPS;
 
@@ -43,13 +47,45 @@ enum Notice {
 /// This node, as the cluster sees it.
 pub struct Node {
     services: Weak<Services>,
+    /// Room stanzas from other nodes, for the worker that delivers them in order.
+    rooms: mpsc::Sender<RoomStanza>,
+}
+
+/// Another node's room stanza for some of this node's users.
+struct RoomStanza {
+    app: AppId,
+    sender: i64,
+    users: Vec<i64>,
+    stanza: Element,
 }
 
 impl Node {
+    /// This node; starts the worker that delivers other nodes' room stanzas (its queue holds
+    /// `cluster.receive_queue` of them).
     pub fn new(services: &Arc<Services>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(services.config.cluster.receive_queue.max(1));
+        tokio::spawn(deliver_rooms(Arc::downgrade(services), rx));
         Arc::new(Self {
             services: Arc::downgrade(services),
+            rooms: tx,
         })
+    }
+}
+
+/// Delivers other nodes' room stanzas one after the other (the privacy check may wait on the
+/// database; one worker keeps a room's messages in the order they crossed).
+async fn deliver_rooms(services: Weak<Services>, mut rx: mpsc::Receiver<RoomStanza>) {
+    while let Some(r) = rx.recv().await {
+        let Some(s) = services.upgrade() else {
+            return;
+        };
+        for uid in r.users {
+            let to = UserKey {
+                app: r.app,
+                user: UserId(uid),
+            };
+            muc::deliver_here(&s, r.sender, to, &r.stanza).await;
+        }
     }
 }
 
@@ -107,13 +143,14 @@ impl Local for Node {
             }) if app > 0 && dialog.len() <= 64 => {
                 let k = (AppId(app), dialog);
                 s.hub.rooms.invalidate(&k);
-                // This node's occupancy of the room follows; the users themselves were told
-                // on every node by the node that made the change.
+                // This node's occupancy of the room follows, and its occupants see the removed
+                // leave; the users themselves were told on every node by the node that made
+                // the change.
                 if deleted {
                     s.hub.rooms.remove_room(&k);
                 } else {
                     for uid in removed {
-                        s.hub.rooms.remove_user(&k, uid);
+                        muc::removed_elsewhere(&s, &k, uid);
                     }
                 }
             }
@@ -124,6 +161,31 @@ impl Local for Node {
             }
             Ok(Notice::RoomsStale) => s.hub.rooms.invalidate_all(),
             _ => tracing::warn!("cluster: unreadable notice ignored"),
+        }
+    }
+
+    fn room_stanza(&self, app: AppId, sender: i64, users: Vec<i64>, stanza: Element) {
+        let job = RoomStanza {
+            app,
+            sender,
+            users,
+            stanza,
+        };
+        if self.rooms.try_send(job).is_err() {
+            metrics::counter!(QUEUE_DROPS, "queue" => "cluster_rooms").increment(1);
+            tracing::warn!("cluster: room stanza queue full: dropped");
+        }
+    }
+
+    fn room_show(&self, room: RoomKey, user: i64, presences: Vec<Element>) {
+        if let Some(s) = self.services.upgrade() {
+            muc::show_remote(&s, &room, user, &presences);
+        }
+    }
+
+    fn rooms_lost(&self, gone: Vec<(RoomKey, Occupant)>) {
+        if let Some(s) = self.services.upgrade() {
+            muc::lost_remote(&s, gone);
         }
     }
 }

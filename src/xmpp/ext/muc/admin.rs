@@ -5,7 +5,7 @@
 //! `moderator` makes an admin and `participant` takes it back. The lists (`get`) read the
 //! dialog. Occupants whose role changed are shown with their new item.
 
-use super::join::{item, to_occupants, unavailable, with_status};
+use super::join::{item, publish, to_occupants, unavailable, with_status};
 use super::{chat_err, key, user_key, Iq, RoomAddr};
 use crate::chat::rooms::Affiliation;
 use crate::chat::Actor;
@@ -61,12 +61,9 @@ fn kick_live(s: &Services, k: &RoomKey, uid: i64, code: &str) {
         std::slice::from_ref(&gone),
         &with_status(p.clone(), &[code], true),
     );
-    to_occupants(
-        s,
-        k.0,
-        &s.hub.rooms.occupants(k),
-        &with_status(p, &[code], false),
-    );
+    let others = with_status(p, &[code], false);
+    to_occupants(s, k.0, &s.hub.rooms.occupants(k), &others);
+    publish(s, k, uid, std::slice::from_ref(&others));
 }
 
 /// Shows a joined occupant's new affiliation and role to everyone in the room.
@@ -80,6 +77,7 @@ fn refresh(s: &Services, k: &RoomKey, d: &Dialog, uid: i64) {
     p.push(Element::new("x", ns::MUC_USER).with_child(item(d, &[uid], uid)));
     s.hub.rooms.set_presence(k, uid, p.clone());
     to_occupants(s, k.0, &s.hub.rooms.occupants(k), &p);
+    publish(s, k, uid, std::slice::from_ref(&p));
 }
 
 pub(super) async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: &RoomAddr) -> Reply {
