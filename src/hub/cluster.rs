@@ -880,7 +880,11 @@ impl Cluster {
         }
         let xml = stanza.to_xml(WIRE_SCOPE);
         // An id is at most 20 digits and a comma; the rest of the envelope well under 512 bytes.
-        let room = self.settings.max_message_bytes.saturating_sub(xml.len() + 512) / 21;
+        let room = self
+            .settings
+            .max_message_bytes
+            .saturating_sub(xml.len() + 512)
+            / 21;
         if room == 0 {
             refused("room stanza too large for the bus");
             return 0;
@@ -911,7 +915,13 @@ impl Cluster {
         let (mut size, mut first) = (0, true);
         let flush = |chunk: &mut Vec<Occ>, first: &mut bool| {
             let list = std::mem::take(chunk);
-            if self.send(To::All, Msg::Occupancy { list, first: *first }) {
+            if self.send(
+                To::All,
+                Msg::Occupancy {
+                    list,
+                    first: *first,
+                },
+            ) {
                 metrics::counter!(CLUSTER_ROOM_MESSAGES, "kind" => "occupancy").increment(1);
             }
             *first = false;

@@ -467,7 +467,9 @@ impl Rooms {
     pub fn occupants(&self, key: &RoomKey) -> Vec<Occupant> {
         let st = self.lock();
         let here = st.rooms.get(key);
-        let mut v: Vec<Occupant> = here.map(|r| r.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<Occupant> = here
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
         if let Some(remote) = st.remote.get(key) {
             v.extend(
                 remote

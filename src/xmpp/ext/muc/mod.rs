@@ -292,7 +292,12 @@ async fn membership(
 /// **The one place a room stanza reaches one user** (their connections on this node): not
 /// when the recipient's privacy rules (or the sender's block) exclude the sender's group
 /// messages. Another node's share of a fan-out arrives here too (`xmpp::cluster`).
-pub(crate) async fn deliver_here(s: &Services, sender: i64, to: UserKey, stanza: &Element) -> usize {
+pub(crate) async fn deliver_here(
+    s: &Services,
+    sender: i64,
+    to: UserKey,
+    stanza: &Element,
+) -> usize {
     if !s.hub.has_local(to) {
         return 0;
     }
