@@ -1126,6 +1126,77 @@ mod tests {
         ));
     }
 
+    /// An adapter that reads every stanza as an empty presence and ignores the rest.
+    struct Stub;
+
+    impl Local for Stub {
+        fn parse(&self, _: &[u8]) -> Option<Element> {
+            Some(Element::new("presence", "jabber:client"))
+        }
+        fn undelivered(&self, _: UserKey, _: Element) {}
+        fn lost(&self, _: Vec<(UserKey, String, bool)>) {}
+        fn notice(&self, _: serde_json::Value) {}
+    }
+
+    const DIALOG: &str = "5c094c0ce588ce6856f87422";
+
+    fn occupant(dialog: &str, user: i64, nick: &str) -> Vec<u8> {
+        let env = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupant {
+                app: 1,
+                dialog: dialog.into(),
+                user,
+                state: Some((nick.into(), "<presence xmlns='jabber:client'/>".into())),
+                show: Vec::new(),
+            },
+        };
+        serde_json::to_vec(&env).unwrap()
+    }
+
+    #[tokio::test]
+    async fn another_nodes_occupants_are_checked_bounded_and_go_with_their_node() {
+        let net = super::super::bus::local::LocalNet::new();
+        let limits = super::super::bus::Limits {
+            max_message_bytes: 4096,
+            send_queue: 8,
+            receive_queue: 8,
+        };
+        let settings = Settings {
+            node: "a".into(),
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
+            max_message_bytes: 4096,
+            max_remote_sessions: 10,
+            max_nodes: 4,
+            max_remote_occupants: 1,
+        };
+        let c = Cluster::new(settings, net.attach("a", limits).bus);
+        c.set_local(Arc::new(Stub));
+        let hub = Arc::new(Hub::new());
+        let _ = c.hub.set(Arc::downgrade(&hub));
+        for bad in [
+            occupant("not-a-dialog", 8, "bob"),
+            occupant(DIALOG, 0, "bob"),
+            occupant(DIALOG, 8, ""),
+            occupant(DIALOG, 8, "a\u{0}b"),
+        ] {
+            c.handle(&hub, &bad);
+        }
+        assert_eq!(hub.rooms.remote_count(), 0);
+        c.handle(&hub, &occupant(DIALOG, 8, "bob"));
+        c.handle(&hub, &occupant(DIALOG, 9, "carol"));
+        assert_eq!(hub.rooms.remote_count(), 1, "cluster.max_remote_occupants");
+        let leaving = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Leaving,
+        };
+        c.handle(&hub, &serde_json::to_vec(&leaving).unwrap());
+        assert_eq!(hub.rooms.remote_count(), 0);
+    }
+
     #[test]
     fn ids_and_names_from_the_bus_are_checked() {
         assert!(user_key(0, 1).is_none() && user_key(1, -1).is_none());
@@ -1133,5 +1204,9 @@ mod tests {
         assert!(!valid_resource("") && !valid_resource(&"r".repeat(1024)));
         assert!(!valid_resource("a\nb") && valid_resource("phone"));
         assert!(!valid_node("a.b") && !valid_node("") && valid_node("node-1_b"));
+        assert!(room_key(1, "5c094c0ce588ce6856f87422").is_some());
+        assert!(room_key(0, "5c094c0ce588ce6856f87422").is_none());
+        assert!(room_key(1, "5C094C0CE588CE6856F87422").is_none());
+        assert!(room_key(1, "../etc").is_none() && room_key(1, "").is_none());
     }
 }

@@ -653,6 +653,75 @@ mod tests {
         assert_eq!(r.by_nick(&key(), "alicia").map(|o| o.user), Some(7));
     }
 
+    fn node(n: &str) -> Arc<str> {
+        n.into()
+    }
+
+    #[test]
+    fn an_occupant_held_by_another_node_is_listed_and_holds_its_nick() {
+        let r = Rooms::default();
+        assert!(r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 10));
+        assert_eq!(r.joined_users(&key()), vec![8]);
+        assert_eq!(r.nick_of(&key(), 8).as_deref(), Some("bob"));
+        assert_eq!(
+            r.join(&key(), 7, 1, "a", "bob", p()).unwrap_err(),
+            JoinError::NickTaken
+        );
+        let j = r.join(&key(), 7, 1, "a", "alice", p()).unwrap();
+        assert!(j.first);
+        assert_eq!(j.others.len(), 1);
+        assert!(j.others[0].conns.is_empty(), "no connection here");
+        assert_eq!(r.occupants(&key()).len(), 2);
+        // Only what this node holds goes into its snapshot.
+        assert_eq!(r.local_occupancy().len(), 1);
+    }
+
+    #[test]
+    fn an_occupant_on_two_nodes_leaves_only_when_the_last_one_lets_go() {
+        let r = Rooms::default();
+        r.set_remote(&node("b"), &key(), 7, "alice".into(), p(), 10);
+        r.set_remote(&node("c"), &key(), 7, "alice".into(), p(), 10);
+        let j = r.join(&key(), 7, 1, "a", "alice", p()).unwrap();
+        assert!(!j.first, "the room already showed alice");
+        assert!(matches!(r.leave(&key(), 7, 1), Some(None)));
+        assert!(r.remove_remote("b", &key(), 7).is_none());
+        assert_eq!(r.remove_remote("c", &key(), 7).map(|o| o.user), Some(7));
+        assert!(r.joined_users(&key()).is_empty());
+        assert_eq!(r.remote_count(), 0);
+    }
+
+    #[test]
+    fn a_nodes_occupants_go_with_it() {
+        let r = Rooms::default();
+        let other: RoomKey = (AppId(1), "e".into());
+        r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 10);
+        r.set_remote(&node("b"), &other, 8, "bob".into(), p(), 10);
+        r.set_remote(&node("c"), &key(), 9, "carol".into(), p(), 10);
+        r.join(&key(), 8, 1, "a", "bob", p()).unwrap();
+        let mut gone: Vec<RoomKey> = r
+            .drop_remote_node("b")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        gone.sort();
+        // Bob is still joined here in the first room: he left only the other.
+        assert_eq!(gone, vec![other]);
+        assert_eq!(r.joined_users(&key()), vec![8, 9]);
+        assert_eq!(r.remote_count(), 1);
+    }
+
+    #[test]
+    fn other_nodes_occupants_are_bounded() {
+        let r = Rooms::default();
+        assert!(r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 1));
+        assert!(!r.set_remote(&node("b"), &key(), 9, "x".into(), p(), 1));
+        // An update of a known entry is not a new one.
+        assert!(r.set_remote(&node("b"), &key(), 8, "robert".into(), p(), 1));
+        assert_eq!(r.nick_of(&key(), 8).as_deref(), Some("robert"));
+        assert_eq!(r.remove_user(&key(), 8).map(|o| o.user), Some(8));
+        assert_eq!(r.remote_count(), 0);
+    }
+
     #[test]
     fn a_rooms_name_lives_as_long_as_its_occupants() {
         let r = Rooms::default();
