@@ -250,3 +250,54 @@ async fn a_killed_nodes_occupants_leave_the_room_for_the_others_within_seconds()
     let mut carol = online(&n[0], &n[0], "carol").await;
     joined(&mut carol, "bob").await;
 }
+
+fn codes(p: &Element) -> Vec<String> {
+    p.child("x", "http://jabber.org/protocol/muc#user")
+        .map(|x| {
+            x.elements()
+                .filter(|e| e.name == "status")
+                .filter_map(|e| e.attr("code").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_kick_made_on_one_node_takes_the_occupant_out_on_the_node_holding_them() {
+    let (_nats, n) = cluster(&["node-a", "node-b"]).await;
+    let mut alice = online(&n[0], &n[0], "alice").await;
+    let mut bob = online(&n[0], &n[1], "bob").await;
+    let mut carol = online(&n[0], &n[1], "carol").await;
+    joined(&mut alice, "alice").await;
+    joined(&mut bob, "bob").await;
+    joined(&mut carol, "carol").await;
+    presence_of(&mut alice, "carol", false).await;
+    // Alice (the owner, on A) kicks Bob (joined on B).
+    let r = alice
+        .iq(
+            "k1",
+            &format!(
+                "<iq type='set' id='k1' to='{LOBBY}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='none'/></query></iq>"
+            ),
+        )
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let mine = presence_of(&mut bob, "bob", true).await;
+    let cs = codes(&mine);
+    assert!(
+        cs.contains(&"307".into()) && cs.contains(&"110".into()),
+        "{cs:?}"
+    );
+    for c in [&mut alice, &mut carol] {
+        let seen = presence_of(c, "bob", true).await;
+        assert!(codes(&seen).contains(&"307".into()));
+    }
+    // Out on every node: a groupchat from Bob is refused, and his nick is free.
+    bob.send_raw(&groupchat("after", "still here?")).await;
+    let e = bob
+        .expect("the refusal", |e| e.attr("id") == Some("after"))
+        .await;
+    assert_eq!(e.attr("type"), Some("error"), "{e:?}");
+    let mut dave = online(&n[0], &n[0], "dave").await;
+    joined(&mut dave, "bob").await;
+}

@@ -42,6 +42,14 @@ enum Notice {
     /// The sender missed some of its own membership changes (its event subscription lagged):
     /// every node forgets its cached room memberships, as the sender's own room watcher does.
     RoomsStale,
+    /// An occupant was kicked (307) or banned (301) from a room on the sender: the node holding
+    /// their joined connections takes them out and tells them (the others were shown it).
+    Kicked {
+        app: i64,
+        dialog: String,
+        user: i64,
+        code: String,
+    },
 }
 
 /// This node, as the cluster sees it.
@@ -160,6 +168,18 @@ impl Local for Node {
                 }
             }
             Ok(Notice::RoomsStale) => s.hub.rooms.invalidate_all(),
+            Ok(Notice::Kicked {
+                app,
+                dialog,
+                user,
+                code,
+            }) if app > 0
+                && user > 0
+                && dialog.len() <= 64
+                && matches!(code.as_str(), "301" | "307") =>
+            {
+                muc::kicked_elsewhere(&s, &(AppId(app), dialog), user, &code);
+            }
             _ => tracing::warn!("cluster: unreadable notice ignored"),
         }
     }
@@ -217,6 +237,20 @@ pub fn forget_privacy(s: &Services, user: UserKey) {
             user: user.user.0,
         }));
     }
+}
+
+/// An occupant was kicked or banned from a room on this node: the node holding their joined
+/// connections (maybe another) takes them out.
+pub fn kicked(s: &Services, k: &RoomKey, user: i64, code: &str) {
+    send(
+        s,
+        &Notice::Kicked {
+            app: k.0 .0,
+            dialog: k.1.clone(),
+            user,
+            code: code.to_owned(),
+        },
+    );
 }
 
 /// Publishes this node's room-membership changes to the other nodes, until shutdown.

@@ -64,6 +64,27 @@ fn kick_live(s: &Services, k: &RoomKey, uid: i64, code: &str) {
     let others = with_status(p, &[code], false);
     to_occupants(s, k.0, &s.hub.rooms.occupants(k), &others);
     publish(s, k, uid, std::slice::from_ref(&others));
+    crate::xmpp::cluster::kicked(s, k, uid, code);
+}
+
+/// Another node kicked or banned `uid` (and showed it to every node's occupants): if their
+/// joined connections are here, they leave the room and are told, with `code`.
+pub fn kicked_elsewhere(s: &Services, k: &RoomKey, uid: i64, code: &str) {
+    let Some(gone) = s.hub.rooms.remove_user(k, uid) else {
+        return;
+    };
+    if gone.conns.is_empty() {
+        return;
+    }
+    let p = unavailable(&gone.presence);
+    to_occupants(
+        s,
+        k.0,
+        std::slice::from_ref(&gone),
+        &with_status(p, &[code], true),
+    );
+    // The others no longer count this node's connections of them.
+    publish(s, k, uid, &[]);
 }
 
 /// Shows a joined occupant's new affiliation and role to everyone in the room.

@@ -50,6 +50,7 @@ use crate::xmpp::stanza::{MessageType, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
+pub use admin::kicked_elsewhere;
 pub use join::{leave_all, lost_remote, on_presence, show_remote};
 pub use occupants::{on_event, removed_elsewhere, watch_events};
 
