@@ -7,8 +7,9 @@
 //! Rooms: this node delivers another node's room stanza to its own recipients with the same
 //! checks as its own fan-out (`muc::deliver_here`, one ordered worker so a room's messages keep
 //! their order), shows its occupants the presences of other nodes' occupants, and their
-//! unavailable presence when their node dies or leaves. Which occupants other nodes hold is
-//! kept by `hub::rooms` from `hub::cluster`.
+//! unavailable presence when their node dies or leaves; a room kick or ban made here reaches the
+//! node holding the occupant's joined connections (`Notice::Kicked`). Which occupants other
+//! nodes hold is kept by `hub::rooms` from `hub::cluster`.
 
 use std::sync::{Arc, Weak};
 
