@@ -92,6 +92,9 @@ pub struct Settings {
     pub max_nodes: usize,
     /// Most occupants of other nodes kept in this node's rooms (`cluster.max_remote_occupants`).
     pub max_remote_occupants: usize,
+    /// The bound on what a room keeps of an occupant's presence (`xmpp.room_presence_max_bytes`):
+    /// another node's occupant is held to it too, with room for the MUC item around it.
+    pub max_room_presence_bytes: usize,
 }
 
 /// Longest resource part (RFC 7622 §3.4).
@@ -131,6 +134,10 @@ struct Occ {
 
 /// Most presences one occupant change shows (a nick change: two).
 const MAX_SHOWN: usize = 4;
+
+/// What a room presence adds around its payload (the element, `from`, the MUC item and status
+/// codes, namespace declarations).
+const ROOM_PRESENCE_SLACK: usize = 2048;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -700,19 +707,7 @@ impl Cluster {
                 state,
                 show,
             } => self.occupant(hub, &from, app, &dialog, user, state, show),
-            Msg::Occupancy { list, first } => {
-                if first {
-                    // As with sessions: what is still held comes back in this snapshot.
-                    hub.rooms.drop_remote_node(&from);
-                }
-                for o in list {
-                    let Some(k) = room_key(o.app, &o.dialog) else {
-                        refused("bad room");
-                        continue;
-                    };
-                    self.hold(hub, &from, &k, o.user, o.nick, &o.presence);
-                }
-            }
+            Msg::Occupancy { list, first } => self.occupancy(hub, &from, list, first),
             Msg::RoomStanza {
                 app,
                 dialog,
@@ -723,7 +718,45 @@ impl Cluster {
         }
     }
 
-    /// Records that `node` holds `user` in room `k`; false when refused.
+    /// A snapshot chunk of `node`'s occupancy. The first replaces what was known of it: this
+    /// node's occupants see leave those no longer held (announcements lost while the bus was
+    /// down) and arrive those not known before, as if they had been told at the time.
+    fn occupancy(&self, hub: &Hub, node: &Arc<str>, list: Vec<Occ>, first: bool) {
+        let mut gone: HashMap<(RoomKey, i64), Occupant> = if first {
+            hub.rooms
+                .drop_remote_node(node)
+                .into_iter()
+                .map(|(k, o)| ((k, o.user), o))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let mut arrived = Vec::new();
+        for o in list {
+            let Some(k) = room_key(o.app, &o.dialog) else {
+                refused("bad room");
+                continue;
+            };
+            let known = hub.rooms.nick_of(&k, o.user).is_some();
+            let Some(p) = self.hold(hub, node, &k, o.user, o.nick, &o.presence) else {
+                continue;
+            };
+            if gone.remove(&(k.clone(), o.user)).is_none() && !known {
+                arrived.push((k, o.user, p));
+            }
+        }
+        let Some(l) = self.local.get() else {
+            return;
+        };
+        if !gone.is_empty() {
+            l.rooms_lost(gone.into_iter().map(|((k, _), o)| (k, o)).collect());
+        }
+        for (k, user, p) in arrived {
+            l.room_show(k, user, vec![p]);
+        }
+    }
+
+    /// Records that `node` holds `user` in room `k`: the presence recorded, `None` when refused.
     fn hold(
         &self,
         hub: &Hub,
@@ -732,24 +765,26 @@ impl Cluster {
         user: i64,
         nick: String,
         presence: &str,
-    ) -> bool {
+    ) -> Option<Element> {
         if user <= 0 {
             refused("bad user id");
-            return false;
+            return None;
         }
         if !valid_resource(&nick) {
             refused("bad nick");
-            return false;
+            return None;
         }
-        let Some(p) = self.parse_as(presence, "presence") else {
-            return false;
-        };
+        if presence.len() > self.settings.max_room_presence_bytes + ROOM_PRESENCE_SLACK {
+            refused("room presence too large");
+            return None;
+        }
+        let p = self.parse_as(presence, "presence")?;
         let max = self.settings.max_remote_occupants;
-        if !hub.rooms.set_remote(node, k, user, nick, p, max) {
+        if !hub.rooms.set_remote(node, k, user, nick, p.clone(), max) {
             refused("rooms full (cluster.max_remote_occupants)");
-            return false;
+            return None;
         }
-        true
+        Some(p)
     }
 
     /// Parses a stanza from the bus; `None` (counted) unless it is a `jabber:client` `name`.
@@ -790,7 +825,7 @@ impl Cluster {
         }
         match state {
             Some((nick, presence)) => {
-                if !self.hold(hub, from, &k, user, nick, &presence) {
+                if self.hold(hub, from, &k, user, nick, &presence).is_none() {
                     return;
                 }
             }
@@ -1171,6 +1206,7 @@ mod tests {
             max_remote_sessions: 10,
             max_nodes: 4,
             max_remote_occupants: 1,
+            max_room_presence_bytes: 64,
         };
         let c = Cluster::new(settings, net.attach("a", limits).bus);
         c.set_local(Arc::new(Stub));
@@ -1184,6 +1220,19 @@ mod tests {
         ] {
             c.handle(&hub, &bad);
         }
+        // A presence beyond the room's bound (checked before parsing).
+        let big = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupant {
+                app: 1,
+                dialog: DIALOG.into(),
+                user: 8,
+                state: Some(("bob".into(), "x".repeat(64 + ROOM_PRESENCE_SLACK + 1))),
+                show: Vec::new(),
+            },
+        };
+        c.handle(&hub, &serde_json::to_vec(&big).unwrap());
         assert_eq!(hub.rooms.remote_count(), 0);
         c.handle(&hub, &occupant(DIALOG, 8, "bob"));
         c.handle(&hub, &occupant(DIALOG, 9, "carol"));
@@ -1195,6 +1244,76 @@ mod tests {
         };
         c.handle(&hub, &serde_json::to_vec(&leaving).unwrap());
         assert_eq!(hub.rooms.remote_count(), 0);
+    }
+
+    /// [`Stub`], noting which occupants it was told arrived or left.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Local for Recorder {
+        fn parse(&self, xml: &[u8]) -> Option<Element> {
+            Stub.parse(xml)
+        }
+        fn undelivered(&self, _: UserKey, _: Element) {}
+        fn lost(&self, _: Vec<(UserKey, String, bool)>) {}
+        fn notice(&self, _: serde_json::Value) {}
+        fn room_show(&self, _: RoomKey, user: i64, _: Vec<Element>) {
+            self.0.lock().unwrap().push(format!("+{user}"));
+        }
+        fn rooms_lost(&self, gone: Vec<(RoomKey, Occupant)>) {
+            for (_, o) in gone {
+                self.0.lock().unwrap().push(format!("-{}", o.user));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_shows_the_occupants_that_came_and_went_while_announcements_were_lost() {
+        let net = super::super::bus::local::LocalNet::new();
+        let limits = super::super::bus::Limits {
+            max_message_bytes: 4096,
+            send_queue: 8,
+            receive_queue: 8,
+        };
+        let settings = Settings {
+            node: "a".into(),
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
+            max_message_bytes: 4096,
+            max_remote_sessions: 10,
+            max_nodes: 4,
+            max_remote_occupants: 10,
+            max_room_presence_bytes: 4096,
+        };
+        let c = Cluster::new(settings, net.attach("a", limits).bus);
+        let seen = Arc::new(Recorder::default());
+        c.set_local(seen.clone());
+        let hub = Hub::new();
+        // Node b holds users 8 and 9 in the room.
+        c.handle(&hub, &occupant(DIALOG, 8, "bob"));
+        c.handle(&hub, &occupant(DIALOG, 9, "carol"));
+        // Its snapshot after an outage: 9 stayed, 8 left and 10 came meanwhile.
+        let occ = |user: i64, nick: &str| Occ {
+            app: 1,
+            dialog: DIALOG.into(),
+            user,
+            nick: nick.into(),
+            presence: "<presence xmlns='jabber:client'/>".into(),
+        };
+        let snapshot = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupancy {
+                list: vec![occ(9, "carol"), occ(10, "dave")],
+                first: true,
+            },
+        };
+        c.handle(&hub, &serde_json::to_vec(&snapshot).unwrap());
+        let key = (AppId(1), DIALOG.to_owned());
+        assert_eq!(hub.rooms.joined_users(&key), vec![9, 10]);
+        let mut told = seen.0.lock().unwrap().clone();
+        told.sort();
+        assert_eq!(told, vec!["+10", "-8"]);
     }
 
     #[test]

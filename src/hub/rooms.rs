@@ -481,6 +481,21 @@ impl Rooms {
         v
     }
 
+    /// The room's occupants with a connection joined through this node (what a presence from
+    /// the room is delivered to here).
+    pub fn local_occupants(&self, key: &RoomKey) -> Vec<Occupant> {
+        self.lock()
+            .rooms
+            .get(key)
+            .map(|r| {
+                r.values()
+                    .filter(|o| !o.conns.is_empty())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The users joined to the room, on every node (sorted).
     pub fn joined_users(&self, key: &RoomKey) -> Vec<i64> {
         let st = self.lock();

@@ -99,10 +99,13 @@ pub fn show_remote(s: &Services, k: &RoomKey, uid: i64, presences: &[Element]) {
     let others: Vec<Occupant> = s
         .hub
         .rooms
-        .occupants(k)
+        .local_occupants(k)
         .into_iter()
         .filter(|o| o.user != uid)
         .collect();
+    if others.is_empty() {
+        return;
+    }
     for p in presences {
         to_occupants(s, k.0, &others, p);
     }
@@ -113,7 +116,7 @@ pub fn show_remote(s: &Services, k: &RoomKey, uid: i64, presences: &[Element]) {
 pub fn lost_remote(s: &Services, gone: Vec<(RoomKey, Occupant)>) {
     for (k, o) in gone {
         let p = unavailable(&o.presence);
-        to_occupants(s, k.0, &s.hub.rooms.occupants(&k), &p);
+        to_occupants(s, k.0, &s.hub.rooms.local_occupants(&k), &p);
         left(s, &k, s.hub.rooms.name_of(&k).is_some());
     }
 }
