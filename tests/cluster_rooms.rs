@@ -301,3 +301,81 @@ async fn a_kick_made_on_one_node_takes_the_occupant_out_on_the_node_holding_them
     let mut dave = online(&n[0], &n[0], "dave").await;
     joined(&mut dave, "bob").await;
 }
+
+/// A user's session token and the application id, signed in through `n`.
+async fn token(n: &Node, login: &str) -> (String, i64) {
+    let dev: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(n.p.data.join("dev-application.json")).unwrap(),
+    )
+    .unwrap();
+    let body = serde_json::json!({"application_id": dev["application_id"], "auth_key": dev["auth_key"],
+                                  "user": {"login": login, "password": PASSWORD}});
+    let r = n.p.http.post_json("/session", None, body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (
+        r.json()["session"]["token"].as_str().unwrap().to_owned(),
+        dev["application_id"].as_i64().unwrap(),
+    )
+}
+
+/// The user id of a chat user's local part (`{id}-{app}`).
+fn id_of(c: &Client) -> i64 {
+    c.jid
+        .split(['-', '@'])
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no user id in {}", c.jid))
+}
+
+#[tokio::test]
+async fn a_dialog_rooms_message_reaches_members_on_another_node_joined_or_not_in_one_bus_message() {
+    let (_nats, n) = cluster(&["node-a", "node-b"]).await;
+    let mut alice = online(&n[0], &n[0], "alice").await;
+    let mut bob = online(&n[0], &n[1], "bob").await;
+    let mut carol = online(&n[0], &n[1], "carol").await;
+    let (alice_token, app) = token(&n[0], "alice").await;
+    let (alice_id, bob_id, carol_id) = (id_of(&alice), id_of(&bob), id_of(&carol));
+    let r = n[0]
+        .p
+        .http
+        .post_json(
+            "/chat/Dialog",
+            Some(&alice_token),
+            serde_json::json!({"type": 2, "name": "G", "occupants_ids": [bob_id, carol_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let room = format!("{app}_{}@muc.localhost", r.json()["_id"].as_str().unwrap());
+    // As the SDK does: the nick is the user id; Carol stays out of the room.
+    for (c, id) in [(&mut alice, alice_id), (&mut bob, bob_id)] {
+        c.send_raw(&format!(
+            "<presence id='j' to='{room}/{id}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
+        ))
+        .await;
+        c.expect("the self-presence", |e| {
+            e.name == "presence" && e.attr("id") == Some("j")
+        })
+        .await;
+    }
+    let bob_nick = format!("{room}/{bob_id}");
+    alice
+        .expect("bob's join", |e| {
+            e.name == "presence" && e.attr("from") == Some(bob_nick.as_str())
+        })
+        .await;
+    let before = n[0].metric(STANZAS_SENT).await;
+    alice
+        .send_raw(&format!(
+            "<message to='{room}' type='groupchat' id='d1'><body>to the group</body></message>"
+        ))
+        .await;
+    for c in [&mut bob, &mut carol, &mut alice] {
+        let m = exactly_once(c, "d1").await;
+        assert_eq!(m.attr("from"), Some(format!("{room}/{alice_id}").as_str()));
+    }
+    assert_eq!(
+        n[0].metric(STANZAS_SENT).await - before,
+        1.0,
+        "a joined occupant and a member on node B: one bus message"
+    );
+}
