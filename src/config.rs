@@ -619,6 +619,9 @@ pub struct ClusterConfig {
     pub max_remote_sessions: usize,
     /// Most other nodes this node keeps track of.
     pub max_nodes: usize,
+    /// Most occupants joined through other nodes this node keeps in its rooms (one entry per
+    /// room, user and node); beyond it another node's occupant is not recorded (counted).
+    pub max_remote_occupants: usize,
 }
 
 impl Default for ClusterConfig {
@@ -634,6 +637,7 @@ impl Default for ClusterConfig {
             receive_queue: 16_384,
             max_remote_sessions: 1_000_000,
             max_nodes: 64,
+            max_remote_occupants: 1_000_000,
         }
     }
 }

@@ -304,6 +304,8 @@ async fn join_cluster(
         max_message_bytes: c.max_message_bytes,
         max_remote_sessions: c.max_remote_sessions,
         max_nodes: c.max_nodes,
+        max_remote_occupants: c.max_remote_occupants,
+        max_room_presence_bytes: config.xmpp.room_presence_max_bytes,
     };
     let cl = cluster::Cluster::new(settings, attached.bus);
     hub.join_cluster(cl.clone());

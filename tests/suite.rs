@@ -32,6 +32,7 @@ mod xmpp_vcard;
 
 mod cluster;
 mod cluster_sessions;
+mod cluster_rooms;
 mod files_bench;
 mod hostile_auth;
 mod hostile_revocation;

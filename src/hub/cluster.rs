@@ -26,6 +26,15 @@
 //!   sessions (one message per node, none when the user has no session elsewhere), handed to
 //!   [`Local::user_notice`]: what only the node holding a connection can decide for it, such
 //!   as whether it gets a message carbon.
+//! - `occupant` (to all): what the sender now holds of one user in one room (nick and room
+//!   presence, or nothing: they left it there) and the presences the other nodes show their own
+//!   occupants (join, nick change, leave), so every node knows every room's occupants
+//!   (`hub::rooms`); `occupancy`: the same as a snapshot, sent with `sessions`. A node's
+//!   occupants leave every room on the others when it dies or leaves ([`Local::rooms_lost`]).
+//!   Bounded by `cluster.max_remote_occupants`.
+//! - `room_stanza`: a room's stanza for the recipients on one node (their user ids), one
+//!   message per node holding recipients, never one per recipient; that node delivers as its
+//!   own fan-out would ([`Local::room_stanza`]: privacy, each connection addressed).
 //!
 //! Everything received is hostile input: envelope and stanza sizes are bounded, ids checked
 //! (positive application and user ids, resources of 1–1023 bytes, node names as subject
@@ -47,9 +56,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::bus::{Bus, To};
+use super::rooms::{Occupant, RoomKey};
 use super::Hub;
-use crate::model::{AppId, UserId, UserKey};
-use crate::ops::telemetry::QUEUE_DROPS;
+use crate::model::{AppId, ObjectId, UserId, UserKey};
+use crate::ops::telemetry::{CLUSTER_ROOM_MESSAGES, QUEUE_DROPS};
 use crate::xml::{Element, Scope};
 
 /// What the adapter lends the cluster: the hub parses no XML and knows no presence rules.
@@ -69,6 +79,15 @@ pub trait Local: Send + Sync + 'static {
     fn user_notice(&self, user: UserKey, body: serde_json::Value) {
         let _ = (user, body);
     }
+    /// A room stanza from another node for these users of this node: delivered as a local
+    /// fan-out does (same checks, each connection addressed), in the order received.
+    fn room_stanza(&self, _app: AppId, _sender: i64, _users: Vec<i64>, _stanza: Element) {}
+    /// Another node's occupant `user` changed in `room`: show `presences` (from the room, no
+    /// `to`) to this node's occupants of it, but `user`.
+    fn room_show(&self, _room: RoomKey, _user: i64, _presences: Vec<Element>) {}
+    /// Occupants that left their rooms because the node holding them died, left or restarted:
+    /// their unavailable presence to this node's occupants.
+    fn rooms_lost(&self, _gone: Vec<(RoomKey, Occupant)>) {}
 }
 
 /// The cluster's settings (from `cluster.*`; the hub does not read the configuration).
@@ -80,6 +99,11 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub max_remote_sessions: usize,
     pub max_nodes: usize,
+    /// Most occupants of other nodes kept in this node's rooms (`cluster.max_remote_occupants`).
+    pub max_remote_occupants: usize,
+    /// The bound on what a room keeps of an occupant's presence (`xmpp.room_presence_max_bytes`):
+    /// another node's occupant is held to it too, with room for the MUC item around it.
+    pub max_room_presence_bytes: usize,
 }
 
 /// Longest resource part (RFC 7622 §3.4).
@@ -105,6 +129,24 @@ enum Target {
     /// Every connection, each copy addressed to `{bare}/{resource}` (room traffic).
     Addressed { bare: String },
 }
+
+/// One occupant of a room as it travels: the room (application, dialog id), the user, their
+/// nick there and the room's presence for them (XML).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Occ {
+    app: i64,
+    dialog: String,
+    user: i64,
+    nick: String,
+    presence: String,
+}
+
+/// Most presences one occupant change shows (a nick change: two).
+const MAX_SHOWN: usize = 4;
+
+/// What a room presence adds around its payload (the element, `from`, the MUC item and status
+/// codes, namespace declarations).
+const ROOM_PRESENCE_SLACK: usize = 2048;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -144,6 +186,28 @@ enum Msg {
         app: i64,
         user: i64,
         body: serde_json::Value,
+    },
+    /// The sender now holds `user` in the room as `state` (nick, presence XML), or not at all
+    /// (`None`); `show`: presences (XML) the other nodes show their own occupants, in order.
+    Occupant {
+        app: i64,
+        dialog: String,
+        user: i64,
+        state: Option<(String, String)>,
+        show: Vec<String>,
+    },
+    /// A snapshot chunk of the sender's room occupancy; the `first` replaces what was known.
+    Occupancy {
+        list: Vec<Occ>,
+        first: bool,
+    },
+    /// A room stanza for these users of the receiving node.
+    RoomStanza {
+        app: i64,
+        dialog: String,
+        sender: i64,
+        users: Vec<i64>,
+        xml: String,
     },
 }
 
@@ -217,6 +281,8 @@ pub struct Cluster {
     bus: Arc<dyn Bus>,
     dir: Mutex<Directory>,
     local: OnceLock<Arc<dyn Local>>,
+    /// The hub this node serves (set by [`Cluster::run`]): dead nodes' occupants leave its rooms.
+    hub: OnceLock<std::sync::Weak<Hub>>,
 }
 
 /// A resource the cluster accepts: 1 to 1023 bytes, no control characters.
@@ -228,6 +294,12 @@ fn valid_node(n: &str) -> bool {
     (1..=64).contains(&n.len())
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A room key from the wire: a positive application id and a dialog id (lower-case hex).
+fn room_key(app: i64, dialog: &str) -> Option<RoomKey> {
+    (app > 0 && ObjectId::is_valid(dialog) && !dialog.bytes().any(|b| b.is_ascii_uppercase()))
+        .then(|| (AppId(app), dialog.to_owned()))
 }
 
 /// A user key from the wire: both ids positive.
@@ -262,6 +334,7 @@ impl Cluster {
             bus,
             dir: Mutex::new(Directory::default()),
             local: OnceLock::new(),
+            hub: OnceLock::new(),
         })
     }
 
@@ -513,6 +586,7 @@ impl Cluster {
         mut inbox: mpsc::Receiver<Bytes>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let _ = self.hub.set(Arc::downgrade(&hub));
         let mut said_hello = self.send(To::All, Msg::Hello);
         let mut was_up = self.bus.is_up();
         let mut tick = tokio::time::interval(self.settings.heartbeat);
@@ -549,6 +623,7 @@ impl Cluster {
     fn sweep(&self) {
         let timeout = self.settings.node_timeout;
         let mut lost = Vec::new();
+        let mut gone = Vec::new();
         {
             let mut dir = self.lock();
             let dead: Vec<Arc<str>> = dir
@@ -561,9 +636,24 @@ impl Cluster {
                 tracing::warn!(node = %n, "cluster: node timed out; its users are offline");
                 dir.nodes.remove(&n);
                 lost.extend(dir.drop_node(&n));
+                gone.push(n);
             }
         }
         self.tell_lost(lost);
+        for n in gone {
+            self.rooms_gone(&n);
+        }
+    }
+
+    /// `node`'s occupants leave every room here (it died, left or restarted).
+    fn rooms_gone(&self, node: &str) {
+        let Some(hub) = self.hub.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let gone = hub.rooms.drop_remote_node(node);
+        if let (false, Some(l)) = (gone.is_empty(), self.local.get()) {
+            l.rooms_lost(gone);
+        }
     }
 
     fn tell_lost(&self, lost: Vec<(UserKey, String, bool)>) {
@@ -607,6 +697,7 @@ impl Cluster {
                     dir.drop_node(&from)
                 };
                 self.tell_lost(lost);
+                self.rooms_gone(&from);
             }
             Msg::Sessions { list, first } => {
                 if first {
@@ -666,6 +757,290 @@ impl Cluster {
                 }
                 None => refused("bad user id"),
             },
+            Msg::Occupant {
+                app,
+                dialog,
+                user,
+                state,
+                show,
+            } => self.occupant(hub, &from, app, &dialog, user, state, show),
+            Msg::Occupancy { list, first } => self.occupancy(hub, &from, list, first),
+            Msg::RoomStanza {
+                app,
+                dialog,
+                sender,
+                users,
+                xml,
+            } => self.room_stanza_here(app, &dialog, sender, users, &xml),
+        }
+    }
+
+    /// A snapshot chunk of `node`'s occupancy. The first replaces what was known of it: this
+    /// node's occupants see leave those no longer held (announcements lost while the bus was
+    /// down) and arrive those not known before, as if they had been told at the time.
+    fn occupancy(&self, hub: &Hub, node: &Arc<str>, list: Vec<Occ>, first: bool) {
+        let mut gone: HashMap<(RoomKey, i64), Occupant> = if first {
+            hub.rooms
+                .drop_remote_node(node)
+                .into_iter()
+                .map(|(k, o)| ((k, o.user), o))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let mut arrived = Vec::new();
+        for o in list {
+            let Some(k) = room_key(o.app, &o.dialog) else {
+                refused("bad room");
+                continue;
+            };
+            let known = hub.rooms.nick_of(&k, o.user).is_some();
+            let Some(p) = self.hold(hub, node, &k, o.user, o.nick, &o.presence) else {
+                continue;
+            };
+            if gone.remove(&(k.clone(), o.user)).is_none() && !known {
+                arrived.push((k, o.user, p));
+            }
+        }
+        let Some(l) = self.local.get() else {
+            return;
+        };
+        if !gone.is_empty() {
+            l.rooms_lost(gone.into_iter().map(|((k, _), o)| (k, o)).collect());
+        }
+        for (k, user, p) in arrived {
+            l.room_show(k, user, vec![p]);
+        }
+    }
+
+    /// Records that `node` holds `user` in room `k`: the presence recorded, `None` when refused.
+    fn hold(
+        &self,
+        hub: &Hub,
+        node: &Arc<str>,
+        k: &RoomKey,
+        user: i64,
+        nick: String,
+        presence: &str,
+    ) -> Option<Element> {
+        if user <= 0 {
+            refused("bad user id");
+            return None;
+        }
+        if !valid_resource(&nick) {
+            refused("bad nick");
+            return None;
+        }
+        if presence.len() > self.settings.max_room_presence_bytes + ROOM_PRESENCE_SLACK {
+            refused("room presence too large");
+            return None;
+        }
+        let p = self.parse_as(presence, "presence")?;
+        let max = self.settings.max_remote_occupants;
+        if !hub.rooms.set_remote(node, k, user, nick, p.clone(), max) {
+            refused("rooms full (cluster.max_remote_occupants)");
+            return None;
+        }
+        Some(p)
+    }
+
+    /// Parses a stanza from the bus; `None` (counted) unless it is a `jabber:client` `name`.
+    fn parse_as(&self, xml: &str, name: &str) -> Option<Element> {
+        let local = self.local.get()?;
+        let Some(el) = local.parse(xml.as_bytes()) else {
+            refused("stanza does not parse");
+            return None;
+        };
+        if el.name != name || el.ns != "jabber:client" {
+            refused("not the expected stanza");
+            return None;
+        }
+        Some(el)
+    }
+
+    /// Another node's occupant changed: the room's state here follows, and this node's
+    /// occupants are shown what that node's were.
+    #[allow(clippy::too_many_arguments)]
+    fn occupant(
+        &self,
+        hub: &Hub,
+        from: &Arc<str>,
+        app: i64,
+        dialog: &str,
+        user: i64,
+        state: Option<(String, String)>,
+        show: Vec<String>,
+    ) {
+        let Some(k) = room_key(app, dialog) else {
+            return refused("bad room");
+        };
+        if user <= 0 {
+            return refused("bad user id");
+        }
+        if show.len() > MAX_SHOWN {
+            return refused("too many presences");
+        }
+        match state {
+            Some((nick, presence)) => {
+                if self.hold(hub, from, &k, user, nick, &presence).is_none() {
+                    return;
+                }
+            }
+            None => {
+                hub.rooms.remove_remote(from, &k, user);
+            }
+        }
+        let shown: Vec<Element> = show
+            .iter()
+            .filter_map(|x| self.parse_as(x, "presence"))
+            .collect();
+        if let (false, Some(l)) = (shown.is_empty(), self.local.get()) {
+            l.room_show(k, user, shown);
+        }
+    }
+
+    /// A room stanza for some of this node's users.
+    fn room_stanza_here(&self, app: i64, dialog: &str, sender: i64, users: Vec<i64>, xml: &str) {
+        if room_key(app, dialog).is_none() || sender <= 0 || users.iter().any(|u| *u <= 0) {
+            return refused("bad room stanza");
+        }
+        let Some(el) = self.parse_as(xml, "message") else {
+            return;
+        };
+        if let Some(l) = self.local.get() {
+            l.room_stanza(AppId(app), sender, users, el);
+        }
+    }
+
+    // ---- rooms across nodes ----
+
+    /// Tells the other nodes what this node now holds of `user` in room `k` (`state`: nick
+    /// and room presence; `None`: no joined connection here any more), and the presences
+    /// (from the room, no `to`) their occupants are shown, in order.
+    pub fn room_occupant(
+        &self,
+        k: &RoomKey,
+        user: i64,
+        state: Option<(&str, &Element)>,
+        show: &[Element],
+    ) {
+        let msg = Msg::Occupant {
+            app: k.0 .0,
+            dialog: k.1.clone(),
+            user,
+            state: state.map(|(n, p)| (n.to_owned(), p.to_xml(WIRE_SCOPE))),
+            show: show.iter().map(|p| p.to_xml(WIRE_SCOPE)).collect(),
+        };
+        if self.send(To::All, msg) {
+            metrics::counter!(CLUSTER_ROOM_MESSAGES, "kind" => "occupant").increment(1);
+        }
+    }
+
+    /// Sends a room stanza to the other nodes holding sessions of `users`: one message per node
+    /// (more only when its recipients' ids overflow `max_message_bytes`). Returns the messages
+    /// sent.
+    pub fn room_stanza(
+        &self,
+        app: AppId,
+        dialog: &str,
+        sender: i64,
+        users: &[i64],
+        stanza: &Element,
+    ) -> usize {
+        if !self.bus.is_up() {
+            return 0;
+        }
+        let mut by_node: Vec<(Arc<str>, Vec<i64>)> = Vec::new();
+        {
+            let dir = self.lock();
+            for uid in users {
+                let key = UserKey {
+                    app,
+                    user: UserId(*uid),
+                };
+                for r in dir.sessions.get(&key).into_iter().flatten() {
+                    match by_node.iter_mut().find(|(n, _)| *n == r.node) {
+                        Some((_, l)) if l.last() == Some(uid) => {}
+                        Some((_, l)) => l.push(*uid),
+                        None => by_node.push((r.node.clone(), vec![*uid])),
+                    }
+                }
+            }
+        }
+        if by_node.is_empty() {
+            return 0;
+        }
+        let xml = stanza.to_xml(WIRE_SCOPE);
+        // An id is at most 20 digits and a comma; the rest of the envelope well under 512 bytes.
+        let room = self
+            .settings
+            .max_message_bytes
+            .saturating_sub(xml.len() + 512)
+            / 21;
+        if room == 0 {
+            refused("room stanza too large for the bus");
+            return 0;
+        }
+        let mut sent = 0;
+        for (node, list) in by_node {
+            for chunk in list.chunks(room) {
+                let msg = Msg::RoomStanza {
+                    app: app.0,
+                    dialog: dialog.to_owned(),
+                    sender,
+                    users: chunk.to_vec(),
+                    xml: xml.clone(),
+                };
+                if self.send(To::Node(&node), msg) {
+                    sent += 1;
+                    metrics::counter!(CLUSTER_ROOM_MESSAGES, "kind" => "stanza").increment(1);
+                }
+            }
+        }
+        sent
+    }
+
+    /// Sends this node's room occupancy (on the `All` subject, after the sessions), in chunks.
+    fn send_occupancy(&self, hub: &Hub) {
+        let budget = self.settings.max_message_bytes.saturating_sub(256) / 2;
+        let mut chunk = Vec::new();
+        let (mut size, mut first) = (0, true);
+        let flush = |chunk: &mut Vec<Occ>, first: &mut bool| {
+            let list = std::mem::take(chunk);
+            if self.send(
+                To::All,
+                Msg::Occupancy {
+                    list,
+                    first: *first,
+                },
+            ) {
+                metrics::counter!(CLUSTER_ROOM_MESSAGES, "kind" => "occupancy").increment(1);
+            }
+            *first = false;
+        };
+        for ((app, dialog), user, nick, presence) in hub.rooms.local_occupancy() {
+            let presence = presence.to_xml(WIRE_SCOPE);
+            // JSON may double what it quotes (escapes), plus the fields' names.
+            let len = (presence.len() + nick.len()) * 2 + 120;
+            if len > budget {
+                refused("an occupant too large for the bus");
+                continue;
+            }
+            if size + len > budget && !chunk.is_empty() {
+                flush(&mut chunk, &mut first);
+                size = 0;
+            }
+            size += len;
+            chunk.push(Occ {
+                app: app.0,
+                dialog,
+                user,
+                nick,
+                presence,
+            });
+        }
+        if !chunk.is_empty() || first {
+            flush(&mut chunk, &mut first);
         }
     }
 
@@ -675,6 +1050,7 @@ impl Cluster {
     fn seen(&self, node: &str, inc: u64, msg: &Msg) -> Option<Arc<str>> {
         let mut lost = Vec::new();
         let mut ask = false;
+        let mut restarted = false;
         let name = {
             let mut dir = self.lock();
             let full = dir.nodes.len() >= self.settings.max_nodes;
@@ -689,6 +1065,7 @@ impl Cluster {
                     p.seen = Instant::now();
                     let name = p.name.clone();
                     lost = dir.drop_node(&name);
+                    restarted = true;
                     ask = !matches!(msg, Msg::Hello);
                     name
                 }
@@ -716,6 +1093,9 @@ impl Cluster {
             }
         };
         self.tell_lost(lost);
+        if restarted {
+            self.rooms_gone(&name);
+        }
         if ask {
             self.send(To::Node(&name), Msg::Hello);
         }
@@ -784,6 +1164,7 @@ impl Cluster {
         if !chunk.is_empty() || first {
             self.send(To::All, Msg::Sessions { list: chunk, first });
         }
+        self.send_occupancy(hub);
     }
 
     /// A stanza for a user of this node.
@@ -868,6 +1249,8 @@ mod tests {
                 max_message_bytes: limits.max_message_bytes,
                 max_remote_sessions: 100,
                 max_nodes: 8,
+                max_remote_occupants: 100,
+                max_room_presence_bytes: 4096,
             },
             a.bus.clone(),
         );
@@ -911,6 +1294,161 @@ mod tests {
         assert_eq!(user_notices(&mut c.inbox), 0);
     }
 
+    /// An adapter that reads every stanza as an empty presence and ignores the rest.
+    struct Stub;
+
+    impl Local for Stub {
+        fn parse(&self, _: &[u8]) -> Option<Element> {
+            Some(Element::new("presence", "jabber:client"))
+        }
+        fn undelivered(&self, _: UserKey, _: Element) {}
+        fn lost(&self, _: Vec<(UserKey, String, bool)>) {}
+        fn notice(&self, _: serde_json::Value) {}
+    }
+
+    const DIALOG: &str = "5c094c0ce588ce6856f87422";
+
+    fn occupant(dialog: &str, user: i64, nick: &str) -> Vec<u8> {
+        let env = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupant {
+                app: 1,
+                dialog: dialog.into(),
+                user,
+                state: Some((nick.into(), "<presence xmlns='jabber:client'/>".into())),
+                show: Vec::new(),
+            },
+        };
+        serde_json::to_vec(&env).unwrap()
+    }
+
+    #[tokio::test]
+    async fn another_nodes_occupants_are_checked_bounded_and_go_with_their_node() {
+        let net = super::super::bus::local::LocalNet::new();
+        let limits = super::super::bus::Limits {
+            max_message_bytes: 4096,
+            send_queue: 8,
+            receive_queue: 8,
+        };
+        let settings = Settings {
+            node: "a".into(),
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
+            max_message_bytes: 4096,
+            max_remote_sessions: 10,
+            max_nodes: 4,
+            max_remote_occupants: 1,
+            max_room_presence_bytes: 64,
+        };
+        let c = Cluster::new(settings, net.attach("a", limits).bus);
+        c.set_local(Arc::new(Stub));
+        let hub = Arc::new(Hub::new());
+        let _ = c.hub.set(Arc::downgrade(&hub));
+        for bad in [
+            occupant("not-a-dialog", 8, "bob"),
+            occupant(DIALOG, 0, "bob"),
+            occupant(DIALOG, 8, ""),
+            occupant(DIALOG, 8, "a\u{0}b"),
+        ] {
+            c.handle(&hub, &bad);
+        }
+        // A presence beyond the room's bound (checked before parsing).
+        let big = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupant {
+                app: 1,
+                dialog: DIALOG.into(),
+                user: 8,
+                state: Some(("bob".into(), "x".repeat(64 + ROOM_PRESENCE_SLACK + 1))),
+                show: Vec::new(),
+            },
+        };
+        c.handle(&hub, &serde_json::to_vec(&big).unwrap());
+        assert_eq!(hub.rooms.remote_count(), 0);
+        c.handle(&hub, &occupant(DIALOG, 8, "bob"));
+        c.handle(&hub, &occupant(DIALOG, 9, "carol"));
+        assert_eq!(hub.rooms.remote_count(), 1, "cluster.max_remote_occupants");
+        let leaving = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Leaving,
+        };
+        c.handle(&hub, &serde_json::to_vec(&leaving).unwrap());
+        assert_eq!(hub.rooms.remote_count(), 0);
+    }
+
+    /// [`Stub`], noting which occupants it was told arrived or left.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Local for Recorder {
+        fn parse(&self, xml: &[u8]) -> Option<Element> {
+            Stub.parse(xml)
+        }
+        fn undelivered(&self, _: UserKey, _: Element) {}
+        fn lost(&self, _: Vec<(UserKey, String, bool)>) {}
+        fn notice(&self, _: serde_json::Value) {}
+        fn room_show(&self, _: RoomKey, user: i64, _: Vec<Element>) {
+            self.0.lock().unwrap().push(format!("+{user}"));
+        }
+        fn rooms_lost(&self, gone: Vec<(RoomKey, Occupant)>) {
+            for (_, o) in gone {
+                self.0.lock().unwrap().push(format!("-{}", o.user));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_shows_the_occupants_that_came_and_went_while_announcements_were_lost() {
+        let net = super::super::bus::local::LocalNet::new();
+        let limits = super::super::bus::Limits {
+            max_message_bytes: 4096,
+            send_queue: 8,
+            receive_queue: 8,
+        };
+        let settings = Settings {
+            node: "a".into(),
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
+            max_message_bytes: 4096,
+            max_remote_sessions: 10,
+            max_nodes: 4,
+            max_remote_occupants: 10,
+            max_room_presence_bytes: 4096,
+        };
+        let c = Cluster::new(settings, net.attach("a", limits).bus);
+        let seen = Arc::new(Recorder::default());
+        c.set_local(seen.clone());
+        let hub = Hub::new();
+        // Node b holds users 8 and 9 in the room.
+        c.handle(&hub, &occupant(DIALOG, 8, "bob"));
+        c.handle(&hub, &occupant(DIALOG, 9, "carol"));
+        // Its snapshot after an outage: 9 stayed, 8 left and 10 came meanwhile.
+        let occ = |user: i64, nick: &str| Occ {
+            app: 1,
+            dialog: DIALOG.into(),
+            user,
+            nick: nick.into(),
+            presence: "<presence xmlns='jabber:client'/>".into(),
+        };
+        let snapshot = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupancy {
+                list: vec![occ(9, "carol"), occ(10, "dave")],
+                first: true,
+            },
+        };
+        c.handle(&hub, &serde_json::to_vec(&snapshot).unwrap());
+        let key = (AppId(1), DIALOG.to_owned());
+        assert_eq!(hub.rooms.joined_users(&key), vec![9, 10]);
+        let mut told = seen.0.lock().unwrap().clone();
+        told.sort();
+        assert_eq!(told, vec!["+10", "-8"]);
+    }
+
     #[test]
     fn ids_and_names_from_the_bus_are_checked() {
         assert!(user_key(0, 1).is_none() && user_key(1, -1).is_none());
@@ -918,5 +1456,9 @@ mod tests {
         assert!(!valid_resource("") && !valid_resource(&"r".repeat(1024)));
         assert!(!valid_resource("a\nb") && valid_resource("phone"));
         assert!(!valid_node("a.b") && !valid_node("") && valid_node("node-1_b"));
+        assert!(room_key(1, "5c094c0ce588ce6856f87422").is_some());
+        assert!(room_key(0, "5c094c0ce588ce6856f87422").is_none());
+        assert!(room_key(1, "5C094C0CE588CE6856F87422").is_none());
+        assert!(room_key(1, "../etc").is_none() && room_key(1, "").is_none());
     }
 }

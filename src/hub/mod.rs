@@ -489,6 +489,11 @@ impl Hub {
         (st.users.len(), st.users.values().map(Vec::len).sum())
     }
 
+    /// Whether the user has a connection on this node.
+    pub fn has_local(&self, user: UserKey) -> bool {
+        self.lock().users.get(&user).is_some_and(|c| !c.is_empty())
+    }
+
     /// Whether the user has a connection, on this node or (reachable) on another.
     pub fn is_online(&self, user: UserKey) -> bool {
         self.lock().users.get(&user).is_some_and(|c| !c.is_empty())

@@ -5,6 +5,11 @@
 //! events (occupants changed, dialog deleted), by an epoch that makes a load racing an
 //! invalidation harmless, and by a short expiry as a backstop. No SQL, no rules, no sockets,
 //! nothing from the adapters.
+//!
+//! With several nodes, each room also knows the occupants joined through other nodes (nick and
+//! room presence per user and node, from `hub::cluster`; no connections): lookups (occupant
+//! lists, nicks, who has joined) see the whole cluster, so joins, nick conflicts and fan-out
+//! behave as on one node. An occupant leaves the room only when no node holds them any more.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,9 +53,32 @@ struct Cached {
     loaded: Instant,
 }
 
+/// An occupant as another node holds them: no connection here.
+#[derive(Clone, Debug)]
+struct RemoteOcc {
+    node: Arc<str>,
+    nick: String,
+    presence: Element,
+}
+
+impl RemoteOcc {
+    fn occupant(&self, user: i64) -> Occupant {
+        Occupant {
+            user,
+            nick: self.nick.clone(),
+            conns: Vec::new(),
+            presence: self.presence.clone(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     rooms: HashMap<RoomKey, HashMap<i64, Occupant>>,
+    /// Occupants joined through other nodes: room → user → one entry per node holding them.
+    remote: HashMap<RoomKey, HashMap<i64, Vec<RemoteOcc>>>,
+    /// Entries in `remote` (bounded by the caller, `cluster.max_remote_occupants`).
+    remote_count: usize,
     by_conn: HashMap<ConnId, HashSet<RoomKey>>,
     cache: HashMap<RoomKey, Cached>,
     epoch: u64,
@@ -61,6 +89,31 @@ struct State {
 }
 
 impl State {
+    /// Whether another node holds `user` in the room.
+    fn held_elsewhere(&self, key: &RoomKey, user: i64) -> bool {
+        self.remote.get(key).is_some_and(|r| r.contains_key(&user))
+    }
+
+    /// The occupant as another node shows them (the first node's entry).
+    fn remote_occupant(&self, key: &RoomKey, user: i64) -> Option<Occupant> {
+        self.remote
+            .get(key)
+            .and_then(|r| r.get(&user))
+            .and_then(|l| l.first())
+            .map(|o| o.occupant(user))
+    }
+
+    /// Every entry of `user` in the room's remote occupants goes; how many did.
+    fn forget_remote_user(&mut self, key: &RoomKey, user: i64) -> Option<Occupant> {
+        let room = self.remote.get_mut(key)?;
+        let list = room.remove(&user)?;
+        if room.is_empty() {
+            self.remote.remove(key);
+        }
+        self.remote_count = self.remote_count.saturating_sub(list.len());
+        list.first().map(|o| o.occupant(user))
+    }
+
     /// The room has no occupant left: it and its name go.
     fn drop_if_empty(&mut self, key: &RoomKey) {
         if self.rooms.get(key).is_some_and(HashMap::is_empty) {
@@ -200,23 +253,40 @@ impl Rooms {
         presence: Element,
     ) -> Result<Joined, JoinError> {
         let mut st = self.lock();
-        if st
+        let taken_here = st
             .rooms
             .get(key)
-            .is_some_and(|r| r.values().any(|o| o.user != user && o.nick == nick))
-        {
+            .is_some_and(|r| r.values().any(|o| o.user != user && o.nick == nick));
+        let taken_elsewhere = st.remote.get(key).is_some_and(|r| {
+            r.iter()
+                .any(|(u, l)| *u != user && l.iter().any(|o| o.nick == nick))
+        });
+        if taken_here || taken_elsewhere {
             return Err(JoinError::NickTaken);
         }
+        let elsewhere = st.held_elsewhere(key, user);
+        let mut others: Vec<Occupant> = st
+            .remote
+            .get(key)
+            .map(|r| {
+                r.iter()
+                    .filter(|(u, _)| **u != user)
+                    .filter_map(|(u, l)| l.first().map(|o| o.occupant(*u)))
+                    .collect()
+            })
+            .unwrap_or_default();
         st.by_conn.entry(conn).or_default().insert(key.clone());
         let room = st.rooms.entry(key.clone()).or_default();
-        let others = room.values().filter(|o| o.user != user).cloned().collect();
+        // An occupant joined here and elsewhere is shown once, as this node holds them.
+        others.retain(|o| !room.contains_key(&o.user));
+        others.extend(room.values().filter(|o| o.user != user).cloned());
         let occ = room.entry(user).or_insert_with(|| Occupant {
             user,
             nick: nick.to_owned(),
             conns: Vec::new(),
             presence: presence.clone(),
         });
-        let first = occ.conns.is_empty();
+        let first = occ.conns.is_empty() && !elsewhere;
         let old_nick =
             (occ.nick != nick).then(|| std::mem::replace(&mut occ.nick, nick.to_owned()));
         occ.presence = presence;
@@ -254,19 +324,27 @@ impl Rooms {
 
     /// The nick of a user in the room, if they have joined.
     pub fn nick_of(&self, key: &RoomKey, user: i64) -> Option<String> {
-        self.lock()
-            .rooms
+        let st = self.lock();
+        st.rooms
             .get(key)
             .and_then(|r| r.get(&user))
             .map(|o| o.nick.clone())
+            .or_else(|| st.remote_occupant(key, user).map(|o| o.nick))
     }
 
     /// The occupant holding `nick`.
     pub fn by_nick(&self, key: &RoomKey, nick: &str) -> Option<Occupant> {
-        self.lock()
-            .rooms
+        let st = self.lock();
+        st.rooms
             .get(key)
             .and_then(|r| r.values().find(|o| o.nick == nick).cloned())
+            .or_else(|| {
+                st.remote.get(key).and_then(|r| {
+                    r.iter().find_map(|(u, l)| {
+                        l.iter().find(|o| o.nick == nick).map(|o| o.occupant(*u))
+                    })
+                })
+            })
     }
 
     /// Replaces the presence the room shows for an occupant (their role changed).
@@ -299,9 +377,10 @@ impl Rooms {
     }
 
     /// Removes a connection from a room. `None`: it had not joined; `Some(occupant)` when it
-    /// was the user's last joined connection (the occupant left).
+    /// was the user's last joined connection, here and on every other node (the occupant left).
     pub fn leave(&self, key: &RoomKey, user: i64, conn: ConnId) -> Option<Option<Occupant>> {
         let mut st = self.lock();
+        let elsewhere = st.held_elsewhere(key, user);
         if let Some(set) = st.by_conn.get_mut(&conn) {
             set.remove(key);
             if set.is_empty() {
@@ -316,7 +395,7 @@ impl Rooms {
             return None;
         }
         let gone = if occ.conns.is_empty() {
-            room.remove(&user)
+            room.remove(&user).filter(|_| !elsewhere)
         } else {
             None
         };
@@ -324,22 +403,23 @@ impl Rooms {
         Some(gone)
     }
 
-    /// Every room the connection had joined, left; the occupants that left with it.
-    pub fn leave_conn(&self, user: i64, conn: ConnId) -> Vec<(RoomKey, Occupant)> {
+    /// Every room the connection had joined, left: each room, and the occupant when they left
+    /// it with this connection (as [`Rooms::leave`]).
+    pub fn leave_conn(&self, user: i64, conn: ConnId) -> Vec<(RoomKey, Option<Occupant>)> {
         let keys = self.lock().by_conn.remove(&conn).unwrap_or_default();
         keys.into_iter()
-            .filter_map(|k| match self.leave(&k, user, conn) {
-                Some(Some(o)) => Some((k, o)),
-                _ => None,
-            })
+            .filter_map(|k| self.leave(&k, user, conn).map(|gone| (k, gone)))
             .collect()
     }
 
-    /// Removes a user (every connection) from a room.
+    /// Removes a user (every connection, and whatever other nodes hold of them) from a room;
+    /// the occupant, as this node held them or else as another node did.
     pub fn remove_user(&self, key: &RoomKey, user: i64) -> Option<Occupant> {
         let mut st = self.lock();
-        let room = st.rooms.get_mut(key)?;
-        let occ = room.remove(&user)?;
+        let remote = st.forget_remote_user(key, user);
+        let Some(occ) = st.rooms.get_mut(key).and_then(|room| room.remove(&user)) else {
+            return remote;
+        };
         st.drop_if_empty(key);
         for (c, _) in &occ.conns {
             if let Some(set) = st.by_conn.get_mut(c) {
@@ -352,11 +432,19 @@ impl Rooms {
     /// Empties a room; returns who was in it.
     pub fn remove_room(&self, key: &RoomKey) -> Vec<Occupant> {
         let mut st = self.lock();
-        let occ: Vec<Occupant> = st
+        let mut occ: Vec<Occupant> = st
             .rooms
             .remove(key)
             .map(|r| r.into_values().collect())
             .unwrap_or_default();
+        if let Some(remote) = st.remote.remove(key) {
+            for (u, l) in remote {
+                st.remote_count = st.remote_count.saturating_sub(l.len());
+                if !occ.iter().any(|o| o.user == u) {
+                    occ.extend(l.first().map(|o| o.occupant(u)));
+                }
+            }
+        }
         st.drop_if_empty(key);
         for o in &occ {
             for (c, _) in &o.conns {
@@ -374,25 +462,169 @@ impl Rooms {
         (st.rooms.len(), st.rooms.values().map(HashMap::len).sum())
     }
 
-    /// The room's occupants now.
+    /// The room's occupants now, on every node (one per user; those joined only through other
+    /// nodes have no connection here).
     pub fn occupants(&self, key: &RoomKey) -> Vec<Occupant> {
+        let st = self.lock();
+        let here = st.rooms.get(key);
+        let mut v: Vec<Occupant> = here
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        if let Some(remote) = st.remote.get(key) {
+            v.extend(
+                remote
+                    .iter()
+                    .filter(|(u, _)| !here.is_some_and(|r| r.contains_key(u)))
+                    .filter_map(|(u, l)| l.first().map(|o| o.occupant(*u))),
+            );
+        }
+        v
+    }
+
+    /// The room's occupants with a connection joined through this node (what a presence from
+    /// the room is delivered to here).
+    pub fn local_occupants(&self, key: &RoomKey) -> Vec<Occupant> {
         self.lock()
             .rooms
             .get(key)
-            .map(|r| r.values().cloned().collect())
+            .map(|r| {
+                r.values()
+                    .filter(|o| !o.conns.is_empty())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// The users joined to the room (sorted).
+    /// The users joined to the room, on every node (sorted).
     pub fn joined_users(&self, key: &RoomKey) -> Vec<i64> {
-        let mut v: Vec<i64> = self
-            .lock()
+        let st = self.lock();
+        let mut v: Vec<i64> = st
             .rooms
             .get(key)
             .map(|r| r.keys().copied().collect())
             .unwrap_or_default();
+        if let Some(remote) = st.remote.get(key) {
+            v.extend(remote.keys().copied());
+        }
         v.sort_unstable();
+        v.dedup();
         v
+    }
+
+    // ---- occupants held by other nodes (`hub::cluster`) ----
+
+    /// This node's nick and room presence for `user`, while they have a connection joined here.
+    pub fn local_state(&self, key: &RoomKey, user: i64) -> Option<(String, Element)> {
+        self.lock()
+            .rooms
+            .get(key)
+            .and_then(|r| r.get(&user))
+            .filter(|o| !o.conns.is_empty())
+            .map(|o| (o.nick.clone(), o.presence.clone()))
+    }
+
+    /// Every occupant joined through this node: (room, user, nick, presence), for a snapshot.
+    pub fn local_occupancy(&self) -> Vec<(RoomKey, i64, String, Element)> {
+        let st = self.lock();
+        st.rooms
+            .iter()
+            .flat_map(|(k, r)| {
+                r.values()
+                    .filter(|o| !o.conns.is_empty())
+                    .map(|o| (k.clone(), o.user, o.nick.clone(), o.presence.clone()))
+            })
+            .collect()
+    }
+
+    /// `node` holds `user` in the room under `nick` with `presence`. False (nothing recorded)
+    /// when that would make more than `max` entries of other nodes' occupants.
+    pub fn set_remote(
+        &self,
+        node: &Arc<str>,
+        key: &RoomKey,
+        user: i64,
+        nick: String,
+        presence: Element,
+        max: usize,
+    ) -> bool {
+        let mut st = self.lock();
+        let known = st
+            .remote
+            .get_mut(key)
+            .and_then(|r| r.get_mut(&user))
+            .and_then(|l| l.iter_mut().find(|o| o.node == *node));
+        if let Some(o) = known {
+            o.nick = nick;
+            o.presence = presence;
+            return true;
+        }
+        if st.remote_count >= max {
+            return false;
+        }
+        st.remote_count += 1;
+        st.remote
+            .entry(key.clone())
+            .or_default()
+            .entry(user)
+            .or_default()
+            .push(RemoteOcc {
+                node: node.clone(),
+                nick,
+                presence,
+            });
+        true
+    }
+
+    /// `node` no longer holds `user` in the room. The occupant when they have now left it on
+    /// every node (no connection here, no other node holding them).
+    pub fn remove_remote(&self, node: &str, key: &RoomKey, user: i64) -> Option<Occupant> {
+        let mut st = self.lock();
+        let room = st.remote.get_mut(key)?;
+        let list = room.get_mut(&user)?;
+        let pos = list.iter().position(|o| &*o.node == node)?;
+        let gone = list.remove(pos).occupant(user);
+        let emptied = list.is_empty();
+        if emptied {
+            room.remove(&user);
+        }
+        if room.is_empty() {
+            st.remote.remove(key);
+        }
+        st.remote_count = st.remote_count.saturating_sub(1);
+        let here = st.rooms.get(key).is_some_and(|r| r.contains_key(&user));
+        (emptied && !here).then_some(gone)
+    }
+
+    /// Forgets everything `node` held (it died, left or restarted): the occupants that thereby
+    /// left their rooms on every node.
+    pub fn drop_remote_node(&self, node: &str) -> Vec<(RoomKey, Occupant)> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut gone = Vec::new();
+        let mut dropped = 0;
+        st.remote.retain(|key, room| {
+            room.retain(|user, list| {
+                let before = list.len();
+                let first = list.iter().find(|o| &*o.node == node).cloned();
+                list.retain(|o| &*o.node != node);
+                dropped += before - list.len();
+                if let (Some(o), true) = (first, list.is_empty()) {
+                    if !st.rooms.get(key).is_some_and(|r| r.contains_key(user)) {
+                        gone.push((key.clone(), o.occupant(*user)));
+                    }
+                }
+                !list.is_empty()
+            });
+            !room.is_empty()
+        });
+        st.remote_count = st.remote_count.saturating_sub(dropped);
+        gone
+    }
+
+    /// Entries of other nodes' occupants held now.
+    pub fn remote_count(&self) -> usize {
+        self.lock().remote_count
     }
 }
 
@@ -434,6 +666,75 @@ mod tests {
         assert!(j.again);
         assert!(r.join(&key(), 8, 2, "b", "alice", p()).is_ok());
         assert_eq!(r.by_nick(&key(), "alicia").map(|o| o.user), Some(7));
+    }
+
+    fn node(n: &str) -> Arc<str> {
+        n.into()
+    }
+
+    #[test]
+    fn an_occupant_held_by_another_node_is_listed_and_holds_its_nick() {
+        let r = Rooms::default();
+        assert!(r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 10));
+        assert_eq!(r.joined_users(&key()), vec![8]);
+        assert_eq!(r.nick_of(&key(), 8).as_deref(), Some("bob"));
+        assert_eq!(
+            r.join(&key(), 7, 1, "a", "bob", p()).unwrap_err(),
+            JoinError::NickTaken
+        );
+        let j = r.join(&key(), 7, 1, "a", "alice", p()).unwrap();
+        assert!(j.first);
+        assert_eq!(j.others.len(), 1);
+        assert!(j.others[0].conns.is_empty(), "no connection here");
+        assert_eq!(r.occupants(&key()).len(), 2);
+        // Only what this node holds goes into its snapshot.
+        assert_eq!(r.local_occupancy().len(), 1);
+    }
+
+    #[test]
+    fn an_occupant_on_two_nodes_leaves_only_when_the_last_one_lets_go() {
+        let r = Rooms::default();
+        r.set_remote(&node("b"), &key(), 7, "alice".into(), p(), 10);
+        r.set_remote(&node("c"), &key(), 7, "alice".into(), p(), 10);
+        let j = r.join(&key(), 7, 1, "a", "alice", p()).unwrap();
+        assert!(!j.first, "the room already showed alice");
+        assert!(matches!(r.leave(&key(), 7, 1), Some(None)));
+        assert!(r.remove_remote("b", &key(), 7).is_none());
+        assert_eq!(r.remove_remote("c", &key(), 7).map(|o| o.user), Some(7));
+        assert!(r.joined_users(&key()).is_empty());
+        assert_eq!(r.remote_count(), 0);
+    }
+
+    #[test]
+    fn a_nodes_occupants_go_with_it() {
+        let r = Rooms::default();
+        let other: RoomKey = (AppId(1), "e".into());
+        r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 10);
+        r.set_remote(&node("b"), &other, 8, "bob".into(), p(), 10);
+        r.set_remote(&node("c"), &key(), 9, "carol".into(), p(), 10);
+        r.join(&key(), 8, 1, "a", "bob", p()).unwrap();
+        let mut gone: Vec<RoomKey> = r
+            .drop_remote_node("b")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        gone.sort();
+        // Bob is still joined here in the first room: he left only the other.
+        assert_eq!(gone, vec![other]);
+        assert_eq!(r.joined_users(&key()), vec![8, 9]);
+        assert_eq!(r.remote_count(), 1);
+    }
+
+    #[test]
+    fn other_nodes_occupants_are_bounded() {
+        let r = Rooms::default();
+        assert!(r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 1));
+        assert!(!r.set_remote(&node("b"), &key(), 9, "x".into(), p(), 1));
+        // An update of a known entry is not a new one.
+        assert!(r.set_remote(&node("b"), &key(), 8, "robert".into(), p(), 1));
+        assert_eq!(r.nick_of(&key(), 8).as_deref(), Some("robert"));
+        assert_eq!(r.remove_user(&key(), 8).map(|o| o.user), Some(8));
+        assert_eq!(r.remote_count(), 0);
     }
 
     #[test]

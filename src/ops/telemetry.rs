@@ -76,6 +76,10 @@ pub const QUEUE_DROPS: &str = "parley_queue_drops_total";
 /// Histogram: from a committed chat event's publication until the fan-out has queued its
 /// stanzas to every connected recipient.
 pub const FANOUT_LAG: &str = "parley_fanout_lag_seconds";
+/// Counter `{kind}`: room traffic this node sent on the cluster bus: `stanza` (a room message
+/// for the recipients on one other node: one per node with recipients, per room message),
+/// `occupant` (a change of an occupant joined here), `occupancy` (snapshot chunks).
+pub const CLUSTER_ROOM_MESSAGES: &str = "parley_cluster_room_messages_total";
 
 // ---- Push notifications and webhooks (the outbox workers) -------------------------------------
 
@@ -155,6 +159,7 @@ pub const METRICS: &[Metric] = &[
     m(PUSH_DEAD_LETTERS, Kind::Gauge, Unit::Count, "Push and webhook deliveries in the dead-letter table (sampled every push.depth_sample_secs)"),
     m(HTTP_REQUESTS, Kind::Counter, Unit::Count, "REST requests answered, by route pattern and status"),
     m(HTTP_REQUEST_DURATION, Kind::Histogram, Unit::Seconds, "REST request latency, by route pattern"),
+    m(CLUSTER_ROOM_MESSAGES, Kind::Counter, Unit::Count, "Room traffic sent on the cluster bus, by kind (stanza: one per other node with recipients per room message; occupant; occupancy snapshot)"),
 ];
 
 /// Bucket bounds of every `*_seconds` histogram: 0.5 ms (a cached lookup) to 10 s (a stalled

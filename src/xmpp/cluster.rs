@@ -13,15 +13,19 @@
 //! offline to the subscribers here. Last activity reads `Hub::is_online`, which covers other
 //! nodes' sessions already.
 //!
-//! Room fan-out crosses as addressed stanzas per recipient (`Hub::deliver_addressed`), and room
-//! occupancy stays per node: an occupant joined on node B is seen by B's room state only.
+//! Rooms: this node delivers another node's room stanza to its own recipients with the same
+//! checks as its own fan-out (`muc::deliver_here`, one ordered worker so a room's messages keep
+//! their order), shows its occupants the presences of other nodes' occupants, and their
+//! unavailable presence when their node dies or leaves; a room kick or ban made here reaches the
+//! node holding the occupant's joined connections (`Notice::Kicked`). Which occupants other
+//! nodes hold is kept by `hub::rooms` from `hub::cluster`.
 
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use super::ext::{carbons, offline, roster, status_streaming};
+use super::ext::{carbons, muc, offline, roster, status_streaming};
 use super::ns;
 use super::stanza::{MessageType, UserKey};
 use super::stream::{parse_standalone, Element};
@@ -29,6 +33,7 @@ use super::Services;
 use crate::chat::{ChatEvent, Subscription};
 use crate::db;
 use crate::hub::cluster::Local;
+use crate::hub::rooms::{Occupant, RoomKey};
 use crate::model::{AppId, UserId};
 use crate::ops::telemetry::QUEUE_DROPS;
 
@@ -51,6 +56,14 @@ enum Notice {
     /// A user's first connection in the cluster bound (`online`), or their last one ended:
     /// this node's status-streaming subscribers are told.
     Status { app: i64, user: i64, online: bool },
+    /// An occupant was kicked (307) or banned (301) from a room on the sender: the node holding
+    /// their joined connections takes them out and tells them (the others were shown it).
+    Kicked {
+        app: i64,
+        dialog: String,
+        user: i64,
+        code: String,
+    },
 }
 
 /// Notices about one user for the nodes holding that user's connections
@@ -70,13 +83,45 @@ enum ForUser {
 /// This node, as the cluster sees it.
 pub struct Node {
     services: Weak<Services>,
+    /// Room stanzas from other nodes, for the worker that delivers them in order.
+    rooms: mpsc::Sender<RoomStanza>,
+}
+
+/// Another node's room stanza for some of this node's users.
+struct RoomStanza {
+    app: AppId,
+    sender: i64,
+    users: Vec<i64>,
+    stanza: Element,
 }
 
 impl Node {
+    /// This node; starts the worker that delivers other nodes' room stanzas (its queue holds
+    /// `cluster.receive_queue` of them).
     pub fn new(services: &Arc<Services>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(services.config.cluster.receive_queue.max(1));
+        tokio::spawn(deliver_rooms(Arc::downgrade(services), rx));
         Arc::new(Self {
             services: Arc::downgrade(services),
+            rooms: tx,
         })
+    }
+}
+
+/// Delivers other nodes' room stanzas one after the other (the privacy check may wait on the
+/// database; one worker keeps a room's messages in the order they crossed).
+async fn deliver_rooms(services: Weak<Services>, mut rx: mpsc::Receiver<RoomStanza>) {
+    while let Some(r) = rx.recv().await {
+        let Some(s) = services.upgrade() else {
+            return;
+        };
+        for uid in r.users {
+            let to = UserKey {
+                app: r.app,
+                user: UserId(uid),
+            };
+            muc::deliver_here(&s, r.sender, to, &r.stanza).await;
+        }
     }
 }
 
@@ -176,13 +221,14 @@ impl Local for Node {
             }) if app > 0 && dialog.len() <= 64 => {
                 let k = (AppId(app), dialog);
                 s.hub.rooms.invalidate(&k);
-                // This node's occupancy of the room follows; the users themselves were told
-                // on every node by the node that made the change.
+                // This node's occupancy of the room follows, and its occupants see the removed
+                // leave; the users themselves were told on every node by the node that made
+                // the change.
                 if deleted {
                     s.hub.rooms.remove_room(&k);
                 } else {
                     for uid in removed {
-                        s.hub.rooms.remove_user(&k, uid);
+                        muc::removed_elsewhere(&s, &k, uid);
                     }
                 }
             }
@@ -198,7 +244,44 @@ impl Local for Node {
                     status_streaming::push_status_here(&s, u, &bare, 0, !online);
                 }
             }
+            Ok(Notice::Kicked {
+                app,
+                dialog,
+                user,
+                code,
+            }) if app > 0
+                && user > 0
+                && dialog.len() <= 64
+                && matches!(code.as_str(), "301" | "307") =>
+            {
+                muc::kicked_elsewhere(&s, &(AppId(app), dialog), user, &code);
+            }
             _ => tracing::warn!("cluster: unreadable notice ignored"),
+        }
+    }
+
+    fn room_stanza(&self, app: AppId, sender: i64, users: Vec<i64>, stanza: Element) {
+        let job = RoomStanza {
+            app,
+            sender,
+            users,
+            stanza,
+        };
+        if self.rooms.try_send(job).is_err() {
+            metrics::counter!(QUEUE_DROPS, "queue" => "cluster_rooms").increment(1);
+            tracing::warn!("cluster: room stanza queue full: dropped");
+        }
+    }
+
+    fn room_show(&self, room: RoomKey, user: i64, presences: Vec<Element>) {
+        if let Some(s) = self.services.upgrade() {
+            muc::show_remote(&s, &room, user, &presences);
+        }
+    }
+
+    fn rooms_lost(&self, gone: Vec<(RoomKey, Occupant)>) {
+        if let Some(s) = self.services.upgrade() {
+            muc::lost_remote(&s, gone);
         }
     }
 }
@@ -271,6 +354,20 @@ pub fn forget_privacy(s: &Services, user: UserKey) {
             user: user.user.0,
         }));
     }
+}
+
+/// An occupant was kicked or banned from a room on this node: the node holding their joined
+/// connections (maybe another) takes them out.
+pub fn kicked(s: &Services, k: &RoomKey, user: i64, code: &str) {
+    send(
+        s,
+        &Notice::Kicked {
+            app: k.0 .0,
+            dialog: k.1.clone(),
+            user,
+            code: code.to_owned(),
+        },
+    );
 }
 
 /// Publishes this node's room-membership changes to the other nodes, until shutdown.

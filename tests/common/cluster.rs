@@ -126,3 +126,53 @@ impl Node {
 pub async fn shared_database() -> String {
     conn_string(&fresh_database().await)
 }
+
+impl Node {
+    /// The other nodes this node's `/readyz` lists as peers.
+    pub async fn peers(&self) -> Vec<String> {
+        let r = self.admin.get("/readyz", None).await;
+        r.json()["peers"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A series' value in this node's `/metrics` (`name{labels}` exactly as rendered); 0 while
+    /// it was never recorded.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let r = self.admin.get("/metrics", None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// Waits until every node lists every other as a peer.
+pub async fn wait_mesh(nodes: &[&Node]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in nodes {
+        for other in nodes.iter().filter(|o| o.name != n.name) {
+            while !n.peers().await.contains(&other.name) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never saw {}",
+                    n.name,
+                    other.name
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

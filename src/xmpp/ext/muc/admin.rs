@@ -5,7 +5,7 @@
 //! `moderator` makes an admin and `participant` takes it back. The lists (`get`) read the
 //! dialog. Occupants whose role changed are shown with their new item.
 
-use super::join::{item, to_occupants, unavailable, with_status};
+use super::join::{item, publish, to_occupants, unavailable, with_status};
 use super::{chat_err, key, user_key, Iq, RoomAddr};
 use crate::chat::rooms::Affiliation;
 use crate::chat::Actor;
@@ -61,12 +61,30 @@ fn kick_live(s: &Services, k: &RoomKey, uid: i64, code: &str) {
         std::slice::from_ref(&gone),
         &with_status(p.clone(), &[code], true),
     );
+    let others = with_status(p, &[code], false);
+    to_occupants(s, k.0, &s.hub.rooms.occupants(k), &others);
+    publish(s, k, uid, std::slice::from_ref(&others));
+    crate::xmpp::cluster::kicked(s, k, uid, code);
+}
+
+/// Another node kicked or banned `uid` (and showed it to every node's occupants): if their
+/// joined connections are here, they leave the room and are told, with `code`.
+pub fn kicked_elsewhere(s: &Services, k: &RoomKey, uid: i64, code: &str) {
+    let Some(gone) = s.hub.rooms.remove_user(k, uid) else {
+        return;
+    };
+    if gone.conns.is_empty() {
+        return;
+    }
+    let p = unavailable(&gone.presence);
     to_occupants(
         s,
         k.0,
-        &s.hub.rooms.occupants(k),
-        &with_status(p, &[code], false),
+        std::slice::from_ref(&gone),
+        &with_status(p, &[code], true),
     );
+    // The others no longer count this node's connections of them.
+    publish(s, k, uid, &[]);
 }
 
 /// Shows a joined occupant's new affiliation and role to everyone in the room.
@@ -80,6 +98,7 @@ fn refresh(s: &Services, k: &RoomKey, d: &Dialog, uid: i64) {
     p.push(Element::new("x", ns::MUC_USER).with_child(item(d, &[uid], uid)));
     s.hub.rooms.set_presence(k, uid, p.clone());
     to_occupants(s, k.0, &s.hub.rooms.occupants(k), &p);
+    publish(s, k, uid, std::slice::from_ref(&p));
 }
 
 pub(super) async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: &RoomAddr) -> Reply {

@@ -83,6 +83,44 @@ pub(super) fn to_occupants(s: &Services, app: AppId, occupants: &[Occupant], pre
     }
 }
 
+/// Tells the other nodes (if any) what this node now holds of `uid` in the room, and the
+/// presences (from the room, no `to`) their occupants are to be shown, in order: they keep the
+/// room's occupants as this node does, and show them what this node's were shown.
+pub(super) fn publish(s: &Services, k: &RoomKey, uid: i64, show: &[Element]) {
+    if let Some(c) = s.hub.cluster() {
+        let state = s.hub.rooms.local_state(k, uid);
+        c.room_occupant(k, uid, state.as_ref().map(|(n, p)| (n.as_str(), p)), show);
+    }
+}
+
+/// Another node's occupant `uid` changed: this node's occupants (but `uid`) are shown what
+/// that node's were.
+pub fn show_remote(s: &Services, k: &RoomKey, uid: i64, presences: &[Element]) {
+    let others: Vec<Occupant> = s
+        .hub
+        .rooms
+        .local_occupants(k)
+        .into_iter()
+        .filter(|o| o.user != uid)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    for p in presences {
+        to_occupants(s, k.0, &others, p);
+    }
+}
+
+/// Occupants whose node died or left are gone from their rooms: this node's occupants see them
+/// leave.
+pub fn lost_remote(s: &Services, gone: Vec<(RoomKey, Occupant)>) {
+    for (k, o) in gone {
+        let p = unavailable(&o.presence);
+        to_occupants(s, k.0, &s.hub.rooms.local_occupants(&k), &p);
+        left(s, &k, s.hub.rooms.name_of(&k).is_some());
+    }
+}
+
 pub(super) fn unavailable(presence: &Element) -> Element {
     let mut p = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
     if let Some(f) = presence.attr("from") {
@@ -231,11 +269,16 @@ pub async fn on_presence(
             let named = s.hub.rooms.name_of(&k).is_some();
             let mut mine = unavailable(&Element::new("presence", ns::CLIENT))
                 .with_attr("from", format!("{rjid}/{}", nick_of(s, &k, uid)));
-            if let Some(Some(gone)) = s.hub.rooms.leave(&k, uid, conn) {
-                let p = unavailable(&gone.presence);
-                to_occupants(s, app, &s.hub.rooms.occupants(&k), &p);
-                mine = unavailable(&gone.presence);
-                left(s, &k, named);
+            match s.hub.rooms.leave(&k, uid, conn) {
+                Some(Some(gone)) => {
+                    let p = unavailable(&gone.presence);
+                    to_occupants(s, app, &s.hub.rooms.occupants(&k), &p);
+                    publish(s, &k, uid, std::slice::from_ref(&p));
+                    mine = unavailable(&gone.presence);
+                    left(s, &k, named);
+                }
+                Some(None) => publish(s, &k, uid, &[]),
+                None => {}
             }
             return Ok(vec![self_addr(with_status(mine, &[], true))]);
         }
@@ -290,13 +333,11 @@ pub async fn on_presence(
         let mut gone = unavailable(&me);
         gone.set_attr("from", format!("{rjid}/{old}"));
         set_item_nick(&mut gone, &nick);
-        to_occupants(
-            s,
-            app,
-            &joined.others,
-            &with_status(gone.clone(), &["303"], false),
-        );
-        to_occupants(s, app, &joined.others, &me);
+        let shown = [with_status(gone.clone(), &["303"], false), me.clone()];
+        for p in &shown {
+            to_occupants(s, app, &joined.others, p);
+        }
+        publish(s, &k, uid, &shown);
         return Ok(vec![
             self_addr(with_status(gone, &["303"], true)),
             self_addr(with_status(me, &[], true)),
@@ -305,6 +346,7 @@ pub async fn on_presence(
     if joined.again {
         // A presence update from an occupant: shown to the others, confirmed to itself.
         to_occupants(s, app, &joined.others, &me);
+        publish(s, &k, uid, std::slice::from_ref(&me));
         return Ok(vec![self_addr(with_status(me, &[], true))]);
     }
     let mut out = Vec::new();
@@ -315,6 +357,9 @@ pub async fn on_presence(
     }
     if joined.first {
         to_occupants(s, app, &joined.others, &me);
+        publish(s, &k, uid, std::slice::from_ref(&me));
+    } else {
+        publish(s, &k, uid, &[]);
     }
     let codes: &[&str] = if entry.created {
         &["100", "201"]
@@ -388,8 +433,13 @@ pub fn leave_all(s: &Services, user: UserKey, conn: ConnId) {
         .filter(|k| s.hub.rooms.name_of(k).is_some())
         .collect();
     for (k, gone) in s.hub.rooms.leave_conn(user.user.0, conn) {
+        let Some(gone) = gone else {
+            publish(s, &k, user.user.0, &[]);
+            continue;
+        };
         let p = unavailable(&gone.presence);
         to_occupants(s, k.0, &s.hub.rooms.occupants(&k), &p);
+        publish(s, &k, user.user.0, std::slice::from_ref(&p));
         left(s, &k, named.contains(&k));
     }
 }

@@ -50,8 +50,9 @@ use crate::xmpp::stanza::{MessageType, PresenceType, StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
-pub use join::{leave_all, on_presence};
-pub use occupants::{on_event, watch_events};
+pub use admin::kicked_elsewhere;
+pub use join::{leave_all, lost_remote, on_presence, show_remote};
+pub use occupants::{on_event, removed_elsewhere, watch_events};
 
 /// The protocol rows this extension implements (the README table is rendered from them).
 pub const SPECS: &[Spec] = &[
@@ -289,18 +290,29 @@ async fn membership(
     Ok(rooms.remember(k, epoch, dialog, members, actor.user.0))
 }
 
-/// **The one place a room stanza reaches one user**: not when the recipient's privacy rules
-/// (or the sender's block) exclude the sender's group messages.
-async fn deliver_one(s: &Services, sender: i64, to: UserKey, stanza: &Element) -> usize {
+/// **The one place a room stanza reaches one user** (their connections on this node): not
+/// when the recipient's privacy rules (or the sender's block) exclude the sender's group
+/// messages. Another node's share of a fan-out arrives here too (`xmpp::cluster`).
+pub(crate) async fn deliver_here(
+    s: &Services,
+    sender: i64,
+    to: UserKey,
+    stanza: &Element,
+) -> usize {
+    if !s.hub.has_local(to) {
+        return 0;
+    }
     if crate::privacy::blocks_group_message(s, to, user_key(to.app, sender)).await {
         return 0;
     }
     let bare = to.bare_jid(s.domain()).to_string();
-    s.hub.deliver_addressed(to, &bare, stanza)
+    s.hub.local_deliver_addressed(to, &bare, stanza)
 }
 
 /// Sends a room stanza (`from` already `room/{sender}`) to every member and every joined
-/// occupant, each copy addressed to its connection. REST → XMPP group pushes can use it too.
+/// occupant (on any node), each copy addressed to its connection. REST → XMPP group pushes
+/// can use it too. Recipients on other nodes cost one bus message per node, which delivers to
+/// its own (`Cluster::room_stanza`).
 pub async fn fan_out(
     s: &Services,
     app: AppId,
@@ -309,13 +321,15 @@ pub async fn fan_out(
     sender: i64,
     stanza: &Element,
 ) {
-    for uid in members {
-        deliver_one(s, sender, user_key(app, *uid), stanza).await;
+    let mut to = members.to_vec();
+    to.extend(s.hub.rooms.joined_users(&(app, dialog.to_owned())));
+    to.sort_unstable();
+    to.dedup();
+    for uid in &to {
+        deliver_here(s, sender, user_key(app, *uid), stanza).await;
     }
-    for uid in s.hub.rooms.joined_users(&(app, dialog.to_owned())) {
-        if !members.contains(&uid) {
-            deliver_one(s, sender, user_key(app, uid), stanza).await;
-        }
+    if let Some(c) = s.hub.cluster() {
+        c.room_stanza(app, dialog, sender, &to, stanza);
     }
 }
 

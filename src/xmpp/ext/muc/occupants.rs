@@ -48,6 +48,16 @@ fn remove_user(s: &Services, k: &RoomKey, uid: i64, destroyed: bool) {
     }
 }
 
+/// Another node removed `uid` from the dialog (its chat event crossed as a notice): they leave
+/// the room here too, and this node's occupants see them go (status 321). The user was told on
+/// every node by the node that made the change.
+pub fn removed_elsewhere(s: &Services, k: &RoomKey, uid: i64) {
+    if let Some(gone) = s.hub.rooms.remove_user(k, uid) {
+        let others = with_status(unavailable(&gone.presence), &["321"], false);
+        to_occupants(s, k.0, &s.hub.rooms.occupants(k), &others);
+    }
+}
+
 /// Applies one chat event to the rooms.
 pub fn on_event(s: &Services, e: &ChatEvent) {
     match e {

@@ -38,6 +38,11 @@ pub(super) async fn on_message(
         el.push(Element::new("x", ns::MUC_USER));
     }
     let bare = to.bare_jid(s.domain()).to_string();
+    if target.conns.is_empty() {
+        // Joined through another node only: their connections there (which node holds which
+        // joined connection is that node's to know).
+        s.hub.deliver_addressed_elsewhere(to, &bare, &el);
+    }
     for (conn, resource) in &target.conns {
         let mut m = el.clone();
         m.set_attr("to", format!("{bare}/{resource}"));
