@@ -16,7 +16,9 @@
 # number of accounts (Parley has no SASL ANONYMOUS nor an "any password" auth, which aioxmpp's
 # own Prosody setup uses): Parley's accounts are signed up over REST, Prosody's with
 # `prosodyctl register`. TLS is not verified (`no_verify`: a development certificate on
-# loopback).
+# loopback). Parley runs with `xmpp.room_default_persistent = false`, Prosody's default: the
+# accounts are the same in every test, and the suite's MUC tests expect the room they ban
+# people from to be gone once everyone left it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 server=parley
@@ -75,7 +77,8 @@ if [ "$server" = parley ]; then
   PARLEY_DATA_DIR="$run/data" PARLEY_HTTP_ADDR="127.0.0.1:$http_port" PARLEY_DATABASE_URL= \
     PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$(port)" \
     PARLEY_WS_ADDR="127.0.0.1:$(port)" PARLEY_ADMIN_ADDR=127.0.0.1:0 \
-    PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn "$bin" serve >"$run/server.log" 2>&1 &
+    PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn \
+    PARLEY_XMPP_ROOM_DEFAULT_PERSISTENT=false "$bin" serve >"$run/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do
     curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break

@@ -175,7 +175,12 @@ async fn enter(
         if !s.config.xmpp.room_creation {
             break;
         }
-        if let Some(entry) = s.chat.create_room(actor, name).await.map_err(chat_err)? {
+        if let Some(entry) = s
+            .chat
+            .create_room(actor, name, s.config.xmpp.room_default_persistent)
+            .await
+            .map_err(chat_err)?
+        {
             let mut created = room.clone();
             created.dialog = entry.dialog.id.to_string();
             return Ok((created, entry));
