@@ -52,5 +52,6 @@ mod rest_blobs;
 mod rest_openapi;
 mod xmpp_carbons;
 mod xmpp_muc_standard;
+mod xmpp_muc_upstream;
 mod xmpp_pep;
 mod xmpp_upload;

@@ -227,7 +227,12 @@ pub async fn on_presence(
     };
     match PresenceType::of(&el) {
         Ok(PresenceType::Available) => {}
-        Ok(PresenceType::Unavailable) => {
+        Ok(t @ (PresenceType::Unavailable | PresenceType::Error)) => {
+            // A presence error from an occupant's client (XEP-0045 §7.2.19 / status 333): the
+            // connection leaves the room as if kicked because of an error; no answer to an
+            // error from a non-occupant.
+            let error = t == PresenceType::Error;
+            let codes: &[&str] = if error { &["307", "333"] } else { &[] };
             let Some(room) = lookup(s, actor, room).await? else {
                 return Ok(Vec::new());
             };
@@ -236,15 +241,24 @@ pub async fn on_presence(
             let named = s.hub.rooms.name_of(&k).is_some();
             let mut mine = unavailable(&Element::new("presence", ns::CLIENT))
                 .with_attr("from", format!("{rjid}/{}", nick_of(s, &k, uid)));
-            if let Some(Some(gone)) = s.hub.rooms.leave(&k, uid, conn) {
-                let p = unavailable(&gone.presence);
-                to_occupants(s, app, &s.hub.rooms.occupants(&k), &p);
-                mine = unavailable(&gone.presence);
-                left(s, &k, named);
+            match s.hub.rooms.leave(&k, uid, conn) {
+                Some(Some(gone)) => {
+                    let p = unavailable(&gone.presence);
+                    to_occupants(
+                        s,
+                        app,
+                        &s.hub.rooms.occupants(&k),
+                        &with_status(p, codes, false),
+                    );
+                    mine = unavailable(&gone.presence);
+                    left(s, &k, named);
+                }
+                Some(None) => {}
+                None if error => return Ok(Vec::new()),
+                None => {}
             }
-            return Ok(vec![self_addr(with_status(mine, &[], true))]);
+            return Ok(vec![self_addr(with_status(mine, codes, true))]);
         }
-        Ok(PresenceType::Error) => return Ok(Vec::new()),
         // Subscriptions and probes mean nothing to a room; an unknown type is ignored too.
         _ => return Ok(Vec::new()),
     }
@@ -278,7 +292,14 @@ pub async fn on_presence(
     let k = key(actor, &room);
     let dialog = &entry.dialog;
     let rjid = addr_jid(s, app, &room);
-    let me = occupant_presence(&rjid, &nick, &el, item(dialog, &entry.members, uid));
+    // The room is non-anonymous (disco `muc_nonanonymous`, status 100): XEP-0045 §7.2.3 has
+    // every occupant see each other's full JID, which moderators need to ban by JID.
+    let me = occupant_presence(
+        &rjid,
+        &nick,
+        &el,
+        item(dialog, &entry.members, uid).with_attr("jid", full),
+    );
     let joined = s
         .hub
         .rooms
