@@ -2,7 +2,8 @@
 //! missing, each pinned here over real sockets: a non-anonymous room shows occupants' full
 //! JIDs (a moderator bans by JID); a kick or ban carries the moderator's reason and a ban is
 //! status 301, not an affiliation change; an occupant's presence error removes it with 333;
-//! `xmpp.room_default_persistent = false` makes rooms created by joining temporary.
+//! `xmpp.room_default_persistent = false` makes rooms created by joining temporary; mediated
+//! invitations are passed on.
 
 use parley::xmpp::stream::Element;
 
@@ -228,4 +229,57 @@ async fn with_room_default_persistent_off_a_room_created_by_joining_goes_with_it
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the temporary room outlived its last occupant");
+}
+
+#[tokio::test]
+async fn a_mediated_invitation_reaches_the_invitee_from_the_room_with_the_inviter_and_reason() {
+    let srv = TestServer::start().await;
+    let u = srv.users("invite", 3).await;
+    let mut a = online(&srv, u[0].1).await;
+    let mut c = online(&srv, u[2].1).await;
+    joined(&mut a, "first", "j1").await;
+    let invitee = format!("{}@localhost", srv.local(u[2].1));
+    a.send_raw(&format!(
+        "<message to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='{invitee}'>\
+         <reason>some invitation text</reason></invite></x></message>"
+    ))
+    .await;
+    let m = c
+        .expect("the invitation", |e| {
+            e.name == "message" && e.child("x", MUC_USER).is_some()
+        })
+        .await;
+    assert_eq!(m.attr("from"), Some(ROOM));
+    let inv = m
+        .child("x", MUC_USER)
+        .and_then(|x| x.child("invite", MUC_USER))
+        .cloned()
+        .unwrap_or_else(|| panic!("no invite in {m:?}"));
+    assert!(inv
+        .attr("from")
+        .is_some_and(|f| f.starts_with(&format!("{}@localhost", srv.local(u[0].1)))));
+    assert_eq!(
+        inv.child("reason", MUC_USER).map(|r| r.text()).as_deref(),
+        Some("some invitation text")
+    );
+}
+
+#[tokio::test]
+async fn only_an_occupant_may_invite_to_a_room() {
+    let srv = TestServer::start().await;
+    let u = srv.users("noinvite", 2).await;
+    let mut a = online(&srv, u[0].1).await;
+    let mut b = online(&srv, u[1].1).await;
+    joined(&mut a, "first", "j1").await;
+    let invitee = format!("{}@localhost", srv.local(u[0].1));
+    b.send_raw(&format!(
+        "<message id='i1' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='{invitee}'/></x></message>"
+    ))
+    .await;
+    let e = b
+        .expect("refused", |e| {
+            e.name == "message" && e.attr("id") == Some("i1")
+        })
+        .await;
+    assert_eq!(e.attr("type"), Some("error"), "{e:?}");
 }
