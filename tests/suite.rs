@@ -50,6 +50,7 @@ mod push_webhooks;
 mod readme_xep_table;
 mod rest_blobs;
 mod rest_openapi;
+mod xmpp_adhoc;
 mod xmpp_carbons;
 mod xmpp_muc_standard;
 mod xmpp_muc_upstream;
