@@ -283,3 +283,22 @@ async fn only_an_occupant_may_invite_to_a_room() {
         .await;
     assert_eq!(e.attr("type"), Some("error"), "{e:?}");
 }
+
+#[tokio::test]
+async fn the_status_of_a_leaving_presence_is_shown_to_the_room() {
+    let srv = TestServer::start().await;
+    let u = srv.users("leavewhy", 2).await;
+    let mut a = online(&srv, u[0].1).await;
+    let mut b = online(&srv, u[1].1).await;
+    joined(&mut a, "first", "j1").await;
+    joined(&mut b, "second", "j2").await;
+    b.send_raw(&format!(
+        "<presence type='unavailable' to='{ROOM}/second'><status>boooring</status></presence>"
+    ))
+    .await;
+    let seen = a.expect("second leaves", unavailable_from("second")).await;
+    assert_eq!(
+        seen.child("status", CLIENT).map(|s| s.text()).as_deref(),
+        Some("boooring")
+    );
+}

@@ -243,14 +243,19 @@ pub async fn on_presence(
                 .with_attr("from", format!("{rjid}/{}", nick_of(s, &k, uid)));
             match s.hub.rooms.leave(&k, uid, conn) {
                 Some(Some(gone)) => {
-                    let p = unavailable(&gone.presence);
+                    let mut p = unavailable(&gone.presence);
+                    // The leaving presence's `<status/>` is shown to the room (XEP-0045
+                    // §7.14); the stanza is already bounded by the stanza size limit.
+                    for st in el.elements().filter(|c| c.is("status", ns::CLIENT)).take(1) {
+                        p.push(st.clone());
+                    }
+                    mine = p.clone();
                     to_occupants(
                         s,
                         app,
                         &s.hub.rooms.occupants(&k),
                         &with_status(p, codes, false),
                     );
-                    mine = unavailable(&gone.presence);
                     left(s, &k, named);
                 }
                 Some(None) => {}
