@@ -2,15 +2,22 @@
 # Runs aioxmpp's upstream end-to-end suite (tests/**/test_e2e.py, run by the `aioxmpp.e2etest`
 # pytest plugin) against a throw-away Parley, or with --prosody against the Debian `prosody`
 # package (0.12 on bookworm) configured from aioxmpp's own utils/prosody-cfg/0.12, on the same
-# machine, and prints passed/failed/skipped per test file and in total.
+# machine, and prints passed/failed/skipped per test file and in total. With --slixmpp it runs
+# slixmpp's integration tests (itests/, in the slixmpp 1.17.0 sdist on PyPI) instead; Prosody
+# then gets slixmpp's own itests/prosody.cfg.lua, on localhost.
 #
-# Usage: tools/upstream-suites.sh [--prosody] [--keep] [path/to/parley] [-- pytest args…]
+# Usage: tools/upstream-suites.sh [--slixmpp] [--prosody] [--keep] [path/to/parley] [-- args…]
+#   --slixmpp  slixmpp's itests instead of aioxmpp's e2e tests (they connect to localhost:5222
+#              and :5223, which must be free; certificates are verified: the server's own
+#              development certificate is trusted through SSL_CERT_FILE)
 #   --prosody  test Prosody instead of Parley (needs `apt-get install -y prosody`; the system
 #              service is not used: a private config, data dir and loopback ports, stopped after)
-#   --keep     keep the private data dir (server log, pytest log, junit XML) for a look
-# Needs: network to deb.debian.org once (the source is cached under target/upstream-suites/),
-# python3 with aioxmpp 0.13.3 and pytest (`pip install aioxmpp==0.13.3 pytest`).
-# Not part of .ci/run: it needs the Debian mirror and takes a few minutes.
+#   --keep     keep the private data dir (server log, test log, junit XML) for a look
+# Needs: network once (Debian's mirror for aioxmpp, PyPI for slixmpp; cached under
+# target/upstream-suites/), python3 with aioxmpp 0.13.3 and pytest (`pip install
+# aioxmpp==0.13.3 pytest`), and for slixmpp's itests aiodns and pyasn1-modules (slixmpp's own
+# dependencies; its source tree is used as is, in pure Python).
+# Not part of .ci/run: it needs the network and takes a few minutes.
 #
 # Both servers get the same provisioner, aioxmpp's StaticPasswordProvisioner, with the same
 # number of accounts (Parley has no SASL ANONYMOUS nor an "any password" auth, which aioxmpp's
@@ -22,11 +29,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 server=parley
+suite=aioxmpp
 keep=false
 bin=$root/target/debug/parley
 while [ $# -gt 0 ]; do
   case "$1" in
     --prosody) server=prosody ;;
+    --slixmpp) suite=slixmpp ;;
     --keep) keep=true ;;
     --) shift; break ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
@@ -58,6 +67,23 @@ if [ ! -f "$aio/aioxmpp/e2etest/provision.py" ]; then
 fi
 python3 -c 'import pytest, aioxmpp' || { echo "needs python3 -m pip install pytest aioxmpp==0.13.3" >&2; exit 1; }
 
+# --- slixmpp's itests: in the sdist since 1.9 or so (not in 1.8.x, nor Debian's orig tarball,
+# which 404s on the mirror anyway) ---
+slix=$cache/slixmpp-1.17.0
+if [ "$suite" = slixmpp ] && [ ! -f "$slix/run_integration_tests.py" ]; then
+  mkdir -p "$cache"
+  python3 -m pip download -q --no-deps --no-binary :all: slixmpp==1.17.0 -d "$cache"
+  tar xzf "$cache/slixmpp-1.17.0.tar.gz" -C "$cache"
+fi
+if [ "$suite" = slixmpp ]; then
+  python3 -c 'import aiodns, pyasn1_modules' || { echo "needs python3 -m pip install aiodns pyasn1-modules" >&2; exit 1; }
+  for p in 5222 5223; do
+    python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', $p))" 2>/dev/null \
+      || { echo "slixmpp's itests connect to localhost:$p, which is taken" >&2; exit 1; }
+  done
+  accounts=2
+fi
+
 mkdir -p "$root/target"
 run=$(mktemp -d "$root/target/upstream-run.XXXXXX")
 chmod 755 "$run"
@@ -69,13 +95,15 @@ cleanup() {
 }
 trap cleanup EXIT
 xmpp_port=$(port)
+tls_port=$(port)
+if [ "$suite" = slixmpp ]; then xmpp_port=5222; tls_port=5223; fi
 list="["
 
 if [ "$server" = parley ]; then
   [ -x "$bin" ] || (cd "$root" && cargo build --bin parley)
   http_port=$(port)
   PARLEY_DATA_DIR="$run/data" PARLEY_HTTP_ADDR="127.0.0.1:$http_port" PARLEY_DATABASE_URL= \
-    PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$(port)" \
+    PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$tls_port" \
     PARLEY_WS_ADDR="127.0.0.1:$(port)" PARLEY_ADMIN_ADDR=127.0.0.1:0 \
     PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn \
     PARLEY_XMPP_ROOM_DEFAULT_PERSISTENT=false "$bin" serve >"$run/server.log" 2>&1 &
@@ -115,6 +143,28 @@ else
   mkdir -p "$run/data" "$run/upload"
   cp -r "$cfgdir/certs" "$run/certs"
   http_port=$(port)
+  if [ "$suite" = slixmpp ]; then
+  # slixmpp's own itests/prosody.cfg.lua (the modules its CI loads), on localhost instead of the
+  # host `prosody`, with aioxmpp's localhost certificate, loopback ports and private paths. Its
+  # community modules (muc_moderation, service_outage_status) are not packaged by Debian:
+  # Prosody logs that and runs without them.
+  awk -v run="$run" -v c2s="$xmpp_port" -v tls="$tls_port" -v http="$http_port" '
+    /^(daemonize|pidfile|certificates|log|c2s_direct_tls_ports|outage_status_urls|http_files_dir|component_interfaces) *=/ { next }
+    /http_host = "prosody"/ { next }
+    /^VirtualHost/ && !done {
+      print "pidfile = \"" run "/prosody.pid\""; print "data_path = \"" run "/data\""
+      print "daemonize = false"; print "run_as_root = true"
+      print "c2s_ports = { " c2s " }"; print "c2s_direct_tls_ports = { " tls " }"
+      print "c2s_interfaces = { \"127.0.0.1\" }"; print "s2s_ports = {}"; print "s2s_direct_tls_ports = {}"
+      print "component_ports = {}"; print "http_ports = { " http " }"; print "https_ports = {}"
+      print "http_interfaces = { \"127.0.0.1\" }"; print "admin_socket = \"" run "/prosody.sock\""
+      print "ssl = { key = \"" run "/certs/localhost.key\"; certificate = \"" run "/certs/localhost.crt\"; }"
+      print "log = { debug = \"" run "/server.log\" }"
+      done = 1
+    }
+    { gsub(/"prosody"/, "\"localhost\""); gsub(/\.prosody"/, ".localhost\""); print }
+  ' "$slix/itests/prosody.cfg.lua" >"$run/prosody.cfg.lua"
+  else
   # aioxmpp's 0.12 config, changed only where this machine differs: loopback ports, private
   # paths, accounts with passwords (internal_hashed + internal storage, for the shared
   # provisioner) instead of SASL ANONYMOUS on memory storage, Prosody's own
@@ -145,6 +195,7 @@ LUA
         -e "s|^http_upload_path = \"/tmp\"|http_file_share_path = \"$run/upload\"|" \
         "$cfgdir/prosody.cfg.lua"
   } >"$run/prosody.cfg.lua"
+  fi
   : >"$run/server.log"
   out="["
   for i in $(seq 0 $((accounts - 1))); do
@@ -166,6 +217,52 @@ port=$xmpp_port
 no_verify=true
 block_features={\"localhost\": [\"http://jabber.org/protocol/pubsub#*\"]}
 quirks=[\"https://zombofant.net/xmlns/aioxmpp/e2etest/quirks#no-adhoc-ping\"]"
+fi
+
+if [ "$suite" = slixmpp ]; then
+  if [ "$server" = parley ]; then cert=$run/data/tls/localhost.dev-cert.pem; else cert=$run/certs/localhost.crt; fi
+  echo "== slixmpp 1.17.0 itests against $server (localhost:5222, direct TLS :5223)"
+  cd "$slix"
+  set +e
+  SSL_CERT_FILE="$cert" CI_MUC_SERVER=muc.localhost timeout 1200 python3 - "$list" "$server" "$@" <<'PY' 2>"$run/itests.log"
+import ast, collections, os, sys, unittest
+from importlib import import_module
+from pathlib import Path
+accounts = ast.literal_eval(sys.argv[1])
+for n, (user, password) in enumerate(accounts[:2], 1):
+    os.environ[f"CI_ACCOUNT{n}"] = f"{user}@localhost"
+    os.environ[f"CI_ACCOUNT{n}_PASSWORD"] = password
+names = sys.argv[3:] or sorted(str(p) for p in Path("itests").glob("test_*.py"))
+files = {}
+suites = []
+for name in names:
+    mod = ".".join(Path(name).with_suffix("").parts)
+    suite = import_module(mod).suite
+    suites.append(suite)
+    def walk(s):
+        for t in s:
+            if isinstance(t, unittest.TestSuite):
+                walk(t)
+            else:
+                files[t.id()] = Path(name).name
+    walk(suite)
+result = unittest.TextTestRunner(verbosity=2).run(unittest.TestSuite(suites))
+kind = {t.id(): "failed" for t, _ in result.failures + result.errors}
+kind.update({t.id(): "skipped" for t, _ in result.skipped})
+per = collections.defaultdict(collections.Counter)
+for tid, f in files.items():
+    per[f][kind.get(tid, "passed")] += 1
+tot = collections.Counter()
+print(f"\n{sys.argv[2]}: per file  passed/failed/skipped")
+for f, c in sorted(per.items()):
+    tot += c
+    print(f"  {f:32} {c['passed']:3} {c['failed']:3} {c['skipped']:3}")
+print(f"  {'total':32} {tot['passed']:3} {tot['failed']:3} {tot['skipped']:3}")
+for t, _ in result.failures + result.errors:
+    print(f"  failed: {t.id()}")
+PY
+  set -e
+  exit 0
 fi
 
 cat >"$run/e2etest.ini" <<INI
