@@ -78,7 +78,8 @@ fi
 if [ "$suite" = slixmpp ]; then
   python3 -c 'import aiodns, pyasn1_modules' || { echo "needs python3 -m pip install aiodns pyasn1-modules" >&2; exit 1; }
   for p in 5222 5223; do
-    python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', $p))" 2>/dev/null \
+    # A listener answers a connect (a bind would also trip over the last run's TIME_WAIT).
+    ! python3 -c "import socket; socket.create_connection(('127.0.0.1', $p), 1)" 2>/dev/null \
       || { echo "slixmpp's itests connect to localhost:$p, which is taken" >&2; exit 1; }
   done
   accounts=2
