@@ -215,6 +215,11 @@ pub struct XmppConfig {
     /// Joining an unknown `name@muc.{domain}` creates a standard room (XEP-0045 instant room,
     /// backed by a new group dialog the joiner owns); off: such a join is `<item-not-found/>`.
     pub room_creation: bool,
+    /// Whether a standard room created by joining starts persistent
+    /// (`muc#roomconfig_persistentroom`); false: it is a temporary room, deleted with its
+    /// dialog when its last occupant leaves unless its owner configures it persistent first
+    /// (the default of Prosody's `muc_room_default_persistent` and of ejabberd).
+    pub room_default_persistent: bool,
     /// Most privacy lists (XEP-0016) one user may keep.
     pub privacy_max_lists: usize,
     /// Most items in one privacy list (the official SDK writes two per blocked user).
@@ -776,6 +781,7 @@ impl Default for XmppConfig {
             rooms_joined_max: 1000,
             room_presence_max_bytes: 4096,
             room_creation: true,
+            room_default_persistent: true,
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,

@@ -155,14 +155,15 @@ impl Chat {
     }
 
     /// **Creating a standard room by joining it**: an instant room, a group dialog named
-    /// `name` that the actor owns and is the only occupant of, open (not members-only) and
-    /// persistent until configured otherwise. Each creation takes a token from the actor's
+    /// `name` that the actor owns and is the only occupant of, open (not members-only),
+    /// `persistent` or temporary (until configured otherwise). Each creation takes a token from the actor's
     /// message rate, so joins cannot mint dialogs faster than messages. `None` when another
     /// creation of the same name won the race (enter that room instead).
     pub async fn create_room(
         &self,
         actor: &Actor,
         name: &str,
+        persistent: bool,
     ) -> Result<Option<RoomEntry>, ChatError> {
         let me = actor.user;
         let name = name.to_lowercase();
@@ -194,6 +195,7 @@ impl Chat {
         };
         let settings = RoomSettings {
             name: Some(name),
+            persistent,
             ..RoomSettings::default()
         };
         let mut client = self.pool().get().await?;

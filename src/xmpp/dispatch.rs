@@ -444,6 +444,7 @@ pub fn table() -> Dispatch {
         ext::muc::EXTENSION,
         ext::pep::EXTENSION,
         ext::http_upload::EXTENSION,
+        ext::adhoc::EXTENSION,
     ])
 }
 

@@ -121,3 +121,5 @@ pub const RETRACT_0: &str = "urn:xmpp:message-retract:0";
 pub const FASTEN: &str = "urn:xmpp:fasten:0";
 /// XEP-0363 HTTP File Upload.
 pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
+/// XEP-0050 Ad-Hoc Commands.
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";

@@ -41,6 +41,12 @@ pub const HANDLERS: &[Registration] = &[
 
 fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
+        // A command's node on the server (XEP-0050) is described by the command.
+        if let (Target::Server, Some(node)) = (req.target, req.payload.attr("node")) {
+            if let Some(q) = crate::xmpp::ext::adhoc::node_info(node) {
+                return Ok(Some(q));
+            }
+        }
         let mut q = Element::new("query", ns::DISCO_INFO);
         if let Some(node) = req.payload.attr("node") {
             q.set_attr("node", node);
@@ -91,6 +97,10 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
 
 fn items(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
+        // The server's ad-hoc commands (XEP-0050 §2.2).
+        if req.target == Target::Server && req.payload.attr("node") == Some(ns::COMMANDS) {
+            return Ok(Some(crate::xmpp::ext::adhoc::items(req.services.domain())));
+        }
         let mut q = Element::new("query", ns::DISCO_ITEMS);
         if req.payload.attr("node").is_some() {
             return Ok(Some(q));

@@ -1,5 +1,6 @@
 //! One file (or folder) per extension, each registered by one line in `dispatch::table()`.
 
+pub mod adhoc;
 pub mod blocking;
 pub mod carbons;
 pub mod core;

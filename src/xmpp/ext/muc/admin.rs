@@ -49,12 +49,28 @@ fn target(s: &Services, actor: &Actor, k: &RoomKey, it: &Element) -> Result<i64,
 }
 
 /// Takes `uid` out of the live room with `code` (307 kicked, 301 banned): they and the others
-/// see them leave.
-fn kick_live(s: &Services, k: &RoomKey, uid: i64, code: &str) {
+/// see them leave, with the moderator's `<reason/>` if one was given (XEP-0045 §8.2, §9.1).
+fn kick_live(s: &Services, k: &RoomKey, uid: i64, code: &str, reason: Option<&str>) {
     let Some(gone) = s.hub.rooms.remove_user(k, uid) else {
         return;
     };
-    let p = unavailable(&gone.presence);
+    let mut p = unavailable(&gone.presence);
+    for n in p.children.iter_mut() {
+        if let crate::xmpp::stream::Node::Element(x) = n {
+            for i in x.children.iter_mut() {
+                if let crate::xmpp::stream::Node::Element(it) = i {
+                    if it.is("item", ns::MUC_USER) {
+                        if code == "301" {
+                            it.set_attr("affiliation", "outcast");
+                        }
+                        if let Some(r) = reason {
+                            it.push(Element::new("reason", ns::MUC_USER).with_text(r));
+                        }
+                    }
+                }
+            }
+        }
+    }
     to_occupants(
         s,
         k.0,
@@ -93,9 +109,19 @@ fn refresh(s: &Services, k: &RoomKey, d: &Dialog, uid: i64) {
         return;
     };
     let mut p = o.presence.clone();
+    // The occupant's full JID (non-anonymous room) stays on the new item.
+    let jid = p
+        .child("x", ns::MUC_USER)
+        .and_then(|x| x.child("item", ns::MUC_USER))
+        .and_then(|i| i.attr("jid"))
+        .map(str::to_owned);
     p.children
         .retain(|n| !matches!(n, crate::xmpp::stream::Node::Element(x) if x.is("x", ns::MUC_USER)));
-    p.push(Element::new("x", ns::MUC_USER).with_child(item(d, &[uid], uid)));
+    let mut it = item(d, &[uid], uid);
+    if let Some(j) = jid {
+        it.set_attr("jid", j);
+    }
+    p.push(Element::new("x", ns::MUC_USER).with_child(it));
     s.hub.rooms.set_presence(k, uid, p.clone());
     to_occupants(s, k.0, &s.hub.rooms.occupants(k), &p);
     publish(s, k, uid, std::slice::from_ref(&p));
@@ -119,15 +145,30 @@ pub(super) async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: &RoomAd
     }
     for it in items {
         let uid = target(s, actor, &k, it)?;
+        // The item's reason (bounded by the stanza size limit), shown to whoever is removed.
+        let reason = it
+            .child("reason", ns::MUC_ADMIN)
+            .map(|r| r.text())
+            .filter(|r| !r.is_empty());
         if let Some(a) = it.attr("affiliation") {
             let a = affiliation(a)
                 .ok_or_else(|| StanzaError::bad_request().with_text("unknown affiliation"))?;
+            let live = s.hub.rooms.occupants(&k).iter().any(|o| o.user == uid);
+            if a == Affiliation::Outcast && live {
+                // A ban is at least a kick: checked, then the occupant leaves with 301 before
+                // the stored change, whose occupant event would otherwise show it as a mere
+                // affiliation change (321).
+                s.chat
+                    .check_kick(actor, &room.dialog, UserId(uid))
+                    .await
+                    .map_err(chat_err)?;
+                kick_live(s, &k, uid, "301", reason.as_deref());
+            }
             s.chat
                 .set_affiliation(actor, &room.dialog, UserId(uid), a)
                 .await
                 .map_err(chat_err)?;
             if a == Affiliation::Outcast {
-                kick_live(s, &k, uid, "301");
                 continue;
             }
         } else {
@@ -137,7 +178,7 @@ pub(super) async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: &RoomAd
                         .check_kick(actor, &room.dialog, UserId(uid))
                         .await
                         .map_err(chat_err)?;
-                    kick_live(s, &k, uid, "307");
+                    kick_live(s, &k, uid, "307", reason.as_deref());
                     continue;
                 }
                 Some("moderator") => s

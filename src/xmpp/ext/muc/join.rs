@@ -213,7 +213,12 @@ async fn enter(
         if !s.config.xmpp.room_creation {
             break;
         }
-        if let Some(entry) = s.chat.create_room(actor, name).await.map_err(chat_err)? {
+        if let Some(entry) = s
+            .chat
+            .create_room(actor, name, s.config.xmpp.room_default_persistent)
+            .await
+            .map_err(chat_err)?
+        {
             let mut created = room.clone();
             created.dialog = entry.dialog.id.to_string();
             return Ok((created, entry));
@@ -260,7 +265,12 @@ pub async fn on_presence(
     };
     match PresenceType::of(&el) {
         Ok(PresenceType::Available) => {}
-        Ok(PresenceType::Unavailable) => {
+        Ok(t @ (PresenceType::Unavailable | PresenceType::Error)) => {
+            // A presence error from an occupant's client (XEP-0045 §7.2.19 / status 333): the
+            // connection leaves the room as if kicked because of an error; no answer to an
+            // error from a non-occupant.
+            let error = t == PresenceType::Error;
+            let codes: &[&str] = if error { &["307", "333"] } else { &[] };
             let Some(room) = lookup(s, actor, room).await? else {
                 return Ok(Vec::new());
             };
@@ -271,18 +281,24 @@ pub async fn on_presence(
                 .with_attr("from", format!("{rjid}/{}", nick_of(s, &k, uid)));
             match s.hub.rooms.leave(&k, uid, conn) {
                 Some(Some(gone)) => {
-                    let p = unavailable(&gone.presence);
-                    to_occupants(s, app, &s.hub.rooms.occupants(&k), &p);
-                    publish(s, &k, uid, std::slice::from_ref(&p));
-                    mine = unavailable(&gone.presence);
+                    let mut p = unavailable(&gone.presence);
+                    // The leaving presence's `<status/>` is shown to the room (XEP-0045
+                    // §7.14); the stanza is already bounded by the stanza size limit.
+                    for st in el.elements().filter(|c| c.is("status", ns::CLIENT)).take(1) {
+                        p.push(st.clone());
+                    }
+                    mine = p.clone();
+                    let shown = with_status(p, codes, false);
+                    to_occupants(s, app, &s.hub.rooms.occupants(&k), &shown);
+                    publish(s, &k, uid, std::slice::from_ref(&shown));
                     left(s, &k, named);
                 }
                 Some(None) => publish(s, &k, uid, &[]),
+                None if error => return Ok(Vec::new()),
                 None => {}
             }
-            return Ok(vec![self_addr(with_status(mine, &[], true))]);
+            return Ok(vec![self_addr(with_status(mine, codes, true))]);
         }
-        Ok(PresenceType::Error) => return Ok(Vec::new()),
         // Subscriptions and probes mean nothing to a room; an unknown type is ignored too.
         _ => return Ok(Vec::new()),
     }
@@ -316,7 +332,14 @@ pub async fn on_presence(
     let k = key(actor, &room);
     let dialog = &entry.dialog;
     let rjid = addr_jid(s, app, &room);
-    let me = occupant_presence(&rjid, &nick, &el, item(dialog, &entry.members, uid));
+    // The room is non-anonymous (disco `muc_nonanonymous`, status 100): XEP-0045 §7.2.3 has
+    // every occupant see each other's full JID, which moderators need to ban by JID.
+    let me = occupant_presence(
+        &rjid,
+        &nick,
+        &el,
+        item(dialog, &entry.members, uid).with_attr("jid", full),
+    );
     let joined = s
         .hub
         .rooms

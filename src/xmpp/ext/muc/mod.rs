@@ -26,8 +26,10 @@
 //! - `admin.rs`        affiliation and role changes, kicks (`muc#admin`)
 //! - `self_ping.rs`    XEP-0410 MUC self-ping
 //! - `moderate.rs`     XEP-0425 message moderation
+//! - `invite.rs`       mediated invitations (`<x muc#user><invite/>` to the room)
 
 mod admin;
+mod invite;
 mod join;
 mod join_history;
 mod moderate;
@@ -59,7 +61,7 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "XEP-0045 Multi-User Chat",
         status: "complete",
-        notes: "dialog rooms `{app}_{dialog}@muc.{domain}` (nick = user id for the SDK, advertised by reserved-nick discovery §7.12) and standard rooms `name@muc.{domain}` created by joining (instant room, status 201, a group dialog REST sees); any nick, unique in the room (a number is that user's reserved nick); nick change (303); subject (moderators, or participants when `muc#roomconfig_changesubject`); owner form (`roomname`, `roomdesc`, `membersonly`, `persistentroom`, `changesubject`) and destroy; `muc#admin` affiliations owner/admin/member/none/outcast and roles moderator/participant/none (kick, 307) mapped onto the dialog's owner/admins/occupants by `chat::rules`; private messages through the room; no visitors, passwords or invitations",
+        notes: "dialog rooms `{app}_{dialog}@muc.{domain}` (nick = user id for the SDK, advertised by reserved-nick discovery §7.12) and standard rooms `name@muc.{domain}` created by joining (instant room, status 201, a group dialog REST sees); any nick, unique in the room (a number is that user's reserved nick); nick change (303); subject (moderators, or participants when `muc#roomconfig_changesubject`); owner form (`roomname`, `roomdesc`, `membersonly`, `persistentroom`, `changesubject`) and destroy; `muc#admin` affiliations owner/admin/member/none/outcast and roles moderator/participant/none (kick, 307) mapped onto the dialog's owner/admins/occupants by `chat::rules`; occupants see each other's full JID (non-anonymous); kicks and bans carry the moderator's reason; an occupant's presence error removes it (333); private messages through the room; mediated invitations (§7.8.2: passed on, membership unchanged); no visitors, voice requests or passwords",
         ejabberd: "mod_muc",
         prosody: "mod_muc",
     },
@@ -348,6 +350,12 @@ pub async fn on_message(
     room: RoomAddr,
 ) -> Result<(), StanzaError> {
     let room = resolve(s, actor, room).await?;
+    if room.nick.is_none()
+        && matches!(MessageType::of(&el), Ok(MessageType::Normal))
+        && !invite::invites(&el).is_empty()
+    {
+        return invite::on_message(s, actor, &el, &room).await;
+    }
     match MessageType::of(&el) {
         Ok(MessageType::Error) => return Ok(()),
         Ok(MessageType::Groupchat) => {}
