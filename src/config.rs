@@ -220,6 +220,12 @@ pub struct XmppConfig {
     /// dialog when its last occupant leaves unless its owner configures it persistent first
     /// (the default of Prosody's `muc_room_default_persistent` and of ejabberd).
     pub room_default_persistent: bool,
+    /// Store, and so archive for MAM (XEP-0313), the 1:1 `chat` and `normal` messages with a
+    /// body that carry no ConnectyCube `<extraParams>` — those of ordinary XMPP clients — as if
+    /// they asked for `save_to_history=1`. Off: the ConnectyCube rule alone (only what the
+    /// sender asks to keep is stored; an SDK message without `extension` never is). Turn it on
+    /// when users run ordinary XMPP clients, which expect the archive to hold their chats.
+    pub archive_plain_messages: bool,
     /// Most privacy lists (XEP-0016) one user may keep.
     pub privacy_max_lists: usize,
     /// Most items in one privacy list (the official SDK writes two per blocked user).
@@ -782,6 +788,7 @@ impl Default for XmppConfig {
             room_presence_max_bytes: 4096,
             room_creation: true,
             room_default_persistent: true,
+            archive_plain_messages: false,
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,

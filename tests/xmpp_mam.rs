@@ -672,6 +672,47 @@ async fn a_live_private_message_carries_the_id_the_archives_know_it_by() {
     srv.stop().await;
 }
 
+/// Alice sends Bob a `chat` and a type-less (`normal`) message as an ordinary XMPP client
+/// does (no `extraParams`), and one ConnectyCube message without `save_to_history`; Bob gets
+/// all three. What Alice's archive then holds.
+async fn plain_client_archive(archive_plain_messages: bool) -> Vec<String> {
+    let mut c = test_config();
+    c.xmpp.archive_plain_messages = archive_plain_messages;
+    let srv = TestServer::start_with(c).await;
+    let alice = user(&srv, "plain_alice").await;
+    let bob = user(&srv, "plain_bob").await;
+    let mut a = login(&srv, &alice).await;
+    let mut b = login(&srv, &bob).await;
+    let bob_bare = format!("{}@localhost", bob.local);
+    a.send_raw(&format!(
+        "<message to='{bob_bare}' type='chat' id='p1'><body>plain chat</body></message>         <message to='{bob_bare}' id='p2'><body>plain normal</body></message>         <message to='{bob_bare}' type='chat' id='p3'><body>sdk unsaved</body>         <extraParams xmlns='jabber:client'><country>NL</country></extraParams></message>"
+    ))
+    .await;
+    for body in ["plain chat", "plain normal", "sdk unsaved"] {
+        b.expect(body, |e| {
+            e.name == "message" && e.child("body", CLIENT).is_some_and(|x| x.text() == body)
+        })
+        .await;
+    }
+    let bodies = ask(&mut a, &query("pc", None, &[], "")).await.bodies();
+    srv.stop().await;
+    bodies
+}
+
+#[tokio::test]
+async fn with_archive_plain_messages_an_ordinary_clients_chat_and_normal_messages_are_archived() {
+    assert_eq!(
+        plain_client_archive(true).await,
+        ["plain chat", "plain normal"],
+        "a ConnectyCube message still needs save_to_history"
+    );
+}
+
+#[tokio::test]
+async fn by_default_only_what_the_sender_asks_to_keep_is_archived() {
+    assert!(plain_client_archive(false).await.is_empty());
+}
+
 #[tokio::test]
 async fn a_live_room_message_carries_the_id_the_room_archive_knows_it_by() {
     let s = story("sid_room").await;

@@ -107,7 +107,7 @@ if [ "$server" = parley ]; then
     PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$tls_port" \
     PARLEY_WS_ADDR="127.0.0.1:$(port)" PARLEY_ADMIN_ADDR=127.0.0.1:0 \
     PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn \
-    PARLEY_XMPP_ROOM_DEFAULT_PERSISTENT=false "$bin" serve >"$run/server.log" 2>&1 &
+    PARLEY_XMPP_ROOM_DEFAULT_PERSISTENT=false PARLEY_XMPP_ARCHIVE_PLAIN_MESSAGES=true "$bin" serve >"$run/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do
     curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break

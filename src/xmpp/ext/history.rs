@@ -20,6 +20,15 @@ pub fn wanted(el: &Element) -> bool {
     ExtraParams::wants_history(el)
 }
 
+/// An ordinary XMPP client's message, as `xmpp.archive_plain_messages` keeps it: a body with
+/// text and no ConnectyCube `<extraParams>` (whose `save_to_history` alone decides).
+pub fn is_plain(el: &Element) -> bool {
+    el.child("extraParams", ns::CLIENT).is_none()
+        && el
+            .child("body", ns::CLIENT)
+            .is_some_and(|b| !b.text().trim().is_empty())
+}
+
 /// The chat-domain message a stanza describes (to a dialog, or to a user's private dialog).
 pub fn new_message(el: &Element, dialog_id: Option<String>, recipient: Option<i64>) -> NewMessage {
     let m = CcMessage::read(el);
@@ -63,14 +72,15 @@ pub async fn store_private(
 
 // Registration in the dispatch table: the Apply hook for 1:1 messages. (Room messages are
 // stored by `ext::muc`.)
-use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec};
+use crate::xmpp::dispatch::{BoxFuture, Extension, Flow, Hook, On, Phase, Routed, Spec, To};
+use crate::xmpp::stanza::MessageType;
 
 /// The protocol rows this extension implements (the README table is rendered from them).
 pub const SPECS: &[Spec] = &[
     Spec {
         name: "ConnectyCube `save_to_history`",
         status: "complete",
-        notes: "a message with `extraParams` `save_to_history=1` is stored as REST `POST /chat/Message` stores it, then stamped with `dialog_id`, `date_sent` and `message_id` before delivery",
+        notes: "a message with `extraParams` `save_to_history=1` is stored as REST `POST /chat/Message` stores it, then stamped with `dialog_id`, `date_sent` and `message_id` before delivery; with `xmpp.archive_plain_messages` also an ordinary client's 1:1 message (a body, no `extraParams`)",
         ejabberd: "no",
         prosody: "no",
     },
@@ -91,12 +101,15 @@ pub const EXTENSION: Extension = Extension {
 /// deletion (`replace`, `remove`) is never stored as a new message.
 fn save(m: &mut Routed) -> BoxFuture<'_, Flow> {
     Box::pin(async move {
-        let Some(target) = m.chat_to_user() else {
-            return Flow::Next;
+        let plain = m.services.config.xmpp.archive_plain_messages && is_plain(&m.stanza);
+        let target = match (&m.to, m.message_type()) {
+            (To::User(u, _), Ok(MessageType::Chat)) => *u,
+            (To::User(u, _), Ok(MessageType::Normal)) if plain => *u,
+            _ => return Flow::Next,
         };
         let edits = m.stanza.child("replace", ns::CORRECTION).is_some()
             || m.stanza.child("remove", ns::MESSAGE_DELETE).is_some();
-        if edits || !wanted(&m.stanza) {
+        if edits || !(wanted(&m.stanza) || plain) {
             return Flow::Next;
         }
         let actor = match m.actor().await {
