@@ -31,6 +31,7 @@ mod xmpp_thirdparty;
 mod xmpp_vcard;
 
 mod cluster;
+mod cluster_bench;
 mod files_bench;
 mod hostile_auth;
 mod hostile_revocation;
