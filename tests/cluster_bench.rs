@@ -27,7 +27,7 @@
 //!
 //! Knobs (environment, for a quick debug smoke): PARLEY_CLUSTER_BENCH_NODES ("1,2,3"),
 //! _SECS (10), _PAIRS (50), _WINDOW (16), _ROOM (100 occupants), _SENDERS (5),
-//! _ROOM_WINDOW (4), _IDLE (9000 connections per configuration).
+//! _ROOM_WINDOW (4), _IDLE (12000 connections per configuration).
 
 use std::time::Duration;
 
@@ -649,7 +649,7 @@ async fn cluster_bench() {
         room: env_or("ROOM", 100),
         senders: env_or("SENDERS", 5),
         room_window: env_or("ROOM_WINDOW", 4),
-        idle: env_or("IDLE", 9000).min(limit.saturating_sub(FD_RESERVE)),
+        idle: env_or("IDLE", 12000).min(limit.saturating_sub(FD_RESERVE)),
     };
     assert!(k.senders <= k.room && k.room >= 1 && k.pairs >= 1);
     let configs: Vec<usize> = std::env::var("PARLEY_CLUSTER_BENCH_NODES")
