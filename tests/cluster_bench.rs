@@ -202,6 +202,22 @@ async fn start_node(db: &str, nats: Option<&Nats>, tag: &str, name: &str) -> Ben
     }
 }
 
+/// Messages the nodes dropped at their cluster queues (full, refused, oversize), all nodes
+/// together, from each node's `/metrics`.
+async fn cluster_drops(nodes: &[BenchNode]) -> u64 {
+    let mut total = 0u64;
+    for n in nodes {
+        let r = n.admin.get("/metrics", None).await;
+        total += r
+            .body
+            .lines()
+            .filter(|l| l.starts_with("parley_queue_drops_total{") && l.contains("\"cluster_"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum::<f64>() as u64;
+    }
+    total
+}
+
 /// Until every node lists every other as a peer.
 async fn wait_peers(nodes: &[BenchNode], names: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -516,6 +532,8 @@ struct Row {
     pairs: Phase,
     room: Phase,
     room_expected: u64,
+    /// Cluster queue drops during the pairs and the room phase.
+    drops: (u64, u64),
     idle: usize,
     idle_secs: f64,
     /// Per node: connections held, RSS growth in KiB.
@@ -577,7 +595,9 @@ async fn run_config(n: usize, world: &mut World, k: &Knobs) -> Row {
             )
         })
         .collect();
+    let d0 = cluster_drops(&nodes).await;
     let pairs = measure(conns, k.window, k.secs, &pids).await;
+    let d1 = cluster_drops(&nodes).await;
 
     // (b) one room of k.room occupants spread over the nodes, k.senders senders.
     let jid = room(&http, world, k.room).await;
@@ -599,7 +619,9 @@ async fn run_config(n: usize, world: &mut World, k: &Knobs) -> Row {
             (c, role)
         })
         .collect();
+    let d2 = cluster_drops(&nodes).await;
     let room = measure(conns, k.room_window, k.secs, &pids).await;
+    let d3 = cluster_drops(&nodes).await;
     let room_expected = room.sent * k.room as u64;
 
     // (c) idle connections spread over the nodes.
@@ -629,6 +651,7 @@ async fn run_config(n: usize, world: &mut World, k: &Knobs) -> Row {
         pairs,
         room,
         room_expected,
+        drops: (d1.saturating_sub(d0), d3.saturating_sub(d2)),
         idle,
         idle_secs,
         idle_nodes,
@@ -716,6 +739,24 @@ async fn cluster_bench() {
             r.room.nodes_cpu,
             r.pairs.gen_cpu,
             r.room.gen_cpu,
+        );
+    }
+    // What a message costs the cluster, whatever share of the core it got: on a shared machine
+    // the rates above follow the CPU the scheduler gave the nodes.
+    println!(
+        "\n| nodes | 1:1 msgs per node-CPU-second | room deliveries per node-CPU-second | \
+         cluster queue drops (1:1, room) |"
+    );
+    println!("|---|---|---|---|");
+    for r in &rows {
+        let per_cpu = |p: &Phase| p.per_sec / (p.nodes_cpu / 100.0).max(1e-9);
+        println!(
+            "| {} | {:.0} | {:.0} | {}, {} |",
+            r.nodes,
+            per_cpu(&r.pairs),
+            per_cpu(&r.room),
+            r.drops.0,
+            r.drops.1
         );
     }
     println!(
