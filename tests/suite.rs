@@ -33,6 +33,7 @@ mod xmpp_vcard;
 mod cluster;
 mod cluster_sessions;
 mod cluster_rooms;
+mod cluster_bench;
 mod files_bench;
 mod hostile_auth;
 mod hostile_revocation;

@@ -58,6 +58,11 @@ impl Nats {
         }
     }
 
+    /// The process id, while it runs (benchmarks pin it to a CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     /// SIGKILL: an outage.
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -102,6 +102,11 @@ impl Parley {
         }
     }
 
+    /// The process id (benchmarks pin it to a CPU and read its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("running") as i32;

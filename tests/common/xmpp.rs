@@ -231,6 +231,14 @@ impl Client {
         }
     }
 
+    /// TCP_NODELAY on a plain TCP connection, as real clients and load generators set it: a
+    /// benchmark's small stanzas must not wait for Nagle's algorithm and delayed ACKs.
+    pub fn nodelay(&self) {
+        if let Io::Plain(s) = &self.io {
+            let _ = s.set_nodelay(true);
+        }
+    }
+
     pub async fn send_raw(&mut self, xml: &str) {
         let _ = self.try_send_raw(xml).await;
     }

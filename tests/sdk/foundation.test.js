@@ -20,9 +20,12 @@ const config = {
   debug: { mode: 0 },
 };
 
+// Users spread over the nodes of a cluster as support.js spreads them (run.sh --nodes N).
+const { nextNode } = require('./support');
+
 function client() {
   const c = new Cube.ConnectyCube();
-  c.init({ appId: APP_ID, authKey: AUTH_KEY }, config);
+  c.init({ appId: APP_ID, authKey: AUTH_KEY }, { ...config, endpoints: { ...config.endpoints, ...nextNode() } });
   return c;
 }
 
