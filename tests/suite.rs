@@ -31,9 +31,9 @@ mod xmpp_thirdparty;
 mod xmpp_vcard;
 
 mod cluster;
-mod cluster_sessions;
-mod cluster_rooms;
 mod cluster_bench;
+mod cluster_rooms;
+mod cluster_sessions;
 mod files_bench;
 mod hostile_auth;
 mod hostile_revocation;
