@@ -897,6 +897,27 @@ async fn the_query_form_and_the_metadata_describe_the_archive() {
     s.srv.stop().await;
 }
 
+/// Bulk history in the private dialog of `alice` and `bob` (`ours` more messages, alternating
+/// senders) and `others` messages between two other users, then fresh planner statistics.
+async fn bulk_history(srv: &TestServer, alice: &User, bob: &User, ours: i64, others: i64) {
+    let c = srv.pool.get().await.unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
+         SELECT lpad(to_hex(1000000 + i), 24, '0'), d.application_id, d.id, 1 + i,
+                CASE WHEN i % 2 = 0 THEN {a} ELSE {b} END, CASE WHEN i % 2 = 0 THEN {b} ELSE {a} END,
+                'x', 10 + i, now(), now()
+         FROM dialogs d, generate_series(1, {ours}) i WHERE d.type = 3;
+         INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
+         SELECT lpad(to_hex(2000000 + i), 24, '0'), d.application_id, d.id, 30000 + i, 7, 8, 'y', 10 + i, now(), now()
+         FROM dialogs d, generate_series(1, {others}) i WHERE d.type = 3;
+         ANALYZE messages; ANALYZE dialog_members;",
+        a = alice.id,
+        b = bob.id
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_page_of_a_users_archive_reads_two_indexes_in_order_without_sorting_it() {
     let srv = TestServer::start().await;
@@ -905,22 +926,7 @@ async fn a_page_of_a_users_archive_reads_two_indexes_in_order_without_sorting_it
     say(&srv, &alice, &bob, "seed", 1).await;
     // Enough history that a scan would cost something: 20,000 more messages in that dialog
     // and 20,000 between other users.
-    let c = srv.pool.get().await.unwrap();
-    c.batch_execute(&format!(
-        "INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
-         SELECT lpad(to_hex(1000000 + i), 24, '0'), d.application_id, d.id, 1 + i,
-                CASE WHEN i % 2 = 0 THEN {a} ELSE {b} END, CASE WHEN i % 2 = 0 THEN {b} ELSE {a} END,
-                'x', 10 + i, now(), now()
-         FROM dialogs d, generate_series(1, 20000) i WHERE d.type = 3;
-         INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
-         SELECT lpad(to_hex(2000000 + i), 24, '0'), d.application_id, d.id, 30000 + i, 7, 8, 'y', 10 + i, now(), now()
-         FROM dialogs d, generate_series(1, 20000) i WHERE d.type = 3;
-         ANALYZE messages; ANALYZE dialog_members;",
-        a = alice.id,
-        b = bob.id
-    ))
-    .await
-    .unwrap();
+    bulk_history(&srv, &alice, &bob, 20_000, 20_000).await;
     let mut c = srv.pool.get().await.unwrap();
     let tx = c.transaction().await.unwrap();
     let plan = archive::explain_page(
@@ -955,22 +961,7 @@ async fn counting_a_large_archive_walks_its_indexes_and_never_scans_the_table() 
     say(&srv, &alice, &bob, "seed", 1).await;
     // Alice's 5,000 messages among 20,000 of other users: with a bare `LIMIT`, PostgreSQL
     // may count by scanning the table from the start.
-    let c = srv.pool.get().await.unwrap();
-    c.batch_execute(&format!(
-        "INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
-         SELECT lpad(to_hex(1000000 + i), 24, '0'), d.application_id, d.id, 1 + i,
-                CASE WHEN i % 2 = 0 THEN {a} ELSE {b} END, CASE WHEN i % 2 = 0 THEN {b} ELSE {a} END,
-                'x', 10 + i, now(), now()
-         FROM dialogs d, generate_series(1, 5000) i WHERE d.type = 3;
-         INSERT INTO messages (id, application_id, dialog_id, seq, sender_id, recipient_id, body, date_sent, created_at, updated_at)
-         SELECT lpad(to_hex(2000000 + i), 24, '0'), d.application_id, d.id, 30000 + i, 7, 8, 'y', 10 + i, now(), now()
-         FROM dialogs d, generate_series(1, 20000) i WHERE d.type = 3;
-         ANALYZE messages; ANALYZE dialog_members;",
-        a = alice.id,
-        b = bob.id
-    ))
-    .await
-    .unwrap();
+    bulk_history(&srv, &alice, &bob, 5_000, 20_000).await;
     let mut c = srv.pool.get().await.unwrap();
     let tx = c.transaction().await.unwrap();
     let (bound, exact) =

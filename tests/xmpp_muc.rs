@@ -6,6 +6,7 @@
 use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 
+use crate::common::muc::online;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{TestServer, PASSWORD};
 
@@ -76,10 +77,6 @@ async fn subject(c: &mut Client) -> Element {
         e.name == "message" && e.child("subject", "jabber:client").is_some()
     })
     .await
-}
-
-async fn online(srv: &TestServer, uid: i64) -> Client {
-    Client::login(srv.xmpp, Via::Tcp, &srv.local(uid), PASSWORD).await
 }
 
 /// Proves `c` got nothing else meanwhile: a 1:1 marker from `from` must be the next message.

@@ -7,6 +7,7 @@
 use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 
+use crate::common::muc::{codes, condition, item, online};
 use crate::common::python;
 use crate::common::xmpp::{Client, Via};
 use crate::common::{test_config, TestServer, PASSWORD};
@@ -16,10 +17,6 @@ const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 const CLIENT: &str = "jabber:client";
-
-async fn online(srv: &TestServer, uid: i64) -> Client {
-    Client::login(srv.xmpp, Via::Tcp, &srv.local(uid), PASSWORD).await
-}
 
 fn join_xml(room: &str, nick: &str, id: &str) -> String {
     format!(
@@ -50,31 +47,6 @@ async fn subject(c: &mut Client) -> Element {
         e.name == "message" && e.child("subject", CLIENT).is_some()
     })
     .await
-}
-
-fn codes(p: &Element) -> Vec<String> {
-    p.child("x", MUC_USER)
-        .map(|x| {
-            x.elements()
-                .filter(|e| e.name == "status")
-                .filter_map(|e| e.attr("code").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn item(p: &Element) -> Element {
-    p.child("x", MUC_USER)
-        .and_then(|x| x.child("item", MUC_USER))
-        .cloned()
-        .unwrap_or_else(|| panic!("no item in {p:?}"))
-}
-
-fn condition(e: &Element) -> String {
-    e.child("error", CLIENT)
-        .and_then(|err| err.elements().next())
-        .map(|c| c.name.clone())
-        .unwrap_or_else(|| panic!("not an error: {e:?}"))
 }
 
 /// The dialog behind a standard room, as its owner lists it over REST.

@@ -7,18 +7,15 @@
 
 use parley::xmpp::stream::Element;
 
-use crate::common::xmpp::{Client, Via};
-use crate::common::{test_config, TestServer, PASSWORD};
+use crate::common::muc::{codes, item, online};
+use crate::common::xmpp::Client;
+use crate::common::{test_config, TestServer};
 
 const MUC: &str = "http://jabber.org/protocol/muc";
 const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 const CLIENT: &str = "jabber:client";
 const ROOM: &str = "coven@muc.localhost";
-
-async fn online(srv: &TestServer, uid: i64) -> Client {
-    Client::login(srv.xmpp, Via::Tcp, &srv.local(uid), PASSWORD).await
-}
 
 /// Joins and reads up to the subject message that ends the join; the self-presence.
 async fn joined(c: &mut Client, nick: &str, id: &str) -> Element {
@@ -37,24 +34,6 @@ async fn joined(c: &mut Client, nick: &str, id: &str) -> Element {
     })
     .await;
     me
-}
-
-fn codes(p: &Element) -> Vec<String> {
-    p.child("x", MUC_USER)
-        .map(|x| {
-            x.elements()
-                .filter(|e| e.name == "status")
-                .filter_map(|e| e.attr("code").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn item(p: &Element) -> Element {
-    p.child("x", MUC_USER)
-        .and_then(|x| x.child("item", MUC_USER))
-        .cloned()
-        .unwrap_or_else(|| panic!("no item in {p:?}"))
 }
 
 fn reason(p: &Element) -> Option<String> {

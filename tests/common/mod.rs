@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod muc;
 pub mod push;
 pub mod python;
 pub mod spawn;
