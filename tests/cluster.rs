@@ -10,7 +10,7 @@ use parley::hub::bus::{local::LocalNet, nats, Attached, BusError, Limits, To};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::common::cluster::{shared_database, Nats, Node};
+use crate::common::cluster::{Nats, Node, Two};
 use crate::common::xmpp::{Client, Via};
 use crate::common::PASSWORD;
 
@@ -176,47 +176,7 @@ async fn an_in_process_outage_is_reported_and_refuses_sends() {
 
 // ---- stories across real processes ----
 
-/// Two nodes on one database and one NATS, and two users.
-struct Two {
-    nats: Nats,
-    a: Node,
-    b: Node,
-    /// Alice and Bob (XMPP local parts).
-    alice: String,
-    bob: String,
-}
-
 impl Two {
-    async fn start() -> Two {
-        let nats = Nats::start().await;
-        let db = shared_database().await;
-        let a = Node::start(&nats, &db, "node-a").await;
-        let b = Node::start(&nats, &db, "node-b").await;
-        let alice = a.p.chat_user("alice").await;
-        let bob = a.p.chat_user("bob").await;
-        let two = Two {
-            nats,
-            a,
-            b,
-            alice,
-            bob,
-        };
-        two.wait_peers().await;
-        two
-    }
-
-    /// Until each node's `/readyz` lists the other as a peer.
-    async fn wait_peers(&self) {
-        for (n, other) in [(&self.a, "node-b"), (&self.b, "node-a")] {
-            wait_for(&format!("{} to see {other}", n.name), || async {
-                readyz(n).await["peers"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|x| x == other))
-            })
-            .await;
-        }
-    }
-
     fn jid(&self, local: &str) -> String {
         format!("{local}@localhost")
     }

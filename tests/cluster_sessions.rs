@@ -10,7 +10,7 @@ use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::common::cluster::{shared_database, Nats, Node};
+use crate::common::cluster::{Node, Two};
 use crate::common::xmpp::{Client, Via};
 use crate::common::PASSWORD;
 
@@ -19,58 +19,8 @@ const FORWARD: &str = "urn:xmpp:forward:0";
 const STREAMING: &str = "https://connectycube.com/protocol/status_streaming";
 const LAST: &str = "jabber:iq:last";
 
-/// Two nodes on one NATS and one database, and two users (XMPP local parts; logins `alice`
-/// and `bob`).
-struct Two {
-    _nats: Nats,
-    a: Node,
-    b: Node,
-    alice: String,
-    bob: String,
-}
-
-impl Two {
-    async fn start() -> Two {
-        let nats = Nats::start().await;
-        let db = shared_database().await;
-        let a = Node::start(&nats, &db, "node-a").await;
-        let b = Node::start(&nats, &db, "node-b").await;
-        let alice = a.p.chat_user("alice").await;
-        let bob = a.p.chat_user("bob").await;
-        let two = Two {
-            _nats: nats,
-            a,
-            b,
-            alice,
-            bob,
-        };
-        for (n, other) in [(&two.a, "node-b"), (&two.b, "node-a")] {
-            wait_for(&format!("{} to see {other}", n.name), || async {
-                let r = n.admin.get("/readyz", None).await;
-                r.json()["peers"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|x| x == other))
-            })
-            .await;
-        }
-        two
-    }
-}
-
 fn bare(local: &str) -> String {
     format!("{local}@localhost")
-}
-
-async fn wait_for<F, Fut>(what: &str, f: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Logs in to `n` as `local/resource` with `secret` (a password or a session token).

@@ -181,3 +181,39 @@ pub async fn wait_mesh(nodes: &[&Node]) {
         }
     }
 }
+
+/// Two nodes on one database and one NATS, and two users made on the first: XMPP local parts
+/// of `alice` and `bob`.
+pub struct Two {
+    pub nats: Nats,
+    pub a: Node,
+    pub b: Node,
+    pub alice: String,
+    pub bob: String,
+}
+
+impl Two {
+    /// Started, and each node sees the other.
+    pub async fn start() -> Two {
+        let nats = Nats::start().await;
+        let db = shared_database().await;
+        let a = Node::start(&nats, &db, "node-a").await;
+        let b = Node::start(&nats, &db, "node-b").await;
+        let alice = a.p.chat_user("alice").await;
+        let bob = a.p.chat_user("bob").await;
+        let two = Two {
+            nats,
+            a,
+            b,
+            alice,
+            bob,
+        };
+        two.wait_peers().await;
+        two
+    }
+
+    /// Until each node lists the other as a peer.
+    pub async fn wait_peers(&self) {
+        wait_mesh(&[&self.a, &self.b]).await;
+    }
+}
