@@ -10,7 +10,7 @@ use parley::hub::bus::{local::LocalNet, nats, Attached, BusError, Limits, To};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::common::cluster::{Nats, Node, Two};
+use crate::common::cluster::{seen_across, Nats, Node, Two};
 use crate::common::xmpp::{Client, Via};
 use crate::common::PASSWORD;
 
@@ -209,31 +209,8 @@ async fn login(n: &Node, local: &str, resource: &str) -> Client {
 /// Logs in and waits until `other` knows the session (its announcement crossed).
 async fn login_seen(n: &Node, local: &str, resource: &str, probe: &mut Client) -> Client {
     let mut c = login(n, local, resource).await;
-    // A headline to the new full JID arriving through the other node proves that node's
-    // directory has the session (a headline that finds no one is not kept offline).
-    let full = format!("{local}@localhost/{resource}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        probe
-            .send_raw(&format!(
-                "<message to='{full}' type='headline' id='probe'><body>probe</body></message>"
-            ))
-            .await;
-        let got = tokio::time::timeout(Duration::from_millis(300), async {
-            c.expect("probe", |e| {
-                e.name == "message" && e.attr("id") == Some("probe")
-            })
-            .await
-        })
-        .await;
-        if got.is_ok() {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{full} never reachable across nodes"
-        );
-    }
+    seen_across(&mut c, probe).await;
+    c
 }
 
 fn body_of(e: &parley::xmpp::stream::Element) -> String {

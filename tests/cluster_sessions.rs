@@ -10,7 +10,7 @@ use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::common::cluster::{Node, Two};
+use crate::common::cluster::{seen_across, Node, Two};
 use crate::common::xmpp::{Client, Via};
 use crate::common::PASSWORD;
 
@@ -26,34 +26,6 @@ fn bare(local: &str) -> String {
 /// Logs in to `n` as `local/resource` with `secret` (a password or a session token).
 async fn stream(n: &Node, local: &str, secret: &str, resource: &str) -> Client {
     Client::login_as(n.addrs, Via::DirectTls, local, secret, Some(resource)).await
-}
-
-/// Waits until a headline sent by `probe` (on the other node) to `c`'s full JID arrives: the
-/// other node's directory then holds `c`'s session (a headline that finds no one is dropped).
-async fn seen_across(c: &mut Client, probe: &mut Client) {
-    let full = c.jid.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        probe
-            .send_raw(&format!(
-                "<message to='{full}' type='headline' id='probe'><body>probe</body></message>"
-            ))
-            .await;
-        let got = tokio::time::timeout(Duration::from_millis(300), async {
-            c.expect("probe", |e| {
-                e.name == "message" && e.attr("id") == Some("probe")
-            })
-            .await
-        })
-        .await;
-        if got.is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{full} never reachable across nodes"
-        );
-    }
 }
 
 /// A session token of the user with `login`, opened on node `n`: (token, user id).
@@ -150,27 +122,7 @@ async fn deleting_a_user_on_one_node_closes_their_streams_on_another() {
 /// caps when `caps` (as a standard client does; the ConnectyCube SDK does not).
 async fn carbons_client(n: &Node, local: &str, resource: &str, caps: bool) -> Client {
     let mut c = stream(n, local, PASSWORD, resource).await;
-    let r = c
-        .iq(
-            "carbons",
-            "<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
-        )
-        .await;
-    assert_eq!(r.attr("type"), Some("result"));
-    if caps {
-        c.send_raw(
-            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' \
-             node='https://parley.test/carbons' ver='Zm9yIHRoZSBjYXJib25zIHRlc3Q='/></presence>",
-        )
-        .await;
-    } else {
-        c.send_raw("<presence/>").await;
-    }
-    let jid = c.jid.clone();
-    c.expect("own presence echo", |e| {
-        e.name == "presence" && e.attr("from") == Some(jid.as_str())
-    })
-    .await;
+    c.carbons_online(caps).await;
     c
 }
 

@@ -20,27 +20,7 @@ const FORWARD: &str = "urn:xmpp:forward:0";
 /// the announcement matters here).
 async fn connect(srv: &TestServer, local: &str, resource: &str, caps: bool) -> Client {
     let mut c = Client::login_as(srv.xmpp, Via::Tcp, local, PASSWORD, Some(resource)).await;
-    let r = c
-        .iq(
-            "carbons",
-            "<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
-        )
-        .await;
-    assert_eq!(r.attr("type"), Some("result"));
-    if caps {
-        c.send_raw(
-            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' \
-             node='https://parley.test/carbons' ver='Zm9yIHRoZSBjYXJib25zIHRlc3Q='/></presence>",
-        )
-        .await;
-    } else {
-        c.send_raw("<presence/>").await;
-    }
-    let jid = c.jid.clone();
-    c.expect("own presence echo", |e| {
-        e.name == "presence" && e.attr("from") == Some(jid.as_str())
-    })
-    .await;
+    c.carbons_online(caps).await;
     c
 }
 

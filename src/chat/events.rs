@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use serde_json::Value;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
 
 use crate::model::{AppId, DialogType, ObjectId};
 
@@ -125,6 +125,27 @@ impl Subscription {
 
     pub fn try_recv(&mut self) -> Result<ChatEvent, TryRecvError> {
         Ok(self.0.try_recv()?.event)
+    }
+
+    /// Follows the events until `shutdown` changes or the bus closes: `each` for every event,
+    /// `lagged(n)` when `n` were missed because this subscriber fell behind (which ones is
+    /// unknown, so a follower that keeps derived state must drop all of it).
+    pub async fn follow(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut each: impl FnMut(ChatEvent),
+        mut lagged: impl FnMut(u64),
+    ) {
+        loop {
+            tokio::select! {
+                e = self.recv() => match e {
+                    Ok(e) => each(e),
+                    Err(RecvError::Lagged(n)) => lagged(n),
+                    Err(RecvError::Closed) => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }
 

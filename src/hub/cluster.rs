@@ -1323,8 +1323,11 @@ mod tests {
         serde_json::to_vec(&env).unwrap()
     }
 
-    #[tokio::test]
-    async fn another_nodes_occupants_are_checked_bounded_and_go_with_their_node() {
+    /// Node "a" alone on an in-process bus (kept alive by the caller), with these room bounds.
+    fn node_a(
+        max_remote_occupants: usize,
+        max_room_presence_bytes: usize,
+    ) -> (super::super::bus::local::LocalNet, Arc<Cluster>) {
         let net = super::super::bus::local::LocalNet::new();
         let limits = super::super::bus::Limits {
             max_message_bytes: 4096,
@@ -1338,10 +1341,16 @@ mod tests {
             max_message_bytes: 4096,
             max_remote_sessions: 10,
             max_nodes: 4,
-            max_remote_occupants: 1,
-            max_room_presence_bytes: 64,
+            max_remote_occupants,
+            max_room_presence_bytes,
         };
         let c = Cluster::new(settings, net.attach("a", limits).bus);
+        (net, c)
+    }
+
+    #[tokio::test]
+    async fn another_nodes_occupants_are_checked_bounded_and_go_with_their_node() {
+        let (_net, c) = node_a(1, 64);
         c.set_local(Arc::new(Stub));
         let hub = Arc::new(Hub::new());
         let _ = c.hub.set(Arc::downgrade(&hub));
@@ -1402,23 +1411,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_shows_the_occupants_that_came_and_went_while_announcements_were_lost() {
-        let net = super::super::bus::local::LocalNet::new();
-        let limits = super::super::bus::Limits {
-            max_message_bytes: 4096,
-            send_queue: 8,
-            receive_queue: 8,
-        };
-        let settings = Settings {
-            node: "a".into(),
-            heartbeat: Duration::from_secs(1),
-            node_timeout: Duration::from_secs(3),
-            max_message_bytes: 4096,
-            max_remote_sessions: 10,
-            max_nodes: 4,
-            max_remote_occupants: 10,
-            max_room_presence_bytes: 4096,
-        };
-        let c = Cluster::new(settings, net.attach("a", limits).bus);
+        let (_net, c) = node_a(10, 4096);
         let seen = Arc::new(Recorder::default());
         c.set_local(seen.clone());
         let hub = Hub::new();

@@ -23,7 +23,7 @@
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::ext::{carbons, muc, offline, roster, status_streaming};
 use super::ns;
@@ -373,23 +373,20 @@ pub fn kicked(s: &Services, k: &RoomKey, user: i64, code: &str) {
 /// Publishes this node's room-membership changes to the other nodes, until shutdown.
 pub async fn forward_events(
     s: Arc<Services>,
-    mut events: Subscription,
-    mut shutdown: watch::Receiver<bool>,
+    events: Subscription,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => forward(&s, &e),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    metrics::counter!(QUEUE_DROPS, "queue" => "cluster_events").increment(n);
-                    // Which invalidations were missed is unknown: the others drop them all.
-                    send(&s, &Notice::RoomsStale);
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+    events
+        .follow(
+            shutdown,
+            |e| forward(&s, &e),
+            |n| {
+                metrics::counter!(QUEUE_DROPS, "queue" => "cluster_events").increment(n);
+                // Which invalidations were missed is unknown: the others drop them all.
+                send(&s, &Notice::RoomsStale);
             },
-            _ = shutdown.changed() => return,
-        }
-    }
+        )
+        .await;
 }
 
 fn send(s: &Services, notice: &Notice) {

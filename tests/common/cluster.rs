@@ -8,7 +8,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::spawn::{free_port, Parley};
-use super::xmpp::Addrs;
+use super::xmpp::{Addrs, Client};
 use super::{conn_string, fresh_database, Http};
 
 /// A `nats-server` child process.
@@ -215,5 +215,33 @@ impl Two {
     /// Until each node lists the other as a peer.
     pub async fn wait_peers(&self) {
         wait_mesh(&[&self.a, &self.b]).await;
+    }
+}
+
+/// Waits until a headline sent by `probe` (on the other node) to `c`'s full JID arrives: the
+/// other node's directory then holds `c`'s session (a headline that finds no one is dropped).
+pub async fn seen_across(c: &mut Client, probe: &mut Client) {
+    let full = c.jid.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        probe
+            .send_raw(&format!(
+                "<message to='{full}' type='headline' id='probe'><body>probe</body></message>"
+            ))
+            .await;
+        let got = tokio::time::timeout(Duration::from_millis(300), async {
+            c.expect("probe", |e| {
+                e.name == "message" && e.attr("id") == Some("probe")
+            })
+            .await
+        })
+        .await;
+        if got.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{full} never reachable across nodes"
+        );
     }
 }

@@ -326,6 +326,34 @@ impl Client {
     }
 
     /// Reads until a stanza named `name` arrives.
+    /// Enables message carbons, then goes online; with `caps`, announcing entity capabilities
+    /// as a standard client does (the server's caps query is left unanswered: only the
+    /// announcement matters), without them as the ConnectyCube SDK does. Returns once the
+    /// presence is echoed.
+    pub async fn carbons_online(&mut self, caps: bool) {
+        let r = self
+            .iq(
+                "carbons",
+                "<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
+            )
+            .await;
+        assert_eq!(r.attr("type"), Some("result"));
+        if caps {
+            self.send_raw(
+                "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' \
+                 node='https://parley.test/carbons' ver='Zm9yIHRoZSBjYXJib25zIHRlc3Q='/></presence>",
+            )
+            .await;
+        } else {
+            self.send_raw("<presence/>").await;
+        }
+        let jid = self.jid.clone();
+        self.expect("own presence echo", |e| {
+            e.name == "presence" && e.attr("from") == Some(jid.as_str())
+        })
+        .await;
+    }
+
     pub async fn expect_named(&mut self, name: &str) -> Element {
         self.expect(name, |e| e.name == name).await
     }

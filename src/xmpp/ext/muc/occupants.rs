@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::join::{to_occupants, unavailable, with_status};
 use super::{room_jid, user_key};
@@ -89,23 +89,16 @@ pub fn on_event(s: &Services, e: &ChatEvent) {
 
 /// Follows the chat events for the life of the server (subscribe before serving, so nothing
 /// committed after start is missed).
-pub async fn watch_events(
-    s: Arc<Services>,
-    mut events: Subscription,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => on_event(&s, &e),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    metrics::counter!(QUEUE_DROPS, "queue" => "room_events").increment(n);
-                    tracing::warn!(missed = n, "room events lagged: membership cache cleared");
-                    s.hub.rooms.invalidate_all();
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+pub async fn watch_events(s: Arc<Services>, events: Subscription, shutdown: watch::Receiver<bool>) {
+    events
+        .follow(
+            shutdown,
+            |e| on_event(&s, &e),
+            |n| {
+                metrics::counter!(QUEUE_DROPS, "queue" => "room_events").increment(n);
+                tracing::warn!(missed = n, "room events lagged: membership cache cleared");
+                s.hub.rooms.invalidate_all();
             },
-            _ = shutdown.changed() => return,
-        }
-    }
+        )
+        .await;
 }
