@@ -6,7 +6,7 @@
 use parley::xmpp::stream::Element;
 use serde_json::{json, Value};
 
-use crate::common::muc::online;
+use crate::common::muc::{codes as status_codes, online};
 use crate::common::xmpp::{Client, Via};
 use crate::common::{TestServer, PASSWORD};
 
@@ -39,17 +39,6 @@ fn extra(m: &Element, name: &str) -> Option<String> {
     m.child("extraParams", "jabber:client")?
         .child(name, "jabber:client")
         .map(|e| e.text())
-}
-
-fn status_codes(p: &Element) -> Vec<String> {
-    p.child("x", MUC_USER)
-        .map(|x| {
-            x.elements()
-                .filter(|e| e.name == "status")
-                .filter_map(|e| e.attr("code").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn has_shim(p: &Element, code: &str) -> bool {
