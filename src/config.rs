@@ -226,6 +226,10 @@ pub struct XmppConfig {
     /// sender asks to keep is stored; an SDK message without `extension` never is). Turn it on
     /// when users run ordinary XMPP clients, which expect the archive to hold their chats.
     pub archive_plain_messages: bool,
+    /// Where clients read the service's outage status when they cannot reach it (XEP-0455):
+    /// `http://` or `https://` URLs of a JSON status document kept somewhere else than this
+    /// server, advertised in the server's disco#info. Empty: nothing is advertised.
+    pub outage_status_urls: Vec<String>,
     /// Most privacy lists (XEP-0016) one user may keep.
     pub privacy_max_lists: usize,
     /// Most items in one privacy list (the official SDK writes two per blocked user).
@@ -789,6 +793,7 @@ impl Default for XmppConfig {
             room_creation: true,
             room_default_persistent: true,
             archive_plain_messages: false,
+            outage_status_urls: Vec::new(),
             privacy_max_lists: 50,
             privacy_max_items: 1000,
             blocklist_max: 10_000,
@@ -880,6 +885,7 @@ impl Config {
                 out.push(format!("database.url: not a PostgreSQL URL: {e}"));
             }
         }
+        out.extend(crate::xmpp::ext::outage::problems(&self.xmpp.outage_status_urls));
         if self.database.pool_size == 0 {
             out.push("database.pool_size: must be at least 1".to_string());
         }

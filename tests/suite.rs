@@ -22,6 +22,7 @@ mod xmpp_history;
 mod xmpp_limits;
 mod xmpp_mam;
 mod xmpp_muc;
+mod xmpp_outage;
 mod xmpp_privacy;
 mod xmpp_realtime;
 mod xmpp_register;

@@ -445,6 +445,7 @@ pub fn table() -> Dispatch {
         ext::pep::EXTENSION,
         ext::http_upload::EXTENSION,
         ext::adhoc::EXTENSION,
+        ext::outage::EXTENSION,
     ])
 }
 

@@ -81,6 +81,8 @@ pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 pub const RSM: &str = "http://jabber.org/protocol/rsm";
 /// XEP-0004 Data Forms (archive query fields).
 pub const DATA_FORMS: &str = "jabber:x:data";
+/// XEP-0455 Service Outage Status.
+pub const SOS: &str = "urn:xmpp:sos:0";
 /// XEP-0359 Unique and Stable Stanza IDs.
 pub const SID: &str = "urn:xmpp:sid:0";
 /// XEP-0054 vcard-temp.

@@ -2,7 +2,8 @@
 //! come from the dispatch table, so only what is registered is advertised; the server is also
 //! the XEP-0363 upload service (its identity and size form, `ext::http_upload`); its items
 //! list the MUC service (`ext::muc` answers disco on the service and its rooms); an account is
-//! a PEP service (`ext::pep`): its identity and features, its nodes as items. Must not invent
+//! a PEP service (`ext::pep`): its identity and features, its nodes as items; the server's
+//! info also names the outage status addresses (`ext::outage`). Must not invent
 //! features or items.
 
 use crate::xmpp::dispatch::{
@@ -68,6 +69,10 @@ fn info(req: Request<'_>) -> BoxFuture<'_, Reply> {
                     req.services,
                     req.user.app,
                 ));
+                let outage = &req.services.config.xmpp.outage_status_urls;
+                if let Some(form) = crate::xmpp::ext::outage::disco_form(outage) {
+                    q.push(form);
+                }
             }
             // An account (one's own or a contact's) is answered as the account (XEP-0030 §3.1),
             // not as the server.

@@ -15,6 +15,7 @@ pub mod markers;
 pub mod message_delete;
 pub mod muc;
 pub mod offline;
+pub mod outage;
 pub mod pep;
 pub mod ping;
 pub mod presence;
