@@ -305,6 +305,25 @@ async fn max_pages_forward_with_after_until_the_page_that_completes() {
 }
 
 #[tokio::test]
+async fn a_page_read_backwards_is_counted_but_carries_no_first_index() {
+    let s = story("mam_noindex").await;
+    let mut a = login(&s.srv, &s.alice).await;
+    let with = format!("{}@localhost", s.bob.local);
+    let f = [("with", with.as_str())];
+    let back = ask(&mut a, &query("n1", None, &f, "<max>2</max><before/>")).await;
+    assert_eq!(back.bodies(), ["m4", "m5"]);
+    assert_eq!(back.count(), Some(5));
+    assert_eq!(
+        back.first_index(),
+        None,
+        "slixmpp would stop after this page"
+    );
+    let fwd = ask(&mut a, &query("n2", None, &f, "<max>2</max>")).await;
+    assert_eq!((fwd.count(), fwd.first_index()), (Some(5), Some(0)));
+    s.srv.stop().await;
+}
+
+#[tokio::test]
 async fn an_empty_before_is_the_last_page_and_before_pages_backwards() {
     let s = story("mam_back").await;
     let mut a = login(&s.srv, &s.alice).await;
@@ -313,7 +332,6 @@ async fn an_empty_before_is_the_last_page_and_before_pages_backwards() {
     let p1 = ask(&mut a, &query("b1", None, &f, "<max>2</max><before/>")).await;
     assert_eq!(p1.bodies(), ["m4", "m5"], "a page is in archive order");
     assert!(!p1.complete());
-    assert_eq!(p1.first_index(), Some(3));
     let before = format!("<max>2</max><before>{}</before>", p1.first().unwrap());
     let p2 = ask(&mut a, &query("b2", None, &f, &before)).await;
     assert_eq!(p2.bodies(), ["m2", "m3"]);
@@ -605,7 +623,6 @@ async fn a_room_archive_is_its_dialogs_history_for_its_members() {
     )
     .await;
     assert_eq!(back.bodies(), ["r2"]);
-    assert_eq!(back.first_index(), Some(2));
     s.srv.stop().await;
 }
 

@@ -150,8 +150,16 @@ impl Chat {
         }
         let backward = q.page.before.is_some();
         let max = q.page.max.max(0);
+        // The page and the count's bound need nothing of each other: both go out at once.
+        let counting = q.count_max > 0;
         // One more than the page: whether anything lies beyond it.
-        let mut rows = repo::page(&tx, scope, &window, backward, max.saturating_add(1)).await?;
+        let read = repo::page(&tx, scope, &window, backward, max.saturating_add(1));
+        let (mut rows, countable) = if counting {
+            futures_util::future::try_join(read, repo::countable(&tx, scope, &set, q.count_max))
+                .await?
+        } else {
+            (read.await?, false)
+        };
         let complete = rows.len() as i64 <= max;
         if !complete {
             // The extra row is the one furthest in the reading direction.
@@ -161,9 +169,9 @@ impl Chat {
                 rows.pop();
             }
         }
-        let (count, first_index) = if q.count_max > 0 {
+        let (count, first_index) = if countable {
             let first = rows.first().map(Position::of);
-            match repo::count(&tx, scope, &set, first.as_ref(), q.count_max).await? {
+            match repo::count_exactly(&tx, scope, &set, first.as_ref(), q.count_max).await? {
                 Some((total, before)) => (Some(total), first.map(|_| before)),
                 None => (None, None),
             }

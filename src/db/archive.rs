@@ -220,14 +220,43 @@ fn page_query(scope: Scope<'_>, filter: &Filter, backward: bool, limit: i64) -> 
     Query { sql, params }
 }
 
-/// Turns off PostgreSQL's Memoize for the rest of the caller's transaction. The planner puts
-/// one over each message's membership look-up, keyed on the message's `(seq, dialog_id)`
-/// because of the cleared-point filter, and sizes its hash table for every such key it
-/// expects: setting that up costs milliseconds, ten times the page's own reads (a page of 100
-/// from a 1M-message archive: 4–9 ms with it, 0.3–0.6 ms without). The plain look-up is a
-/// primary-key probe of an index that stays cached.
-async fn no_memoize(tx: &Tx<'_>) -> Result<(), tokio_postgres::Error> {
-    tx.batch_execute("SET LOCAL enable_memoize = off").await
+/// The planner settings of every archive read, for the rest of the caller's transaction:
+///
+/// - **No Memoize.** The planner puts one over each message's membership look-up, keyed on
+///   the message's `(seq, dialog_id)` because of the cleared-point filter, and sizes its hash
+///   table for every such key it expects: setting that up costs milliseconds, ten times the
+///   page's own reads (a page of 100 from a 1M-message archive: 4–9 ms with it, 0.3–0.6 ms
+///   without). The plain look-up is a primary-key probe of an index that stays cached.
+/// - **Custom plans.** The reads are prepared once per connection (their shapes are few: see
+///   [`run`]), but planned for each request's values, as an unprepared query would be: a
+///   generic plan cannot see how narrow a `start`/`end` window or a cursor is.
+const READ_SETTINGS: &str =
+    "SET LOCAL enable_memoize = off; SET LOCAL plan_cache_mode = force_custom_plan";
+
+/// Runs one archive read with [`READ_SETTINGS`] sent ahead of it in the same write: the two
+/// are pipelined, so the settings cost no round trip of their own.
+///
+/// The read goes through the connection's statement cache even though its text depends on
+/// the request: the text varies only with which filters are present (scope, `start`, `end`,
+/// `ids`, up to two cursors each way, the direction), never with their values, so a connection
+/// caches at most a few hundred archive statements however callers combine them.
+async fn run(tx: &Tx<'_>, q: &Query) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let (_, rows) = futures_util::future::try_join(
+        tx.batch_execute(READ_SETTINGS),
+        tx.q(&q.sql, &refs(&q.params)),
+    )
+    .await?;
+    Ok(rows)
+}
+
+/// [`run`] for a read that answers exactly one row (an aggregate).
+async fn run1(tx: &Tx<'_>, q: &Query) -> Result<Row, tokio_postgres::Error> {
+    let (_, row) = futures_util::future::try_join(
+        tx.batch_execute(READ_SETTINGS),
+        tx.q1(&q.sql, &refs(&q.params)),
+    )
+    .await?;
+    Ok(row)
 }
 
 /// One page: up to `limit` messages of `filter`, from its start (or, `backward`, from its
@@ -239,10 +268,7 @@ pub async fn page(
     backward: bool,
     limit: i64,
 ) -> Result<Vec<Message>, tokio_postgres::Error> {
-    let q = page_query(scope, filter, backward, limit);
-    no_memoize(tx).await?;
-    // Shaped by the request's filters: planned for its values each time, never cached.
-    let rows = tx.dq(&q.sql, &refs(&q.params)).await?;
+    let rows = run(tx, &page_query(scope, filter, backward, limit)).await?;
     let mut out: Vec<Message> = rows.iter().map(from_row).collect();
     if backward {
         out.reverse();
@@ -259,7 +285,7 @@ pub async fn explain_page(
     limit: i64,
 ) -> Result<String, tokio_postgres::Error> {
     let q = page_query(scope, filter, backward, limit);
-    no_memoize(tx).await?;
+    tx.batch_execute(READ_SETTINGS).await?;
     let rows = tx
         .dq(&format!("EXPLAIN {}", q.sql), &refs(&q.params))
         .await?;
@@ -378,16 +404,38 @@ pub async fn count(
     first: Option<&Position>,
     cap: i64,
 ) -> Result<Option<(i64, i64)>, tokio_postgres::Error> {
-    let (bound, exact) = count_queries(scope, filter, first, cap);
-    // `ids` names at most a page of messages: the exact count is as cheap as the bound.
-    if filter.ids.is_none() {
-        let row = tx.dq1(&bound.sql, &refs(&bound.params)).await?;
-        if row.get::<_, i64>(0) > cap {
-            return Ok(None);
-        }
+    if !countable(tx, scope, filter, cap).await? {
+        return Ok(None);
     }
-    no_memoize(tx).await?;
-    let row = tx.dq1(&exact.sql, &refs(&exact.params)).await?;
+    count_exactly(tx, scope, filter, first, cap).await
+}
+
+/// The first step of [`count`]: whether the bound lets the set hold at most `cap` messages.
+/// It needs nothing from the page, so a reader can run it alongside the page's own read.
+pub async fn countable(
+    tx: &Tx<'_>,
+    scope: Scope<'_>,
+    filter: &Filter,
+    cap: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    // `ids` names at most a page of messages: the exact count is as cheap as the bound.
+    if filter.ids.is_some() {
+        return Ok(true);
+    }
+    let (bound, _) = count_queries(scope, filter, None, cap);
+    Ok(run1(tx, &bound).await?.get::<_, i64>(0) <= cap)
+}
+
+/// The second step of [`count`], for a set [`countable`] let through.
+pub async fn count_exactly(
+    tx: &Tx<'_>,
+    scope: Scope<'_>,
+    filter: &Filter,
+    first: Option<&Position>,
+    cap: i64,
+) -> Result<Option<(i64, i64)>, tokio_postgres::Error> {
+    let (_, exact) = count_queries(scope, filter, first, cap);
+    let row = run1(tx, &exact).await?;
     let (total, before): (i64, i64) = (row.get(0), row.get(1));
     Ok((total <= cap).then_some((total, before)))
 }
@@ -400,7 +448,7 @@ pub async fn explain_count(
     cap: i64,
 ) -> Result<(String, String), tokio_postgres::Error> {
     let (bound, exact) = count_queries(scope, filter, None, cap);
-    no_memoize(tx).await?;
+    tx.batch_execute(READ_SETTINGS).await?;
     let mut out = Vec::new();
     for q in [bound, exact] {
         let rows = tx

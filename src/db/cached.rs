@@ -1,9 +1,11 @@
 //! Prepared-statement caching for every repository query: each SQL text is parsed and planned
 //! once per pooled connection instead of on every request.
 //!
-//! Only for SQL whose text the code fixes. SQL shaped by a request (filters, the fields of an
-//! update) goes through the `d*` methods: unprepared, so the cache never grows with the number
-//! of filter combinations callers can invent (each connection's cache is never evicted).
+//! Only for SQL whose text the code fixes, or whose text varies over a small fixed set of
+//! shapes (`db::archive`: which filters are present, never their values). SQL shaped by a
+//! request in ways callers can multiply (the fields of an update, free filter combinations)
+//! goes through the `d*` methods: unprepared, so the cache never grows with the number of
+//! combinations callers can invent (each connection's cache is never evicted).
 
 use std::future::Future;
 

@@ -12,8 +12,12 @@
 //! - RSM (XEP-0059): `max` (at most `xmpp.mam_max_page`, which is also the default), `after`,
 //!   `before` (empty: the last page); `index` is `feature-not-implemented`. A cursor that is not
 //!   in the archive: `item-not-found`. `<fin complete>` says whether the page reached the end of
-//!   the result set in its direction; `<count>`/`<first index>` come while the set holds at most
-//!   `xmpp.mam_count_max` messages.
+//!   the result set in its direction; `<count>` comes while the set holds at most
+//!   `xmpp.mam_count_max` messages, and so does `<first index>` on a page read forward. A page
+//!   read backward (`before`) carries no index (XEP-0059 makes it optional): slixmpp's RSM
+//!   iterator, which Poezio and slixmpp's own MAM helpers page with, takes `index + items =
+//!   count` for the end of the set even when paging backward, so on the newest page it would
+//!   stop after one page.
 //! - Each result is `<message from=ARCHIVE><result queryid id=MESSAGE_ID><forwarded><delay
 //!   stamp=date_sent/><message>` with the stored message encoded as live delivery encodes it
 //!   (`stanza::message_from_view`: body, `extraParams`, attachments), 1:1 as `chat` between the
@@ -52,14 +56,14 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "XEP-0313 Message Archive Management (`urn:xmpp:mam:2`, `#extended`)",
         status: "complete",
-        notes: "one store with REST: the account's archive = its private dialogs as `GET /chat/Message` shows them (nothing deleted for self or before a clear; edits show the edited body; deletions for everyone gone), a room's = its dialog's history for whoever may read it; filters `with` (own archive only), `start`/`end` (on `date_sent`), `after-id`/`before-id`/`ids`; RSM `max`/`after`/`before`, no `index`; ordered (`date_sent`, dialog, seq) like REST; prefs answered `always` (everything stored is archived); metadata; no `flip-page`",
+        notes: "one store with REST: the account's archive = its private dialogs as `GET /chat/Message` shows them (nothing deleted for self or before a clear; edits show the edited body; deletions for everyone gone), a room's = its dialog's history for whoever may read it; filters `with` (own archive only), `start`/`end` (on `date_sent`), `after-id`/`before-id`/`ids`; RSM `max`/`after`/`before`, no paging by `index`; ordered (`date_sent`, dialog, seq) like REST; prefs answered `always` (everything stored is archived); metadata; no `flip-page`",
         ejabberd: "mod_mam",
         prosody: "mod_mam, mod_muc_mam",
     },
     Spec {
         name: "XEP-0059 Result Set Management",
         status: "partial",
-        notes: "in MAM: `max`, `after`, `before` (empty = last page), `first`/`last`; `count`/`first index` while the set holds ≤ `xmpp.mam_count_max`",
+        notes: "in MAM: `max`, `after`, `before` (empty = last page), `first`/`last`; `count` while the set holds ≤ `xmpp.mam_count_max`, and `first index` on pages read forward",
         ejabberd: "yes",
         prosody: "yes",
     },
@@ -342,7 +346,7 @@ async fn query(ask: Ask<'_>, payload: &Element) -> Reply {
     for v in &page.items {
         ask.before.push(result(&ask, queryid, v));
     }
-    Ok(Some(fin(&page)))
+    Ok(Some(fin(&page, q.page.before.is_some())))
 }
 
 /// One archived message as a query result (XEP-0313 §4.2).
@@ -383,12 +387,13 @@ fn result(ask: &Ask<'_>, queryid: Option<&str>, v: &MessageView) -> Element {
         .with_child(r)
 }
 
-/// `<fin complete><set><first index/><last/><count/></set></fin>`.
-fn fin(page: &ArchivePage) -> Element {
+/// `<fin complete><set><first index/><last/><count/></set></fin>`; no index on a page read
+/// `backward` (the module header says why).
+fn fin(page: &ArchivePage, backward: bool) -> Element {
     let mut set = Element::new("set", ns::RSM);
     if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
         let mut f = Element::new("first", ns::RSM).with_text(first.message.id.as_str());
-        if let Some(i) = page.first_index {
+        if let Some(i) = page.first_index.filter(|_| !backward) {
             f.set_attr("index", i.to_string());
         }
         set.push(f);
