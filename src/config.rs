@@ -885,7 +885,9 @@ impl Config {
                 out.push(format!("database.url: not a PostgreSQL URL: {e}"));
             }
         }
-        out.extend(crate::xmpp::ext::outage::problems(&self.xmpp.outage_status_urls));
+        out.extend(crate::xmpp::ext::outage::problems(
+            &self.xmpp.outage_status_urls,
+        ));
         if self.database.pool_size == 0 {
             out.push("database.pool_size: must be at least 1".to_string());
         }

@@ -35,7 +35,10 @@ pub fn problems(urls: &[String]) -> Vec<String> {
     }
     for u in urls {
         let http = u.starts_with("http://") || u.starts_with("https://");
-        if !http || u.len() > MAX_URL_BYTES || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !http
+            || u.len() > MAX_URL_BYTES
+            || u.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             out.push(format!(
                 "xmpp.outage_status_urls: {u:?} is not an http(s) URL of at most {MAX_URL_BYTES} bytes"
             ));
@@ -77,7 +80,10 @@ mod tests {
 
     #[test]
     fn every_address_is_a_value_of_one_field() {
-        let urls = ["https://status.example/a.json".to_owned(), "https://b.example/s".to_owned()];
+        let urls = [
+            "https://status.example/a.json".to_owned(),
+            "https://b.example/s".to_owned(),
+        ];
         let form = disco_form(&urls).expect("a form");
         let field = form
             .elements()
@@ -92,6 +98,9 @@ mod tests {
         assert!(problems(&["https://ok.example/s.json".to_owned()]).is_empty());
         assert_eq!(problems(&["ftp://x.example/s".to_owned()]).len(), 1);
         assert_eq!(problems(&["https://x.example/a b".to_owned()]).len(), 1);
-        assert_eq!(problems(&vec!["https://x.example/".to_owned(); MAX_URLS + 1]).len(), 1);
+        assert_eq!(
+            problems(&vec!["https://x.example/".to_owned(); MAX_URLS + 1]).len(),
+            1
+        );
     }
 }
