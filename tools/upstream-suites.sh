@@ -90,8 +90,10 @@ run=$(mktemp -d "$root/target/upstream-run.XXXXXX")
 chmod 755 "$run"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pid=
+status_pid=
 cleanup() {
   if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ -n "$status_pid" ]; then kill -TERM "$status_pid" 2>/dev/null || true; wait "$status_pid" 2>/dev/null || true; fi
   if $keep; then echo "kept $run"; else rm -rf "$run"; fi
 }
 trap cleanup EXIT
@@ -103,7 +105,14 @@ list="["
 if [ "$server" = parley ]; then
   [ -x "$bin" ] || (cd "$root" && cargo build --bin parley)
   http_port=$(port)
-  PARLEY_DATA_DIR="$run/data" PARLEY_HTTP_ADDR="127.0.0.1:$http_port" PARLEY_DATABASE_URL= \
+  # XEP-0455: the outage status document lives on another web server than the one it reports
+  # on; here a loopback python http.server with "no outage" ({}), named in Parley's config.
+  status_port=$(port)
+  mkdir -p "$run/status" && echo '{}' >"$run/status/status.json"
+  python3 -m http.server --bind 127.0.0.1 --directory "$run/status" "$status_port" >/dev/null 2>&1 &
+  status_pid=$!
+  printf '[xmpp]\noutage_status_urls = ["http://127.0.0.1:%s/status.json"]\n' "$status_port" >"$run/parley.toml"
+  PARLEY_CONFIG="$run/parley.toml" PARLEY_DATA_DIR="$run/data" PARLEY_HTTP_ADDR="127.0.0.1:$http_port" PARLEY_DATABASE_URL= \
     PARLEY_XMPP_ADDR="127.0.0.1:$xmpp_port" PARLEY_XMPP_TLS_ADDR="127.0.0.1:$tls_port" \
     PARLEY_WS_ADDR="127.0.0.1:$(port)" PARLEY_ADMIN_ADDR=127.0.0.1:0 \
     PARLEY_DATABASE_EMBEDDED_UNSAFE_FAST=true PARLEY_LOG=warn \
