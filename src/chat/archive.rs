@@ -15,6 +15,7 @@ use crate::db::archive::{self as repo, Filter, Position, Scope};
 use crate::db::dialogs as dialog_repo;
 use crate::model::message::MessageView;
 use crate::model::{Dialog, ObjectId, UserId};
+use crate::ops::telemetry::DB_QUERY_DURATION;
 
 /// Whose archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +80,7 @@ impl Chat {
         whose: &Whose,
         q: &ArchiveQuery,
     ) -> Result<ArchivePage, ChatError> {
+        let started = std::time::Instant::now();
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let dialog: Dialog;
@@ -179,6 +181,7 @@ impl Chat {
             (None, None)
         };
         tx.commit().await?;
+        metrics::histogram!(DB_QUERY_DURATION, "query" => "archive_page").record(started.elapsed());
         Ok(ArchivePage {
             items: rows
                 .into_iter()
