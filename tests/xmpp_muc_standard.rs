@@ -826,7 +826,7 @@ async fn slixmpp_creates_a_room_by_joining_sets_the_subject_configures_it_and_ki
     let srv = TestServer::start().await;
     let (owner, token) = srv.chat_user("sx_muc_owner").await;
     let (guest, _) = srv.chat_user("sx_muc_guest").await;
-    let out = python::script(
+    let stdout = python::run_ok(
         SLIXMPP,
         [
             format!("{owner}@localhost"),
@@ -836,18 +836,10 @@ async fn slixmpp_creates_a_room_by_joining_sets_the_subject_configures_it_and_ki
             srv.xmpp.tcp.port().to_string(),
             "sxroom@muc.localhost".to_owned(),
         ],
+        90,
     )
-    .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(90), out)
-        .await
-        .expect("slixmpp finished")
-        .expect("slixmpp output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK"),
-        "slixmpp failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
+    assert!(stdout.contains("OK"), "slixmpp:\n{stdout}");
     // REST sees the room slixmpp made and configured.
     let d = dialog_named(&srv, &token, "Configured by slixmpp").await;
     assert_eq!(d["type"], 2);

@@ -5,8 +5,6 @@
 //! `xep_0030` and `xep_0128` plugins: the server's info, its `urn:xmpp:sos:0` forms, their
 //! `external-status-addresses` values.
 
-use std::time::Duration;
-
 use crate::common::python;
 use crate::common::{test_config, TestServer, PASSWORD};
 
@@ -72,7 +70,7 @@ async fn addresses_found(urls: &[&str], login: &str) -> Option<Vec<String>> {
     c.xmpp.outage_status_urls = urls.iter().map(|u| u.to_string()).collect();
     let s = TestServer::start_with(c).await;
     let (local, _) = s.chat_user(login).await;
-    let out = python::script(
+    let stdout = python::run_ok(
         SLIXMPP_SOS,
         [
             format!("{local}@localhost"),
@@ -80,18 +78,9 @@ async fn addresses_found(urls: &[&str], login: &str) -> Option<Vec<String>> {
             s.xmpp.tcp.ip().to_string(),
             s.xmpp.tcp.port().to_string(),
         ],
+        60,
     )
-    .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("slixmpp finished")
-        .expect("slixmpp output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "slixmpp failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     Some(
         stdout
             .lines()

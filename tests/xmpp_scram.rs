@@ -503,7 +503,7 @@ print(bot.mech or "FAILED")
 
 /// Logs in with slixmpp over direct TLS; the mechanism it authenticated with, or "FAILED".
 async fn slixmpp_login(srv: &TestServer, local: &str, password: &str) -> String {
-    let out = python::script(
+    let stdout = python::run_ok(
         SLIXMPP_LOGIN,
         [
             format!("{local}@localhost"),
@@ -511,18 +511,9 @@ async fn slixmpp_login(srv: &TestServer, local: &str, password: &str) -> String 
             srv.xmpp.tls.ip().to_string(),
             srv.xmpp.tls.port().to_string(),
         ],
+        40,
     )
-    .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(40), out)
-        .await
-        .expect("slixmpp finished")
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "slixmpp crashed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     stdout.trim().lines().last().unwrap_or_default().to_owned()
 }
 

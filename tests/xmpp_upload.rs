@@ -328,7 +328,7 @@ async fn slixmpp_finds_the_service_and_uploads_a_file() {
     }
     let s = TestServer::start().await;
     let (local, _) = s.chat_user("up_slix").await;
-    let out = python::script(
+    let stdout = python::run_ok(
         SLIXMPP_UPLOAD,
         [
             format!("{local}@localhost"),
@@ -336,18 +336,9 @@ async fn slixmpp_finds_the_service_and_uploads_a_file() {
             s.xmpp.tcp.ip().to_string(),
             s.xmpp.tcp.port().to_string(),
         ],
+        60,
     )
-    .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("slixmpp finished")
-        .expect("slixmpp output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "slixmpp failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     let url = stdout
         .lines()
         .find_map(|l| l.strip_prefix("URL "))

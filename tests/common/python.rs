@@ -43,3 +43,26 @@ where
         .kill_on_drop(true);
     c
 }
+
+/// Runs `python3 -c SCRIPT ARGS…` to its end (at most `secs` seconds) and returns its standard
+/// output; fails the test, showing both outputs, when it exits unsuccessfully.
+pub async fn run_ok<I, S>(code: &str, args: I, secs: u64) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        script(code, args).output(),
+    )
+    .await
+    .expect("the script finished in time")
+    .expect("python3 ran");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
