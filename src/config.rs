@@ -885,9 +885,7 @@ impl Config {
                 out.push(format!("database.url: not a PostgreSQL URL: {e}"));
             }
         }
-        out.extend(crate::xmpp::ext::outage::problems(
-            &self.xmpp.outage_status_urls,
-        ));
+        out.extend(outage_url_problems(&self.xmpp.outage_status_urls));
         if self.database.pool_size == 0 {
             out.push("database.pool_size: must be at least 1".to_string());
         }
@@ -1036,6 +1034,35 @@ impl Config {
     }
 }
 
+/// Most addresses `xmpp.outage_status_urls` may name.
+pub const MAX_OUTAGE_URLS: usize = 8;
+/// Longest address in `xmpp.outage_status_urls`, in bytes.
+pub const MAX_OUTAGE_URL_BYTES: usize = 1024;
+
+/// What is wrong with `xmpp.outage_status_urls` (empty: nothing): clients fetch these, so
+/// each must be a plain http(s) URL.
+fn outage_url_problems(urls: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    if urls.len() > MAX_OUTAGE_URLS {
+        out.push(format!(
+            "xmpp.outage_status_urls: at most {MAX_OUTAGE_URLS} addresses, not {}",
+            urls.len()
+        ));
+    }
+    for u in urls {
+        let http = u.starts_with("http://") || u.starts_with("https://");
+        if !http
+            || u.len() > MAX_OUTAGE_URL_BYTES
+            || u.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            out.push(format!(
+                "xmpp.outage_status_urls: {u:?} is not an http(s) URL of at most {MAX_OUTAGE_URL_BYTES} bytes"
+            ));
+        }
+    }
+    out
+}
+
 /// Every scalar option `a.b` can be set with `PARLEY_A_B` (`data_dir` → `PARLEY_DATA_DIR`,
 /// `http.addr` → `PARLEY_HTTP_ADDR`, `ws.addr` → `PARLEY_WS_ADDR`). `log` is `PARLEY_LOG`.
 pub fn env_overrides(tree: &toml::Value) -> Vec<(String, Vec<String>)> {
@@ -1095,6 +1122,22 @@ mod tests {
     #[test]
     fn the_default_configuration_has_no_problems() {
         assert_eq!(Config::default().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn outage_status_urls_must_be_few_plain_http_urls() {
+        let problems = |urls: &[&str]| {
+            let mut c = Config::default();
+            c.xmpp.outage_status_urls = urls.iter().map(|u| u.to_string()).collect();
+            c.problems()
+        };
+        assert!(problems(&["https://ok.example/s.json"]).is_empty());
+        assert_eq!(problems(&["ftp://x.example/s"]).len(), 1);
+        assert_eq!(problems(&["https://x.example/a b"]).len(), 1);
+        assert_eq!(
+            problems(&["https://x.example/"; MAX_OUTAGE_URLS + 1]).len(),
+            1
+        );
     }
 
     #[test]

@@ -300,27 +300,20 @@ pub async fn explain_page(
 /// its index: a superset of the side's visible messages (it ignores the cleared point of a
 /// user's dialogs and `hidden_for`) that PostgreSQL counts with an index-only scan. `$2` (the
 /// reader of a dialog) narrows nothing here; it is named only to keep [`sides`]' parameters.
-fn bound_sides(scope: Scope<'_>) -> [&'static str; 2] {
+fn bound_sides(scope: Scope<'_>) -> &'static [&'static str] {
     match scope {
-        Scope::User(_) => [
+        Scope::User(_) => &[
             "messages m WHERE m.sender_id = $1 AND m.recipient_id <> 0",
             "messages m WHERE m.recipient_id = $1 AND m.recipient_id <> 0",
         ],
-        Scope::Dialog { .. } => [
-            "messages m WHERE m.dialog_id = $1 AND m.seq > $3 AND $2::BIGINT IS NOT NULL",
-            "",
-        ],
+        Scope::Dialog { .. } => {
+            &["messages m WHERE m.dialog_id = $1 AND m.seq > $3 AND $2::BIGINT IS NOT NULL"]
+        }
     }
 }
 
-/// The SQL of [`count`]: first whether the set can hold more than `cap` messages at all (the
-/// bound), then the exact count.
-fn count_queries(
-    scope: Scope<'_>,
-    filter: &Filter,
-    first: Option<&Position>,
-    cap: i64,
-) -> (Query, Query) {
+/// The SQL of [`countable`]: whether the set can hold more than `cap` messages at all.
+fn bound_query(scope: Scope<'_>, filter: &Filter, cap: i64) -> Query {
     let limit = cap.max(0).saturating_add(1);
     // The bound reads at most `cap + 1` index entries in all: the union is cut, not each side,
     // and every branch is ordered like its index so PostgreSQL walks the index (a plain
@@ -332,17 +325,22 @@ fn count_queries(
     let inner = order(scope, false, true);
     let branches: Vec<String> = bound_sides(scope)
         .iter()
-        .filter(|from| !from.is_empty())
         .map(|from| format!("SELECT 1 FROM {from}{conds} ORDER BY {inner} LIMIT ${l}"))
         .collect();
-    let bound = Query {
+    Query {
         sql: format!(
             "SELECT count(*) FROM (SELECT 1 FROM (({})) u LIMIT ${l}) s",
             branches.join(") UNION ALL (")
         ),
         params,
-    };
+    }
+}
 
+/// The SQL of [`count_exactly`]: the set's size (each side cut at `cap + 1`) and how much of
+/// it comes before `first`.
+fn exact_query(scope: Scope<'_>, filter: &Filter, first: Option<&Position>, cap: i64) -> Query {
+    let limit = cap.max(0).saturating_add(1);
+    let inner = order(scope, false, true);
     let (mut params, from) = sides(scope);
     let conds = conditions(scope, filter, &mut params);
     params.push(Box::new(limit));
@@ -378,14 +376,13 @@ fn count_queries(
             )
         })
         .collect();
-    let exact = Query {
+    Query {
         sql: format!(
             "SELECT count(*), {before} FROM (({})) s",
             branches.join(") UNION ALL (")
         ),
         params,
-    };
-    (bound, exact)
+    }
 }
 
 /// How many messages `filter` selects, and how many of them come before `first`; `None` when
@@ -422,7 +419,7 @@ pub async fn countable(
     if filter.ids.is_some() {
         return Ok(true);
     }
-    let (bound, _) = count_queries(scope, filter, None, cap);
+    let bound = bound_query(scope, filter, cap);
     Ok(run1(tx, &bound).await?.get::<_, i64>(0) <= cap)
 }
 
@@ -434,8 +431,7 @@ pub async fn count_exactly(
     first: Option<&Position>,
     cap: i64,
 ) -> Result<Option<(i64, i64)>, tokio_postgres::Error> {
-    let (_, exact) = count_queries(scope, filter, first, cap);
-    let row = run1(tx, &exact).await?;
+    let row = run1(tx, &exact_query(scope, filter, first, cap)).await?;
     let (total, before): (i64, i64) = (row.get(0), row.get(1));
     Ok((total <= cap).then_some((total, before)))
 }
@@ -447,7 +443,10 @@ pub async fn explain_count(
     filter: &Filter,
     cap: i64,
 ) -> Result<(String, String), tokio_postgres::Error> {
-    let (bound, exact) = count_queries(scope, filter, None, cap);
+    let (bound, exact) = (
+        bound_query(scope, filter, cap),
+        exact_query(scope, filter, None, cap),
+    );
     tx.batch_execute(READ_SETTINGS).await?;
     let mut out = Vec::new();
     for q in [bound, exact] {
@@ -498,7 +497,9 @@ mod tests {
 
     #[test]
     fn a_count_is_bounded_from_index_columns_before_it_is_counted_exactly() {
-        let (bound, exact) = count_queries(Scope::User(UserId(7)), &Filter::default(), None, 10);
+        let user = Scope::User(UserId(7));
+        let bound = bound_query(user, &Filter::default(), 10);
+        let exact = exact_query(user, &Filter::default(), None, 10);
         // The bound: no membership join, no hidden_for; one cut for the whole union.
         assert!(!bound.sql.contains("dialog_members"), "{}", bound.sql);
         assert!(!bound.sql.contains("hidden_for"), "{}", bound.sql);

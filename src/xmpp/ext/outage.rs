@@ -19,34 +19,6 @@ pub const SPECS: &[Spec] = &[Spec {
     prosody: "community module",
 }];
 
-/// Most addresses `xmpp.outage_status_urls` may name.
-pub const MAX_URLS: usize = 8;
-/// Longest address, in bytes.
-pub const MAX_URL_BYTES: usize = 1024;
-
-/// What is wrong with `xmpp.outage_status_urls` (empty: nothing).
-pub fn problems(urls: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    if urls.len() > MAX_URLS {
-        out.push(format!(
-            "xmpp.outage_status_urls: at most {MAX_URLS} addresses, not {}",
-            urls.len()
-        ));
-    }
-    for u in urls {
-        let http = u.starts_with("http://") || u.starts_with("https://");
-        if !http
-            || u.len() > MAX_URL_BYTES
-            || u.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            out.push(format!(
-                "xmpp.outage_status_urls: {u:?} is not an http(s) URL of at most {MAX_URL_BYTES} bytes"
-            ));
-        }
-    }
-    out
-}
-
 /// The server's XEP-0128 extension form (XEP-0455 §4); `None` when no address is configured.
 pub fn disco_form(urls: &[String]) -> Option<Element> {
     if urls.is_empty() {
@@ -91,16 +63,5 @@ mod tests {
             .expect("the addresses field");
         let values: Vec<String> = field.elements().map(|v| v.text()).collect();
         assert_eq!(values, urls);
-    }
-
-    #[test]
-    fn only_http_addresses_are_accepted() {
-        assert!(problems(&["https://ok.example/s.json".to_owned()]).is_empty());
-        assert_eq!(problems(&["ftp://x.example/s".to_owned()]).len(), 1);
-        assert_eq!(problems(&["https://x.example/a b".to_owned()]).len(), 1);
-        assert_eq!(
-            problems(&vec!["https://x.example/".to_owned(); MAX_URLS + 1]).len(),
-            1
-        );
     }
 }
