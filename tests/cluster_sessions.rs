@@ -260,37 +260,39 @@ async fn the_last_activity_of_a_user_online_only_on_another_node_is_zero_seconds
     assert_eq!(q.attr("seconds"), Some("0"), "online, not offline since");
 }
 
-#[tokio::test]
-async fn a_status_subscriber_on_one_node_is_told_when_a_user_comes_and_goes_on_another() {
-    let t = Two::start().await;
-    let mut alice = stream(&t.a, &t.alice, PASSWORD, "web").await;
-    let r = alice
+/// Subscribes `c` to `jid`'s status (ConnectyCube status streaming).
+async fn follow_status(c: &mut Client, jid: &str) {
+    let r = c
         .iq(
             "w1",
             &format!(
-                "<iq type='set' id='w1'><subscribe xmlns='{STREAMING}' user_jid='{}' enable='true'/></iq>",
-                bare(&t.bob)
+                "<iq type='set' id='w1'><subscribe xmlns='{STREAMING}' user_jid='{jid}' enable='true'/></iq>"
             ),
         )
         .await;
     assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+}
+
+/// The next status push (a `jabber:iq:last` iq) from `from`.
+async fn status_push(c: &mut Client, from: &str, what: &str) -> Element {
+    c.expect(what, |e| e.name == "iq" && e.attr("from") == Some(from))
+        .await
+}
+
+#[tokio::test]
+async fn a_status_subscriber_on_one_node_is_told_when_a_user_comes_and_goes_on_another() {
+    let t = Two::start().await;
+    let mut alice = stream(&t.a, &t.alice, PASSWORD, "web").await;
+    follow_status(&mut alice, &bare(&t.bob)).await;
     let from = bare(&t.bob);
     let mut bob = stream(&t.b, &t.bob, PASSWORD, "phone").await;
-    let online = alice
-        .expect("bob's coming online", |e| {
-            e.name == "iq" && e.attr("from") == Some(from.as_str())
-        })
-        .await;
+    let online = status_push(&mut alice, &from, "bob's coming online").await;
     let q = online.child("query", LAST).expect("a last-activity query");
     assert_eq!(q.attr("seconds"), Some("0"));
     assert_eq!(q.text(), "", "online, not offline");
     bob.close().await;
     drop(bob);
-    let gone = alice
-        .expect("bob's going offline", |e| {
-            e.name == "iq" && e.attr("from") == Some(from.as_str())
-        })
-        .await;
+    let gone = status_push(&mut alice, &from, "bob's going offline").await;
     assert_eq!(
         gone.child("query", LAST).map(|q| q.text()),
         Some("offline".into())
@@ -303,24 +305,11 @@ async fn a_status_subscriber_is_told_a_user_of_a_killed_node_went_offline() {
     let mut alice = stream(&t.a, &t.alice, PASSWORD, "web").await;
     let mut bob = stream(&t.b, &t.bob, PASSWORD, "phone").await;
     seen_across(&mut bob, &mut alice).await;
-    let r = alice
-        .iq(
-            "w1",
-            &format!(
-                "<iq type='set' id='w1'><subscribe xmlns='{STREAMING}' user_jid='{}' enable='true'/></iq>",
-                bare(&t.bob)
-            ),
-        )
-        .await;
-    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    follow_status(&mut alice, &bare(&t.bob)).await;
     t.b.kill9();
     let from = bare(&t.bob);
     alice.patience = Duration::from_secs(5);
-    let gone = alice
-        .expect("bob's going offline", |e| {
-            e.name == "iq" && e.attr("from") == Some(from.as_str())
-        })
-        .await;
+    let gone = status_push(&mut alice, &from, "bob's going offline").await;
     assert_eq!(
         gone.child("query", LAST).map(|q| q.text()),
         Some("offline".into())
