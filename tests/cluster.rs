@@ -339,30 +339,14 @@ async fn binding_a_resource_held_on_another_node_closes_the_older_stream_with_co
     assert_eq!(body_of(&m), "new stream");
 }
 
-/// A user's token, signed in on node A (any node would do: the database is shared).
-async fn token(n: &Node, login: &str) -> (String, i64) {
-    let dev: Value = serde_json::from_str(
-        &std::fs::read_to_string(n.p.data.join("dev-application.json")).unwrap(),
-    )
-    .unwrap();
-    let body = json!({"application_id": dev["application_id"], "auth_key": dev["auth_key"],
-                      "user": {"login": login, "password": PASSWORD}});
-    let r = n.p.http.post_json("/session", None, body).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let s = &r.json()["session"];
-    (
-        s["token"].as_str().unwrap().to_owned(),
-        s["user_id"].as_i64().unwrap(),
-    )
-}
 
 #[tokio::test]
 async fn a_system_message_posted_on_one_node_reaches_the_recipient_on_another_once() {
     let t = Two::start().await;
     let mut alice = login(&t.a, &t.alice, "web").await;
     let mut bob = login_seen(&t.b, &t.bob, "phone", &mut alice).await;
-    let (alice_token, _) = token(&t.a, "alice").await;
-    let (_, bob_id) = token(&t.a, "bob").await;
+    let (alice_token, _) = t.a.token("alice").await;
+    let (_, bob_id) = t.a.token("bob").await;
     let r =
         t.a.p
             .http

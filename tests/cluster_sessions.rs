@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use parley::xmpp::stream::Element;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::common::cluster::{seen_across, Node, Two};
@@ -28,22 +28,6 @@ async fn stream(n: &Node, local: &str, secret: &str, resource: &str) -> Client {
     Client::login_as(n.addrs, Via::DirectTls, local, secret, Some(resource)).await
 }
 
-/// A session token of the user with `login`, opened on node `n`: (token, user id).
-async fn token(n: &Node, login: &str) -> (String, i64) {
-    let dev: Value = serde_json::from_str(
-        &std::fs::read_to_string(n.p.data.join("dev-application.json")).unwrap(),
-    )
-    .unwrap();
-    let body = json!({"application_id": dev["application_id"], "auth_key": dev["auth_key"],
-                      "user": {"login": login, "password": PASSWORD}});
-    let r = n.p.http.post_json("/session", None, body).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let s = &r.json()["session"];
-    (
-        s["token"].as_str().unwrap().to_owned(),
-        s["user_id"].as_i64().unwrap(),
-    )
-}
 
 async fn ping_ok(c: &mut Client) {
     let r = c
@@ -60,7 +44,7 @@ async fn ping_ok(c: &mut Client) {
 #[tokio::test]
 async fn ending_a_session_on_one_node_closes_the_stream_logged_in_with_its_token_on_another() {
     let t = Two::start().await;
-    let (tok, _) = token(&t.a, "alice").await;
+    let (tok, _) = t.a.token("alice").await;
     let mut by_token = stream(&t.b, &t.alice, &tok, "by-token").await;
     let mut by_password = stream(&t.b, &t.alice, PASSWORD, "by-password").await;
     let r = t.a.p.http.delete("/session", Some(&tok)).await;
@@ -72,8 +56,8 @@ async fn ending_a_session_on_one_node_closes_the_stream_logged_in_with_its_token
 #[tokio::test]
 async fn logging_out_on_one_node_closes_the_stream_logged_in_with_that_token_on_another() {
     let t = Two::start().await;
-    let (tok, _) = token(&t.a, "alice").await;
-    let (other, _) = token(&t.a, "alice").await;
+    let (tok, _) = t.a.token("alice").await;
+    let (other, _) = t.a.token("alice").await;
     let mut by_token = stream(&t.b, &t.alice, &tok, "by-token").await;
     let mut by_other = stream(&t.b, &t.alice, &other, "by-other").await;
     let r = t.a.p.http.delete("/login", Some(&tok)).await;
@@ -85,8 +69,8 @@ async fn logging_out_on_one_node_closes_the_stream_logged_in_with_that_token_on_
 #[tokio::test]
 async fn a_password_change_on_one_node_resets_the_users_streams_on_another() {
     let t = Two::start().await;
-    let (changer, id) = token(&t.a, "alice").await;
-    let (other, _) = token(&t.a, "alice").await;
+    let (changer, id) = t.a.token("alice").await;
+    let (other, _) = t.a.token("alice").await;
     let mut by_password = stream(&t.b, &t.alice, PASSWORD, "by-password").await;
     let mut by_other = stream(&t.b, &t.alice, &other, "by-other").await;
     let mut by_changer = stream(&t.b, &t.alice, &changer, "by-changer").await;
@@ -109,7 +93,7 @@ async fn a_password_change_on_one_node_resets_the_users_streams_on_another() {
 #[tokio::test]
 async fn deleting_a_user_on_one_node_closes_their_streams_on_another() {
     let t = Two::start().await;
-    let (tok, id) = token(&t.a, "alice").await;
+    let (tok, id) = t.a.token("alice").await;
     let mut on_b = stream(&t.b, &t.alice, PASSWORD, "desk").await;
     let r = t.a.p.http.delete(&format!("/users/{id}"), Some(&tok)).await;
     assert_eq!(r.status, 200, "{}", r.body);

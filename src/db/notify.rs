@@ -7,7 +7,10 @@
 //! change without its notice); the database is the one thing every process shares, the operator
 //! CLI (which joins no bus) and single nodes included; and it still works while NATS is down.
 //! One path, so a new kind of revocation cannot reach some nodes and not others. The sending
-//! process hears its own notice too (it already closed its streams; closing again is a no-op).
+//! process hears its own notice too and applies it again: it already closed the streams it
+//! names, and a stream could only be caught by the second pass if it authenticated anew (with
+//! the new password, or a new session) between the commit and the notice's delivery, which
+//! takes milliseconds where a new XMPP login takes several round trips.
 //!
 //! The payload is opaque here (identity writes and reads it, see
 //! `identity::Revocation::notice`). A notice is a nudge, not a record: one sent while a

@@ -150,27 +150,6 @@ pub async fn logout(
     Ok(())
 }
 
-/// Ends every session of `user` but `keep` (a password change) and tells running servers
-/// (`notice`), in one transaction.
-pub async fn delete_others(
-    pool: &DbPool,
-    user: UserId,
-    keep: SessionId,
-    notice: &str,
-) -> Result<u64, DbError> {
-    let mut c = pool.get().await?;
-    let tx = c.transaction().await?;
-    let n = tx
-        .x(
-            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2",
-            &[&user.0, &keep.0],
-        )
-        .await?;
-    super::notify::send(&tx, notice).await?;
-    tx.commit().await?;
-    Ok(n)
-}
-
 /// Ends a session (`DELETE /session`); `notice`, when given, tells running servers in the same
 /// transaction (an application session has no streams to close).
 pub async fn delete(pool: &DbPool, id: SessionId, notice: Option<&str>) -> Result<(), DbError> {

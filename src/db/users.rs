@@ -7,7 +7,7 @@ use super::{Cached, DbError, DbPool};
 use crate::model::account::Ban;
 use crate::model::account::{UserField, UserFields, UserFilterValue, UserQuery};
 use crate::model::filter::FilterOp;
-use crate::model::{AppId, User, UserId};
+use crate::model::{AppId, SessionId, User, UserId};
 
 const COLUMNS: &str = "id, application_id, login, email, full_name, phone, website, custom_data, \
      external_user_id, external_id, facebook_id, twitter_id, tags, avatar, blob_id, timezone, is_guest, \
@@ -89,6 +89,16 @@ pub struct PasswordSecrets {
     pub scram_sha256: String,
 }
 
+/// A password change as [`update`] stores it: the new secrets, and in the same transaction
+/// every other session of the user ended (all but `keep`, the one that asked) and running
+/// servers told (`notice`, see [`super::notify`]), so the password never changes without the
+/// old sessions going and the streams resting on them closing.
+pub struct PasswordChange<'a> {
+    pub secrets: &'a PasswordSecrets,
+    pub keep: SessionId,
+    pub notice: &'a str,
+}
+
 pub async fn insert(
     pool: &DbPool,
     app: AppId,
@@ -134,7 +144,7 @@ pub async fn update(
     app: AppId,
     id: UserId,
     fields: &UserFields,
-    secrets: Option<&PasswordSecrets>,
+    password: Option<&PasswordChange<'_>>,
     now: OffsetDateTime,
 ) -> Result<Option<User>, DbError> {
     let mut sets = vec!["updated_at = $3".to_string()];
@@ -146,7 +156,7 @@ pub async fn update(
     for (col, p) in field_values(fields) {
         assign(col, p, &mut params);
     }
-    if let Some(p) = secrets {
+    if let Some(PasswordChange { secrets: p, .. }) = password {
         assign("password_hash", Box::new(p.hash.clone()), &mut params);
         assign("scram_sha1", Box::new(p.scram_sha1.clone()), &mut params);
         assign(
@@ -159,9 +169,20 @@ pub async fn update(
         "UPDATE users SET {} WHERE application_id = $1 AND id = $2 RETURNING {COLUMNS}",
         sets.join(", ")
     );
-    let c = pool.get().await?;
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
     // The columns depend on the fields given: not cached.
-    Ok(c.dq01(&sql, &refs(&params)).await?.as_ref().map(from_row))
+    let user = tx.dq01(&sql, &refs(&params)).await?.as_ref().map(from_row);
+    if let (Some(change), Some(_)) = (password, &user) {
+        tx.x(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2",
+            &[&id.0, &change.keep.0],
+        )
+        .await?;
+        super::notify::send(&tx, change.notice).await?;
+    }
+    tx.commit().await?;
+    Ok(user)
 }
 
 /// Deletes a user and everything that is theirs alone, in one transaction: sessions, inbox

@@ -375,6 +375,19 @@ impl Hub {
         }
     }
 
+    /// [`Hub::deliver_to_resource`] on other nodes only: for a resource not bound here (false on
+    /// a single node, or when no node holds it).
+    pub fn deliver_to_resource_elsewhere(
+        &self,
+        user: UserKey,
+        resource: &str,
+        stanza: &Element,
+    ) -> bool {
+        self.cluster
+            .get()
+            .is_some_and(|c| c.deliver_to_resource(user, resource, stanza))
+    }
+
     /// [`Hub::deliver_to_resource`] on this node only.
     pub fn local_deliver_to_resource(
         &self,

@@ -84,7 +84,7 @@ impl Identity {
         let (user, _) = self.find_user(id).await?;
         let app = user.application_id;
         let revocation = Revocation::Sessions { app, user: id };
-        let notice = revocation.notice().unwrap_or_default();
+        let notice = revocation.notice();
         let now = self.clock().now();
         if !db::users::ban(self.pool(), app, id, now, reason.as_deref(), &notice).await? {
             return Err(no_such_user(id));
@@ -110,7 +110,7 @@ impl Identity {
             app: user.application_id,
             user: id,
         };
-        let notice = revocation.notice().unwrap_or_default();
+        let notice = revocation.notice();
         let ended = db::sessions::revoke_all(self.pool(), id, &notice).await?;
         self.revoke(revocation);
         Ok(ended)

@@ -419,7 +419,7 @@ impl Identity {
             user: user.id,
             token: token_digest(&caller.token),
         };
-        let notice = revocation.notice().unwrap_or_default();
+        let notice = revocation.notice();
         db::sessions::logout(self.pool(), caller.session.id, self.clock().now(), &notice).await?;
         self.revoke(revocation);
         Ok(())
@@ -432,7 +432,7 @@ impl Identity {
             user: user.id,
             token: token_digest(&caller.token),
         });
-        let notice = revocation.and_then(|r| r.notice());
+        let notice = revocation.map(|r| r.notice());
         db::sessions::delete(self.pool(), caller.session.id, notice.as_deref()).await?;
         if let Some(r) = revocation {
             self.revoke(r);

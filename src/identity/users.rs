@@ -175,27 +175,31 @@ impl Identity {
             }
             None => None,
         };
+        // Every node closes the streams resting on the old password or on the sessions that
+        // ended: the other sessions and the notice go in the password's own transaction.
+        let revocation = Revocation::Password {
+            app: caller.app.id,
+            user: id,
+            keep: token_digest(&caller.token),
+        };
+        let notice = revocation.notice();
+        let change = secrets.as_ref().map(|secrets| db::users::PasswordChange {
+            secrets,
+            keep: caller.session.id,
+            notice: &notice,
+        });
         let user = db::users::update(
             self.pool(),
             caller.app.id,
             id,
             &fields,
-            secrets.as_ref(),
+            change.as_ref(),
             self.clock().now(),
         )
         .await
         .map_err(taken)?
         .ok_or_else(|| IdentityError::NotFound(format!("User {id} not found")))?;
-        if secrets.is_some() {
-            // Every node closes the streams resting on the old password or on the sessions
-            // that ended (the notice goes with the deletion).
-            let revocation = Revocation::Password {
-                app: caller.app.id,
-                user: id,
-                keep: token_digest(&caller.token),
-            };
-            let notice = revocation.notice().unwrap_or_default();
-            db::sessions::delete_others(self.pool(), id, caller.session.id, &notice).await?;
+        if change.is_some() {
             self.revoke(revocation);
         }
         Ok(user)
@@ -224,7 +228,7 @@ impl Identity {
     ) -> Result<bool, IdentityError> {
         let local = format!("{id}-{app}");
         let revocation = Revocation::Account { app, user: id };
-        let notice = revocation.notice().unwrap_or_default();
+        let notice = revocation.notice();
         let gone = db::users::delete(self.pool(), app, id, &local, &notice).await?;
         if gone {
             self.revoke(revocation);

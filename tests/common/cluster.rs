@@ -133,6 +133,21 @@ pub async fn shared_database() -> String {
 }
 
 impl Node {
+    /// A session of the chat user `login` (password [`super::PASSWORD`]) opened over this
+    /// node's REST API: (token, user id). Any node would do: the database is shared.
+    pub async fn token(&self, login: &str) -> (String, i64) {
+        let text = std::fs::read_to_string(self.p.data.join("dev-application.json"))
+            .expect("the development application");
+        let dev: serde_json::Value = serde_json::from_str(&text).expect("its JSON");
+        let body = serde_json::json!({"application_id": dev["application_id"],
+            "auth_key": dev["auth_key"], "user": {"login": login, "password": super::PASSWORD}});
+        let r = self.p.http.post_json("/session", None, body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let s = &r.json()["session"];
+        let token = s["token"].as_str().expect("a token").to_owned();
+        (token, s["user_id"].as_i64().expect("a user id"))
+    }
+
     /// The other nodes this node's `/readyz` lists as peers.
     pub async fn peers(&self) -> Vec<String> {
         let r = self.admin.get("/readyz", None).await;

@@ -6,13 +6,11 @@
 //! session state, so the `sessionid` is fresh per answer and a `cancel` is always accepted.
 //! Commands addressed to a user's full JID are that client's business (routed, not here).
 
-use rand_core::{OsRng, RngCore};
-
 use crate::xmpp::dispatch::{
     BoxFuture, Extension, Kind, Registration, Reply, Request, Spec, Target,
 };
 use crate::xmpp::ns;
-use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::stanza::{random_hex, StanzaError};
 use crate::xmpp::stream::Element;
 
 pub const EXTENSION: Extension = Extension::documented(HANDLERS, SPECS);
@@ -68,12 +66,6 @@ pub fn node_info(node: &str) -> Option<Element> {
     )
 }
 
-fn session_id() -> String {
-    let mut b = [0u8; 8];
-    OsRng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn execute(req: Request<'_>) -> BoxFuture<'_, Reply> {
     Box::pin(async move {
         if req.target != Target::Server {
@@ -87,7 +79,7 @@ fn execute(req: Request<'_>) -> BoxFuture<'_, Reply> {
             .payload
             .attr("sessionid")
             .filter(|s| !s.is_empty() && s.len() <= 64)
-            .map_or_else(session_id, str::to_owned);
+            .map_or_else(|| random_hex(8), str::to_owned);
         let answer = Element::new("command", ns::COMMANDS)
             .with_attr("node", node)
             .with_attr("sessionid", sid);

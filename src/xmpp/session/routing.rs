@@ -56,8 +56,8 @@ fn deliver_message(m: &mut Routed) -> BoxFuture<'_, Flow> {
             .and_then(|r| hub.deliver_to_resource_conn(*target, r, m.stanza.clone()));
         m.delivered = match resource {
             Some(_) if m.to_resource.is_some() => 1,
-            // Not here: the resource may be bound on another node (a no-op on a single node).
-            Some(r) if hub.deliver_to_resource(*target, r, m.stanza.clone()) => {
+            // Not here: the resource may be bound on another node.
+            Some(r) if hub.deliver_to_resource_elsewhere(*target, r, &m.stanza) => {
                 m.to_resource_elsewhere = true;
                 1
             }
