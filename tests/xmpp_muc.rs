@@ -858,3 +858,101 @@ async fn a_non_subscriber_may_join_a_public_dialogs_room_exactly_when_rest_lets_
         }
     }
 }
+
+/// Reads `c` up to the element `until` matches, failing on any room presence showing `nick`
+/// leave on the way; the matching element.
+async fn with_no_leave_of(
+    c: &mut Client,
+    room: &str,
+    nick: i64,
+    until: impl Fn(&Element) -> bool,
+) -> Element {
+    let from = format!("{room}/{nick}");
+    loop {
+        let e = c.next().await.expect("the stream stays open");
+        assert!(
+            !(e.name == "presence"
+                && e.attr("type") == Some("unavailable")
+                && e.attr("from") == Some(from.as_str())),
+            "{from} was shown leaving: {e:?}"
+        );
+        if until(&e) {
+            return e;
+        }
+    }
+}
+
+/// A ban is checked whole (the roles table's ban rule: a kick, a removal of occupants, never
+/// the owner) before the live room shows anyone banned: nobody removes occupants of a public
+/// dialog, so even its owner's ban of a joined subscriber is refused, and the subscriber stays
+/// in the room, shown to nobody as banned (no 301) and still listed.
+#[tokio::test]
+async fn a_refused_ban_of_a_live_occupant_leaves_them_in_the_room_with_no_301_shown() {
+    let srv = TestServer::start().await;
+    let u = srv.users("banpub", 3).await;
+    let p = id(&srv
+        .dialog(&u[0].0, json!({"type": 4, "name": "Open"}))
+        .await);
+    let r = room(&srv, &p);
+    for sub in &u[1..] {
+        let s = srv
+            .http
+            .post_json(
+                &format!("/chat/Dialog/{p}/subscribe"),
+                Some(&sub.0),
+                json!({}),
+            )
+            .await;
+        assert!(s.status == 200 || s.status == 201, "{}", s.body);
+    }
+    let mut a = online(&srv, u[0].1).await;
+    let mut b = online(&srv, u[1].1).await;
+    let mut c = online(&srv, u[2].1).await;
+    for (cl, uid, jid) in [
+        (&mut a, u[0].1, "ja"),
+        (&mut b, u[1].1, "jb"),
+        (&mut c, u[2].1, "jc"),
+    ] {
+        cl.send_raw(&join(&r, uid, jid, "<history maxstanzas='0'/>"))
+            .await;
+        let me = cl.expect("self", |e| e.attr("id") == Some(jid)).await;
+        assert_eq!(me.attr("type"), None, "join refused: {me:?}");
+    }
+    a.send_raw(&format!(
+        "<iq type='set' id='ban' to='{r}'><query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item nick='{}' affiliation='outcast'/></query></iq>",
+        u[1].1
+    ))
+    .await;
+    let answer = with_no_leave_of(&mut a, &r, u[1].1, |e| {
+        e.name == "iq" && e.attr("id") == Some("ban")
+    })
+    .await;
+    assert_eq!(
+        crate::common::muc::condition(&answer),
+        "forbidden",
+        "{answer:?}"
+    );
+    // The banned-to-be and the others see no 301 before the next message of the room.
+    a.send_raw(&groupchat(&r, "after", "still here?", false))
+        .await;
+    for cl in [&mut a, &mut b, &mut c] {
+        with_no_leave_of(cl, &r, u[1].1, |e| {
+            e.name == "message" && e.attr("id") == Some("after")
+        })
+        .await;
+    }
+    // And the room still lists them.
+    let items = a
+        .iq(
+            "occupants",
+            &format!("<iq type='get' id='occupants' to='{r}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"),
+        )
+        .await;
+    let q = items.elements().next().unwrap();
+    let target = format!("{r}/{}", u[1].1);
+    assert!(
+        q.elements().any(|i| i.attr("jid") == Some(target.as_str())),
+        "{items:?}"
+    );
+}

@@ -327,8 +327,8 @@ impl Chat {
 
     /// **Changing a user's affiliation**, as a dialog update the roles table checks: admin is
     /// pushed to the dialog's admins (the owner's right), member to its occupants (pulled from
-    /// the admins if one), none pulled from both, outcast as none and banned from entering.
-    /// A dialog has one owner: naming anyone else owner is refused.
+    /// the admins if one), none pulled from both, outcast as none and banned from entering
+    /// (whom one may ban: [`Chat::check_ban`]). A dialog has one owner: naming anyone else owner is refused.
     pub async fn set_affiliation(
         &self,
         actor: &Actor,
@@ -365,25 +365,16 @@ impl Chat {
         }
         let banned = settings.outcasts.contains(&u);
         let ban = a == Affiliation::Outcast;
+        if ban {
+            // The same check the XMPP adapter asks before it shows a live occupant banned.
+            self.ban_allowed(&tx, &d, role, &settings, user).await?;
+        }
         if ban != banned {
-            // Banning and lifting a ban is removing occupants' business.
+            // Lifting a ban is removing occupants' business too.
             rules::check(role, d.kind, Action::RemoveOccupants)?;
-            if ban && d.is_owner(user) {
-                return Err(ChatError::invalid(
-                    "occupants_ids",
-                    "the owner cannot be removed from the dialog",
-                ));
-            }
             settings.outcasts.retain(|o| *o != u);
             if ban {
                 settings.outcasts.push(u);
-            }
-            let max = self.inner.config.max_occupants_per_dialog;
-            if settings.outcasts.len() > max {
-                return Err(ChatError::invalid(
-                    "outcasts",
-                    format!("too many banned users (at most {max})"),
-                ));
             }
             repo::save(&tx, actor.app.id, &d.id, &settings).await?;
         }
@@ -414,12 +405,61 @@ impl Chat {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let (d, role, _) = self.load_room(&tx, actor, id, false).await?;
-        let subscribed = d.kind == DialogType::Public
-            && dialog_repo::member(&tx, &d.id, target).await?.is_some();
-        let target_role = rules::role_of(&d, target, subscribed);
+        let target_role = self.role_in(&tx, &d, target).await?;
         tx.commit().await?;
         rules::check_kick(role, target_role, d.kind)?;
         Ok(())
+    }
+
+    /// **May the actor ban `target` from the room** (affiliation outcast): everything
+    /// [`Chat::set_affiliation`] checks of a ban, asked before the live room shows anyone
+    /// banned, so a refused ban leaves the occupant where they are. `set_affiliation` checks
+    /// it again, under the room's lock, when it stores the ban.
+    pub async fn check_ban(
+        &self,
+        actor: &Actor,
+        id: &str,
+        target: UserId,
+    ) -> Result<(), ChatError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let (d, role, settings) = self.load_room(&tx, actor, id, false).await?;
+        self.ban_allowed(&tx, &d, role, &settings, target).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`rules::check_ban`] on a loaded room, and room for one more banned user.
+    async fn ban_allowed(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        d: &Dialog,
+        role: Role,
+        settings: &RoomSettings,
+        target: UserId,
+    ) -> Result<(), ChatError> {
+        let target_role = self.role_in(tx, d, target).await?;
+        rules::check_ban(role, target_role, d.kind)?;
+        let max = self.inner.config.max_occupants_per_dialog;
+        if !settings.outcasts.contains(&target.0) && settings.outcasts.len() >= max {
+            return Err(ChatError::invalid(
+                "outcasts",
+                format!("too many banned users (at most {max})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `user`'s role in the room's dialog (a public dialog's members are its subscribers).
+    async fn role_in(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        d: &Dialog,
+        user: UserId,
+    ) -> Result<Role, ChatError> {
+        let subscribed =
+            d.kind == DialogType::Public && dialog_repo::member(tx, &d.id, user).await?.is_some();
+        Ok(rules::role_of(d, user, subscribed))
     }
 
     /// A temporary room whose last occupant left: its dialog is deleted (an event tells the

@@ -237,6 +237,19 @@ pub fn check_kick(role: Role, target: Role, kind: DialogType) -> Result<(), Deni
     Ok(())
 }
 
+/// **Who may ban whom** from a room (affiliation outcast): a ban takes the user out of the
+/// dialog ([`Action::RemoveOccupants`]) and out of the live room, so it is at least a kick
+/// ([`check_kick`]); the owner is never banned.
+pub fn check_ban(role: Role, target: Role, kind: DialogType) -> Result<(), Denied> {
+    if target == Role::SuperAdmin {
+        return Err(Denied(
+            "Forbidden: the owner cannot be banned from the room".into(),
+        ));
+    }
+    check(role, kind, Action::RemoveOccupants)?;
+    check_kick(role, target, kind)
+}
+
 /// **Who may enter a room**: whoever may read its history ([`visible`]), unless banned from
 /// it (affiliation outcast). An outsider entering an open standard room becomes a member.
 pub fn check_enter(visibility: Visibility, outcast: bool) -> Result<(), Denied> {
@@ -375,6 +388,25 @@ mod tests {
         assert!(check_kick(Admin, SuperAdmin, Group).is_err());
         assert!(check_kick(SuperAdmin, Admin, Group).is_ok());
         assert!(check_kick(Regular, Outsider, Group).is_err());
+    }
+
+    #[test]
+    fn a_ban_is_a_kick_and_a_removal_and_never_of_the_owner() {
+        assert!(check_ban(SuperAdmin, Regular, Group).is_ok());
+        assert!(check_ban(SuperAdmin, Admin, Group).is_ok());
+        assert!(check_ban(Admin, Regular, Group).is_ok());
+        assert!(check_ban(Admin, Outsider, Group).is_ok());
+        // Not a kick: a peer or a superior.
+        assert!(check_ban(Admin, Admin, Group).is_err());
+        assert!(check_ban(Regular, Outsider, Group).is_err());
+        // A kick, but nobody removes occupants of public or broadcast dialogs.
+        assert!(check_kick(Admin, Regular, Public).is_ok());
+        assert!(check_ban(Admin, Regular, Public).is_err());
+        assert!(check_ban(SuperAdmin, Regular, Public).is_err());
+        assert!(check_ban(SuperAdmin, Regular, Broadcast).is_err());
+        // The owner, even by the owner.
+        let Denied(msg) = check_ban(SuperAdmin, SuperAdmin, Group).unwrap_err();
+        assert_eq!(msg, "Forbidden: the owner cannot be banned from the room");
     }
 
     #[test]

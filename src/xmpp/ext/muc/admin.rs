@@ -155,11 +155,11 @@ pub(super) async fn on_iq(s: &Services, actor: &Actor, iq: Iq<'_>, room: &RoomAd
                 .ok_or_else(|| StanzaError::bad_request().with_text("unknown affiliation"))?;
             let live = s.hub.rooms.occupants(&k).iter().any(|o| o.user == uid);
             if a == Affiliation::Outcast && live {
-                // A ban is at least a kick: checked, then the occupant leaves with 301 before
-                // the stored change, whose occupant event would otherwise show it as a mere
-                // affiliation change (321).
+                // The whole ban is checked first (a refused one shows nothing); then the
+                // occupant leaves with 301 before the stored change, whose occupant event
+                // would otherwise show it as a mere affiliation change (321).
                 s.chat
-                    .check_kick(actor, &room.dialog, UserId(uid))
+                    .check_ban(actor, &room.dialog, UserId(uid))
                     .await
                     .map_err(chat_err)?;
                 kick_live(s, &k, uid, "301", reason.as_deref());
