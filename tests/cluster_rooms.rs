@@ -379,3 +379,96 @@ async fn a_dialog_rooms_message_reaches_members_on_another_node_joined_or_not_in
         "a joined occupant and a member on node B: one bus message"
     );
 }
+
+/// Another connection (`resource`) of the user behind `c`, logged in and available on `n`.
+async fn again(n: &Node, c: &Client, resource: &str) -> Client {
+    let local = c.jid.split('@').next().expect("a local part").to_owned();
+    let mut c = Client::login_as(n.addrs, Via::DirectTls, &local, PASSWORD, Some(resource)).await;
+    c.available().await;
+    c
+}
+
+/// Nothing with this id arrives within [`SILENCE`].
+async fn never(c: &mut Client, id: &str) {
+    let keep = c.patience;
+    c.patience = SILENCE;
+    while let Some(e) = c.try_next().await {
+        assert!(e.attr("id") != Some(id), "delivered: {e:?}");
+    }
+    c.patience = keep;
+}
+
+#[tokio::test]
+async fn a_private_message_reaches_the_occupants_joined_connections_on_every_node_and_no_other() {
+    let (_nats, n) = cluster(&["node-a", "node-b"]).await;
+    let mut alice = online(&n[0], &n[0], "alice").await;
+    let mut bob_a = online(&n[0], &n[0], "bob").await;
+    let mut bob_b = again(&n[1], &bob_a, "r2").await;
+    // Bob's third connection, on B, is online but not in the room.
+    let mut bob_out = again(&n[1], &bob_a, "r3").await;
+    let mut carol = online(&n[0], &n[1], "carol").await;
+    joined(&mut alice, "alice").await;
+    joined(&mut bob_a, "bob").await;
+    joined(&mut bob_b, "bob").await;
+    // Node B's announcements keep their order: once Alice sees Carol, A knows B holds Bob too.
+    joined(&mut carol, "carol").await;
+    presence_of(&mut alice, "carol", false).await;
+    alice
+        .send_raw(&format!(
+            "<message to='{LOBBY}/bob' type='chat' id='p1'><body>psst</body></message>"
+        ))
+        .await;
+    for (c, resource) in [(&mut bob_a, "r"), (&mut bob_b, "r2")] {
+        let m = exactly_once(c, "p1").await;
+        assert_eq!(m.attr("from"), Some(from_nick("alice").as_str()));
+        assert_eq!(m.attr("type"), Some("chat"));
+        let to = m.attr("to").unwrap_or_default();
+        assert!(to.ends_with(&format!("/{resource}")), "addressed to {to}");
+    }
+    never(&mut bob_out, "p1").await;
+    never(&mut carol, "p1").await;
+}
+
+#[tokio::test]
+async fn a_user_joined_through_two_nodes_has_one_nick_and_a_join_under_another_changes_it() {
+    let (_nats, n) = cluster(&["node-a", "node-b"]).await;
+    let mut alice = online(&n[0], &n[0], "alice").await;
+    let mut carol = online(&n[0], &n[1], "carol").await;
+    let mut bob_b = online(&n[0], &n[1], "bob").await;
+    let mut bob_a = again(&n[0], &bob_b, "r2").await;
+    joined(&mut alice, "alice").await;
+    joined(&mut carol, "carol").await;
+    presence_of(&mut alice, "carol", false).await;
+    joined(&mut bob_b, "bob").await;
+    presence_of(&mut alice, "bob", false).await;
+    // Bob, in as "bob" through B, joins through A as "robert": a nick change (XEP-0045 §7.6).
+    bob_a.send_raw(&join_xml("robert", "j2")).await;
+    let old = presence_of(&mut bob_a, "bob", true).await;
+    let cs = codes(&old);
+    assert!(
+        cs.contains(&"303".into()) && cs.contains(&"110".into()),
+        "{cs:?}"
+    );
+    let new = presence_of(&mut bob_a, "robert", false).await;
+    assert!(codes(&new).contains(&"110".into()));
+    // Everyone, on either node, sees "bob" become "robert"…
+    for c in [&mut alice, &mut carol] {
+        let gone = presence_of(c, "bob", true).await;
+        assert!(codes(&gone).contains(&"303".into()), "{gone:?}");
+        let nick = gone
+            .child("x", "http://jabber.org/protocol/muc#user")
+            .and_then(|x| x.child("item", "http://jabber.org/protocol/muc#user"))
+            .and_then(|i| i.attr("nick").map(str::to_owned));
+        assert_eq!(nick.as_deref(), Some("robert"));
+        presence_of(c, "robert", false).await;
+    }
+    // …Bob's connection on B is told its nick changed, and speaks as "robert" from there too.
+    let mine = presence_of(&mut bob_b, "bob", true).await;
+    assert!(codes(&mine).contains(&"303".into()), "{mine:?}");
+    presence_of(&mut bob_b, "robert", false).await;
+    bob_b.send_raw(&groupchat("g1", "one nick")).await;
+    for c in [&mut alice, &mut carol] {
+        let m = exactly_once(c, "g1").await;
+        assert_eq!(m.attr("from"), Some(from_nick("robert").as_str()));
+    }
+}

@@ -265,6 +265,7 @@ impl Rooms {
             return Err(JoinError::NickTaken);
         }
         let elsewhere = st.held_elsewhere(key, user);
+        let remote_nick = st.remote_occupant(key, user).map(|o| o.nick);
         let mut others: Vec<Occupant> = st
             .remote
             .get(key)
@@ -280,9 +281,16 @@ impl Rooms {
         // An occupant joined here and elsewhere is shown once, as this node holds them.
         others.retain(|o| !room.contains_key(&o.user));
         others.extend(room.values().filter(|o| o.user != user).cloned());
+        // A user joined through another node keeps the nick that node shows for them: a join
+        // here under another nick is a nick change (old_nick), as on one node.
+        let seed = if room.contains_key(&user) {
+            None
+        } else {
+            remote_nick
+        };
         let occ = room.entry(user).or_insert_with(|| Occupant {
             user,
-            nick: nick.to_owned(),
+            nick: seed.unwrap_or_else(|| nick.to_owned()),
             conns: Vec::new(),
             presence: presence.clone(),
         });
@@ -300,6 +308,11 @@ impl Rooms {
             others,
             old_nick,
         })
+    }
+
+    /// Whether another node holds `user` in the room (has a connection of theirs joined).
+    pub fn held_elsewhere(&self, key: &RoomKey, user: i64) -> bool {
+        self.lock().held_elsewhere(key, user)
     }
 
     /// Records that a live room is the standard room `name` (lower case).
@@ -670,6 +683,23 @@ mod tests {
 
     fn node(n: &str) -> Arc<str> {
         n.into()
+    }
+
+    #[test]
+    fn a_user_joined_through_another_node_keeps_that_nick_until_a_change_here() {
+        let r = Rooms::default();
+        r.set_remote(&node("b"), &key(), 7, "alice".into(), p(), 10);
+        assert!(r.held_elsewhere(&key(), 7));
+        let j = r.join(&key(), 7, 1, "a", "alicia", p()).unwrap();
+        assert!(!j.first, "the room already showed her");
+        assert_eq!(j.old_nick.as_deref(), Some("alice"), "a nick change");
+        assert_eq!(r.nick_of(&key(), 7).as_deref(), Some("alicia"));
+        // Under the same nick it is no change.
+        r.set_remote(&node("b"), &key(), 8, "bob".into(), p(), 10);
+        assert_eq!(
+            r.join(&key(), 8, 2, "b", "bob", p()).unwrap().old_nick,
+            None
+        );
     }
 
     #[test]

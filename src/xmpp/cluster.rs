@@ -17,8 +17,10 @@
 //! checks as its own fan-out (`muc::deliver_here`, one ordered worker so a room's messages keep
 //! their order), shows its occupants the presences of other nodes' occupants, and their
 //! unavailable presence when their node dies or leaves; a room kick or ban made here reaches the
-//! node holding the occupant's joined connections (`Notice::Kicked`). Which occupants other
-//! nodes hold is kept by `hub::rooms` from `hub::cluster`.
+//! node holding the occupant's joined connections (`Notice::Kicked`); a private message through
+//! a room goes to the nodes holding its recipient's connections, which deliver it to those
+//! joined to the room there (`ForUser::Private`). Which occupants other nodes hold is kept by
+//! `hub::rooms` from `hub::cluster`.
 
 use std::sync::{Arc, Weak};
 
@@ -78,6 +80,10 @@ enum ForUser {
         skip: Option<String>,
         xml: String,
     },
+    /// A private message through room `dialog` (of the user's application) to the user, from
+    /// `room/{nick}`, already checked by the sender's node: for the user's connections joined
+    /// to that room here only.
+    Private { dialog: String, xml: String },
 }
 
 /// This node, as the cluster sees it.
@@ -204,7 +210,24 @@ impl Local for Node {
                     skip.as_deref() == Some(c.resource.as_str())
                 });
             }
-            Err(_) => refused("unreadable user notice"),
+            Ok(ForUser::Private { dialog, xml }) if dialog.len() <= 64 => {
+                // A room's private message only: a bounded parse, `chat` from the room with
+                // its `<x muc#user/>`, delivered to none but connections joined here.
+                let msg = match self.parse(xml.as_bytes()) {
+                    Some(m)
+                        if m.name == "message"
+                            && m.ns == ns::CLIENT
+                            && MessageType::of(&m) == Ok(MessageType::Chat)
+                            && m.attr("from").is_some()
+                            && m.child("x", ns::MUC_USER).is_some() =>
+                    {
+                        m
+                    }
+                    _ => return refused("private message is not one"),
+                };
+                muc::deliver_joined_here(&s, &(user.app, dialog), user, &msg);
+            }
+            Ok(ForUser::Private { .. }) | Err(_) => refused("unreadable user notice"),
         }
     }
 
@@ -329,6 +352,22 @@ pub fn carbons_elsewhere(
     };
     if let Ok(body) = serde_json::to_value(&notice) {
         c.notify_user(user, skip, body);
+    }
+}
+
+/// A private message through room `k` for `user`: the other nodes holding their connections
+/// deliver it to those joined to the room there (nothing on a single node; a node where none
+/// has joined delivers nothing). Never kept offline: a room's private messages are not stored.
+pub fn private_elsewhere(s: &Services, k: &RoomKey, user: UserKey, msg: &Element) {
+    let Some(c) = s.hub.cluster() else {
+        return;
+    };
+    let notice = ForUser::Private {
+        dialog: k.1.clone(),
+        xml: msg.to_standalone_xml(),
+    };
+    if let Ok(body) = serde_json::to_value(&notice) {
+        c.notify_user(user, None, body);
     }
 }
 

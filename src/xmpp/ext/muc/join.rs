@@ -94,8 +94,9 @@ pub(super) fn publish(s: &Services, k: &RoomKey, uid: i64, show: &[Element]) {
 }
 
 /// Another node's occupant `uid` changed: this node's occupants (but `uid`) are shown what
-/// that node's were.
+/// that node's were. A nick change there is one here too when `uid` has joined here as well.
 pub fn show_remote(s: &Services, k: &RoomKey, uid: i64, presences: &[Element]) {
+    follow_nick(s, k, uid, presences);
     let others: Vec<Occupant> = s
         .hub
         .rooms
@@ -111,13 +112,72 @@ pub fn show_remote(s: &Services, k: &RoomKey, uid: i64, presences: &[Element]) {
     }
 }
 
+/// The new nick of a nick change (XEP-0045 §7.6: the unavailable presence with 303 and the
+/// `<item nick/>`) among another node's presences.
+fn changed_nick(presences: &[Element]) -> Option<&str> {
+    presences.iter().find_map(|p| {
+        let x = p.child("x", ns::MUC_USER)?;
+        x.elements()
+            .any(|c| c.is("status", ns::MUC_USER) && c.attr("code") == Some("303"))
+            .then(|| x.child("item", ns::MUC_USER)?.attr("nick"))
+            .flatten()
+    })
+}
+
+/// One nick per user across nodes: `uid` changed their nick through another node (joined there
+/// under another nick) while also joined here, so their connections here take the new nick and
+/// are told (303, 110), and the other nodes learn what this node now holds.
+fn follow_nick(s: &Services, k: &RoomKey, uid: i64, presences: &[Element]) {
+    // The nick the other node now holds for them (checked on arrival), not just any in a
+    // presence.
+    let Some(nick) = changed_nick(presences)
+        .filter(|n| s.hub.rooms.by_nick(k, n).is_some_and(|o| o.user == uid))
+    else {
+        return;
+    };
+    let Some(occ) = s
+        .hub
+        .rooms
+        .local_occupants(k)
+        .into_iter()
+        .find(|o| o.user == uid && o.nick != nick)
+    else {
+        return;
+    };
+    let Some((rjid, _)) = occ.presence.attr("from").and_then(|f| f.rsplit_once('/')) else {
+        return;
+    };
+    let mut me = occ.presence.clone();
+    me.set_attr("from", format!("{rjid}/{nick}"));
+    for (conn, resource) in &occ.conns {
+        // Refused only when another user took the nick meanwhile: this node keeps the old one.
+        if s.hub
+            .rooms
+            .join(k, uid, *conn, resource, nick, me.clone())
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut gone = unavailable(&occ.presence);
+    set_item_nick(&mut gone, nick);
+    let mine = std::slice::from_ref(&occ);
+    to_occupants(s, k.0, mine, &with_status(gone, &["303"], true));
+    to_occupants(s, k.0, mine, &with_status(me, &[], true));
+    publish(s, k, uid, &[]);
+}
+
 /// Occupants whose node died or left are gone from their rooms: this node's occupants see them
 /// leave.
+///
+/// A temporary standard room is not dropped here: this node knows a room's name only while it
+/// holds occupants of it (so the room is not empty), and no node can tell a temporary room
+/// whose last occupants were all on the dead node. Such a room stays in the database, empty,
+/// until someone joins and leaves it again (the last leave drops it as usual).
 pub fn lost_remote(s: &Services, gone: Vec<(RoomKey, Occupant)>) {
     for (k, o) in gone {
         let p = unavailable(&o.presence);
         to_occupants(s, k.0, &s.hub.rooms.local_occupants(&k), &p);
-        left(s, &k, s.hub.rooms.name_of(&k).is_some());
     }
 }
 

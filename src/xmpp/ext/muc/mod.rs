@@ -55,6 +55,7 @@ use crate::xmpp::Services;
 pub use admin::kicked_elsewhere;
 pub use join::{leave_all, lost_remote, on_presence, show_remote};
 pub use occupants::{on_event, removed_elsewhere, watch_events};
+pub(crate) use private::deliver_joined_here;
 
 /// The protocol rows this extension implements (the README table is rendered from them).
 pub const SPECS: &[Spec] = &[

@@ -1,12 +1,15 @@
 //! Private messages through a room (XEP-0045 §7.5): `type='chat'` to `room/{nick}` reaches that
 //! occupant's joined connections from `room/{sender's nick}`, with an empty `<x muc#user/>`;
-//! never stored. Only an occupant may send one, only to an occupant. Decides nothing about the
+//! never stored. Across nodes: the sender's node checks and addresses it, and every other node
+//! holding the occupant in the room delivers it to their connections joined there (a user
+//! joined both here and elsewhere gets it on both). Only an occupant may send one, only to an occupant. Decides nothing about the
 //! dialog (the chat service does) and does not route 1:1 messages.
 
 use super::{addr_jid, key, user_key, RoomAddr};
 use crate::chat::Actor;
+use crate::hub::rooms::RoomKey;
 use crate::xmpp::ns;
-use crate::xmpp::stanza::StanzaError;
+use crate::xmpp::stanza::{StanzaError, UserKey};
 use crate::xmpp::stream::Element;
 use crate::xmpp::Services;
 
@@ -37,16 +40,36 @@ pub(super) async fn on_message(
     if el.child("x", ns::MUC_USER).is_none() {
         el.push(Element::new("x", ns::MUC_USER));
     }
-    let bare = to.bare_jid(s.domain()).to_string();
-    if target.conns.is_empty() {
-        // Joined through another node only: their connections there (which node holds which
-        // joined connection is that node's to know).
-        s.hub.deliver_addressed_elsewhere(to, &bare, &el);
-    }
-    for (conn, resource) in &target.conns {
-        let mut m = el.clone();
-        m.set_attr("to", format!("{bare}/{resource}"));
-        s.hub.deliver_to_conn(to, *conn, m);
+    // Their joined connections here, and through every other node holding them in the room:
+    // which of its connections joined is that node's to know (`deliver_joined_here`).
+    deliver_joined_here(s, &k, to, &el);
+    if s.hub.rooms.held_elsewhere(&k, target.user) {
+        crate::xmpp::cluster::private_elsewhere(s, &k, to, &el);
     }
     Ok(())
+}
+
+/// Delivers a private message through room `k` to `to`'s connections joined to it on this node
+/// (each addressed to its full JID); none when they have not joined here. Other nodes' private
+/// messages arrive here too (`xmpp::cluster`), already checked by the sender's node.
+pub(crate) fn deliver_joined_here(s: &Services, k: &RoomKey, to: UserKey, el: &Element) -> usize {
+    let Some(target) = s
+        .hub
+        .rooms
+        .local_occupants(k)
+        .into_iter()
+        .find(|o| o.user == to.user.0)
+    else {
+        return 0;
+    };
+    let bare = to.bare_jid(s.domain()).to_string();
+    target
+        .conns
+        .iter()
+        .filter(|(conn, resource)| {
+            let mut m = el.clone();
+            m.set_attr("to", format!("{bare}/{resource}"));
+            s.hub.deliver_to_conn(to, *conn, m)
+        })
+        .count()
 }
