@@ -315,6 +315,19 @@ fn refused(why: &'static str) {
     tracing::warn!(why, "cluster: bus message refused");
 }
 
+/// The length of `s` as the inside of a JSON string, as `serde_json` writes it: `"` and `\`
+/// take two bytes, control characters two (`\n`, `\t`, ...) or six (`\u001f`), the rest as
+/// in UTF-8.
+fn json_str_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\x08' | b'\x0c' | b'\n' | b'\r' | b'\t' => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
 /// A standalone stanza: `jabber:client` declared on the element itself.
 const WIRE_SCOPE: Scope<'static> = Scope {
     default_ns: "",
@@ -971,11 +984,13 @@ impl Cluster {
             return 0;
         }
         let xml = stanza.to_xml(WIRE_SCOPE);
-        // An id is at most 20 digits and a comma; the rest of the envelope well under 512 bytes.
+        // The stanza travels as a JSON string, longer than the XML when the text holds quotes,
+        // backslashes or newlines (the XML writer leaves them as they are in text). An id is at
+        // most 20 digits and a comma; the rest of the envelope well under 512 bytes.
         let room = self
             .settings
             .max_message_bytes
-            .saturating_sub(xml.len() + 512)
+            .saturating_sub(json_str_len(&xml) + 512)
             / 21;
         if room == 0 {
             refused("room stanza too large for the bus");
@@ -1440,6 +1455,91 @@ mod tests {
         let mut told = seen.0.lock().unwrap().clone();
         told.sort();
         assert_eq!(told, vec!["+10", "-8"]);
+    }
+
+    #[test]
+    fn a_strings_json_length_is_counted_as_serde_json_writes_it() {
+        for s in [
+            "",
+            "plain",
+            "\"quoted\"",
+            "a\\b",
+            "l1\nl2\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}",
+            "é€😀",
+        ] {
+            assert_eq!(
+                json_str_len(s) + 2,
+                serde_json::to_string(s).unwrap().len(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_room_stanza_whose_text_grows_in_json_still_reaches_every_recipient_within_the_bound() {
+        use crate::hub::bus::{local::LocalNet, Limits};
+        let limits = Limits {
+            max_message_bytes: 4096,
+            send_queue: 64,
+            receive_queue: 64,
+        };
+        let net = LocalNet::new();
+        let a = net.attach("a", limits);
+        let mut b = net.attach("b", limits);
+        let c = Cluster::new(
+            Settings {
+                node: "a".into(),
+                heartbeat: Duration::from_secs(1),
+                node_timeout: Duration::from_secs(3),
+                max_message_bytes: limits.max_message_bytes,
+                max_remote_sessions: 1000,
+                max_nodes: 4,
+                max_remote_occupants: 100,
+                max_room_presence_bytes: 4096,
+            },
+            a.bus.clone(),
+        );
+        let hub = Hub::new();
+        // Ids of 19 digits, so that the recipients' list weighs on the message's size.
+        let users: Vec<i64> = (0..150).map(|i| 1_000_000_000_000_000_000 + i).collect();
+        for u in &users {
+            let env = Envelope {
+                from: "b".into(),
+                inc: 1,
+                msg: Msg::Bound {
+                    s: Sess {
+                        app: 1,
+                        user: *u,
+                        resource: "phone".into(),
+                        available: true,
+                    },
+                },
+            };
+            c.handle(&hub, &serde_json::to_vec(&env).unwrap());
+        }
+        // Quotes, tabs and newlines: one byte each in the XML's text, two in JSON.
+        let body = "\"\n\t".repeat(400);
+        let stanza = Element::new("message", "jabber:client")
+            .with_attr("type", "groupchat")
+            .with_child(Element::new("body", "jabber:client").with_text(body));
+        let sent = c.room_stanza(AppId(1), DIALOG, 5, &users, &stanza);
+        let mut got = Vec::new();
+        let mut messages = 0;
+        while let Ok(p) = b.inbox.try_recv() {
+            assert!(p.len() <= limits.max_message_bytes);
+            let env: Envelope = serde_json::from_slice(&p).unwrap();
+            if let Msg::RoomStanza { users, .. } = env.msg {
+                messages += 1;
+                got.extend(users);
+            }
+        }
+        assert_eq!(sent, messages);
+        got.sort_unstable();
+        assert_eq!(
+            got, users,
+            "every recipient, none lost to an oversize message"
+        );
     }
 
     #[test]
