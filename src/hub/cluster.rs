@@ -104,6 +104,8 @@ pub struct Settings {
     /// The bound on what a room keeps of an occupant's presence (`xmpp.room_presence_max_bytes`):
     /// another node's occupant is held to it too, with room for the MUC item around it.
     pub max_room_presence_bytes: usize,
+    /// What a room presence may add around that payload: [`room_presence_slack`].
+    pub room_presence_slack: usize,
 }
 
 /// Longest resource part (RFC 7622 §3.4).
@@ -144,9 +146,23 @@ struct Occ {
 /// Most presences one occupant change shows (a nick change: two).
 const MAX_SHOWN: usize = 4;
 
-/// What a room presence adds around its payload (the element, `from`, the MUC item and status
-/// codes, namespace declarations).
-const ROOM_PRESENCE_SLACK: usize = 2048;
+/// The most bytes one character of an attribute value takes once written: `'` and `"` become
+/// `&apos;` and `&quot;` (a non-ASCII character is at most 4 bytes and written as it is).
+const MAX_ATTR_CHAR: usize = 6;
+
+/// What a room presence may add around its payload (which the joining node bounds by
+/// `xmpp.room_presence_max_bytes`), at most, so that no occupant a node accepted is refused by
+/// the others ([`Settings::room_presence_slack`]): `from='{room}@muc.{domain}/{nick}'` and the
+/// MUC item's `jid='{user}-{app}@{domain}/{resource}'`, every character possibly
+/// attribute-escaped: the room's local part (a standard room's name of up to `max_room_name`
+/// characters; a dialog room's `{app}_{dialog}` is 44 at most), a nick and a resource of up to
+/// [`MAX_RESOURCE`] bytes each, the domain twice; plus the fixed markup (the element and its
+/// namespace, `type`, the `<x/>` and its namespace, the item's affiliation and role, two ids of
+/// 19 digits), which 512 bytes cover.
+pub fn room_presence_slack(domain: &str, max_room_name: usize) -> usize {
+    let chars = max_room_name.max(44) + 2 * MAX_RESOURCE + 2 * domain.len();
+    MAX_ATTR_CHAR * chars + 512
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -844,7 +860,8 @@ impl Cluster {
             refused("bad nick");
             return None;
         }
-        if presence.len() > self.settings.max_room_presence_bytes + ROOM_PRESENCE_SLACK {
+        let max = self.settings.max_room_presence_bytes + self.settings.room_presence_slack;
+        if presence.len() > max {
             refused("room presence too large");
             return None;
         }
@@ -1266,6 +1283,7 @@ mod tests {
                 max_nodes: 8,
                 max_remote_occupants: 100,
                 max_room_presence_bytes: 4096,
+                room_presence_slack: room_presence_slack("localhost", 1000),
             },
             a.bus.clone(),
         );
@@ -1345,7 +1363,7 @@ mod tests {
     ) -> (super::super::bus::local::LocalNet, Arc<Cluster>) {
         let net = super::super::bus::local::LocalNet::new();
         let limits = super::super::bus::Limits {
-            max_message_bytes: 4096,
+            max_message_bytes: 65536,
             send_queue: 8,
             receive_queue: 8,
         };
@@ -1353,11 +1371,12 @@ mod tests {
             node: "a".into(),
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(3),
-            max_message_bytes: 4096,
+            max_message_bytes: limits.max_message_bytes,
             max_remote_sessions: 10,
             max_nodes: 4,
             max_remote_occupants,
             max_room_presence_bytes,
+            room_presence_slack: room_presence_slack("localhost", 1000),
         };
         let c = Cluster::new(settings, net.attach("a", limits).bus);
         (net, c)
@@ -1385,7 +1404,10 @@ mod tests {
                 app: 1,
                 dialog: DIALOG.into(),
                 user: 8,
-                state: Some(("bob".into(), "x".repeat(64 + ROOM_PRESENCE_SLACK + 1))),
+                state: Some((
+                    "bob".into(),
+                    "x".repeat(64 + room_presence_slack("localhost", 1000) + 1),
+                )),
                 show: Vec::new(),
             },
         };
@@ -1401,6 +1423,44 @@ mod tests {
         };
         c.handle(&hub, &serde_json::to_vec(&leaving).unwrap());
         assert_eq!(hub.rooms.remote_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_occupant_at_every_bound_of_its_room_presence_is_held_by_the_other_nodes() {
+        let (_net, c) = node_a(10, 4096);
+        c.set_local(Arc::new(Stub));
+        let hub = Hub::new();
+        // The longest room name, nick and resource, each of characters written escaped.
+        let name = "'".repeat(1000);
+        let nick = "'".repeat(MAX_RESOURCE);
+        let resource = "\"".repeat(MAX_RESOURCE);
+        let status = |n: usize| Element::new("status", "jabber:client").with_text("s".repeat(n));
+        let overhead = status(0).to_xml(WIRE_SCOPE).len();
+        let item = Element::new("item", "http://jabber.org/protocol/muc#user")
+            .with_attr("affiliation", "owner")
+            .with_attr("role", "moderator")
+            .with_attr(
+                "jid",
+                format!("{}-{}@localhost/{resource}", i64::MAX, i64::MAX),
+            );
+        let presence = Element::new("presence", "jabber:client")
+            .with_attr("from", format!("{name}@muc.localhost/{nick}"))
+            .with_child(status(4096 - overhead))
+            .with_child(Element::new("x", "http://jabber.org/protocol/muc#user").with_child(item))
+            .to_xml(WIRE_SCOPE);
+        let env = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupant {
+                app: 1,
+                dialog: DIALOG.into(),
+                user: 8,
+                state: Some((nick, presence)),
+                show: Vec::new(),
+            },
+        };
+        c.handle(&hub, &serde_json::to_vec(&env).unwrap());
+        assert_eq!(hub.rooms.remote_count(), 1);
     }
 
     /// [`Stub`], noting which occupants it was told arrived or left.
@@ -1497,6 +1557,7 @@ mod tests {
                 max_nodes: 4,
                 max_remote_occupants: 100,
                 max_room_presence_bytes: 4096,
+                room_presence_slack: room_presence_slack("localhost", 1000),
             },
             a.bus.clone(),
         );
