@@ -20,6 +20,7 @@
 //! node holding the occupant's joined connections (`Notice::Kicked`). Which occupants other
 //! nodes hold is kept by `hub::rooms` from `hub::cluster`.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -158,12 +159,15 @@ impl Local for Node {
             return;
         };
         tokio::spawn(async move {
+            // A set: a dead node may have held `cluster.max_remote_sessions` users.
             let mut gone: Vec<UserKey> = Vec::new();
+            let mut counted: HashSet<UserKey> = HashSet::new();
             for (user, resource, available) in sessions {
                 if available {
                     unavailable_here(&s, user, &resource).await;
                 }
-                if !gone.contains(&user) && !s.hub.is_online(user) {
+                if !counted.contains(&user) && !s.hub.is_online(user) {
+                    counted.insert(user);
                     gone.push(user);
                 }
             }
