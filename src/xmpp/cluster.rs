@@ -175,10 +175,10 @@ impl Local for Node {
             // more: every surviving node does (the same moment, give or take a heartbeat; the
             // write is an upsert, so N - 1 of them are harmless) and tells its own subscribers.
             let now = s.clock.now();
+            if let Err(e) = db::xmpp::last_seen_set_many(&s.pool, &gone, now).await {
+                tracing::warn!(error = %e, "recording a dead node's users' last activity");
+            }
             for user in gone {
-                if let Err(e) = db::xmpp::last_seen_set(&s.pool, user.app, user.user, now).await {
-                    tracing::warn!(error = %e, "recording a dead node's user's last activity");
-                }
                 let bare = user.bare_jid(s.domain()).to_string();
                 status_streaming::push_status_here(&s, user, &bare, 0, true);
             }
