@@ -212,10 +212,14 @@ enum Msg {
         state: Option<(String, String)>,
         show: Vec<String>,
     },
-    /// A snapshot chunk of the sender's room occupancy; the `first` replaces what was known.
+    /// A snapshot chunk of the sender's room occupancy. From the `first` to the `last` (both
+    /// may be one message) it replaces what was known. A sender that does not say `last` sends
+    /// a snapshot whole in each message.
     Occupancy {
         list: Vec<Occ>,
         first: bool,
+        #[serde(default = "yes")]
+        last: bool,
     },
     /// A room stanza for these users of the receiving node.
     RoomStanza {
@@ -225,6 +229,10 @@ enum Msg {
         users: Vec<i64>,
         xml: String,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -793,7 +801,7 @@ impl Cluster {
                 state,
                 show,
             } => self.occupant(hub, &from, app, &dialog, user, state, show),
-            Msg::Occupancy { list, first } => self.occupancy(hub, &from, list, first),
+            Msg::Occupancy { list, first, last } => self.occupancy(hub, &from, list, first, last),
             Msg::RoomStanza {
                 app,
                 dialog,
@@ -804,19 +812,16 @@ impl Cluster {
         }
     }
 
-    /// A snapshot chunk of `node`'s occupancy. The first replaces what was known of it: this
-    /// node's occupants see leave those no longer held (announcements lost while the bus was
-    /// down) and arrive those not known before, as if they had been told at the time.
-    fn occupancy(&self, hub: &Hub, node: &Arc<str>, list: Vec<Occ>, first: bool) {
-        let mut gone: HashMap<(RoomKey, i64), Occupant> = if first {
-            hub.rooms
-                .drop_remote_node(node)
-                .into_iter()
-                .map(|(k, o)| ((k, o.user), o))
-                .collect()
-        } else {
-            HashMap::new()
-        };
+    /// A snapshot chunk of `node`'s occupancy. From the first chunk to the last it replaces
+    /// what was known of it: this node's occupants see arrive those not known before and, at
+    /// the last chunk, leave those no longer held (announcements lost while the bus was down),
+    /// as if they had been told at the time. What was known stays until the last chunk (stale,
+    /// see [`super::rooms::Rooms::mark_remote_stale`]), so the occupants of a later chunk are
+    /// not shown leaving and coming back.
+    fn occupancy(&self, hub: &Hub, node: &Arc<str>, list: Vec<Occ>, first: bool, last: bool) {
+        if first {
+            hub.rooms.mark_remote_stale(node);
+        }
         let mut arrived = Vec::new();
         for o in list {
             let Some(k) = room_key(o.app, &o.dialog) else {
@@ -827,15 +832,20 @@ impl Cluster {
             let Some(p) = self.hold(hub, node, &k, o.user, o.nick, &o.presence) else {
                 continue;
             };
-            if gone.remove(&(k.clone(), o.user)).is_none() && !known {
+            if !known {
                 arrived.push((k, o.user, p));
             }
         }
+        let gone = if last {
+            hub.rooms.drop_stale_remote(node)
+        } else {
+            Vec::new()
+        };
         let Some(l) = self.local.get() else {
             return;
         };
         if !gone.is_empty() {
-            l.rooms_lost(gone.into_iter().map(|((k, _), o)| (k, o)).collect());
+            l.rooms_lost(gone);
         }
         for (k, user, p) in arrived {
             l.room_show(k, user, vec![p]);
@@ -1037,13 +1047,14 @@ impl Cluster {
         let budget = self.settings.max_message_bytes.saturating_sub(256) / 2;
         let mut chunk = Vec::new();
         let (mut size, mut first) = (0, true);
-        let flush = |chunk: &mut Vec<Occ>, first: &mut bool| {
+        let flush = |chunk: &mut Vec<Occ>, first: &mut bool, last: bool| {
             let list = std::mem::take(chunk);
             if self.send(
                 To::All,
                 Msg::Occupancy {
                     list,
                     first: *first,
+                    last,
                 },
             ) {
                 metrics::counter!(CLUSTER_ROOM_MESSAGES, "kind" => "occupancy").increment(1);
@@ -1059,7 +1070,7 @@ impl Cluster {
                 continue;
             }
             if size + len > budget && !chunk.is_empty() {
-                flush(&mut chunk, &mut first);
+                flush(&mut chunk, &mut first, false);
                 size = 0;
             }
             size += len;
@@ -1071,9 +1082,9 @@ impl Cluster {
                 presence,
             });
         }
-        if !chunk.is_empty() || first {
-            flush(&mut chunk, &mut first);
-        }
+        // Always: the last chunk (empty, when there is nothing, or nothing after the previous
+        // one) ends the snapshot on the other nodes.
+        flush(&mut chunk, &mut first, true);
     }
 
     /// Records that `node` (incarnation `inc`) was heard from; `None` when it cannot be
@@ -1507,6 +1518,7 @@ mod tests {
             msg: Msg::Occupancy {
                 list: vec![occ(9, "carol"), occ(10, "dave")],
                 first: true,
+                last: true,
             },
         };
         c.handle(&hub, &serde_json::to_vec(&snapshot).unwrap());
@@ -1601,6 +1613,52 @@ mod tests {
             got, users,
             "every recipient, none lost to an oversize message"
         );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_in_several_messages_shows_only_who_came_and_went_once_it_ends() {
+        let (_net, c) = node_a(10, 4096);
+        let seen = Arc::new(Recorder::default());
+        c.set_local(seen.clone());
+        let hub = Hub::new();
+        // Node b holds users 8, 9 and 10 in the room.
+        for (user, nick) in [(8, "bob"), (9, "carol"), (10, "dave")] {
+            c.handle(&hub, &occupant(DIALOG, user, nick));
+        }
+        let occ = |user: i64, nick: &str| Occ {
+            app: 1,
+            dialog: DIALOG.into(),
+            user,
+            nick: nick.into(),
+            presence: "<presence xmlns='jabber:client'/>".into(),
+        };
+        let chunk = |list: Vec<Occ>, first: bool, last: bool| {
+            let env = Envelope {
+                from: "b".into(),
+                inc: 1,
+                msg: Msg::Occupancy { list, first, last },
+            };
+            serde_json::to_vec(&env).unwrap()
+        };
+        let key = (AppId(1), DIALOG.to_owned());
+        // Its snapshot in three messages: 9 stayed, 10 too (in a later message), 8 left and 11
+        // came meanwhile.
+        c.handle(&hub, &chunk(vec![occ(9, "carol")], true, false));
+        c.handle(&hub, &chunk(vec![occ(10, "dave")], false, false));
+        assert_eq!(hub.rooms.joined_users(&key), vec![8, 9, 10]);
+        assert!(seen.0.lock().unwrap().is_empty(), "no one left or came yet");
+        c.handle(&hub, &chunk(vec![occ(11, "erin")], false, true));
+        assert_eq!(hub.rooms.joined_users(&key), vec![9, 10, 11]);
+        let mut told = seen.0.lock().unwrap().clone();
+        told.sort();
+        assert_eq!(told, vec!["+11", "-8"]);
+    }
+
+    #[test]
+    fn an_occupancy_message_that_does_not_say_last_is_a_whole_snapshot() {
+        let json = r#"{"from":"b","inc":1,"msg":{"t":"occupancy","list":[],"first":true}}"#;
+        let env: Envelope = serde_json::from_str(json).unwrap();
+        assert!(matches!(env.msg, Msg::Occupancy { last: true, .. }));
     }
 
     #[test]
