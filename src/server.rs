@@ -306,6 +306,10 @@ async fn join_cluster(
         max_nodes: c.max_nodes,
         max_remote_occupants: c.max_remote_occupants,
         max_room_presence_bytes: config.xmpp.room_presence_max_bytes,
+        room_presence_slack: cluster::room_presence_slack(
+            &config.domain,
+            crate::chat::rooms::MAX_SUBJECT,
+        ),
     };
     let cl = cluster::Cluster::new(settings, attached.bus);
     hub.join_cluster(cl.clone());

@@ -1,5 +1,5 @@
-//! The database layer: migrations are all-or-nothing, and the embedded PostgreSQL survives a
-//! killed server and a stale `postmaster.pid`.
+//! The database layer: migrations are all-or-nothing, the embedded PostgreSQL survives a
+//! killed server and a stale `postmaster.pid`, and batched writes record every row.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,7 +9,7 @@ use parley::db::migrate::{run_list, MigrateError, Migration};
 use parley::db::Embedded;
 use serde_json::{json, Value};
 
-use crate::common::{connect, empty_database, test_data_dir, Http};
+use crate::common::{connect, empty_database, fresh_database, test_data_dir, Http};
 
 static OK_THEN_BROKEN: &[Migration] = &[
     Migration {
@@ -69,6 +69,41 @@ async fn migrations_are_applied_once() {
         parley::db::migrate::MIGRATIONS.len()
     );
     assert!(parley::db::migrate::run(&mut c).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_nodes_users_last_activity_is_recorded_for_each_user_in_batches() {
+    use parley::model::{AppId, UserId, UserKey};
+    use time::OffsetDateTime;
+    let pool = parley::db::pool(fresh_database().await, 2);
+    let key = |user: i64| UserKey {
+        app: AppId(1),
+        user: UserId(user),
+    };
+    let before = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    // One user already has a last activity; the others none.
+    parley::db::xmpp::last_seen_set(&pool, AppId(1), UserId(1), before)
+        .await
+        .unwrap();
+    // More than one statement's worth, in no order, one listed twice.
+    let mut users: Vec<UserKey> = (1..=2500).rev().map(key).collect();
+    users.push(key(7));
+    parley::db::xmpp::last_seen_set_many(&pool, &users, at)
+        .await
+        .unwrap();
+    let c = pool.get().await.unwrap();
+    let row = c
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE seen_at = $1) FROM xmpp_last_activity",
+            &[&at],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (2500, 2500));
+    parley::db::xmpp::last_seen_set_many(&pool, &[], at)
+        .await
+        .unwrap();
 }
 
 #[test]

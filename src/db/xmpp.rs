@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::cached::Cached;
 use super::{DbError, DbPool};
-use crate::model::{AppId, UserId};
+use crate::model::{AppId, UserId, UserKey};
 
 /// The bounds an offline store checks; `None` keeps the stanza regardless.
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +166,39 @@ pub async fn last_seen_set(
         &[&app.0, &user.0, &at],
     )
     .await?;
+    Ok(())
+}
+
+/// Most users one statement of [`last_seen_set_many`] records.
+const LAST_SEEN_BATCH: usize = 1000;
+
+/// Records that each of `users` was last seen at `at` (the users of a dead node): one statement
+/// per [`LAST_SEEN_BATCH`] users, not one per user. In key order, so that the nodes recording
+/// the same users at once take the rows' locks in the same order (they wait for each other
+/// instead of deadlocking); duplicates are dropped (one statement may not update a row twice).
+pub async fn last_seen_set_many(
+    pool: &DbPool,
+    users: &[UserKey],
+    at: OffsetDateTime,
+) -> Result<(), DbError> {
+    let mut keys: Vec<(i64, i64)> = users.iter().map(|u| (u.app.0, u.user.0)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let c = pool.get().await?;
+    for chunk in keys.chunks(LAST_SEEN_BATCH) {
+        let (apps, ids): (Vec<i64>, Vec<i64>) = chunk.iter().copied().unzip();
+        c.x(
+            "INSERT INTO xmpp_last_activity (application_id, user_id, seen_at)
+             SELECT a, u, $3::TIMESTAMPTZ FROM unnest($1::BIGINT[], $2::BIGINT[]) AS t(a, u)
+             ORDER BY a, u
+             ON CONFLICT (application_id, user_id) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+            &[&apps, &ids, &at],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -104,6 +104,8 @@ pub struct Settings {
     /// The bound on what a room keeps of an occupant's presence (`xmpp.room_presence_max_bytes`):
     /// another node's occupant is held to it too, with room for the MUC item around it.
     pub max_room_presence_bytes: usize,
+    /// What a room presence may add around that payload: [`room_presence_slack`].
+    pub room_presence_slack: usize,
 }
 
 /// Longest resource part (RFC 7622 §3.4).
@@ -144,9 +146,23 @@ struct Occ {
 /// Most presences one occupant change shows (a nick change: two).
 const MAX_SHOWN: usize = 4;
 
-/// What a room presence adds around its payload (the element, `from`, the MUC item and status
-/// codes, namespace declarations).
-const ROOM_PRESENCE_SLACK: usize = 2048;
+/// The most bytes one character of an attribute value takes once written: `'` and `"` become
+/// `&apos;` and `&quot;` (a non-ASCII character is at most 4 bytes and written as it is).
+const MAX_ATTR_CHAR: usize = 6;
+
+/// What a room presence may add around its payload (which the joining node bounds by
+/// `xmpp.room_presence_max_bytes`), at most, so that no occupant a node accepted is refused by
+/// the others ([`Settings::room_presence_slack`]): `from='{room}@muc.{domain}/{nick}'` and the
+/// MUC item's `jid='{user}-{app}@{domain}/{resource}'`, every character possibly
+/// attribute-escaped: the room's local part (a standard room's name of up to `max_room_name`
+/// characters; a dialog room's `{app}_{dialog}` is 44 at most), a nick and a resource of up to
+/// [`MAX_RESOURCE`] bytes each, the domain twice; plus the fixed markup (the element and its
+/// namespace, `type`, the `<x/>` and its namespace, the item's affiliation and role, two ids of
+/// 19 digits), which 512 bytes cover.
+pub fn room_presence_slack(domain: &str, max_room_name: usize) -> usize {
+    let chars = max_room_name.max(44) + 2 * MAX_RESOURCE + 2 * domain.len();
+    MAX_ATTR_CHAR * chars + 512
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -196,10 +212,14 @@ enum Msg {
         state: Option<(String, String)>,
         show: Vec<String>,
     },
-    /// A snapshot chunk of the sender's room occupancy; the `first` replaces what was known.
+    /// A snapshot chunk of the sender's room occupancy. From the `first` to the `last` (both
+    /// may be one message) it replaces what was known. A sender that does not say `last` sends
+    /// a snapshot whole in each message.
     Occupancy {
         list: Vec<Occ>,
         first: bool,
+        #[serde(default = "yes")]
+        last: bool,
     },
     /// A room stanza for these users of the receiving node.
     RoomStanza {
@@ -209,6 +229,10 @@ enum Msg {
         users: Vec<i64>,
         xml: String,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -313,6 +337,19 @@ fn user_key(app: i64, user: i64) -> Option<UserKey> {
 fn refused(why: &'static str) {
     metrics::counter!(QUEUE_DROPS, "queue" => "cluster_refused").increment(1);
     tracing::warn!(why, "cluster: bus message refused");
+}
+
+/// The length of `s` as the inside of a JSON string, as `serde_json` writes it: `"` and `\`
+/// take two bytes, control characters two (`\n`, `\t`, ...) or six (`\u001f`), the rest as
+/// in UTF-8.
+fn json_str_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\x08' | b'\x0c' | b'\n' | b'\r' | b'\t' => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// A standalone stanza: `jabber:client` declared on the element itself.
@@ -764,7 +801,7 @@ impl Cluster {
                 state,
                 show,
             } => self.occupant(hub, &from, app, &dialog, user, state, show),
-            Msg::Occupancy { list, first } => self.occupancy(hub, &from, list, first),
+            Msg::Occupancy { list, first, last } => self.occupancy(hub, &from, list, first, last),
             Msg::RoomStanza {
                 app,
                 dialog,
@@ -775,19 +812,16 @@ impl Cluster {
         }
     }
 
-    /// A snapshot chunk of `node`'s occupancy. The first replaces what was known of it: this
-    /// node's occupants see leave those no longer held (announcements lost while the bus was
-    /// down) and arrive those not known before, as if they had been told at the time.
-    fn occupancy(&self, hub: &Hub, node: &Arc<str>, list: Vec<Occ>, first: bool) {
-        let mut gone: HashMap<(RoomKey, i64), Occupant> = if first {
-            hub.rooms
-                .drop_remote_node(node)
-                .into_iter()
-                .map(|(k, o)| ((k, o.user), o))
-                .collect()
-        } else {
-            HashMap::new()
-        };
+    /// A snapshot chunk of `node`'s occupancy. From the first chunk to the last it replaces
+    /// what was known of it: this node's occupants see arrive those not known before and, at
+    /// the last chunk, leave those no longer held (announcements lost while the bus was down),
+    /// as if they had been told at the time. What was known stays until the last chunk (stale,
+    /// see [`super::rooms::Rooms::mark_remote_stale`]), so the occupants of a later chunk are
+    /// not shown leaving and coming back.
+    fn occupancy(&self, hub: &Hub, node: &Arc<str>, list: Vec<Occ>, first: bool, last: bool) {
+        if first {
+            hub.rooms.mark_remote_stale(node);
+        }
         let mut arrived = Vec::new();
         for o in list {
             let Some(k) = room_key(o.app, &o.dialog) else {
@@ -798,15 +832,20 @@ impl Cluster {
             let Some(p) = self.hold(hub, node, &k, o.user, o.nick, &o.presence) else {
                 continue;
             };
-            if gone.remove(&(k.clone(), o.user)).is_none() && !known {
+            if !known {
                 arrived.push((k, o.user, p));
             }
         }
+        let gone = if last {
+            hub.rooms.drop_stale_remote(node)
+        } else {
+            Vec::new()
+        };
         let Some(l) = self.local.get() else {
             return;
         };
         if !gone.is_empty() {
-            l.rooms_lost(gone.into_iter().map(|((k, _), o)| (k, o)).collect());
+            l.rooms_lost(gone);
         }
         for (k, user, p) in arrived {
             l.room_show(k, user, vec![p]);
@@ -831,7 +870,8 @@ impl Cluster {
             refused("bad nick");
             return None;
         }
-        if presence.len() > self.settings.max_room_presence_bytes + ROOM_PRESENCE_SLACK {
+        let max = self.settings.max_room_presence_bytes + self.settings.room_presence_slack;
+        if presence.len() > max {
             refused("room presence too large");
             return None;
         }
@@ -971,11 +1011,13 @@ impl Cluster {
             return 0;
         }
         let xml = stanza.to_xml(WIRE_SCOPE);
-        // An id is at most 20 digits and a comma; the rest of the envelope well under 512 bytes.
+        // The stanza travels as a JSON string, longer than the XML when the text holds quotes,
+        // backslashes or newlines (the XML writer leaves them as they are in text). An id is at
+        // most 20 digits and a comma; the rest of the envelope well under 512 bytes.
         let room = self
             .settings
             .max_message_bytes
-            .saturating_sub(xml.len() + 512)
+            .saturating_sub(json_str_len(&xml) + 512)
             / 21;
         if room == 0 {
             refused("room stanza too large for the bus");
@@ -1005,13 +1047,14 @@ impl Cluster {
         let budget = self.settings.max_message_bytes.saturating_sub(256) / 2;
         let mut chunk = Vec::new();
         let (mut size, mut first) = (0, true);
-        let flush = |chunk: &mut Vec<Occ>, first: &mut bool| {
+        let flush = |chunk: &mut Vec<Occ>, first: &mut bool, last: bool| {
             let list = std::mem::take(chunk);
             if self.send(
                 To::All,
                 Msg::Occupancy {
                     list,
                     first: *first,
+                    last,
                 },
             ) {
                 metrics::counter!(CLUSTER_ROOM_MESSAGES, "kind" => "occupancy").increment(1);
@@ -1027,7 +1070,7 @@ impl Cluster {
                 continue;
             }
             if size + len > budget && !chunk.is_empty() {
-                flush(&mut chunk, &mut first);
+                flush(&mut chunk, &mut first, false);
                 size = 0;
             }
             size += len;
@@ -1039,9 +1082,9 @@ impl Cluster {
                 presence,
             });
         }
-        if !chunk.is_empty() || first {
-            flush(&mut chunk, &mut first);
-        }
+        // Always: the last chunk (empty, when there is nothing, or nothing after the previous
+        // one) ends the snapshot on the other nodes.
+        flush(&mut chunk, &mut first, true);
     }
 
     /// Records that `node` (incarnation `inc`) was heard from; `None` when it cannot be
@@ -1251,6 +1294,7 @@ mod tests {
                 max_nodes: 8,
                 max_remote_occupants: 100,
                 max_room_presence_bytes: 4096,
+                room_presence_slack: room_presence_slack("localhost", 1000),
             },
             a.bus.clone(),
         );
@@ -1330,7 +1374,7 @@ mod tests {
     ) -> (super::super::bus::local::LocalNet, Arc<Cluster>) {
         let net = super::super::bus::local::LocalNet::new();
         let limits = super::super::bus::Limits {
-            max_message_bytes: 4096,
+            max_message_bytes: 65536,
             send_queue: 8,
             receive_queue: 8,
         };
@@ -1338,11 +1382,12 @@ mod tests {
             node: "a".into(),
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(3),
-            max_message_bytes: 4096,
+            max_message_bytes: limits.max_message_bytes,
             max_remote_sessions: 10,
             max_nodes: 4,
             max_remote_occupants,
             max_room_presence_bytes,
+            room_presence_slack: room_presence_slack("localhost", 1000),
         };
         let c = Cluster::new(settings, net.attach("a", limits).bus);
         (net, c)
@@ -1370,7 +1415,10 @@ mod tests {
                 app: 1,
                 dialog: DIALOG.into(),
                 user: 8,
-                state: Some(("bob".into(), "x".repeat(64 + ROOM_PRESENCE_SLACK + 1))),
+                state: Some((
+                    "bob".into(),
+                    "x".repeat(64 + room_presence_slack("localhost", 1000) + 1),
+                )),
                 show: Vec::new(),
             },
         };
@@ -1386,6 +1434,44 @@ mod tests {
         };
         c.handle(&hub, &serde_json::to_vec(&leaving).unwrap());
         assert_eq!(hub.rooms.remote_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_occupant_at_every_bound_of_its_room_presence_is_held_by_the_other_nodes() {
+        let (_net, c) = node_a(10, 4096);
+        c.set_local(Arc::new(Stub));
+        let hub = Hub::new();
+        // The longest room name, nick and resource, each of characters written escaped.
+        let name = "'".repeat(1000);
+        let nick = "'".repeat(MAX_RESOURCE);
+        let resource = "\"".repeat(MAX_RESOURCE);
+        let status = |n: usize| Element::new("status", "jabber:client").with_text("s".repeat(n));
+        let overhead = status(0).to_xml(WIRE_SCOPE).len();
+        let item = Element::new("item", "http://jabber.org/protocol/muc#user")
+            .with_attr("affiliation", "owner")
+            .with_attr("role", "moderator")
+            .with_attr(
+                "jid",
+                format!("{}-{}@localhost/{resource}", i64::MAX, i64::MAX),
+            );
+        let presence = Element::new("presence", "jabber:client")
+            .with_attr("from", format!("{name}@muc.localhost/{nick}"))
+            .with_child(status(4096 - overhead))
+            .with_child(Element::new("x", "http://jabber.org/protocol/muc#user").with_child(item))
+            .to_xml(WIRE_SCOPE);
+        let env = Envelope {
+            from: "b".into(),
+            inc: 1,
+            msg: Msg::Occupant {
+                app: 1,
+                dialog: DIALOG.into(),
+                user: 8,
+                state: Some((nick, presence)),
+                show: Vec::new(),
+            },
+        };
+        c.handle(&hub, &serde_json::to_vec(&env).unwrap());
+        assert_eq!(hub.rooms.remote_count(), 1);
     }
 
     /// [`Stub`], noting which occupants it was told arrived or left.
@@ -1432,6 +1518,7 @@ mod tests {
             msg: Msg::Occupancy {
                 list: vec![occ(9, "carol"), occ(10, "dave")],
                 first: true,
+                last: true,
             },
         };
         c.handle(&hub, &serde_json::to_vec(&snapshot).unwrap());
@@ -1440,6 +1527,138 @@ mod tests {
         let mut told = seen.0.lock().unwrap().clone();
         told.sort();
         assert_eq!(told, vec!["+10", "-8"]);
+    }
+
+    #[test]
+    fn a_strings_json_length_is_counted_as_serde_json_writes_it() {
+        for s in [
+            "",
+            "plain",
+            "\"quoted\"",
+            "a\\b",
+            "l1\nl2\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}",
+            "é€😀",
+        ] {
+            assert_eq!(
+                json_str_len(s) + 2,
+                serde_json::to_string(s).unwrap().len(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_room_stanza_whose_text_grows_in_json_still_reaches_every_recipient_within_the_bound() {
+        use crate::hub::bus::{local::LocalNet, Limits};
+        let limits = Limits {
+            max_message_bytes: 4096,
+            send_queue: 64,
+            receive_queue: 64,
+        };
+        let net = LocalNet::new();
+        let a = net.attach("a", limits);
+        let mut b = net.attach("b", limits);
+        let c = Cluster::new(
+            Settings {
+                node: "a".into(),
+                heartbeat: Duration::from_secs(1),
+                node_timeout: Duration::from_secs(3),
+                max_message_bytes: limits.max_message_bytes,
+                max_remote_sessions: 1000,
+                max_nodes: 4,
+                max_remote_occupants: 100,
+                max_room_presence_bytes: 4096,
+                room_presence_slack: room_presence_slack("localhost", 1000),
+            },
+            a.bus.clone(),
+        );
+        let hub = Hub::new();
+        // Ids of 19 digits, so that the recipients' list weighs on the message's size.
+        let users: Vec<i64> = (0..150).map(|i| 1_000_000_000_000_000_000 + i).collect();
+        for u in &users {
+            let env = Envelope {
+                from: "b".into(),
+                inc: 1,
+                msg: Msg::Bound {
+                    s: Sess {
+                        app: 1,
+                        user: *u,
+                        resource: "phone".into(),
+                        available: true,
+                    },
+                },
+            };
+            c.handle(&hub, &serde_json::to_vec(&env).unwrap());
+        }
+        // Quotes, tabs and newlines: one byte each in the XML's text, two in JSON.
+        let body = "\"\n\t".repeat(400);
+        let stanza = Element::new("message", "jabber:client")
+            .with_attr("type", "groupchat")
+            .with_child(Element::new("body", "jabber:client").with_text(body));
+        let sent = c.room_stanza(AppId(1), DIALOG, 5, &users, &stanza);
+        let mut got = Vec::new();
+        let mut messages = 0;
+        while let Ok(p) = b.inbox.try_recv() {
+            assert!(p.len() <= limits.max_message_bytes);
+            let env: Envelope = serde_json::from_slice(&p).unwrap();
+            if let Msg::RoomStanza { users, .. } = env.msg {
+                messages += 1;
+                got.extend(users);
+            }
+        }
+        assert_eq!(sent, messages);
+        got.sort_unstable();
+        assert_eq!(
+            got, users,
+            "every recipient, none lost to an oversize message"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_in_several_messages_shows_only_who_came_and_went_once_it_ends() {
+        let (_net, c) = node_a(10, 4096);
+        let seen = Arc::new(Recorder::default());
+        c.set_local(seen.clone());
+        let hub = Hub::new();
+        // Node b holds users 8, 9 and 10 in the room.
+        for (user, nick) in [(8, "bob"), (9, "carol"), (10, "dave")] {
+            c.handle(&hub, &occupant(DIALOG, user, nick));
+        }
+        let occ = |user: i64, nick: &str| Occ {
+            app: 1,
+            dialog: DIALOG.into(),
+            user,
+            nick: nick.into(),
+            presence: "<presence xmlns='jabber:client'/>".into(),
+        };
+        let chunk = |list: Vec<Occ>, first: bool, last: bool| {
+            let env = Envelope {
+                from: "b".into(),
+                inc: 1,
+                msg: Msg::Occupancy { list, first, last },
+            };
+            serde_json::to_vec(&env).unwrap()
+        };
+        let key = (AppId(1), DIALOG.to_owned());
+        // Its snapshot in three messages: 9 stayed, 10 too (in a later message), 8 left and 11
+        // came meanwhile.
+        c.handle(&hub, &chunk(vec![occ(9, "carol")], true, false));
+        c.handle(&hub, &chunk(vec![occ(10, "dave")], false, false));
+        assert_eq!(hub.rooms.joined_users(&key), vec![8, 9, 10]);
+        assert!(seen.0.lock().unwrap().is_empty(), "no one left or came yet");
+        c.handle(&hub, &chunk(vec![occ(11, "erin")], false, true));
+        assert_eq!(hub.rooms.joined_users(&key), vec![9, 10, 11]);
+        let mut told = seen.0.lock().unwrap().clone();
+        told.sort();
+        assert_eq!(told, vec!["+11", "-8"]);
+    }
+
+    #[test]
+    fn an_occupancy_message_that_does_not_say_last_is_a_whole_snapshot() {
+        let json = r#"{"from":"b","inc":1,"msg":{"t":"occupancy","list":[],"first":true}}"#;
+        let env: Envelope = serde_json::from_str(json).unwrap();
+        assert!(matches!(env.msg, Msg::Occupancy { last: true, .. }));
     }
 
     #[test]

@@ -59,6 +59,8 @@ struct RemoteOcc {
     node: Arc<str>,
     nick: String,
     presence: Element,
+    /// Not (yet) confirmed by the node's snapshot under way ([`Rooms::mark_remote_stale`]).
+    stale: bool,
 }
 
 impl RemoteOcc {
@@ -570,6 +572,7 @@ impl Rooms {
         if let Some(o) = known {
             o.nick = nick;
             o.presence = presence;
+            o.stale = false;
             return true;
         }
         if st.remote_count >= max {
@@ -585,6 +588,7 @@ impl Rooms {
                 node: node.clone(),
                 nick,
                 presence,
+                stale: false,
             });
         true
     }
@@ -612,15 +616,41 @@ impl Rooms {
     /// Forgets everything `node` held (it died, left or restarted): the occupants that thereby
     /// left their rooms on every node.
     pub fn drop_remote_node(&self, node: &str) -> Vec<(RoomKey, Occupant)> {
+        self.drop_remote(node, false)
+    }
+
+    /// A snapshot of what `node` holds begins: its entries are stale until the snapshot
+    /// confirms them ([`Rooms::set_remote`]); those it does not are gone at its end
+    /// ([`Rooms::drop_stale_remote`]). Until then they stay, so a snapshot in several messages
+    /// does not make the occupants of its later messages leave and come back.
+    pub fn mark_remote_stale(&self, node: &str) {
+        let mut st = self.lock();
+        for list in st.remote.values_mut().flat_map(HashMap::values_mut) {
+            for o in list.iter_mut().filter(|o| &*o.node == node) {
+                o.stale = true;
+            }
+        }
+    }
+
+    /// `node`'s snapshot ended: forgets its entries it did not confirm; the occupants that
+    /// thereby left their rooms on every node.
+    pub fn drop_stale_remote(&self, node: &str) -> Vec<(RoomKey, Occupant)> {
+        self.drop_remote(node, true)
+    }
+
+    /// Forgets `node`'s entries (only the stale ones if `only_stale`); the occupants that
+    /// thereby left their rooms on every node.
+    fn drop_remote(&self, node: &str, only_stale: bool) -> Vec<(RoomKey, Occupant)> {
         let mut st = self.lock();
         let st = &mut *st;
         let mut gone = Vec::new();
         let mut dropped = 0;
+        let goes = |o: &RemoteOcc| &*o.node == node && (o.stale || !only_stale);
         st.remote.retain(|key, room| {
             room.retain(|user, list| {
                 let before = list.len();
-                let first = list.iter().find(|o| &*o.node == node).cloned();
-                list.retain(|o| &*o.node != node);
+                let first = list.iter().find(|o| goes(o)).cloned();
+                list.retain(|o| !goes(o));
                 dropped += before - list.len();
                 if let (Some(o), true) = (first, list.is_empty()) {
                     if !st.rooms.get(key).is_some_and(|r| r.contains_key(user)) {

@@ -22,6 +22,7 @@
 //! joined to the room there (`ForUser::Private`). Which occupants other nodes hold is kept by
 //! `hub::rooms` from `hub::cluster`.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -164,12 +165,15 @@ impl Local for Node {
             return;
         };
         tokio::spawn(async move {
+            // A set: a dead node may have held `cluster.max_remote_sessions` users.
             let mut gone: Vec<UserKey> = Vec::new();
+            let mut counted: HashSet<UserKey> = HashSet::new();
             for (user, resource, available) in sessions {
                 if available {
                     unavailable_here(&s, user, &resource).await;
                 }
-                if !gone.contains(&user) && !s.hub.is_online(user) {
+                if !counted.contains(&user) && !s.hub.is_online(user) {
+                    counted.insert(user);
                     gone.push(user);
                 }
             }
@@ -177,10 +181,10 @@ impl Local for Node {
             // more: every surviving node does (the same moment, give or take a heartbeat; the
             // write is an upsert, so N - 1 of them are harmless) and tells its own subscribers.
             let now = s.clock.now();
+            if let Err(e) = db::xmpp::last_seen_set_many(&s.pool, &gone, now).await {
+                tracing::warn!(error = %e, "recording a dead node's users' last activity");
+            }
             for user in gone {
-                if let Err(e) = db::xmpp::last_seen_set(&s.pool, user.app, user.user, now).await {
-                    tracing::warn!(error = %e, "recording a dead node's user's last activity");
-                }
                 let bare = user.bare_jid(s.domain()).to_string();
                 status_streaming::push_status_here(&s, user, &bare, 0, true);
             }
