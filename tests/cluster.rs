@@ -339,7 +339,6 @@ async fn binding_a_resource_held_on_another_node_closes_the_older_stream_with_co
     assert_eq!(body_of(&m), "new stream");
 }
 
-
 #[tokio::test]
 async fn a_system_message_posted_on_one_node_reaches_the_recipient_on_another_once() {
     let t = Two::start().await;

@@ -28,7 +28,6 @@ async fn stream(n: &Node, local: &str, secret: &str, resource: &str) -> Client {
     Client::login_as(n.addrs, Via::DirectTls, local, secret, Some(resource)).await
 }
 
-
 async fn ping_ok(c: &mut Client) {
     let r = c
         .iq(
