@@ -408,6 +408,16 @@ pub async fn on_presence(
             StanzaError::conflict().with_text("another occupant of the room has this nick")
         })?;
     if let Some(name) = &room.name {
+        // A temporary room is deleted once its last occupant leaves. A join that entered it
+        // just before (its reads saw the dialog) may reach the live room only after the
+        // deletion's event emptied it, and would be left in, and name, a room that no longer
+        // exists. Asked after joining: either this read sees the deletion, or the deletion
+        // commits later and its event finds this occupant and removes them.
+        let still = s.chat.room_named(actor, name).await.map_err(chat_err)?;
+        if still.as_deref() != Some(k.1.as_str()) {
+            s.hub.rooms.leave(&k, uid, conn);
+            return Err(no_room().with_text("the room closed as you joined; join again"));
+        }
         s.hub.rooms.name_room(&k, name);
     }
     if let Some(old) = joined.old_nick {
